@@ -1,0 +1,11 @@
+export class DataDirInUseError extends Error {
+  override name = 'DataDirInUseError'
+}
+
+export class CorruptDataDirError extends Error {
+  override name = 'CorruptDataDirError'
+}
+
+export class JobConflictError extends Error {
+  override name = 'JobConflictError'
+}

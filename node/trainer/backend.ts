@@ -1,0 +1,93 @@
+/**
+ * Chooses TensorFlow.js's backend: the fastest that loads, or the one asked for.
+ *
+ * `auto` tries, best first: the native GPU build, the native CPU build, the
+ * WebAssembly build (SIMD; ships its .wasm inside the package: the default on
+ * machines where the native builds cannot install), and plain JavaScript.
+ */
+import { createRequire } from 'node:module'
+import * as tf from '@tensorflow/tfjs'
+
+export const BACKENDS = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const
+export type BackendName = typeof BACKENDS[number]
+export type BackendChoice = BackendName | 'auto'
+
+/** The npm package that provides each backend. */
+export const BACKEND_PACKAGES: Record<BackendName, string> = {
+  'tensorflow-gpu': '@tensorflow/tfjs-node-gpu',
+  tensorflow: '@tensorflow/tfjs-node',
+  wasm: '@tensorflow/tfjs-backend-wasm',
+  cpu: '@tensorflow/tfjs'
+}
+
+/** The name each package registers with tfjs-core. */
+const TF_NAMES: Record<BackendName, string> = {
+  'tensorflow-gpu': 'tensorflow',
+  tensorflow: 'tensorflow',
+  wasm: 'wasm',
+  cpu: 'cpu'
+}
+
+export class BackendUnavailableError extends Error {
+  override name = 'BackendUnavailableError'
+}
+
+const require = createRequire(import.meta.url)
+
+function installed (pkg: string): boolean {
+  try {
+    require.resolve(pkg)
+    return true
+  } catch {
+    return false
+  }
+}
+
+let selected: BackendName | undefined
+
+/** Loads one backend and makes it current; throws BackendUnavailableError saying what to install. */
+export async function loadBackend (name: BackendName): Promise<void> {
+  const pkg = BACKEND_PACKAGES[name]
+  if (!installed(pkg)) {
+    throw new BackendUnavailableError(`backend "${name}" is not installed: run \`npm install ${pkg}\` (or use --backend auto)`)
+  }
+  try {
+    if (name !== 'cpu') await import(pkg)
+    const ok = await tf.setBackend(TF_NAMES[name])
+    if (!ok) throw new Error(`tf.setBackend('${TF_NAMES[name]}') returned false`)
+    await tf.ready()
+  } catch (err) {
+    throw new BackendUnavailableError(`backend "${name}" (${pkg}) is installed but failed to load: ${(err as Error).message}`)
+  }
+  selected = name
+}
+
+/**
+ * Makes the requested backend current and returns its name. With `auto`, the
+ * first of BACKENDS that loads; `cpu` always does.
+ */
+export async function selectBackend (choice: BackendChoice = 'auto', log?: (msg: string) => void): Promise<BackendName> {
+  if (selected !== undefined && (choice === 'auto' || choice === selected)) return selected
+  if (choice !== 'auto') {
+    await loadBackend(choice)
+    return choice
+  }
+  for (const name of BACKENDS) {
+    try {
+      await loadBackend(name)
+      return name
+    } catch (err) {
+      log?.(`backend ${name} skipped: ${(err as Error).message}`)
+    }
+  }
+  throw new BackendUnavailableError('no TensorFlow.js backend could be loaded')
+}
+
+/** The backend chosen by selectBackend, if any. */
+export function currentBackend (): BackendName | undefined {
+  return selected
+}
+
+export function isBackendChoice (value: string): value is BackendChoice {
+  return value === 'auto' || (BACKENDS as readonly string[]).includes(value)
+}

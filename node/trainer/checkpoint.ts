@@ -1,0 +1,144 @@
+/**
+ * Checkpoints: weights, optimizer state and data position, in one LevelDB
+ * value so that a checkpoint is written whole or not at all.
+ *
+ * Layout of the value: a 4-byte little-endian header length, the header as
+ * UTF-8 JSON (padded with spaces to a multiple of 4), then every tensor's
+ * float32 values back to back. The header carries a sha256 of the data so a
+ * damaged value is reported, not loaded.
+ */
+import { createHash } from 'node:crypto'
+import type { Evaluation, Progress } from './trainer.ts'
+import { CorruptCheckpointError } from './errors.ts'
+
+export interface NamedValues {
+  name: string
+  shape: number[]
+  values: Float32Array
+}
+
+export interface Checkpoint {
+  jobId: string
+  progress: Progress
+  loss: number | null
+  evaluation: Evaluation | null
+  weights: NamedValues[]
+  optimizer: NamedValues[]
+  createdAt: number
+}
+
+/** The part of a checkpoint that describes it, readable without the tensors. */
+export interface CheckpointInfo {
+  jobId: string
+  progress: Progress
+  createdAt: number
+}
+
+interface Header {
+  version: 1
+  jobId: string
+  progress: Progress
+  loss: number | null
+  evaluation: Evaluation | null
+  createdAt: number
+  tensors: Array<{ group: 'weights' | 'optimizer', name: string, shape: number[], length: number }>
+  sha256: string
+}
+
+/** Largest header accepted when decoding (it lists tensor names and shapes only). */
+const MAX_HEADER_BYTES = 1024 * 1024
+
+export function encodeCheckpoint (ckpt: Checkpoint): Uint8Array {
+  const all = [
+    ...ckpt.weights.map(t => ({ group: 'weights' as const, t })),
+    ...ckpt.optimizer.map(t => ({ group: 'optimizer' as const, t }))
+  ]
+  const total = all.reduce((s, { t }) => s + t.values.length, 0)
+  const data = new Float32Array(total)
+  let offset = 0
+  for (const { t } of all) {
+    data.set(t.values, offset)
+    offset += t.values.length
+  }
+  const dataBytes = new Uint8Array(data.buffer)
+  const header: Header = {
+    version: 1,
+    jobId: ckpt.jobId,
+    progress: ckpt.progress,
+    loss: ckpt.loss,
+    evaluation: ckpt.evaluation,
+    createdAt: ckpt.createdAt,
+    tensors: all.map(({ group, t }) => ({ group, name: t.name, shape: t.shape, length: t.values.length })),
+    sha256: createHash('sha256').update(dataBytes).digest('hex')
+  }
+  let json = JSON.stringify(header)
+  while ((Buffer.byteLength(json) % 4) !== 0) json += ' '
+  const headerBytes = Buffer.from(json)
+  const out = new Uint8Array(4 + headerBytes.length + dataBytes.length)
+  new DataView(out.buffer).setUint32(0, headerBytes.length, true)
+  out.set(headerBytes, 4)
+  out.set(dataBytes, 4 + headerBytes.length)
+  return out
+}
+
+export function decodeCheckpoint (bytes: Uint8Array): Checkpoint {
+  if (bytes.length < 4) throw new CorruptCheckpointError('checkpoint is truncated')
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const headerLength = view.getUint32(0, true)
+  if (headerLength > MAX_HEADER_BYTES || 4 + headerLength > bytes.length || headerLength % 4 !== 0) {
+    throw new CorruptCheckpointError('checkpoint header is damaged')
+  }
+  let header: Header
+  try {
+    header = JSON.parse(Buffer.from(bytes.subarray(4, 4 + headerLength)).toString('utf8'))
+  } catch {
+    throw new CorruptCheckpointError('checkpoint header is not JSON')
+  }
+  if (header.version !== 1 || !Array.isArray(header.tensors)) throw new CorruptCheckpointError(`checkpoint version ${String(header.version)} is not supported`)
+  const dataBytes = bytes.slice(4 + headerLength)
+  const total = header.tensors.reduce((s, t) => s + t.length, 0)
+  if (dataBytes.length !== total * 4) throw new CorruptCheckpointError(`checkpoint holds ${dataBytes.length} data bytes, its header says ${total * 4}`)
+  if (createHash('sha256').update(dataBytes).digest('hex') !== header.sha256) throw new CorruptCheckpointError('checkpoint data does not match its hash')
+  const data = new Float32Array(dataBytes.buffer, dataBytes.byteOffset, total)
+  const ckpt: Checkpoint = {
+    jobId: header.jobId,
+    progress: header.progress,
+    loss: header.loss,
+    evaluation: header.evaluation,
+    createdAt: header.createdAt,
+    weights: [],
+    optimizer: []
+  }
+  let offset = 0
+  for (const t of header.tensors) {
+    ckpt[t.group].push({ name: t.name, shape: t.shape, values: data.subarray(offset, offset + t.length) })
+    offset += t.length
+  }
+  return ckpt
+}
+
+/** The minimal storage a checkpoint store needs: a LevelDB sublevel with binary values. */
+export interface BinaryStore {
+  get (key: string): Promise<Uint8Array | undefined>
+  put (key: string, value: Uint8Array): Promise<void>
+}
+
+const LATEST = 'latest'
+
+export class CheckpointStore {
+  private readonly store: BinaryStore
+  constructor (store: BinaryStore) {
+    this.store = store
+  }
+
+  async save (ckpt: Checkpoint): Promise<void> {
+    await this.store.put(LATEST, encodeCheckpoint(ckpt))
+  }
+
+  /** The newest checkpoint, or null if there is none; throws CorruptCheckpointError if it is damaged. */
+  async load (): Promise<Checkpoint | null> {
+    const bytes = await this.store.get(LATEST)
+    if (bytes === undefined) return null
+    return decodeCheckpoint(bytes)
+  }
+}

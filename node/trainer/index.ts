@@ -1,0 +1,69 @@
+/**
+ * The local trainer: backend choice, model, batches, optimizer, checkpoints.
+ *
+ * `createTrainerLogic(trainer, checkpoints)` gives the trainer machine with its
+ * work wired to a Trainer; the root actor invokes it.
+ */
+import { fromPromise } from 'xstate'
+import { trainerMachine } from './machine.ts'
+import type { StepReport } from './machine.ts'
+import { Trainer } from './trainer.ts'
+import type { Evaluation, Update } from './trainer.ts'
+import { CheckpointStore } from './checkpoint.ts'
+
+export { Trainer, createOptimizer } from './trainer.ts'
+export type { Evaluation, Progress, TrainerInit, Update } from './trainer.ts'
+export { CheckpointStore, decodeCheckpoint, encodeCheckpoint } from './checkpoint.ts'
+export type { BinaryStore, Checkpoint } from './checkpoint.ts'
+export { trainerMachine } from './machine.ts'
+export type { StepReport, TrainerOutput } from './machine.ts'
+export { BACKENDS, BACKEND_PACKAGES, BackendUnavailableError, currentBackend, isBackendChoice, selectBackend } from './backend.ts'
+export type { BackendChoice, BackendName } from './backend.ts'
+export { CheckpointMismatchError, CorruptCheckpointError } from './errors.ts'
+
+export interface TrainerHooks {
+  /** Sums this peer's update with the swarm's; alone, the identity. */
+  reduce?: (update: Update) => Promise<Update>
+  onEvaluation?: (evaluation: Evaluation) => void
+  onCheckpoint?: (step: number) => void
+}
+
+function report (trainer: Trainer): StepReport {
+  return {
+    step: trainer.progress.step,
+    epoch: trainer.progress.epoch,
+    epochEnded: trainer.atEpochBoundary,
+    finished: trainer.finished
+  }
+}
+
+/** The trainer machine, its work done by the Trainer `getTrainer` returns when it starts, its checkpoints kept in `checkpoints`. */
+export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: CheckpointStore, hooks: TrainerHooks = {}) {
+  let update: Update | null = null
+  return trainerMachine.provide({
+    actors: {
+      prepare: fromPromise(async () => report(getTrainer())),
+      compute: fromPromise(async () => {
+        update = await getTrainer().computeUpdate()
+      }),
+      reduce: fromPromise(async () => {
+        if (update !== null && hooks.reduce !== undefined) update = await hooks.reduce(update)
+      }),
+      apply: fromPromise(async () => {
+        if (update === null) throw new Error('no update to apply')
+        getTrainer().applyUpdate(update)
+        update = null
+        return report(getTrainer())
+      }),
+      evaluate: fromPromise(async () => {
+        const evaluation = await getTrainer().evaluate()
+        hooks.onEvaluation?.(evaluation)
+      }),
+      checkpoint: fromPromise(async () => {
+        const trainer = getTrainer()
+        await checkpoints.save(await trainer.capture())
+        hooks.onCheckpoint?.(trainer.progress.step)
+      })
+    }
+  })
+}

@@ -1,0 +1,163 @@
+/**
+ * The trainer's protocol as a state machine. One pass of the loop:
+ *
+ *   ready → computing → reducing → applying → (evaluating) → (checkpointing) → ready
+ *
+ * `reducing` is where a swarm sums its members' updates (the ring); alone, a
+ * peer reduces over itself. A stop request is honoured at the loop boundary
+ * (`ready`), after a final checkpoint. The work of each state is an invoked
+ * actor named by string, so tests can `provide` their own.
+ */
+import { assign, fromPromise, sendParent, setup } from 'xstate'
+
+/** What the applying step reports, for the guards that pick the next state. */
+export interface StepReport {
+  step: number
+  epoch: number
+  /** The batch just applied was the last of an epoch. */
+  epochEnded: boolean
+  /** Every epoch of the job is done. */
+  finished: boolean
+}
+
+export interface TrainerContext {
+  checkpointEvery: number
+  lastCheckpointStep: number
+  report: StepReport | null
+  stopRequested: boolean
+  error: string | null
+  outcome: TrainerOutput['reason']
+}
+
+export type TrainerEvent =
+  | { type: 'trainer.stop' }
+
+export interface TrainerOutput {
+  reason: 'done' | 'stopped' | 'failed'
+  error: string | null
+}
+
+const notProvided = (name: string) => fromPromise<never, unknown>(async () => {
+  throw new Error(`trainer actor "${name}" was not provided`)
+})
+
+export const trainerMachine = setup({
+  types: {
+    context: {} as TrainerContext,
+    events: {} as TrainerEvent,
+    input: {} as { checkpointEvery: number, startStep?: number },
+    output: {} as TrainerOutput
+  },
+  actors: {
+    /** Reports where training stands before the first step (after any restore). */
+    prepare: notProvided('prepare') as unknown as ReturnType<typeof fromPromise<StepReport, void>>,
+    compute: notProvided('compute') as unknown as ReturnType<typeof fromPromise<void, void>>,
+    reduce: notProvided('reduce') as unknown as ReturnType<typeof fromPromise<void, void>>,
+    apply: notProvided('apply') as unknown as ReturnType<typeof fromPromise<StepReport, void>>,
+    evaluate: notProvided('evaluate') as unknown as ReturnType<typeof fromPromise<void, void>>,
+    checkpoint: notProvided('checkpoint') as unknown as ReturnType<typeof fromPromise<void, void>>
+  },
+  guards: {
+    stopRequested: ({ context }) => context.stopRequested,
+    finished: ({ context }) => context.report?.finished === true
+  },
+  actions: {
+    requestStop: assign({ stopRequested: true }),
+    recordError: assign({ error: (_, params: { error: unknown }) => String((params.error as Error)?.message ?? params.error) }),
+    notifyReducing: sendParent({ type: 'trainer.reducing' }),
+    notifyTraining: sendParent({ type: 'trainer.training' })
+  }
+}).createMachine({
+  id: 'trainer',
+  context: ({ input }) => ({
+    checkpointEvery: input.checkpointEvery,
+    lastCheckpointStep: input.startStep ?? 0,
+    report: null,
+    stopRequested: false,
+    error: null,
+    outcome: 'failed'
+  }),
+  initial: 'preparing',
+  on: {
+    'trainer.stop': { actions: 'requestStop' }
+  },
+  states: {
+    preparing: {
+      invoke: {
+        src: 'prepare',
+        onDone: { target: 'ready', actions: assign({ report: ({ event }) => event.output, lastCheckpointStep: ({ event }) => event.output.step }) },
+        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+      }
+    },
+    ready: {
+      always: [
+        { guard: 'stopRequested', target: 'stopping' },
+        { guard: 'finished', target: 'finishing' },
+        { target: 'computing' }
+      ]
+    },
+    computing: {
+      invoke: {
+        src: 'compute',
+        onDone: 'reducing',
+        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+      }
+    },
+    reducing: {
+      entry: 'notifyReducing',
+      exit: 'notifyTraining',
+      invoke: {
+        src: 'reduce',
+        onDone: 'applying',
+        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+      }
+    },
+    applying: {
+      invoke: {
+        src: 'apply',
+        onDone: [
+          { guard: ({ event }) => event.output.epochEnded, target: 'evaluating', actions: assign({ report: ({ event }) => event.output }) },
+          {
+            guard: ({ context, event }) => event.output.step - context.lastCheckpointStep >= context.checkpointEvery,
+            target: 'checkpointing',
+            actions: assign({ report: ({ event }) => event.output })
+          },
+          { target: 'ready', actions: assign({ report: ({ event }) => event.output }) }
+        ],
+        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+      }
+    },
+    evaluating: {
+      invoke: {
+        src: 'evaluate',
+        onDone: 'checkpointing',
+        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+      }
+    },
+    checkpointing: {
+      invoke: {
+        src: 'checkpoint',
+        onDone: { target: 'ready', actions: assign({ lastCheckpointStep: ({ context }) => context.report?.step ?? 0 }) },
+        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+      }
+    },
+    finishing: {
+      invoke: {
+        src: 'checkpoint',
+        onDone: 'done',
+        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+      }
+    },
+    stopping: {
+      invoke: {
+        src: 'checkpoint',
+        onDone: 'stopped',
+        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+      }
+    },
+    done: { type: 'final', entry: assign({ outcome: 'done' as const }) },
+    stopped: { type: 'final', entry: assign({ outcome: 'stopped' as const }) },
+    failed: { type: 'final', entry: assign({ outcome: 'failed' as const }) }
+  },
+  output: ({ context }) => ({ reason: context.outcome, error: context.error })
+})

@@ -1,0 +1,72 @@
+/**
+ * The job: what the swarm trains (data set, model, hyper-parameters). It is
+ * defined once by the peer that creates the swarm, travels in the manifest,
+ * and is identified by a hash of its canonical form.
+ *
+ * @example
+ * const job = parseJob({ dataset: 'mnist', model: 'mlp', epochs: 3 })
+ * jobId(job) // '3f1c…' (same bytes in, same id out, on every machine)
+ */
+import { createHash } from 'node:crypto'
+import { z } from 'zod'
+import { InvalidJobError } from './errors.ts'
+
+export { InvalidJobError } from './errors.ts'
+
+/** Largest job document accepted from a file or the network. */
+export const MAX_JOB_BYTES = 64 * 1024
+
+export const jobSchema = z.object({
+  dataset: z.enum(['mnist']).default('mnist'),
+  model: z.enum(['mlp', 'cnn']).default('mlp'),
+  /** Widths of the hidden dense layers. */
+  hidden: z.array(z.number().int().min(1).max(8192)).max(8).default([128]),
+  batchSize: z.number().int().min(1).max(65536).default(64),
+  learningRate: z.number().positive().max(10).default(0.001),
+  optimizer: z.enum(['sgd', 'momentum', 'adam']).default('adam'),
+  epochs: z.number().int().min(1).max(100000).default(6),
+  seed: z.number().int().min(0).max(2 ** 32 - 1).default(42)
+}).strict()
+
+export type Job = z.infer<typeof jobSchema>
+export type JobInput = z.input<typeof jobSchema>
+
+/** Validates a job (defaults filled in); throws InvalidJobError naming the bad field. */
+export function parseJob (input: unknown): Job {
+  const result = jobSchema.safeParse(input)
+  if (!result.success) {
+    const issue = result.error.issues[0]
+    const field = issue.path.length > 0 ? issue.path.join('.') : '(job)'
+    throw new InvalidJobError(`invalid job: ${field}: ${issue.message}`, field)
+  }
+  return result.data
+}
+
+/** Parses a job from JSON text, bounded in size. */
+export function parseJobJson (text: string): Job {
+  if (Buffer.byteLength(text) > MAX_JOB_BYTES) throw new InvalidJobError(`invalid job: larger than ${MAX_JOB_BYTES} bytes`, '(job)')
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (err) {
+    throw new InvalidJobError(`invalid job: not JSON (${(err as Error).message})`, '(job)')
+  }
+  return parseJob(value)
+}
+
+/** JSON with keys sorted at every level: the same job always gives the same bytes. */
+export function canonicalJson (value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`
+  }
+  return JSON.stringify(value)
+}
+
+/** The job's content address: sha256 of its canonical form, first 16 hex digits. */
+export function jobId (job: Job): string {
+  return createHash('sha256').update(canonicalJson(job)).digest('hex').slice(0, 16)
+}
