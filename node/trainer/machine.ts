@@ -8,7 +8,7 @@
  * (`ready`), after a final checkpoint. The work of each state is an invoked
  * actor named by string, so tests can `provide` their own.
  */
-import { assign, fromPromise, sendParent, setup } from 'xstate'
+import { assign, fromPromise, setup } from 'xstate'
 
 /** What the applying step reports, for the guards that pick the next state. */
 export interface StepReport {
@@ -64,8 +64,9 @@ export const trainerMachine = setup({
   actions: {
     requestStop: assign({ stopRequested: true }),
     recordError: assign({ error: (_, params: { error: unknown }) => String((params.error as Error)?.message ?? params.error) }),
-    notifyReducing: sendParent({ type: 'trainer.reducing' }),
-    notifyTraining: sendParent({ type: 'trainer.training' })
+    // The root actor mirrors reducing/training; a trainer run on its own (tests, benchmarks) has no parent to tell.
+    notifyReducing: ({ self }) => { self._parent?.send({ type: 'trainer.reducing' }) },
+    notifyTraining: ({ self }) => { self._parent?.send({ type: 'trainer.training' }) }
   }
 }).createMachine({
   id: 'trainer',
