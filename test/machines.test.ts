@@ -152,7 +152,7 @@ test('root: a trainer that never stops is given up on after the drain timeout', 
 test('root: a failed start ends in failed, and still cleans up', async () => {
   const calls: string[] = []
   const logic = rootWith(stubTrainer('finish'), calls).provide({
-    actors: { start: fromPromise(async () => { throw new Error('data dir locked') }) }
+    actors: { start: fromPromise<void, void>(async () => { throw new Error('data dir locked') }) }
   })
   const actor = createActor(logic, { input: { checkpointEvery: 10 } }).start()
   await waitFor(actor, s => s.matches({ failed: 'halted' }), { timeout: 2000 })

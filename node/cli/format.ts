@@ -23,11 +23,19 @@ export function statusView (s: PeerStatus): string {
   const t = s.training
   const lines = [
     `peer      ${s.peerId ?? '(no network yet)'}  pid ${s.pid}`,
+    ...s.addresses.slice(0, 4).map(a => `          ${a}`),
     `state     ${s.state}${s.error !== null ? `  (${s.error})` : ''}`,
     `backend   ${s.backend ?? '-'}`,
     `job       ${s.job === null ? '-' : `${s.job.id}  ${s.job.dataset}/${s.job.model} hidden ${s.job.hidden.join(',')}  batch ${s.job.batchSize}  ${s.job.optimizer} lr ${s.job.learningRate}  ${s.job.epochs} epochs`}`,
     `data dir  ${s.dataDir}`
   ]
+  lines.push(
+    `swarm     ${s.peers.length} connected, ${s.members.filter(m => m.live).length} live members of ${s.members.length} known`,
+    `shards    ${s.shards.mine.length} mine of ${s.shards.total}, ${s.shards.unowned} unowned`
+  )
+  for (const m of s.members) {
+    lines.push(`  ${m.peerId === s.peerId ? '*' : ' '} ${m.peerId}  ${(m.live ? 'live' : m.state).padEnd(5)} step ${m.step ?? '-'}  ${m.shards} shards`)
+  }
   if (t !== null) {
     lines.push(
       `step      ${t.step}  epoch ${Math.min(t.epoch + 1, t.epochs)}/${t.epochs} ${bar(t.epoch >= t.epochs ? 1 : t.epochProgress)} ${((t.epoch >= t.epochs ? 1 : t.epochProgress) * 100).toFixed(0)}%`,

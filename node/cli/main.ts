@@ -22,7 +22,7 @@ const COMMANDS: CliCommand[] = [startCommand, statusCommand, stopCommand]
 /** Errors whose message is the whole story for the user (no stack trace). */
 const USER_ERRORS = new Set([
   'UsageError', 'InvalidJobError', 'NoPeerRunningError', 'ApiRequestError', 'DataDirInUseError',
-  'CorruptDataDirError', 'JobConflictError', 'BackendUnavailableError', 'UnknownDatasetError'
+  'CorruptDataDirError', 'JobConflictError', 'JoinFailedError', 'BackendUnavailableError', 'UnknownDatasetError'
 ])
 
 export async function main (argv: string[], ctx: CliContext): Promise<number> {

@@ -1,11 +1,12 @@
 import type { Command } from 'commander'
 import { Option } from 'commander'
 import { pino } from 'pino'
-import { resolveDataDir, startPeer } from '../peer/index.ts'
+import { multiaddr } from '@multiformats/multiaddr'
+import { PEER_DEFAULTS, resolveDataDir, startPeer } from '../peer/index.ts'
 import type { PeerStatus } from '../peer/index.ts'
 import { BACKENDS } from '../trainer/index.ts'
 import type { BackendChoice } from '../trainer/index.ts'
-import { EXIT_FAILURE, EXIT_OK } from './context.ts'
+import { EXIT_FAILURE, EXIT_OK, UsageError } from './context.ts'
 import type { CliContext } from './context.ts'
 import { progressLine } from './format.ts'
 import { dataDirOption, jobFromFlags, jobOptions, parsePositiveInt } from './options.ts'
@@ -13,11 +14,22 @@ import type { JobFlags } from './options.ts'
 
 interface StartFlags extends JobFlags {
   dataDir?: string
+  listen: string[]
+  join: string[]
+  mdns: boolean
+  heartbeatMs: number
+  memberTimeout: number
+  joinTimeout: number
   backend: BackendChoice
   checkpointEvery: number
   exitWhenDone: boolean
   logLevel: string
   progressEvery: number
+}
+
+function collect (value: string, previous: string[] | undefined): string[] {
+  // the first --listen given replaces the default
+  return previous === undefined || previous === PEER_DEFAULTS.listen ? [value] : [...previous, value]
 }
 
 /** How often the foreground peer prints its progress when not on a terminal (seconds). */
@@ -28,6 +40,12 @@ export const startCommand = {
   configure (cmd: Command): Command {
     cmd.description('start a peer in the foreground and train the job')
       .addOption(dataDirOption())
+      .addOption(new Option('--listen <multiaddr>', 'address to listen on (repeatable; port 0 picks a free port)').argParser(collect).default(PEER_DEFAULTS.listen, PEER_DEFAULTS.listen.join(' ')))
+      .addOption(new Option('--join <multiaddr>', 'join the swarm through this peer (repeatable; /ip4/…/tcp/…/p2p/<id>)').argParser(collect).default([]))
+      .addOption(new Option('--no-mdns', 'do not discover peers on the LAN with mDNS'))
+      .addOption(new Option('--heartbeat-ms <ms>', 'how often this peer renews its membership and claims').argParser(parsePositiveInt).default(PEER_DEFAULTS.heartbeatMs))
+      .addOption(new Option('--member-timeout <ms>', 'a member silent this long is dead and its shards are free').argParser(parsePositiveInt).default(PEER_DEFAULTS.memberTimeoutMs))
+      .addOption(new Option('--join-timeout <ms>', 'how long to keep trying the --join peers').argParser(parsePositiveInt).default(PEER_DEFAULTS.joinTimeoutMs))
       .addOption(new Option('--backend <name>', 'tensor backend').choices(['auto', ...BACKENDS]).default('auto'))
       .addOption(new Option('--checkpoint-every <steps>', 'steps between checkpoints').argParser(parsePositiveInt).default(100))
       .addOption(new Option('--exit-when-done', 'exit 0 when the job is done instead of serving until stopped').default(false))
@@ -41,7 +59,29 @@ export const startCommand = {
     const dataDir = resolveDataDir(flags.dataDir, ctx.env)
     const logger = pino({ level: flags.logLevel, base: { pid: process.pid } }, ctx.stderr as NodeJS.WritableStream as pino.DestinationStream)
     const out = (line: string): void => { ctx.stdout.write(`${line}\n`) }
-    const peer = await startPeer({ dataDir, job, backend: flags.backend, checkpointEvery: flags.checkpointEvery, logger })
+    for (const addr of [...flags.listen, ...flags.join]) {
+      try {
+        multiaddr(addr)
+      } catch (err) {
+        throw new UsageError(`not a multiaddr: ${addr} (${(err as Error).message})`)
+      }
+    }
+    for (const addr of flags.join) {
+      if (!addr.includes('/p2p/')) throw new UsageError(`--join ${addr}: the address must end with /p2p/<peer id> (peer start prints it)`)
+    }
+    const peer = await startPeer({
+      dataDir,
+      job,
+      backend: flags.backend,
+      checkpointEvery: flags.checkpointEvery,
+      logger,
+      listen: flags.listen,
+      join: flags.join,
+      mdns: flags.mdns,
+      heartbeatMs: flags.heartbeatMs,
+      memberTimeoutMs: flags.memberTimeout,
+      joinTimeoutMs: flags.joinTimeout
+    })
 
     let stopping = false
     const stop = (): void => {
@@ -59,6 +99,8 @@ export const startCommand = {
         announced = true
         const s = peer.status()
         out(`peer started: data dir ${dataDir}, backend ${s.backend ?? '-'}, job ${s.job?.id ?? '-'} (${s.job?.dataset}/${s.job?.model})`)
+        out(`peer id ${s.peerId ?? '-'}; others join this swarm with:`)
+        for (const a of s.addresses) out(`  peer start --join ${a}`)
         if (s.training !== null && s.training.step > 0) out(`resumed at step ${s.training.step}, epoch ${s.training.epoch + 1}`)
       }
       if (state === 'done') {

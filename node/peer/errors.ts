@@ -9,3 +9,7 @@ export class CorruptDataDirError extends Error {
 export class JobConflictError extends Error {
   override name = 'JobConflictError'
 }
+
+export class JoinFailedError extends Error {
+  override name = 'JoinFailedError'
+}

@@ -14,13 +14,20 @@ import type { Actor } from 'xstate'
 import type { Logger } from 'pino'
 import { jobId as computeJobId, parseJob } from '../../protocols/job/index.ts'
 import type { Job, JobInput } from '../../protocols/job/index.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { loadDataset } from '../data/dataset.ts'
+import { cutShards, rowsOf } from '../data/shards.ts'
+import type { ShardSpec } from '../data/shards.ts'
+import { loadOrCreateKey, startNetwork } from '../network/index.ts'
+import type { Network } from '../network/index.ts'
+import { DEFAULT_HEARTBEAT_MS, DEFAULT_MEMBER_TIMEOUT_MS, Manifest } from '../manifest/index.ts'
+import type { ManifestStore } from '../manifest/index.ts'
 import { ApiServer } from '../api/index.ts'
 import { CheckpointStore, Trainer, createTrainerLogic, selectBackend } from '../trainer/index.ts'
 import type { BackendChoice, BackendName, BinaryStore, Evaluation } from '../trainer/index.ts'
 import { openDataDir } from './datadir.ts'
 import type { PeerDb } from './datadir.ts'
-import { JobConflictError } from './errors.ts'
+import { JobConflictError, JoinFailedError } from './errors.ts'
 import { peerMachine, peerStateName } from './machine.ts'
 import { buildStatus } from './status.ts'
 import type { PeerStatus } from './status.ts'
@@ -29,7 +36,7 @@ export { peerMachine, peerStateName } from './machine.ts'
 export type { PeerSnapshot } from './machine.ts'
 export { API_FILE, openDataDir, readApiInfo, resolveDataDir } from './datadir.ts'
 export type { ApiInfo } from './datadir.ts'
-export { CorruptDataDirError, DataDirInUseError, JobConflictError } from './errors.ts'
+export { CorruptDataDirError, DataDirInUseError, JobConflictError, JoinFailedError } from './errors.ts'
 export type { PeerStatus } from './status.ts'
 
 export interface PeerOptions {
@@ -40,7 +47,29 @@ export interface PeerOptions {
   /** Steps between checkpoints (one is also written at every epoch end and on stop). */
   checkpointEvery: number
   logger: Logger
+  /** Multiaddrs to listen on. */
+  listen: string[]
+  /** Multiaddrs (with /p2p/<id>) of swarm peers to join through; empty: start a swarm. */
+  join: string[]
+  mdns: boolean
+  heartbeatMs: number
+  memberTimeoutMs: number
+  /** How long to keep trying the --join peers. */
+  joinTimeoutMs: number
 }
+
+/** Defaults of the networking options. */
+export const PEER_DEFAULTS = {
+  listen: ['/ip4/0.0.0.0/tcp/4001'],
+  join: [] as string[],
+  mdns: true,
+  heartbeatMs: DEFAULT_HEARTBEAT_MS,
+  memberTimeoutMs: DEFAULT_MEMBER_TIMEOUT_MS,
+  joinTimeoutMs: 30_000
+}
+
+/** Pause between rounds of dialling the --join peers. */
+const JOIN_RETRY_MS = 1000
 
 export interface PeerEvents {
   state: [string]
@@ -59,6 +88,9 @@ export class Peer extends EventEmitter<PeerEvents> {
   backend: BackendName | null = null
   trainer: Trainer | null = null
   api: ApiServer | null = null
+  network: Network | null = null
+  manifest: Manifest | null = null
+  shardSpecs: ShardSpec[] = []
   startedAt = Date.now()
 
   constructor (options: PeerOptions) {
@@ -68,7 +100,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     const logic = peerMachine.provide({
       actors: {
         start: fromPromise(async () => { await this.open() }),
-        join: fromPromise(async () => {}),
+        join: fromPromise(async () => { await this.join() }),
         sync: fromPromise(async () => { await this.restore() }),
         trainer: createTrainerLogic(
           () => this.requireTrainer(),
@@ -131,29 +163,123 @@ export class Peer extends EventEmitter<PeerEvents> {
     const { options } = this
     const log = options.logger
     this.db = await openDataDir(options.dataDir)
-    const meta = this.db.sublevel<string, unknown>('meta', { valueEncoding: 'json' })
-    const stored = await meta.get('job') as Job | undefined
-    if (options.job !== undefined) {
-      const asked = parseJob(options.job)
-      if (stored !== undefined && computeJobId(stored) !== computeJobId(asked)) {
-        throw new JobConflictError(`data dir ${options.dataDir} holds job ${computeJobId(stored)} (${describeJob(stored)}), not the job asked for ${computeJobId(asked)} (${describeJob(asked)}); start without job options to resume it, or use another --data-dir`)
-      }
-      this.job = asked
-    } else {
-      this.job = stored !== undefined ? parseJob(stored) : parseJob({})
-    }
-    this.jobId = computeJobId(this.job)
-    await meta.put('job', this.job)
     this.backend = await selectBackend(options.backend, msg => { log.debug(msg) })
-    log.info({ backend: this.backend, job: this.jobId }, 'backend ready')
-    const dataset = loadDataset(this.job.dataset)
-    this.trainer = new Trainer({ job: this.job, jobId: this.jobId, dataset })
+    log.info({ backend: this.backend }, 'backend ready')
     this.api = new ApiServer({
       status: () => this.status(),
       stop: () => { this.stop().catch(() => {}) }
     }, { dataDir: options.dataDir })
     const info = await this.api.start()
     log.info({ url: info.url }, 'control API listening')
+    const privateKey = await loadOrCreateKey(options.dataDir)
+    this.network = await startNetwork({ privateKey, listen: options.listen, join: options.join, mdns: options.mdns, logger: log.child({ name: 'peer:network' }) })
+    log.info({ peerId: this.network.peerId, addresses: this.network.addresses() }, 'network listening')
+    this.manifest = new Manifest({
+      network: this.network,
+      store: this.db.sublevel<string, unknown>('manifest', { valueEncoding: 'json' }) as unknown as ManifestStore,
+      logger: log.child({ name: 'peer:manifest' })
+    }, {
+      heartbeatMs: options.heartbeatMs,
+      memberTimeoutMs: options.memberTimeoutMs,
+      localStep: () => this.trainer?.progress.step ?? 0
+    })
+    await this.manifest.load()
+    this.manifest.start()
+  }
+
+  /**
+   * Resolves the job and joins the swarm. A peer given --join adopts the
+   * swarm's job (and refuses to train another); the first peer creates the
+   * job and its shards in the manifest.
+   */
+  private async join (): Promise<void> {
+    const { options } = this
+    const log = options.logger
+    const network = this.requireNetwork()
+    const manifest = this.requireManifest()
+    const meta = this.requireDb().sublevel<string, unknown>('meta', { valueEncoding: 'json' })
+    const storedRaw = (await meta.get('job')) ?? manifest.job()
+    const stored = storedRaw !== undefined ? parseJob(storedRaw) : undefined
+    const asked = options.job !== undefined ? parseJob(options.job) : undefined
+    if (asked !== undefined && stored !== undefined && computeJobId(stored) !== computeJobId(asked)) {
+      throw new JobConflictError(`data dir ${options.dataDir} holds job ${computeJobId(stored)} (${describeJob(stored)}), not the job asked for ${computeJobId(asked)} (${describeJob(asked)}); start without job options to resume it, or use another --data-dir`)
+    }
+    const mine = asked ?? stored
+    if (mine !== undefined) manifest.jobId = computeJobId(mine)
+
+    let swarmJob: Job | undefined
+    if (options.join.length > 0) {
+      const conflicts: Array<{ peer: string, jobId: string | null }> = []
+      const onConflict = (c: { peer: string, jobId: string | null }): void => { conflicts.push(c) }
+      manifest.on('job.conflict', onConflict)
+      try {
+        const joined = await this.dialJoinPeers()
+        for (const peer of joined) await manifest.syncWith(peer)
+        if (conflicts.length > 0) {
+          const c = conflicts[0]
+          throw new JobConflictError(`the swarm at ${options.join.join(', ')} trains job ${c.jobId ?? '(none)'}, but this peer ${asked !== undefined ? 'was asked for' : 'holds'} job ${manifest.jobId ?? '-'}${mine !== undefined ? ` (${describeJob(mine)})` : ''}; start it without job options and on a fresh --data-dir to join that swarm`)
+        }
+        swarmJob = manifest.job()
+        if (swarmJob === undefined) throw new JoinFailedError(`joined ${joined.join(', ')} but could not get the swarm's job from them`)
+      } finally {
+        manifest.off('job.conflict', onConflict)
+      }
+    } else {
+      // a restarted peer finds its swarm again through the members it knew
+      void this.redialKnownMembers()
+    }
+    this.job = swarmJob ?? mine ?? parseJob({})
+    this.jobId = computeJobId(this.job)
+    manifest.jobId = this.jobId
+    await meta.put('job', this.job)
+    const dataset = loadDataset(this.job.dataset)
+    this.shardSpecs = cutShards(dataset.train, this.job.shards)
+    this.trainer = new Trainer({ job: this.job, jobId: this.jobId, dataset })
+    this.trainer.setRows(new Uint32Array(0))
+    if (manifest.job() === undefined) {
+      await manifest.createJob(this.job, new Map(this.shardSpecs.map(s => [s.id, { index: s.index, rows: s.rows, hash: s.hash }])))
+    }
+    manifest.on('change', () => { this.updateRows() })
+    manifest.attachJob(this.jobId)
+    this.updateRows()
+    log.info({ job: this.jobId, peerId: network.peerId }, swarmJob !== undefined ? 'joined the swarm' : 'swarm ready')
+  }
+
+  /** Dials every --join address, retrying until the join timeout; returns the peers reached. */
+  private async dialJoinPeers (): Promise<string[]> {
+    const { options } = this
+    const network = this.requireNetwork()
+    const deadline = Date.now() + options.joinTimeoutMs
+    let lastError: unknown
+    while (Date.now() < deadline) {
+      const reached: string[] = []
+      for (const addr of options.join) {
+        try {
+          reached.push(await network.dial(addr, AbortSignal.timeout(Math.max(1000, Math.min(5000, deadline - Date.now())))))
+        } catch (err) {
+          lastError = err
+        }
+      }
+      if (reached.length > 0) return [...new Set(reached)]
+      await sleep(JOIN_RETRY_MS)
+    }
+    throw new JoinFailedError(`could not reach any --join peer (${options.join.join(', ')}) within ${options.joinTimeoutMs / 1000} s: ${(lastError as Error)?.message ?? 'no answer'}`)
+  }
+
+  private async redialKnownMembers (): Promise<void> {
+    const network = this.requireNetwork()
+    const manifest = this.requireManifest()
+    for (const [peer, m] of manifest.members()) {
+      if (peer === network.peerId || m.state === 'left') continue
+      await network.learnAddresses(peer, m.addresses)
+      network.dial(peer, AbortSignal.timeout(5000)).catch(() => {})
+    }
+  }
+
+  /** Points the trainer at the rows of the shards this peer owns now. */
+  private updateRows (): void {
+    if (this.trainer === null || this.manifest === null) return
+    this.trainer.setRows(rowsOf(this.shardSpecs, this.manifest.mine()))
   }
 
   private async restore (): Promise<void> {
@@ -161,12 +287,33 @@ export class Peer extends EventEmitter<PeerEvents> {
     const ckpt = await store.load()
     if (ckpt === null) return
     await this.requireTrainer().restore(ckpt)
-    this.options.logger.info({ step: ckpt.progress.step, epoch: ckpt.progress.epoch }, 'resumed from checkpoint')
+    this.options.logger.info({ step: ckpt.progress.step, samples: ckpt.progress.samples }, 'resumed from checkpoint')
   }
 
   private async close (): Promise<void> {
+    const log = this.options.logger
+    if (this.manifest !== null) {
+      await this.manifest.leave().catch(err => { log.debug({ err }, 'leaving the manifest failed') })
+      await this.manifest.stop().catch(() => {})
+    }
+    await this.network?.stop().catch(err => { log.debug({ err }, 'stopping the network failed') })
     await this.api?.stop().catch(() => {})
     await this.db?.close().catch(() => {})
+  }
+
+  private requireDb (): PeerDb {
+    if (this.db === null) throw new Error('data dir not open')
+    return this.db
+  }
+
+  private requireNetwork (): Network {
+    if (this.network === null) throw new Error('network not started')
+    return this.network
+  }
+
+  private requireManifest (): Manifest {
+    if (this.manifest === null) throw new Error('manifest not loaded')
+    return this.manifest
   }
 
   /** Asks the peer to stop: it finishes its step, checkpoints, and shuts down. */

@@ -16,8 +16,11 @@ export interface PeerStatus {
   dataDir: string
   uptimeSec: number
   peers: Array<{ peerId: string, addresses: string[] }>
+  /** Swarm members as this peer's manifest knows them. */
+  members: Array<{ peerId: string, state: string, live: boolean, step: number | null, shards: number }>
   job: (Job & { id: string }) | null
-  shards: { total: number, mine: string[] }
+  shards: { total: number, mine: string[], unowned: number }
+  manifest: { deltasReceived: number, deltasRejected: number, syncs: number, syncsFailed: number } | null
   ring: { round: number, members: string[], state: string }
   training: {
     step: number
@@ -35,26 +38,48 @@ export interface PeerStatus {
   backend: BackendName | null
 }
 
+function members (peer: Peer): PeerStatus['members'] {
+  const manifest = peer.manifest
+  if (manifest === null) return []
+  const live = new Set(manifest.live())
+  const counts = new Map<string, number>()
+  for (const owner of manifest.owners().values()) if (owner !== null) counts.set(owner, (counts.get(owner) ?? 0) + 1)
+  return [...manifest.members()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([peerId, m]) => ({
+    peerId,
+    state: m.state,
+    live: live.has(peerId),
+    step: m.step ?? null,
+    shards: counts.get(peerId) ?? 0
+  }))
+}
+
 export function buildStatus (peer: Peer): PeerStatus {
   const trainer = peer.trainer
+  const manifest = peer.manifest
   const evaluation = trainer?.lastEvaluation ?? null
   return {
-    peerId: null,
-    addresses: [],
+    peerId: peer.network?.peerId ?? null,
+    addresses: peer.network?.addresses() ?? [],
     state: peer.state,
     error: peer.error,
     pid: process.pid,
     dataDir: peer.options.dataDir,
     uptimeSec: Math.round((Date.now() - peer.startedAt) / 1000),
-    peers: [],
+    peers: peer.network?.connectedPeers() ?? [],
+    members: members(peer),
     job: peer.job !== null && peer.jobId !== null ? { id: peer.jobId, ...peer.job } : null,
-    shards: { total: 0, mine: [] },
+    shards: {
+      total: manifest?.shardIds().length ?? 0,
+      mine: manifest?.mine() ?? [],
+      unowned: manifest?.unowned().length ?? 0
+    },
+    manifest: manifest === null ? null : { ...manifest.counters },
     ring: { round: 0, members: [], state: 'idle' },
     training: trainer === null
       ? null
       : {
           step: trainer.progress.step,
-          epoch: trainer.progress.epoch,
+          epoch: trainer.epoch,
           epochs: trainer.job.epochs,
           epochProgress: trainer.epochProgress,
           stepsPerEpoch: trainer.stepsPerEpoch,

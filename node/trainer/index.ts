@@ -31,7 +31,7 @@ export interface TrainerHooks {
 function report (trainer: Trainer): StepReport {
   return {
     step: trainer.progress.step,
-    epoch: trainer.progress.epoch,
+    epoch: trainer.epoch,
     epochEnded: trainer.atEpochBoundary,
     finished: trainer.finished
   }

@@ -4,7 +4,7 @@
  * The trainer machine (machine.ts) decides when each of these runs.
  */
 import { createHash } from 'node:crypto'
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
+import { setTimeout as sleep, setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import * as tf from '@tensorflow/tfjs'
 import type { Job } from '../../protocols/job/index.ts'
 import { epochOrder, gatherBatch } from '../data/dataset.ts'
@@ -18,9 +18,11 @@ import { CheckpointMismatchError } from './errors.ts'
 export interface Progress {
   /** Optimizer steps applied since the job began. */
   step: number
-  /** Passes over the training rows completed. */
-  epoch: number
-  /** Position within the current epoch's seeded order. */
+  /** Samples whose updates were applied since the job began (swarm-wide, once the swarm reduces). */
+  samples: number
+  /** Passes this peer made over its own rows (seeds the order of the next pass). */
+  pass: number
+  /** Position within the current pass's seeded order of this peer's rows. */
   cursor: number
 }
 
@@ -47,6 +49,8 @@ export interface TrainerInit {
 /** Loss and throughput figures, smoothed over recent steps. */
 const LOSS_SMOOTHING = 0.9
 const RATE_WINDOW_MS = 3000
+/** How long a peer without rows waits before looking again. */
+const IDLE_WAIT_MS = 200
 
 export function createOptimizer (job: Job): tf.Optimizer {
   switch (job.optimizer) {
@@ -62,13 +66,18 @@ export class Trainer {
   readonly dataset: Dataset
   readonly net: Net
   readonly optimizer: tf.Optimizer
-  progress: Progress = { step: 0, epoch: 0, cursor: 0 }
+  progress: Progress = { step: 0, samples: 0, pass: 0, cursor: 0 }
   /** Smoothed training loss (null before the first step). */
   loss: number | null = null
   lastEvaluation: Evaluation | null = null
   samplesSeen = 0
-  private order: Uint32Array
-  private orderEpoch: number
+  /** The training rows this peer trains on (its shards' rows; all rows when alone). */
+  private rows: Uint32Array
+  /** `rows` in the seeded order of pass `orderPass`. */
+  private order: Uint32Array = new Uint32Array(0)
+  private orderPass = -1
+  /** The epoch the last applied update ended in (for `atEpochBoundary`). */
+  private epochEnded = false
   private readonly rate: Array<{ t: number, n: number }> = []
   private hashCache: { step: number, hash: string } | null = null
 
@@ -84,8 +93,30 @@ export class Trainer {
       seed: init.job.seed
     })
     this.optimizer = createOptimizer(init.job)
-    this.orderEpoch = 0
-    this.order = epochOrder(init.dataset.train.n, init.job.seed, 0)
+    this.rows = Uint32Array.from({ length: init.dataset.train.n }, (_, i) => i)
+  }
+
+  /** Completed passes over the whole training set (swarm-wide samples / rows). */
+  get epoch (): number {
+    return Math.floor(this.progress.samples / this.dataset.train.n)
+  }
+
+  /**
+   * Trains on these rows from now on (the rows of the shards this peer owns).
+   * A change of rows starts a new pass over the new set.
+   */
+  setRows (rows: Uint32Array): void {
+    if (rows.length === this.rows.length && rows.every((r, i) => r === this.rows[i])) return
+    this.rows = rows
+    this.orderPass = -1
+    if (this.progress.cursor > 0) {
+      this.progress.pass += 1
+      this.progress.cursor = 0
+    }
+  }
+
+  get rowCount (): number {
+    return this.rows.length
   }
 
   get stepsPerEpoch (): number {
@@ -93,12 +124,12 @@ export class Trainer {
   }
 
   get finished (): boolean {
-    return this.progress.epoch >= this.job.epochs
+    return this.progress.samples >= this.job.epochs * this.dataset.train.n
   }
 
   /** Fraction of the current epoch done. */
   get epochProgress (): number {
-    return this.progress.cursor / this.dataset.train.n
+    return (this.progress.samples % this.dataset.train.n) / this.dataset.train.n
   }
 
   /** Samples per second over the last few seconds. */
@@ -119,9 +150,19 @@ export class Trainer {
     // tfjs kernels run synchronously here; give I/O (the control API, the network) a turn every step.
     await yieldToEventLoop()
     const train = this.dataset.train
-    if (this.orderEpoch !== this.progress.epoch) {
-      this.order = epochOrder(train.n, this.job.seed, this.progress.epoch)
-      this.orderEpoch = this.progress.epoch
+    if (this.rows.length === 0) {
+      // no shards yet (a joiner before its first claims land): wait a little rather than spin
+      await sleep(IDLE_WAIT_MS)
+      return { grads: [], loss: 0, samples: 0 }
+    }
+    if (this.progress.cursor >= this.rows.length) {
+      this.progress.pass += 1
+      this.progress.cursor = 0
+    }
+    if (this.orderPass !== this.progress.pass) {
+      const perm = epochOrder(this.rows.length, this.job.seed, this.progress.pass)
+      this.order = perm.map(i => this.rows[i])
+      this.orderPass = this.progress.pass
     }
     const batch = gatherBatch(train, this.order, this.progress.cursor, this.job.batchSize, this.dataset.classes)
     const { loss, grads } = tf.tidy(() => {
@@ -134,8 +175,17 @@ export class Trainer {
     return { grads, loss: lossValue, samples: batch.n }
   }
 
-  /** Applies an update with the optimizer and advances the data position past its batch. */
-  applyUpdate (update: Update): void {
+  /**
+   * Applies an update with the optimizer and advances the data position past
+   * this peer's batch (`localSamples`); `update.samples` counts every sample
+   * the update was computed over (the whole swarm's, after a reduction).
+   */
+  applyUpdate (update: Update, localSamples = update.samples): void {
+    if (update.samples === 0) {
+      for (const g of update.grads) g.dispose()
+      this.epochEnded = false
+      return
+    }
     const named: Record<string, tf.Tensor> = {}
     this.net.variables.forEach((v, i) => { named[v.name] = update.grads[i] })
     this.optimizer.applyGradients(named)
@@ -144,17 +194,16 @@ export class Trainer {
     this.samplesSeen += update.samples
     this.rate.push({ t: performance.now(), n: update.samples })
     const p = this.progress
+    const epochBefore = this.epoch
     p.step += 1
-    p.cursor += update.samples
-    if (p.cursor >= this.dataset.train.n) {
-      p.cursor = 0
-      p.epoch += 1
-    }
+    p.samples += update.samples
+    p.cursor += localSamples
+    this.epochEnded = this.epoch > epochBefore
   }
 
-  /** True right after the last batch of an epoch was applied. */
+  /** True right after the update that completed an epoch was applied. */
   get atEpochBoundary (): boolean {
-    return this.progress.cursor === 0 && this.progress.step > 0
+    return this.epochEnded
   }
 
   /** Loss and accuracy on the held-out test rows. */
@@ -172,7 +221,7 @@ export class Trainer {
       const correct = tf.equal(tf.argMax(logits, 1), tf.argMax(ys, 1)).sum().dataSync()[0]
       return [l, correct / test.n]
     })
-    this.lastEvaluation = { epoch: this.progress.epoch, step: this.progress.step, loss, accuracy }
+    this.lastEvaluation = { epoch: this.epoch, step: this.progress.step, loss, accuracy }
     return this.lastEvaluation
   }
 
@@ -232,7 +281,8 @@ export class Trainer {
       await this.optimizer.setWeights(tensors)
       for (const t of tensors) t.tensor.dispose()
     }
-    this.progress = { ...ckpt.progress }
+    const p = ckpt.progress as Partial<Progress>
+    this.progress = { step: p.step ?? 0, samples: p.samples ?? 0, pass: p.pass ?? 0, cursor: p.cursor ?? 0 }
     this.loss = ckpt.loss
     this.lastEvaluation = ckpt.evaluation
     this.hashCache = null

@@ -25,7 +25,9 @@ export const jobSchema = z.object({
   learningRate: z.number().positive().max(10).default(0.001),
   optimizer: z.enum(['sgd', 'momentum', 'adam']).default('adam'),
   epochs: z.number().int().min(1).max(100000).default(6),
-  seed: z.number().int().min(0).max(2 ** 32 - 1).default(42)
+  seed: z.number().int().min(0).max(2 ** 32 - 1).default(42),
+  /** Shards the training rows are cut into; peers claim them. Several per peer balance well. */
+  shards: z.number().int().min(1).max(65536).default(32)
 }).strict()
 
 export type Job = z.infer<typeof jobSchema>

@@ -1,0 +1,48 @@
+/**
+ * Cutting a data set's training rows into shards. The training rows are
+ * already a seeded shuffle of the data set, so contiguous ranges are random
+ * samples of it; a shard's hash covers its features and labels.
+ */
+import { createHash } from 'node:crypto'
+import type { Examples } from './dataset.ts'
+
+export interface ShardSpec {
+  id: string
+  index: number
+  start: number
+  end: number
+  rows: number
+  hash: string
+}
+
+export function shardId (index: number): string {
+  return `s${String(index).padStart(4, '0')}`
+}
+
+/** `count` shards over `from`'s rows, sizes differing by at most one. */
+export function cutShards (from: Examples, count: number): ShardSpec[] {
+  const n = from.n
+  const out: ShardSpec[] = []
+  for (let i = 0; i < count; i++) {
+    const start = Math.floor((i * n) / count)
+    const end = Math.floor(((i + 1) * n) / count)
+    const f = from.features
+    const h = createHash('sha256')
+    h.update(new Uint8Array(from.x.buffer, from.x.byteOffset + start * f * 4, (end - start) * f * 4))
+    h.update(from.y.subarray(start, end))
+    out.push({ id: shardId(i), index: i, start, end, rows: end - start, hash: h.digest('hex').slice(0, 32) })
+  }
+  return out
+}
+
+/** The training rows of a set of shards, ascending. */
+export function rowsOf (shards: ShardSpec[], ids: Iterable<string>): Uint32Array {
+  const byId = new Map(shards.map(s => [s.id, s]))
+  const rows: number[] = []
+  for (const id of [...ids].sort()) {
+    const s = byId.get(id)
+    if (s === undefined) continue
+    for (let r = s.start; r < s.end; r++) rows.push(r)
+  }
+  return Uint32Array.from(rows)
+}
