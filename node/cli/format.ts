@@ -1,5 +1,5 @@
 /** Human-readable renderings of a peer's status, shared by `peer start` and `peer status`. */
-import type { PeerStatus } from '../peer/index.ts'
+import type { PeerStatus } from '../peer/status.ts'
 
 export function bar (fraction: number, width = 20): string {
   const f = Math.max(0, Math.min(1, fraction))

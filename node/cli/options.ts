@@ -40,7 +40,8 @@ export function jobOptions (): Option[] {
     new Option('--lr <rate>', 'learning rate').argParser(parsePositiveNumber),
     new Option('--optimizer <name>', 'optimizer').choices(['sgd', 'momentum', 'adam']),
     new Option('--epochs <n>', 'passes over the training data').argParser(parsePositiveInt),
-    new Option('--seed <n>', 'seed for initialisation and data order').argParser(parseNonNegativeInt)
+    new Option('--seed <n>', 'seed for initialisation and data order').argParser(parseNonNegativeInt),
+    new Option('--shards <n>', 'shards the training data is cut into (peers claim them)').argParser(parsePositiveInt)
   ]
 }
 
@@ -54,6 +55,7 @@ export interface JobFlags {
   optimizer?: string
   epochs?: number
   seed?: number
+  shards?: number
 }
 
 /** The job from --job and the job flags, validated; undefined when none was given. */
@@ -82,6 +84,7 @@ export function jobFromFlags (flags: JobFlags): Job | undefined {
   if (flags.optimizer !== undefined) overrides.optimizer = flags.optimizer as Job['optimizer']
   if (flags.epochs !== undefined) overrides.epochs = flags.epochs
   if (flags.seed !== undefined) overrides.seed = flags.seed
+  if (flags.shards !== undefined) overrides.shards = flags.shards
   if (flags.job === undefined && Object.keys(overrides).length === 0) return undefined
   try {
     return parseJob({ ...base, ...overrides })

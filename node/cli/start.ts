@@ -1,11 +1,12 @@
 import type { Command } from 'commander'
+import type { DestinationStream } from 'pino'
 import { Option } from 'commander'
-import { pino } from 'pino'
 import { multiaddr } from '@multiformats/multiaddr'
-import { PEER_DEFAULTS, resolveDataDir, startPeer } from '../peer/index.ts'
-import type { PeerStatus } from '../peer/index.ts'
-import { BACKENDS } from '../trainer/index.ts'
-import type { BackendChoice } from '../trainer/index.ts'
+import { PEER_DEFAULTS } from '../peer/defaults.ts'
+import { resolveDataDir } from '../peer/datadir.ts'
+import type { PeerStatus } from '../peer/status.ts'
+import { BACKENDS } from '../trainer/backends.ts'
+import type { BackendChoice } from '../trainer/backends.ts'
 import { EXIT_FAILURE, EXIT_OK, UsageError } from './context.ts'
 import type { CliContext } from './context.ts'
 import { progressLine } from './format.ts'
@@ -57,7 +58,9 @@ export const startCommand = {
   async execute (ctx: CliContext, flags: StartFlags): Promise<number> {
     const job = jobFromFlags(flags)
     const dataDir = resolveDataDir(flags.dataDir, ctx.env)
-    const logger = pino({ level: flags.logLevel, base: { pid: process.pid } }, ctx.stderr as NodeJS.WritableStream as pino.DestinationStream)
+    // the peer and its dependencies load only when a peer starts, so `peer status` stays quick
+    const [{ pino }, { startPeer }] = await Promise.all([import('pino'), import('../peer/index.ts')])
+    const logger = pino({ level: flags.logLevel, base: { pid: process.pid } }, ctx.stderr as NodeJS.WritableStream as DestinationStream)
     const out = (line: string): void => { ctx.stdout.write(`${line}\n`) }
     for (const addr of [...flags.listen, ...flags.join]) {
       try {

@@ -10,7 +10,8 @@
  * await manifest.createJob(job, shards); manifest.attachJob(jobId)
  * manifest.mine() // ['s0003', 's0011', …]
  */
-export { Manifest, DEFAULT_HEARTBEAT_MS, DEFAULT_MEMBER_TIMEOUT_MS } from './manifest.ts'
+export { Manifest } from './manifest.ts'
+export { DEFAULT_HEARTBEAT_MS, DEFAULT_MEMBER_TIMEOUT_MS } from './constants.ts'
 export type { ManifestComponents, ManifestCounters, ManifestEvents, ManifestInit, ManifestStore } from './manifest.ts'
 export { LwwMap, lww } from './crdt.ts'
 export type { Entry } from './crdt.ts'

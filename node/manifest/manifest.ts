@@ -14,6 +14,7 @@ import { LwwMap } from './crdt.ts'
 import type { Entry } from './crdt.ts'
 import { HlcClock } from './hlc.ts'
 import { readFrame, writeFrame } from './sync.ts'
+import { DEFAULT_HEARTBEAT_MS, DEFAULT_MEMBER_TIMEOUT_MS } from './constants.ts'
 
 /** The LevelDB sublevel the manifest persists into: key → { value, clock }. */
 export interface ManifestStore {
@@ -37,8 +38,6 @@ export interface ManifestInit {
   now?: () => number
 }
 
-export const DEFAULT_HEARTBEAT_MS = 1000
-export const DEFAULT_MEMBER_TIMEOUT_MS = 5000
 
 export interface ManifestEvents {
   /** Entries that changed this replica (local or remote writes). */

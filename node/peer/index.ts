@@ -20,13 +20,13 @@ import { cutShards, rowsOf } from '../data/shards.ts'
 import type { ShardSpec } from '../data/shards.ts'
 import { loadOrCreateKey, startNetwork } from '../network/index.ts'
 import type { Network } from '../network/index.ts'
-import { DEFAULT_HEARTBEAT_MS, DEFAULT_MEMBER_TIMEOUT_MS, Manifest } from '../manifest/index.ts'
+import { Manifest } from '../manifest/index.ts'
 import type { ManifestStore } from '../manifest/index.ts'
 import { ApiServer } from '../api/index.ts'
 import { CheckpointStore, Trainer, createTrainerLogic, selectBackend } from '../trainer/index.ts'
 import type { BackendChoice, BackendName, BinaryStore, Evaluation } from '../trainer/index.ts'
-import { openDataDir } from './datadir.ts'
-import type { PeerDb } from './datadir.ts'
+import { openDataDir } from './store.ts'
+import type { PeerDb } from './store.ts'
 import { JobConflictError, JoinFailedError } from './errors.ts'
 import { peerMachine, peerStateName } from './machine.ts'
 import { buildStatus } from './status.ts'
@@ -34,7 +34,9 @@ import type { PeerStatus } from './status.ts'
 
 export { peerMachine, peerStateName } from './machine.ts'
 export type { PeerSnapshot } from './machine.ts'
-export { API_FILE, openDataDir, readApiInfo, resolveDataDir } from './datadir.ts'
+export { API_FILE, readApiInfo, resolveDataDir } from './datadir.ts'
+export { openDataDir } from './store.ts'
+export { PEER_DEFAULTS } from './defaults.ts'
 export type { ApiInfo } from './datadir.ts'
 export { CorruptDataDirError, DataDirInUseError, JobConflictError, JoinFailedError } from './errors.ts'
 export type { PeerStatus } from './status.ts'
@@ -56,16 +58,6 @@ export interface PeerOptions {
   memberTimeoutMs: number
   /** How long to keep trying the --join peers. */
   joinTimeoutMs: number
-}
-
-/** Defaults of the networking options. */
-export const PEER_DEFAULTS = {
-  listen: ['/ip4/0.0.0.0/tcp/4001'],
-  join: [] as string[],
-  mdns: true,
-  heartbeatMs: DEFAULT_HEARTBEAT_MS,
-  memberTimeoutMs: DEFAULT_MEMBER_TIMEOUT_MS,
-  joinTimeoutMs: 30_000
 }
 
 /** Pause between rounds of dialling the --join peers. */

@@ -19,7 +19,7 @@ export interface PeerStatus {
   /** Swarm members as this peer's manifest knows them. */
   members: Array<{ peerId: string, state: string, live: boolean, step: number | null, shards: number }>
   job: (Job & { id: string }) | null
-  shards: { total: number, mine: string[], unowned: number }
+  shards: { total: number, mine: string[], unowned: number, owners: Record<string, string | null> }
   manifest: { deltasReceived: number, deltasRejected: number, syncs: number, syncsFailed: number } | null
   ring: { round: number, members: string[], state: string }
   training: {
@@ -71,7 +71,8 @@ export function buildStatus (peer: Peer): PeerStatus {
     shards: {
       total: manifest?.shardIds().length ?? 0,
       mine: manifest?.mine() ?? [],
-      unowned: manifest?.unowned().length ?? 0
+      unowned: manifest?.unowned().length ?? 0,
+      owners: Object.fromEntries(manifest?.owners() ?? [])
     },
     manifest: manifest === null ? null : { ...manifest.counters },
     ring: { round: 0, members: [], state: 'idle' },

@@ -8,17 +8,11 @@
 import { createRequire } from 'node:module'
 import * as tf from '@tensorflow/tfjs'
 
-export const BACKENDS = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const
-export type BackendName = typeof BACKENDS[number]
-export type BackendChoice = BackendName | 'auto'
+import { BACKENDS, BACKEND_PACKAGES } from './backends.ts'
+import type { BackendChoice, BackendName } from './backends.ts'
 
-/** The npm package that provides each backend. */
-export const BACKEND_PACKAGES: Record<BackendName, string> = {
-  'tensorflow-gpu': '@tensorflow/tfjs-node-gpu',
-  tensorflow: '@tensorflow/tfjs-node',
-  wasm: '@tensorflow/tfjs-backend-wasm',
-  cpu: '@tensorflow/tfjs'
-}
+export { BACKENDS, BACKEND_PACKAGES, isBackendChoice } from './backends.ts'
+export type { BackendChoice, BackendName } from './backends.ts'
 
 /** The name each package registers with tfjs-core. */
 const TF_NAMES: Record<BackendName, string> = {
@@ -86,8 +80,4 @@ export async function selectBackend (choice: BackendChoice = 'auto', log?: (msg:
 /** The backend chosen by selectBackend, if any. */
 export function currentBackend (): BackendName | undefined {
   return selected
-}
-
-export function isBackendChoice (value: string): value is BackendChoice {
-  return value === 'auto' || (BACKENDS as readonly string[]).includes(value)
 }

@@ -152,11 +152,9 @@ class FastNet implements Net {
       const denseGrads: tf.Tensor[] = []
       for (let l = this.denses.length - 1; l >= 0; l--) {
         const input = trace.denseIn[l]
-        denseGrads.unshift(tf.matMul(tf.transpose(input), d), tf.sum(d, 0))
+        denseGrads.unshift(matMulAT(input, d as tf.Tensor2D), tf.sum(d, 0))
         if (l === 0 && this.image === null) break
-        // d·Wᵀ as (W·dᵀ)ᵀ: transposing the two batch-sized operands is far
-        // cheaper on wasm than transposing a large kernel (1024x1024: ~12 ms)
-        const dInput = tf.transpose(tf.matMul(this.denses[l].kernel, tf.transpose(d)))
+        const dInput = matMulBT(d as tf.Tensor2D, this.denses[l].kernel as tf.Tensor2D)
         d = l > 0 ? tf.mul(dInput, tf.step(input)) : dInput
       }
 
@@ -265,6 +263,28 @@ function makeVariable (value: tf.Tensor, name: string): tf.Variable {
   const v = tf.variable(value, true, unique)
   value.dispose()
   return v
+}
+
+/**
+ * True where matMul's transpose flags are slow: wasm runs them as a naive
+ * loop, 10-50x slower than its XNNPACK kernel for the plain product.
+ */
+function slowTransposedMatMul (): boolean {
+  return tf.getBackend() === 'wasm'
+}
+
+/** aᵀ·b */
+function matMulAT (a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  return slowTransposedMatMul() ? tf.matMul(tf.transpose(a), b) : tf.matMul(a, b, true, false)
+}
+
+/**
+ * a·bᵀ, for a batch-sized `a` and a kernel `b`. On wasm as (b·aᵀ)ᵀ:
+ * transposing the two batch-sized operands is far cheaper there than
+ * transposing a large kernel (1024x1024: ~12 ms).
+ */
+function matMulBT (a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  return slowTransposedMatMul() ? tf.transpose(tf.matMul(b, tf.transpose(a))) as tf.Tensor2D : tf.matMul(a, b, false, true)
 }
 
 /** Backends whose tensors live in host-reachable memory, so dataSync is a cheap copy. */

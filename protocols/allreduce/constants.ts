@@ -66,6 +66,12 @@ export const DEFAULT_STEP_TIMEOUT_MS = 5_000
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000
 /** Telling the successor why a round aborted is best effort: a queued frame, never worth delaying the result by more than this. */
 export const ABORT_NOTIFY_TIMEOUT_MS = 500
+/**
+ * Opening a stream to a neighbour: a new connection is a TCP handshake plus noise and yamux negotiation, tens of
+ * milliseconds on a LAN; 5 s is the same patience as the connect timeout. A round that gives up earlier leaves the
+ * dial running for the next one.
+ */
+export const DIAL_TIMEOUT_MS = 5_000
 /** A plain TCP connection must name its sender at once; one that does not within this time is dropped. */
 export const IDENT_TIMEOUT_MS = 5_000
 

@@ -20,11 +20,11 @@ export const jobSchema = z.object({
   dataset: z.enum(['mnist']).default('mnist'),
   model: z.enum(['mlp', 'cnn']).default('mlp'),
   /** Widths of the hidden dense layers. */
-  hidden: z.array(z.number().int().min(1).max(8192)).max(8).default([128]),
+  hidden: z.array(z.number().int().min(1).max(8192)).max(8).default([256, 128]),
   batchSize: z.number().int().min(1).max(65536).default(64),
   learningRate: z.number().positive().max(10).default(0.001),
   optimizer: z.enum(['sgd', 'momentum', 'adam']).default('adam'),
-  epochs: z.number().int().min(1).max(100000).default(6),
+  epochs: z.number().int().min(1).max(100000).default(8),
   seed: z.number().int().min(0).max(2 ** 32 - 1).default(42),
   /** Shards the training rows are cut into; peers claim them. Several per peer balance well. */
   shards: z.number().int().min(1).max(65536).default(32)

@@ -1,0 +1,334 @@
+/**
+ * The byte loop of one round, outside any machine: open the channel to the successor and send a hello, find
+ * the predecessor's hello for this round, then run two loops at once until every step is done:
+ *
+ * - the receiver reads the predecessor's data frames in order, checks every field and every value, and adds
+ *   the block into the working vector (reduce-scatter) or copies it there (all-gather);
+ * - the sender walks its chunks block by block; from step 1 on a block goes out as soon as the receiver has
+ *   finished the same span of the previous step, so a block is received, added and forwarded while the next
+ *   one is still arriving.
+ *
+ * It reports to the machine (`ring.connected`, `step.done`, `peer.lost`, `frame.invalid`, …) and stops,
+ * without another word, when its signal aborts. It works on a copy of the caller's vector, so an aborted
+ * round leaves nothing behind: no one ever sees a partial sum.
+ */
+import {
+  DATA_HEADER_BYTES, InvalidMessageError, decodeFrame, encodeDataHeader, encodeHello, membersHash
+} from '../../protocols/allreduce/index.ts'
+import type { Frame } from '../../protocols/allreduce/index.ts'
+import { chunkSpans, isReduceStep, recvChunk, sendChunk, stepCount } from './layout.ts'
+import type { RingEvent } from './machine.ts'
+import type { InboundChannel, OutboundChannel, RingTransport } from './transport.ts'
+
+export interface ExchangePlan {
+  round: number
+  attempt: number
+  members: readonly string[]
+  rank: number
+  /** The working vector: a copy of the caller's, summed in place. */
+  work: Float32Array
+  blockElements: number
+}
+
+export interface ExchangeProgress {
+  bytesSent: number
+  bytesReceived: number
+  /** Stale frames (of earlier rounds or attempts) skipped before this round's hello. */
+  staleFrames: number
+  /** The outbound channel once open (the abort notice goes there). */
+  out: OutboundChannel | null
+  /** Which side lagged when the loop last waited: the receiver (waiting on the predecessor) or the sender (on the successor). */
+  waitingOn: 'predecessor' | 'successor' | null
+}
+
+/** Compares (round, attempt) pairs: negative when a is earlier. */
+function compareRounds (a: { round: number, attempt: number }, b: { round: number, attempt: number }): number {
+  return a.round !== b.round ? a.round - b.round : a.attempt - b.attempt
+}
+
+/** The data path stopped: `event` says why, for the machine. */
+class Stop extends Error {
+  readonly event: RingEvent
+  constructor (event: RingEvent) {
+    super(event.type)
+    this.event = event
+  }
+}
+
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.byteLength === b.byteLength && a.every((x, i) => x === b[i])
+
+/**
+ * Adds `src` into `dst` at `at`; returns the index of the first non-finite value of `src`, or −1. (`v − v` is 0
+ * for every finite v and NaN for NaN and ±Inf: one test per element, no branch on the common path.) On a bad
+ * value the working vector is left part-added, which is harmless: the round aborts and it is thrown away.
+ */
+export function addChecked (dst: Float32Array, at: number, src: Float32Array): number {
+  const n = src.length
+  for (let k = 0; k < n; k++) {
+    const v = src[k]
+    if (v - v !== 0) return k
+    dst[at + k] += v
+  }
+  return -1
+}
+
+/** Copies `src` into `dst` at `at`; returns the index of the first non-finite value, or −1. */
+export function copyChecked (dst: Float32Array, at: number, src: Float32Array): number {
+  const n = src.length
+  for (let k = 0; k < n; k++) {
+    const v = src[k]
+    if (v - v !== 0) return k
+  }
+  dst.set(src, at)
+  return -1
+}
+
+/** The payload as floats: a view when it is 4-byte aligned, else a copy into `scratch`. */
+function floatsOf (payload: Uint8Array, scratch: { buf: Float32Array }): Float32Array {
+  const count = payload.byteLength >>> 2
+  if ((payload.byteOffset & 3) === 0) return new Float32Array(payload.buffer, payload.byteOffset, count)
+  if (scratch.buf.length < count) scratch.buf = new Float32Array(count)
+  const view = scratch.buf.subarray(0, count)
+  new Uint8Array(view.buffer, view.byteOffset, payload.byteLength).set(payload)
+  return view
+}
+
+/**
+ * Runs the data path of one round. Never throws: every way it can end is an event for the machine, sent with
+ * `emit` (`ring.connected`, `step.done`s, or one failure); after a failure, or once `signal` aborts, it is silent.
+ */
+export async function runExchange (
+  transport: RingTransport,
+  plan: ExchangePlan,
+  progress: ExchangeProgress,
+  emit: (event: RingEvent) => void,
+  signal: AbortSignal
+): Promise<void> {
+  const n = plan.members.length
+  if (n === 1) {
+    emit({ type: 'ring.connected' })
+    return
+  }
+  const local = new AbortController()
+  const onAbort = (): void => { local.abort(signal.reason) }
+  signal.addEventListener('abort', onAbort, { once: true })
+  let failed = false
+  const stop = (event: RingEvent): void => {
+    if (failed || signal.aborted) return
+    failed = true
+    local.abort(new Stop(event))
+    emit(event)
+  }
+  try {
+    const succ = plan.members[(plan.rank + 1) % n]
+    const pred = plan.members[(plan.rank - 1 + n) % n]
+    const hash = membersHash(plan.members)
+    const [out, inbound] = await Promise.all([
+      openSuccessor(transport, plan, succ, hash, progress, local.signal),
+      findHello(transport, plan, pred, hash, progress, local.signal)
+    ])
+    if (local.signal.aborted) return
+    emit({ type: 'ring.connected' })
+    await transfer(plan, out, inbound, progress, emit, local.signal)
+  } catch (err) {
+    if (err instanceof Stop) stop(err.event)
+    else if (!local.signal.aborted) stop({ type: 'exchange.failed', error: String((err as Error)?.stack ?? err) })
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
+}
+
+async function openSuccessor (transport: RingTransport, plan: ExchangePlan, succ: string, hash: Uint8Array, progress: ExchangeProgress, signal: AbortSignal): Promise<OutboundChannel> {
+  try {
+    const out = await transport.outbound(succ, signal)
+    progress.out = out
+    const hello = encodeHello({ round: plan.round, attempt: plan.attempt, members: plan.members.length, index: plan.rank, elements: plan.work.length, membersHash: hash })
+    await out.send([hello], signal)
+    progress.bytesSent += hello.byteLength
+    return out
+  } catch (err) {
+    if (signal.aborted) throw signal.reason
+    throw new Stop({ type: 'peer.lost', peer: succ, reason: (err as Error).message })
+  }
+}
+
+/** Reads one frame for this round, mapping what can go wrong to the event that ends the round. */
+async function readFrame (inbound: InboundChannel, progress: ExchangeProgress, signal: AbortSignal): Promise<{ bytes: Uint8Array, frame: Frame }> {
+  let bytes: Uint8Array | null
+  try {
+    bytes = await inbound.read(signal)
+  } catch (err) {
+    if (signal.aborted) throw signal.reason
+    if (err instanceof InvalidMessageError && err.kind !== 'truncated') throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: err.message })
+    throw new Stop({ type: 'peer.lost', peer: inbound.peer, reason: (err as Error).message })
+  }
+  if (bytes === null) throw new Stop({ type: 'peer.lost', peer: inbound.peer, reason: 'stream ended' })
+  progress.bytesReceived += bytes.byteLength
+  try {
+    return { bytes, frame: decodeFrame(bytes) }
+  } catch (err) {
+    if (err instanceof InvalidMessageError) throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: err.message })
+    throw err
+  }
+}
+
+/**
+ * Skips what is left of earlier rounds on the predecessor's stream and checks its hello for this one. A stream
+ * that ends before the hello is replaced by the next one the predecessor opens (it dials again after a failure).
+ */
+async function findHello (transport: RingTransport, plan: ExchangePlan, pred: string, hash: Uint8Array, progress: ExchangeProgress, signal: AbortSignal): Promise<InboundChannel> {
+  while (true) {
+    const inbound = await transport.inbound(pred, signal)
+    try {
+      while (true) {
+        const { bytes, frame } = await readFrame(inbound, progress, signal)
+        if (frame.type === 'ident') throw new Stop({ type: 'frame.invalid', peer: pred, reason: 'ident frame inside the stream' })
+        const order = compareRounds(frame, plan)
+        if (order < 0) {
+          progress.staleFrames++
+          continue
+        }
+        if (order > 0) {
+          inbound.unread(bytes)
+          throw new Stop({ type: 'peer.aborted', peer: pred, reason: `it is already in round ${frame.round} attempt ${frame.attempt}` })
+        }
+        if (frame.type === 'abort') throw new Stop({ type: 'peer.aborted', peer: pred, reason: `[${frame.code}] ${frame.reason}`, ...(frame.culprit !== undefined ? { culprit: frame.culprit } : {}) })
+        if (frame.type === 'data') throw new Stop({ type: 'frame.invalid', peer: pred, reason: 'data before the hello' })
+        const expectedIndex = (plan.rank - 1 + plan.members.length) % plan.members.length
+        if (!sameBytes(frame.membersHash, hash) || frame.members !== plan.members.length) {
+          throw new Stop({ type: 'members.mismatch', peer: pred, reason: 'different member list' })
+        }
+        if (frame.index !== expectedIndex) throw new Stop({ type: 'members.mismatch', peer: pred, reason: `it is at position ${frame.index}, expected ${expectedIndex}` })
+        if (frame.elements !== plan.work.length) throw new Stop({ type: 'members.mismatch', peer: pred, reason: `vector of ${frame.elements} elements, this member has ${plan.work.length}` })
+        return inbound
+      }
+    } catch (err) {
+      // A stream that ended cleanly before this round's hello was replaced: wait for the next one.
+      if (err instanceof Stop && err.event.type === 'peer.lost' && !inbound.open && !signal.aborted) continue
+      throw err
+    }
+  }
+}
+
+/** The two loops of the data path, run until every step is done. */
+async function transfer (plan: ExchangePlan, out: OutboundChannel, inbound: InboundChannel, progress: ExchangeProgress, emit: (event: RingEvent) => void, signal: AbortSignal): Promise<void> {
+  const n = plan.members.length
+  const steps = stepCount(n)
+  const spans = chunkSpans(plan.work.length, n)
+  const work = plan.work
+  const rank = plan.rank
+
+  // Receiver progress: the step being received and the elements of it received so far.
+  let recvStep = 0
+  let recvOffset = 0
+  let waiter: { step: number, upto: number, resolve: () => void } | null = null
+  const received = (step: number, upto: number): boolean => recvStep > step || (recvStep === step && recvOffset >= upto)
+  const wake = (): void => {
+    if (waiter !== null && received(waiter.step, waiter.upto)) {
+      const { resolve } = waiter
+      waiter = null
+      resolve()
+    }
+  }
+  let stepsSent = 0
+  let stepsReceived = 0
+  let stepsReported = 0
+  const report = (): void => {
+    while (stepsReported < Math.min(stepsSent, stepsReceived) && !signal.aborted) {
+      emit({ type: 'step.done', step: stepsReported++ })
+    }
+  }
+  const aborted = new Promise<never>((_resolve, reject) => {
+    if (signal.aborted) reject(signal.reason)
+    signal.addEventListener('abort', () => { reject(signal.reason) }, { once: true })
+  })
+  aborted.catch(() => {})
+
+  const receiver = async (): Promise<void> => {
+    const scratch = { buf: new Float32Array(0) }
+    for (let t = 0; t < steps; t++) {
+      const chunk = recvChunk(rank, t, n)
+      const { start, length } = spans[chunk]
+      const reduce = isReduceStep(t, n)
+      while (recvOffset < length) {
+        progress.waitingOn = 'predecessor'
+        const { bytes, frame } = await readFrame(inbound, progress, signal)
+        if (frame.type !== 'data') {
+          // Only an abort of this round, or the hello of a later one (the predecessor gave up on this one), may cut a step short.
+          if (frame.type === 'abort' && frame.round === plan.round && frame.attempt === plan.attempt) {
+            throw new Stop({ type: 'peer.aborted', peer: inbound.peer, reason: `[${frame.code}] ${frame.reason}`, ...(frame.culprit !== undefined ? { culprit: frame.culprit } : {}) })
+          }
+          if (frame.type === 'hello' && compareRounds(frame, plan) > 0) {
+            inbound.unread(bytes)
+            throw new Stop({ type: 'peer.aborted', peer: inbound.peer, reason: `it is already in round ${frame.round} attempt ${frame.attempt}` })
+          }
+          throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `${frame.type} frame in the middle of step ${t}` })
+        }
+        const where = `step ${t} chunk ${chunk} offset ${recvOffset}`
+        if (frame.round !== plan.round || frame.attempt !== plan.attempt) {
+          throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `data of round ${frame.round} attempt ${frame.attempt} in round ${plan.round} attempt ${plan.attempt}` })
+        }
+        if (frame.step !== t || frame.chunk !== chunk || frame.offset !== recvOffset) {
+          throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `expected ${where}, got step ${frame.step} chunk ${frame.chunk} offset ${frame.offset}` })
+        }
+        if (frame.length > length - recvOffset) {
+          throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `${frame.length} elements at ${where} overrun the chunk of ${length}` })
+        }
+        const values = floatsOf(frame.payload, scratch)
+        const bad = reduce ? addChecked(work, start + recvOffset, values) : copyChecked(work, start + recvOffset, values)
+        if (bad >= 0) {
+          throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `non-finite value (${values[bad]}) at element ${recvOffset + bad} of chunk ${chunk}, step ${t}` })
+        }
+        recvOffset += frame.length
+        wake()
+      }
+      recvStep = t + 1
+      recvOffset = 0
+      stepsReceived++
+      wake()
+      report()
+    }
+  }
+
+  const sender = async (): Promise<void> => {
+    for (let t = 0; t < steps; t++) {
+      const chunk = sendChunk(rank, t, n)
+      const { start, length } = spans[chunk]
+      for (let offset = 0; offset < length; offset += plan.blockElements) {
+        const count = Math.min(plan.blockElements, length - offset)
+        if (t > 0 && !received(t - 1, offset + count)) {
+          await Promise.race([new Promise<void>(resolve => { waiter = { step: t - 1, upto: offset + count, resolve } }), aborted])
+        }
+        const header = encodeDataHeader({ round: plan.round, attempt: plan.attempt, step: t, chunk, offset, length: count })
+        const payload = new Uint8Array(work.buffer, work.byteOffset + (start + offset) * 4, count * 4)
+        progress.waitingOn = 'successor'
+        try {
+          await out.send([header, payload], signal)
+        } catch (err) {
+          if (signal.aborted) throw signal.reason
+          throw new Stop({ type: 'peer.lost', peer: out.peer, reason: (err as Error).message })
+        }
+        progress.bytesSent += DATA_HEADER_BYTES + payload.byteLength
+      }
+      if (t === steps - 1) {
+        try {
+          await out.flush(signal)
+        } catch (err) {
+          if (signal.aborted) throw signal.reason
+          throw new Stop({ type: 'peer.lost', peer: out.peer, reason: (err as Error).message })
+        }
+      }
+      stepsSent++
+      report()
+    }
+  }
+
+  // Whichever loop fails first ends the round; the other one is stopped through the shared signal.
+  await new Promise<void>((resolve, reject) => {
+    let pending = 2
+    const done = (): void => { if (--pending === 0) resolve() }
+    receiver().then(done, reject)
+    sender().then(done, reject)
+  })
+  progress.waitingOn = null
+}

@@ -1,0 +1,286 @@
+import { createActor, fromCallback, fromPromise, toPromise } from 'xstate'
+import type { Actor } from 'xstate'
+import {
+  ABORT_NOTIFY_TIMEOUT_MS, DEFAULT_BLOCK_BYTES, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STEP_TIMEOUT_MS, MAX_BLOCK_BYTES,
+  MAX_MEMBERS, MAX_PEER_ID_BYTES, MAX_U32, assertLittleEndian, encodeAbort
+} from '../../protocols/allreduce/index.ts'
+import type { AbortCode } from '../../protocols/allreduce/index.ts'
+import { runExchange } from './exchange.ts'
+import type { ExchangePlan, ExchangeProgress } from './exchange.ts'
+import { ringMachine, ringStateName } from './machine.ts'
+import type { AbortNotice, ExchangeInput, RingEvent } from './machine.ts'
+import type { RingTransport } from './transport.ts'
+
+export interface RoundSpec {
+  round: number
+  /** Retry number of this round; (round, attempt) must never repeat, and must grow from one run to the next. */
+  attempt: number
+  /** The ring, in order: the same list on every member (the round aborts otherwise). */
+  members: string[]
+  /** This member's id, one of `members`. */
+  self: string
+  /** This member's contribution. Not modified; the sum comes back as a new array. */
+  vector: Float32Array
+  /** Longest a step may take (default: the ring's, DEFAULT_STEP_TIMEOUT_MS unless set). */
+  stepTimeoutMs?: number
+  /** Longest connecting (dial, hellos) may take (default: the ring's, DEFAULT_CONNECT_TIMEOUT_MS unless set). */
+  connectTimeoutMs?: number
+}
+
+export interface RoundStats {
+  ms: number
+  /** Frame bytes written to the successor (headers included). */
+  bytesSent: number
+  /** Frame bytes read from the predecessor (headers and stale frames of earlier rounds included). */
+  bytesReceived: number
+  /** Vector bytes per second of the whole round (size / time). */
+  algbw: number
+  /** Steps completed (2(N−1) when the round succeeded). */
+  steps: number
+}
+
+export type RoundResult =
+  | { ok: true, sum: Float32Array, stats: RoundStats }
+  | { ok: false, code: AbortCode, reason: string, culprit?: string, stats: RoundStats }
+
+export interface RingComponents {
+  transport: RingTransport
+  /** Log lines, already prefixed `peer:ring <self>`. */
+  logger?: (msg: string) => void
+}
+
+export interface RingInit {
+  /** Bytes of vector per data frame (default DEFAULT_BLOCK_BYTES; a multiple of 4, at most MAX_BLOCK_BYTES). */
+  blockBytes?: number
+  /** Default step timeout of a round (DEFAULT_STEP_TIMEOUT_MS). */
+  stepTimeoutMs?: number
+  /** Default connect timeout of a round (DEFAULT_CONNECT_TIMEOUT_MS). */
+  connectTimeoutMs?: number
+  /** Longest the abort notice to the successor may hold up an aborted round's result (ABORT_NOTIFY_TIMEOUT_MS). */
+  notifyTimeoutMs?: number
+}
+
+export interface RingStatus {
+  round: number
+  attempt: number
+  members: string[]
+  /** `connecting`, `reduce-scatter k/N−1`, `all-gather k/N−1`, `aborting`, `aborted`, `done`. */
+  state: string
+  /** The last finished round's outcome, for status pages. */
+  last: null | { round: number, attempt: number, ok: boolean, code?: AbortCode, reason?: string, culprit?: string, stats: RoundStats }
+}
+
+function specProblem (spec: RoundSpec): string | null {
+  const u32 = (v: unknown): boolean => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= MAX_U32
+  if (!u32(spec.round)) return `round ${spec.round} is not a u32`
+  if (!u32(spec.attempt)) return `attempt ${spec.attempt} is not a u32`
+  if (!(spec.vector instanceof Float32Array)) return 'vector is not a Float32Array'
+  if (spec.vector.length > MAX_U32) return 'vector too long'
+  if (!Array.isArray(spec.members) || spec.members.length === 0) return 'no members'
+  if (spec.members.length > MAX_MEMBERS) return `${spec.members.length} members, at most ${MAX_MEMBERS}`
+  for (const id of spec.members) {
+    if (typeof id !== 'string' || id.length === 0 || Buffer.byteLength(id) > MAX_PEER_ID_BYTES) return `bad member id ${JSON.stringify(id)}`
+  }
+  if (new Set(spec.members).size !== spec.members.length) return 'duplicate members'
+  if (!spec.members.includes(spec.self)) return `self ${spec.self} is not a member`
+  for (const key of ['stepTimeoutMs', 'connectTimeoutMs'] as const) {
+    const v = spec[key]
+    if (v !== undefined && !(Number.isFinite(v) && v > 0)) return `${key} must be a positive number`
+  }
+  return null
+}
+
+/**
+ * Runs all-reduce rounds over a ring transport, one at a time (a second `run` waits for the first).
+ * See `index.ts` for the contract.
+ */
+export class Ring {
+  readonly #transport: RingTransport
+  readonly #log: (msg: string) => void
+  readonly #blockElements: number
+  readonly #stepTimeoutMs: number
+  readonly #connectTimeoutMs: number
+  readonly #notifyTimeoutMs: number
+  #started = false
+  #queue: Promise<void> = Promise.resolve()
+  #actor: Actor<typeof ringMachine> | null = null
+  #status: RingStatus | null = null
+
+  constructor (components: RingComponents, init: RingInit = {}) {
+    assertLittleEndian()
+    const blockBytes = init.blockBytes ?? DEFAULT_BLOCK_BYTES
+    if (!Number.isInteger(blockBytes) || blockBytes < 4 || blockBytes % 4 !== 0 || blockBytes > MAX_BLOCK_BYTES) {
+      throw new RangeError(`blockBytes must be a multiple of 4 from 4 to ${MAX_BLOCK_BYTES}`)
+    }
+    this.#transport = components.transport
+    const logger = components.logger
+    this.#log = logger === undefined ? () => {} : msg => { logger(`peer:ring ${msg}`) }
+    this.#blockElements = blockBytes / 4
+    this.#stepTimeoutMs = init.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS
+    this.#connectTimeoutMs = init.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS
+    this.#notifyTimeoutMs = init.notifyTimeoutMs ?? ABORT_NOTIFY_TIMEOUT_MS
+  }
+
+  /** Starts the transport (registers the protocol handler / opens the listener). */
+  async start (): Promise<void> {
+    if (this.#started) return
+    await this.#transport.start()
+    this.#started = true
+  }
+
+  /** Aborts the round under way (code `stopped`), waits for it to end, and stops the transport. */
+  async stop (): Promise<void> {
+    if (!this.#started) return
+    this.#started = false
+    this.#actor?.send({ type: 'round.cancel', code: 'stopped', reason: 'ring stopped' })
+    await this.#queue
+    await this.#transport.stop()
+  }
+
+  /** The round under way or the last one, for status. */
+  status (): RingStatus | null {
+    return this.#status === null ? null : { ...this.#status, members: [...this.#status.members] }
+  }
+
+  /**
+   * Sums `spec.vector` over the ring. Never throws for a failed round: it returns `{ ok: false, code, reason,
+   * culprit? }`. With `signal` aborted, the round is cancelled (code `cancelled`) and the other members abort too.
+   */
+  async run (spec: RoundSpec, signal?: AbortSignal): Promise<RoundResult> {
+    const previous = this.#queue
+    let release: () => void = () => {}
+    this.#queue = new Promise<void>(resolve => { release = resolve })
+    try {
+      await previous
+      return await this.#run(spec, signal)
+    } finally {
+      release()
+    }
+  }
+
+  async #run (spec: RoundSpec, signal: AbortSignal | undefined): Promise<RoundResult> {
+    const started = performance.now()
+    const stats = (steps: number, progress?: ExchangeProgress): RoundStats => {
+      const ms = performance.now() - started
+      return {
+        ms,
+        bytesSent: progress?.bytesSent ?? 0,
+        bytesReceived: progress?.bytesReceived ?? 0,
+        algbw: ms > 0 ? spec.vector.byteLength / (ms / 1000) : 0,
+        steps
+      }
+    }
+    const problem = specProblem(spec)
+    if (problem !== null) return { ok: false, code: 'invalid-spec', reason: problem, stats: stats(0) }
+    if (!this.#started) return { ok: false, code: 'stopped', reason: 'ring is not started', stats: stats(0) }
+    if (signal?.aborted === true) return { ok: false, code: 'cancelled', reason: 'cancelled before the round started', stats: stats(0) }
+
+    const n = spec.members.length
+    const rank = spec.members.indexOf(spec.self)
+    const succ = spec.members[(rank + 1) % n]
+    const tag = `${short(spec.self)} r${spec.round}.${spec.attempt}`
+    const plan: ExchangePlan = {
+      round: spec.round,
+      attempt: spec.attempt,
+      members: [...spec.members],
+      rank,
+      work: new Float32Array(spec.vector),
+      blockElements: this.#blockElements
+    }
+    const progress: ExchangeProgress = { bytesSent: 0, bytesReceived: 0, staleFrames: 0, out: null, waitingOn: null }
+    const transport = this.#transport
+
+    const logic = ringMachine.provide({
+      actors: {
+        exchange: fromCallback<RingEvent, ExchangeInput>(({ sendBack }) => {
+          const controller = new AbortController()
+          runExchange(transport, plan, progress, sendBack, controller.signal)
+            .catch((err: unknown) => { sendBack({ type: 'exchange.failed', error: String(err) }) })
+          return () => { controller.abort() }
+        }),
+        notifyAbort: fromPromise<void, AbortNotice>(async ({ input, signal }) => {
+          // A successor that is itself the reason cannot be told. Otherwise tell it, on the round's channel or on
+          // a new one (the round may have failed before its channel was open, and the successor waits for a hello).
+          if (input.code === 'peer-lost' && input.culprit === succ) return
+          const out = progress.out?.open === true ? progress.out : await transport.outbound(succ, signal)
+          await out.send([encodeAbort({
+            round: input.round,
+            attempt: input.attempt,
+            code: input.code,
+            reason: input.reason,
+            ...(input.culprit !== null ? { culprit: input.culprit } : {})
+          })], signal)
+        })
+      }
+    })
+    const actor = createActor(logic, {
+      input: {
+        round: spec.round,
+        attempt: spec.attempt,
+        members: n,
+        connectTimeoutMs: spec.connectTimeoutMs ?? this.#connectTimeoutMs,
+        stepTimeoutMs: spec.stepTimeoutMs ?? this.#stepTimeoutMs,
+        notifyTimeoutMs: this.#notifyTimeoutMs
+      }
+    })
+    const status: RingStatus = { round: spec.round, attempt: spec.attempt, members: [...spec.members], state: 'connecting', last: this.#status?.last ?? null }
+    this.#status = status
+    let previousState = ''
+    actor.subscribe({
+      next: snapshot => {
+        const state = ringStateName(snapshot.value, snapshot.context)
+        status.state = state
+        if (state !== previousState) {
+          previousState = state
+          this.#log(`${tag}: ${state}`)
+        }
+      },
+      error: () => {}
+    })
+    const onCancel = (): void => { actor.send({ type: 'round.cancel', code: 'cancelled', reason: 'cancelled by the caller' }) }
+    signal?.addEventListener('abort', onCancel, { once: true })
+    this.#actor = actor
+    let result: RoundResult
+    try {
+      actor.start()
+      const output = await toPromise(actor)
+      if (output.ok) {
+        result = { ok: true, sum: plan.work, stats: stats(output.steps, progress) }
+      } else {
+        let reason = output.reason ?? 'aborted'
+        if (output.code === 'timeout' && progress.waitingOn !== null) {
+          const pred = spec.members[(rank - 1 + n) % n]
+          reason += ` (waiting on ${progress.waitingOn === 'predecessor' ? `data from ${pred}` : `${succ} to take data`})`
+        }
+        result = {
+          ok: false,
+          code: output.code ?? 'internal',
+          reason,
+          ...(output.culprit !== null ? { culprit: output.culprit } : {}),
+          stats: stats(output.steps, progress)
+        }
+      }
+    } catch (err) {
+      result = { ok: false, code: 'internal', reason: `ring machine failed: ${(err as Error).message}`, stats: stats(0, progress) }
+    } finally {
+      signal?.removeEventListener('abort', onCancel)
+      this.#actor = null
+      actor.stop()
+    }
+    if (result.ok) {
+      this.#log(`${tag}: ${n} members, ${spec.vector.byteLength} bytes in ${result.stats.ms.toFixed(1)} ms (${(result.stats.algbw / 1e6).toFixed(1)} MB/s algbw)`)
+    } else {
+      this.#log(`${tag}: aborted [${result.code}] ${result.reason}${result.culprit !== undefined ? ` (culprit ${short(result.culprit)})` : ''}`)
+    }
+    const { ok, stats: s } = result
+    status.last = result.ok
+      ? { round: spec.round, attempt: spec.attempt, ok, stats: s }
+      : { round: spec.round, attempt: spec.attempt, ok, code: result.code, reason: result.reason, ...(result.culprit !== undefined ? { culprit: result.culprit } : {}), stats: s }
+    return result
+  }
+}
+
+/** The tail of a peer id, enough to tell members apart in logs. */
+function short (id: string): string {
+  return id.length > 10 ? `…${id.slice(-6)}` : id
+}

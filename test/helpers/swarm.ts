@@ -1,0 +1,99 @@
+/** A local swarm of real `peer start` processes on 127.0.0.1, for multi-peer tests. */
+import { join } from 'node:path'
+import { runPeer, spawnPeer, tempDir, waitFor } from './peer-process.ts'
+import type { PeerChild } from './peer-process.ts'
+
+export interface StatusJson {
+  peerId: string
+  addresses: string[]
+  state: string
+  pid: number
+  error: string | null
+  peers: Array<{ peerId: string }>
+  members: Array<{ peerId: string, state: string, live: boolean, shards: number, step: number | null }>
+  job: { id: string, epochs: number, shards: number } | null
+  shards: { total: number, mine: string[], unowned: number, owners: Record<string, string | null> }
+  manifest: { deltasReceived: number, deltasRejected: number, syncs: number, syncsFailed: number } | null
+  ring?: { round: number, members: string[], state: string, [k: string]: unknown }
+  training: { step: number, epoch: number, samples?: number, weightsHash: string, accuracy: number | null } | null
+}
+
+export async function statusOf (dataDir: string): Promise<StatusJson | undefined> {
+  const r = await runPeer(['status', '--json', '--data-dir', dataDir], { timeoutMs: 20_000 })
+  if (r.code !== 0) return undefined
+  return JSON.parse(r.stdout) as StatusJson
+}
+
+/** Options every test peer gets: loopback, a free port, no mDNS (tests run side by side). */
+export const LOCAL = ['--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns']
+
+export class LocalSwarm {
+  readonly root: string
+  readonly peers: Array<{ name: string, dataDir: string, proc: PeerChild }> = []
+  private readonly removeRoot: () => Promise<void>
+
+  private constructor (root: string, remove: () => Promise<void>) {
+    this.root = root
+    this.removeRoot = remove
+  }
+
+  static async create (): Promise<LocalSwarm> {
+    const dir = await tempDir('peer-swarm-')
+    return new LocalSwarm(dir.path, dir.remove)
+  }
+
+  dataDir (name: string): string {
+    return join(this.root, name)
+  }
+
+  /** Starts a peer; with `joinVia`, joins through that peer's first address. */
+  async start (name: string, args: string[], joinVia?: string): Promise<PeerChild> {
+    const extra: string[] = []
+    if (joinVia !== undefined) extra.push('--join', await this.address(joinVia))
+    const proc = spawnPeer(['start', '--data-dir', this.dataDir(name), ...LOCAL, ...extra, ...args])
+    const existing = this.peers.findIndex(p => p.name === name)
+    if (existing >= 0) this.peers.splice(existing, 1)
+    this.peers.push({ name, dataDir: this.dataDir(name), proc })
+    return proc
+  }
+
+  proc (name: string): PeerChild {
+    const p = this.peers.find(x => x.name === name)
+    if (p === undefined) throw new Error(`no peer ${name}`)
+    return p.proc
+  }
+
+  /** The peer's first listen address (with /p2p/), once it has one. */
+  async address (name: string): Promise<string> {
+    const s = await waitFor(`${name} to listen`, async () => {
+      const st = await statusOf(this.dataDir(name))
+      return st !== undefined && st.addresses.length > 0 && st.peerId !== null ? st : undefined
+    })
+    return s.addresses[0]
+  }
+
+  async status (name: string): Promise<StatusJson | undefined> {
+    return await statusOf(this.dataDir(name))
+  }
+
+  async statuses (names: string[]): Promise<StatusJson[] | undefined> {
+    const all = await Promise.all(names.map(async n => await this.status(n)))
+    return all.every(s => s !== undefined) ? all as StatusJson[] : undefined
+  }
+
+  async stopAll (): Promise<void> {
+    for (const p of this.peers) p.proc.child.kill('SIGKILL')
+    await Promise.all(this.peers.map(async p => await p.proc.exited(10_000).catch(() => {})))
+    await this.removeRoot()
+  }
+}
+
+/** True when every peer sees the same complete assignment of shards to the given live peers. */
+export function assignmentAgreed (statuses: StatusJson[], live: string[]): boolean {
+  const canonical = (o: Record<string, string | null>): string => JSON.stringify(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : 1)))
+  const first = canonical(statuses[0].shards.owners)
+  if (!statuses.every(s => canonical(s.shards.owners) === first)) return false
+  const owners = Object.values(statuses[0].shards.owners)
+  if (owners.length !== statuses[0].shards.total || owners.length === 0) return false
+  return owners.every(o => o !== null && live.includes(o))
+}
