@@ -1,0 +1,7 @@
+export class InvalidMessageError extends Error {
+  override name = 'InvalidMessageError'
+}
+
+export class StateSyncError extends Error {
+  override name = 'StateSyncError'
+}
