@@ -6,7 +6,7 @@ import type { StepReport } from '../node/trainer/machine.ts'
 import { peerMachine, peerStateName } from '../node/peer/machine.ts'
 
 /** A fake trainer loop: `perEpoch` steps an epoch, `epochs` epochs; records what ran. */
-function scriptedTrainer (opts: { perEpoch: number, epochs: number, failAtStep?: number, onApply?: (step: number) => void }) {
+function scriptedTrainer (opts: { perEpoch: number, epochs: number, failAtStep?: number, resyncAtStep?: number, onApply?: (step: number) => void }) {
   const log: string[] = []
   let step = 0
   const report = (): StepReport => ({
@@ -22,7 +22,19 @@ function scriptedTrainer (opts: { perEpoch: number, epochs: number, failAtStep?:
         log.push('compute')
         if (step === opts.failAtStep) throw new Error('boom at compute')
       }),
-      reduce: fromPromise(async () => { log.push('reduce') }),
+      reduce: fromPromise(async () => {
+        log.push('reduce')
+        if (step === opts.resyncAtStep) {
+          opts.resyncAtStep = undefined
+          return { resync: true }
+        }
+        return { resync: false }
+      }),
+      resync: fromPromise(async () => {
+        step += 3 // the swarm was 3 steps ahead
+        log.push(`resync ${step}`)
+        return report()
+      }),
       apply: fromPromise(async () => {
         step += 1
         log.push(`apply ${step}`)
@@ -63,6 +75,18 @@ test('trainer: a stop is honoured at the step boundary, after a final checkpoint
   assert.equal(output.reason, 'stopped')
   assert.equal(log.at(-1), 'checkpoint 5', 'the last thing done is the checkpoint of the last applied step')
   assert.equal(log.filter(l => l === 'compute').length, 5, 'no step is started after the stop')
+})
+
+test('trainer: left out of a round, it fetches the swarm\'s state instead of applying its update', async () => {
+  const { logic, log } = scriptedTrainer({ perEpoch: 100, epochs: 1, resyncAtStep: 4 })
+  const actor = createActor(logic, { input: { checkpointEvery: 1000 } }).start()
+  const output = await toPromise(actor)
+  assert.equal(output.reason, 'done')
+  const i = log.indexOf('resync 7')
+  assert.ok(i > 0, 'it resynced')
+  assert.equal(log[i - 1], 'reduce', 'right after the round it was left out of')
+  assert.ok(!log.includes('apply 5') || log.indexOf('apply 8') > i, 'its own update of step 4 was never applied')
+  assert.equal(log[i + 1], 'compute', 'then it trains on from the fetched state')
 })
 
 test('trainer: an error in a step ends in failed with the reason', async () => {

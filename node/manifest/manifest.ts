@@ -35,6 +35,8 @@ export interface ManifestInit {
   memberTimeoutMs?: number
   /** The model step this peer is at, published with its heartbeat. */
   localStep?: () => number
+  /** The round this peer is at, published with its heartbeat (a joiner syncs from the members furthest ahead). */
+  localRound?: () => number
   now?: () => number
 }
 
@@ -66,6 +68,7 @@ export class Manifest extends EventEmitter<ManifestEvents> {
   private readonly heartbeatMs: number
   private readonly memberTimeoutMs: number
   private readonly localStep: () => number
+  private readonly localRound: () => number
   private readonly now: () => number
   private readonly clock: HlcClock
   private readonly lastHeard = new Map<string, number>()
@@ -84,6 +87,7 @@ export class Manifest extends EventEmitter<ManifestEvents> {
     this.heartbeatMs = init.heartbeatMs ?? DEFAULT_HEARTBEAT_MS
     this.memberTimeoutMs = init.memberTimeoutMs ?? DEFAULT_MEMBER_TIMEOUT_MS
     this.localStep = init.localStep ?? (() => 0)
+    this.localRound = init.localRound ?? (() => 0)
     this.now = init.now ?? Date.now
     this.me = components.network.peerId
     this.clock = new HlcClock(this.me, this.now)
@@ -211,7 +215,8 @@ export class Manifest extends EventEmitter<ManifestEvents> {
       state: 'alive',
       addresses: network.addresses(),
       heartbeat: this.now(),
-      step: this.localStep()
+      step: this.localStep(),
+      round: this.localRound()
     } satisfies MemberValue)
     const t = this.now()
     for (const [peer, m] of this.members()) {

@@ -21,10 +21,13 @@ import type { ShardSpec } from '../data/shards.ts'
 import { loadOrCreateKey, startNetwork } from '../network/index.ts'
 import type { Network } from '../network/index.ts'
 import { Manifest } from '../manifest/index.ts'
+import { Ring, createLibp2pRingTransport } from '../ring/index.ts'
+import { Rounds } from '../rounds/index.ts'
+import { StateSyncServer, fetchState } from '../state-sync/index.ts'
 import type { ManifestStore } from '../manifest/index.ts'
 import { ApiServer } from '../api/index.ts'
 import { CheckpointStore, Trainer, createTrainerLogic, selectBackend } from '../trainer/index.ts'
-import type { BackendChoice, BackendName, BinaryStore, Evaluation } from '../trainer/index.ts'
+import type { BackendChoice, BackendName, BinaryStore, Evaluation, Update } from '../trainer/index.ts'
 import { openDataDir } from './store.ts'
 import type { PeerDb } from './store.ts'
 import { JobConflictError, JoinFailedError } from './errors.ts'
@@ -58,6 +61,10 @@ export interface PeerOptions {
   memberTimeoutMs: number
   /** How long to keep trying the --join peers. */
   joinTimeoutMs: number
+  /** How long a proposer waits for every live member to be ready for a round. */
+  collectTimeoutMs?: number
+  /** Per-step timeout of the ring all-reduce: a lost or stalled neighbour aborts the round within about this. */
+  stepTimeoutMs?: number
 }
 
 /** Pause between rounds of dialling the --join peers. */
@@ -82,6 +89,12 @@ export class Peer extends EventEmitter<PeerEvents> {
   api: ApiServer | null = null
   network: Network | null = null
   manifest: Manifest | null = null
+  ring: Ring | null = null
+  rounds: Rounds | null = null
+  stateServer: StateSyncServer | null = null
+  /** Set when others are at a later round: the next step fetches the swarm's state first. */
+  behind = false
+  syncs: Array<{ at: number, round: number, bytes: number, ms: number, donors: number }> = []
   shardSpecs: ShardSpec[] = []
   startedAt = Date.now()
 
@@ -101,6 +114,8 @@ export class Peer extends EventEmitter<PeerEvents> {
             put: async (key, value) => { await this.binary().put(key, value) }
           }),
           {
+            reduce: async update => await this.reduce(update),
+            resync: async () => { await this.catchUp('left out of a round') },
             onEvaluation: e => {
               log.info({ epoch: e.epoch, step: e.step, loss: e.loss, accuracy: e.accuracy }, 'evaluation')
               this.emit('evaluation', e)
@@ -173,10 +188,13 @@ export class Peer extends EventEmitter<PeerEvents> {
     }, {
       heartbeatMs: options.heartbeatMs,
       memberTimeoutMs: options.memberTimeoutMs,
-      localStep: () => this.trainer?.progress.step ?? 0
+      localStep: () => this.trainer?.progress.step ?? 0,
+      localRound: () => this.trainer?.progress.round ?? 0
     })
     await this.manifest.load()
     this.manifest.start()
+    this.ring = new Ring({ transport: createLibp2pRingTransport(this.network.node), logger: msg => { log.debug({ name: 'peer:ring' }, msg) } }, { stepTimeoutMs: options.stepTimeoutMs })
+    await this.ring.start()
   }
 
   /**
@@ -234,6 +252,14 @@ export class Peer extends EventEmitter<PeerEvents> {
     manifest.on('change', () => { this.updateRows() })
     manifest.attachJob(this.jobId)
     this.updateRows()
+    const trainer = this.trainer
+    this.rounds = new Rounds({ network, ring: this.requireRing(), liveMembers: () => manifest.live(), logger: log.child({ name: 'peer:rounds' }) }, { collectTimeoutMs: options.collectTimeoutMs, stepTimeoutMs: options.stepTimeoutMs })
+    this.rounds.start(this.jobId)
+    this.rounds.on('behind', round => {
+      if (round > trainer.progress.round) this.behind = true
+    })
+    this.stateServer = new StateSyncServer({ network, snapshot: async () => await trainer.swarmSnapshot(), weightsHash: () => trainer.weightsHash(), logger: log.child({ name: 'peer:state-sync' }) })
+    this.stateServer.start()
     log.info({ job: this.jobId, peerId: network.peerId }, swarmJob !== undefined ? 'joined the swarm' : 'swarm ready')
   }
 
@@ -277,13 +303,72 @@ export class Peer extends EventEmitter<PeerEvents> {
   private async restore (): Promise<void> {
     const store = new CheckpointStore(this.binary())
     const ckpt = await store.load()
-    if (ckpt === null) return
-    await this.requireTrainer().restore(ckpt)
-    this.options.logger.info({ step: ckpt.progress.step, samples: ckpt.progress.samples }, 'resumed from checkpoint')
+    if (ckpt !== null) {
+      await this.requireTrainer().restore(ckpt)
+      this.options.logger.info({ step: ckpt.progress.step, samples: ckpt.progress.samples }, 'resumed from checkpoint')
+    }
+    this.requireRounds().setRound(this.requireTrainer().progress.round)
+    // a joiner, or a peer restarted behind the swarm, takes the swarm's state first
+    if (this.othersAhead().length > 0) await this.catchUp('behind the swarm at start')
+  }
+
+  /** Live members at a later round than this peer, by the manifest's heartbeats. */
+  private othersAhead (): string[] {
+    const manifest = this.requireManifest()
+    const mine = this.requireTrainer().progress.round
+    const live = new Set(manifest.live())
+    const ahead: Array<[string, number]> = []
+    for (const [peer, m] of manifest.members()) {
+      if (peer !== this.requireNetwork().peerId && live.has(peer) && (m.round ?? 0) > mine) ahead.push([peer, m.round ?? 0])
+    }
+    const top = Math.max(0, ...ahead.map(([, r]) => r))
+    return ahead.filter(([, r]) => r === top).map(([p]) => p)
+  }
+
+  /** Fetches the swarm's state from the members ahead (all of them in parallel) and adopts it. */
+  private async catchUp (why: string): Promise<void> {
+    const log = this.options.logger
+    const trainer = this.requireTrainer()
+    const network = this.requireNetwork()
+    const manifest = this.requireManifest()
+    let donors = this.othersAhead()
+    if (donors.length === 0) donors = manifest.live().filter(p => p !== network.peerId)
+    if (donors.length === 0) return
+    log.info({ why, donors: donors.length, round: trainer.progress.round }, 'fetching the swarm\'s state')
+    const result = await fetchState({ network, donors, logger: log })
+    if (result.checkpoint.jobId !== this.jobId) throw new Error(`donors sent state of job ${result.checkpoint.jobId}`)
+    if (result.checkpoint.progress.round >= trainer.progress.round) {
+      await trainer.adopt(result.checkpoint)
+      this.requireRounds().setRound(trainer.progress.round)
+    }
+    this.behind = false
+    this.syncs.push({ at: Date.now(), round: result.meta.round, bytes: result.bytes, ms: Math.round(result.ms), donors: result.donorsUsed.length })
+    if (this.syncs.length > 20) this.syncs.shift()
+    log.info({ round: result.meta.round, bytes: result.bytes, ms: Math.round(result.ms), donors: result.donorsUsed.length }, 'state synced')
+  }
+
+  /** Sums this peer's update with the swarm's; null when the round went ahead without it. */
+  private async reduce (update: Update): Promise<Update | null> {
+    const trainer = this.requireTrainer()
+    if (this.behind) return null
+    const vector = trainer.flattenUpdate(update)
+    for (const g of update.grads) g.dispose()
+    const result = await this.requireRounds().reduce({
+      round: trainer.progress.round,
+      vector,
+      weightsHash: trainer.weightsHash(),
+      samples: update.samples,
+      step: trainer.progress.step
+    })
+    if (!result.ok) return null
+    return trainer.unflattenUpdate(result.sum, update.loss)
   }
 
   private async close (): Promise<void> {
     const log = this.options.logger
+    this.rounds?.stop()
+    await this.stateServer?.stop().catch(() => {})
+    await this.ring?.stop().catch(() => {})
     if (this.manifest !== null) {
       await this.manifest.leave().catch(err => { log.debug({ err }, 'leaving the manifest failed') })
       await this.manifest.stop().catch(() => {})
@@ -301,6 +386,16 @@ export class Peer extends EventEmitter<PeerEvents> {
   private requireNetwork (): Network {
     if (this.network === null) throw new Error('network not started')
     return this.network
+  }
+
+  private requireRing (): Ring {
+    if (this.ring === null) throw new Error('ring not started')
+    return this.ring
+  }
+
+  private requireRounds (): Rounds {
+    if (this.rounds === null) throw new Error('rounds not started')
+    return this.rounds
   }
 
   private requireManifest (): Manifest {

@@ -21,7 +21,19 @@ export interface PeerStatus {
   job: (Job & { id: string }) | null
   shards: { total: number, mine: string[], unowned: number, owners: Record<string, string | null> }
   manifest: { deltasReceived: number, deltasRejected: number, syncs: number, syncsFailed: number } | null
-  ring: { round: number, members: string[], state: string }
+  ring: {
+    round: number
+    members: string[]
+    state: string
+    attempt: number
+    completed: number
+    aborted: number
+    /** The last round's all-reduce: time, bytes this peer sent, bandwidth (bytes/s of the vector). */
+    last: { round: number, ms: number, bytesSent: number, algbw: number, members: number } | null
+    events: Array<{ at: number, kind: string, round: number, detail: string, culprit?: string }>
+  }
+  /** State fetched from the swarm (joins, catch-ups). */
+  syncs: Array<{ at: number, round: number, bytes: number, ms: number, donors: number }>
   training: {
     step: number
     epoch: number
@@ -75,7 +87,19 @@ export function buildStatus (peer: Peer): PeerStatus {
       owners: Object.fromEntries(manifest?.owners() ?? [])
     },
     manifest: manifest === null ? null : { ...manifest.counters },
-    ring: { round: 0, members: [], state: 'idle' },
+    ring: peer.rounds === null
+      ? { round: 0, members: [], state: 'idle', attempt: 0, completed: 0, aborted: 0, last: null, events: [] }
+      : {
+          round: trainer?.progress.round ?? peer.rounds.status.round,
+          members: peer.rounds.status.members,
+          state: peer.rounds.status.state,
+          attempt: peer.rounds.status.attempt,
+          completed: peer.rounds.status.completed,
+          aborted: peer.rounds.status.aborted,
+          last: peer.rounds.status.last,
+          events: peer.rounds.status.events.slice(-20)
+        },
+    syncs: peer.syncs,
     training: trainer === null
       ? null
       : {

@@ -8,12 +8,13 @@
  *   finished the same span of the previous step, so a block is received, added and forwarded while the next
  *   one is still arriving.
  *
- * It reports to the machine (`ring.connected`, `step.done`, `peer.lost`, `frame.invalid`, …) and stops,
+ * Then it passes the done tokens round (see `commit`). It reports to the machine (`ring.connected`,
+ * `step.done`, `round.committed`, `peer.lost`, `frame.invalid`, …) and stops,
  * without another word, when its signal aborts. It works on a copy of the caller's vector, so an aborted
  * round leaves nothing behind: no one ever sees a partial sum.
  */
 import {
-  DATA_HEADER_BYTES, InvalidMessageError, decodeFrame, encodeDataHeader, encodeHello, membersHash
+  DATA_HEADER_BYTES, InvalidMessageError, decodeFrame, encodeDataHeader, encodeDone, encodeHello, membersHash
 } from '../../protocols/allreduce/index.ts'
 import type { Frame } from '../../protocols/allreduce/index.ts'
 import { chunkSpans, isReduceStep, recvChunk, sendChunk, stepCount } from './layout.ts'
@@ -130,6 +131,8 @@ export async function runExchange (
     if (local.signal.aborted) return
     emit({ type: 'ring.connected' })
     await transfer(plan, out, inbound, progress, emit, local.signal)
+    await commit(plan, out, inbound, progress, local.signal)
+    if (!local.signal.aborted) emit({ type: 'round.committed' })
   } catch (err) {
     if (err instanceof Stop) stop(err.event)
     else if (!local.signal.aborted) stop({ type: 'exchange.failed', error: String((err as Error)?.stack ?? err) })
@@ -193,7 +196,7 @@ async function findHello (transport: RingTransport, plan: ExchangePlan, pred: st
           throw new Stop({ type: 'peer.aborted', peer: pred, reason: `it is already in round ${frame.round} attempt ${frame.attempt}` })
         }
         if (frame.type === 'abort') throw new Stop({ type: 'peer.aborted', peer: pred, reason: `[${frame.code}] ${frame.reason}`, ...(frame.culprit !== undefined ? { culprit: frame.culprit } : {}) })
-        if (frame.type === 'data') throw new Stop({ type: 'frame.invalid', peer: pred, reason: 'data before the hello' })
+        if (frame.type !== 'hello') throw new Stop({ type: 'frame.invalid', peer: pred, reason: `${frame.type} frame before the hello` })
         const expectedIndex = (plan.rank - 1 + plan.members.length) % plan.members.length
         if (!sameBytes(frame.membersHash, hash) || frame.members !== plan.members.length) {
           throw new Stop({ type: 'members.mismatch', peer: pred, reason: 'different member list' })
@@ -208,6 +211,50 @@ async function findHello (transport: RingTransport, plan: ExchangePlan, pred: st
       throw err
     }
   }
+}
+
+/**
+ * A frame other than the one expected. Only an abort of this round, or the hello of a later one (the
+ * predecessor gave up on this one), is the predecessor's right; anything else is a protocol violation.
+ */
+function unexpected (plan: ExchangePlan, inbound: InboundChannel, bytes: Uint8Array, frame: Frame, where: string): never {
+  if (frame.type === 'abort' && frame.round === plan.round && frame.attempt === plan.attempt) {
+    throw new Stop({ type: 'peer.aborted', peer: inbound.peer, reason: `[${frame.code}] ${frame.reason}`, ...(frame.culprit !== undefined ? { culprit: frame.culprit } : {}) })
+  }
+  if (frame.type === 'hello' && compareRounds(frame, plan) > 0) {
+    inbound.unread(bytes)
+    throw new Stop({ type: 'peer.aborted', peer: inbound.peer, reason: `it is already in round ${frame.round} attempt ${frame.attempt}` })
+  }
+  throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `${frame.type} frame ${where}` })
+}
+
+/**
+ * The done tokens: count 1 once this member holds the sum, then count k+1 for each count k from the
+ * predecessor; count N−1 from the predecessor means every other member holds the sum too.
+ */
+async function commit (plan: ExchangePlan, out: OutboundChannel, inbound: InboundChannel, progress: ExchangeProgress, signal: AbortSignal): Promise<void> {
+  const n = plan.members.length
+  const send = async (count: number): Promise<void> => {
+    const frame = encodeDone({ round: plan.round, attempt: plan.attempt, count })
+    progress.waitingOn = 'successor'
+    try {
+      await out.send([frame], signal)
+    } catch (err) {
+      if (signal.aborted) throw signal.reason
+      throw new Stop({ type: 'peer.lost', peer: out.peer, reason: (err as Error).message })
+    }
+    progress.bytesSent += frame.byteLength
+  }
+  await send(1)
+  for (let count = 1; count <= n - 1; count++) {
+    progress.waitingOn = 'predecessor'
+    const { bytes, frame } = await readFrame(inbound, progress, signal)
+    if (frame.type !== 'done' || frame.round !== plan.round || frame.attempt !== plan.attempt || frame.count !== count) {
+      unexpected(plan, inbound, bytes, frame, `where done token ${count} of round ${plan.round} attempt ${plan.attempt} was due`)
+    }
+    if (count < n - 1) await send(count + 1)
+  }
+  progress.waitingOn = null
 }
 
 /** The two loops of the data path, run until every step is done. */
@@ -253,17 +300,7 @@ async function transfer (plan: ExchangePlan, out: OutboundChannel, inbound: Inbo
       while (recvOffset < length) {
         progress.waitingOn = 'predecessor'
         const { bytes, frame } = await readFrame(inbound, progress, signal)
-        if (frame.type !== 'data') {
-          // Only an abort of this round, or the hello of a later one (the predecessor gave up on this one), may cut a step short.
-          if (frame.type === 'abort' && frame.round === plan.round && frame.attempt === plan.attempt) {
-            throw new Stop({ type: 'peer.aborted', peer: inbound.peer, reason: `[${frame.code}] ${frame.reason}`, ...(frame.culprit !== undefined ? { culprit: frame.culprit } : {}) })
-          }
-          if (frame.type === 'hello' && compareRounds(frame, plan) > 0) {
-            inbound.unread(bytes)
-            throw new Stop({ type: 'peer.aborted', peer: inbound.peer, reason: `it is already in round ${frame.round} attempt ${frame.attempt}` })
-          }
-          throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `${frame.type} frame in the middle of step ${t}` })
-        }
+        if (frame.type !== 'data') unexpected(plan, inbound, bytes, frame, `in the middle of step ${t}`)
         const where = `step ${t} chunk ${chunk} offset ${recvOffset}`
         if (frame.round !== plan.round || frame.attempt !== plan.attempt) {
           throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `data of round ${frame.round} attempt ${frame.attempt} in round ${plan.round} attempt ${plan.attempt}` })

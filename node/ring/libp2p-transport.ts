@@ -78,7 +78,13 @@ class Libp2pOutboundChannel implements OutboundChannel {
 
   async send (parts: Uint8Array[], signal: AbortSignal): Promise<void> {
     if (this.#failure !== undefined) throw this.#failure
-    this.#queue.push(frameBytes(parts))
+    try {
+      this.#queue.push(frameBytes(parts))
+    } catch (err) {
+      // The stream ended the queue (it was reset) before its sink reported the failure.
+      this.#failure ??= new StreamClosedError(`stream to ${this.peer} failed: ${(err as Error).message}`)
+      throw this.#failure
+    }
     if (this.#queue.readableLength > this.#highWater) {
       await raceAbort(Promise.race([this.#queue.onEmpty(), this.#closed]), signal)
     }

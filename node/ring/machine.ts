@@ -1,14 +1,16 @@
 /**
  * One all-reduce round as a state machine:
  *
- *   running.connecting → running.reduceScatter (step 0 … N−2) → running.allGather (step N−1 … 2N−3) → done
- *            └──────────────── peer.lost · frame.invalid · members.mismatch · peer.aborted ─┐
- *                              round.cancel · exchange.failed · a timeout                   ↓
- *                                                                             aborting → aborted
+ *   running.connecting → running.reduceScatter (step 0 … N−2) → running.allGather (step N−1 … 2N−3)
+ *     │                                                        → running.committing → done
+ *     └─ (any running state) peer.lost · frame.invalid · members.mismatch · peer.aborted ·
+ *                            round.cancel · exchange.failed · its timeout → aborting → aborted
  *
- * The byte loop (`exchange`, an invoked callback actor) moves the bytes and reports `ring.connected` and one
- * `step.done` per step; the machine decides. Each step restarts its timer (`stepTimeout`); connecting has its
- * own (`connectTimeout`). `aborting` tells the successor why (`notifyAbort`, best effort, bounded by
+ * The byte loop (`exchange`, an invoked callback actor) moves the bytes and reports `ring.connected`, one
+ * `step.done` per step and `round.committed`; the machine decides. Each step restarts its timer
+ * (`stepTimeout`); connecting has its own (`connectTimeout`). `committing` waits for the done tokens that say
+ * every other member holds the sum as well: without it, a fault during the all-gather could leave the members
+ * upstream of it with a sum and those downstream without one. `aborting` tells the successor why (`notifyAbort`, best effort, bounded by
  * `notifyTimeout`), so that a fault anywhere stops the whole ring in about one hop per member rather than one
  * timeout per member. Both actors are named by string; tests and the Ring `provide` the implementations.
  */
@@ -38,6 +40,8 @@ export type RingEvent =
   | { type: 'ring.connected' }
   /** Step `step` is done: its chunk fully received (and added) and fully sent. */
   | { type: 'step.done', step: number }
+  /** The done tokens came round: every member holds the whole sum. */
+  | { type: 'round.committed' }
   /** A neighbour's stream ended, was reset, or could not be opened. */
   | { type: 'peer.lost', peer: string, reason: string }
   /** The predecessor sent a frame that is malformed, out of place, or carries NaN/Inf. */
@@ -83,7 +87,7 @@ const notProvidedPromise = fromPromise<void, AbortNotice>(async () => {
 
 interface Failure { code: AbortCode, reason: string, culprit?: string | null }
 
-/** Readable name of a state for status and logs: `connecting`, `reduce-scatter 1/2`, `all-gather 2/2`, `done`, `aborted`. */
+/** Readable name of a state for status and logs: `connecting`, `reduce-scatter 1/2`, `all-gather 2/2`, `committing`, `done`, `aborted`. */
 export function ringStateName (value: unknown, context: Pick<RingContext, 'step' | 'members'>): string {
   const n = context.members
   if (typeof value === 'object' && value !== null && 'running' in value) {
@@ -197,9 +201,20 @@ export const ringMachine = setup({
           },
           on: {
             'step.done': [
-              { guard: 'endsAllGather', target: '#ring.done', actions: 'advance' },
+              { guard: 'endsAllGather', target: 'committing', actions: 'advance' },
               { guard: 'currentStep', target: 'allGather', reenter: true, actions: 'advance' }
             ]
+          }
+        },
+        committing: {
+          after: {
+            stepTimeout: {
+              target: '#ring.aborting',
+              actions: { type: 'fail', params: ({ context }) => ({ code: 'timeout', reason: `not every member confirmed the sum within ${context.stepTimeoutMs} ms` }) }
+            }
+          },
+          on: {
+            'round.committed': '#ring.done'
           }
         }
       }

@@ -22,8 +22,10 @@ export type { BackendChoice, BackendName } from './backend.ts'
 export { CheckpointMismatchError, CorruptCheckpointError } from './errors.ts'
 
 export interface TrainerHooks {
-  /** Sums this peer's update with the swarm's; alone, the identity. */
-  reduce?: (update: Update) => Promise<Update>
+  /** Sums this peer's update with the swarm's (alone, the identity); null when the round went ahead without it. */
+  reduce?: (update: Update) => Promise<Update | null>
+  /** Brings a peer that fell behind to the swarm's state. */
+  resync?: () => Promise<void>
   onEvaluation?: (evaluation: Evaluation) => void
   onCheckpoint?: (step: number) => void
 }
@@ -47,7 +49,19 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
         update = await getTrainer().computeUpdate()
       }),
       reduce: fromPromise(async () => {
-        if (update !== null && hooks.reduce !== undefined) update = await hooks.reduce(update)
+        if (update === null || hooks.reduce === undefined) return { resync: false }
+        const reduced = await hooks.reduce(update)
+        if (reduced === null) {
+          for (const g of update.grads) g.dispose()
+          update = null
+          return { resync: true }
+        }
+        update = reduced
+        return { resync: false }
+      }),
+      resync: fromPromise(async () => {
+        await hooks.resync?.()
+        return report(getTrainer())
       }),
       apply: fromPromise(async () => {
         if (update === null) throw new Error('no update to apply')

@@ -2,6 +2,7 @@
  * The trainer's protocol as a state machine. One pass of the loop:
  *
  *   ready → computing → reducing → applying → (evaluating) → (checkpointing) → ready
+ *                          └─ left out of the round ─→ resyncing (fetch the swarm's state) → ready
  *
  * `reducing` is where a swarm sums its members' updates (the ring); alone, a
  * peer reduces over itself. A stop request is honoured at the loop boundary
@@ -52,7 +53,10 @@ export const trainerMachine = setup({
     /** Reports where training stands before the first step (after any restore). */
     prepare: notProvided('prepare') as unknown as ReturnType<typeof fromPromise<StepReport, void>>,
     compute: notProvided('compute') as unknown as ReturnType<typeof fromPromise<void, void>>,
-    reduce: notProvided('reduce') as unknown as ReturnType<typeof fromPromise<void, void>>,
+    /** Sums the update with the swarm's; `resync: true` when the round went ahead without this peer. */
+    reduce: notProvided('reduce') as unknown as ReturnType<typeof fromPromise<{ resync: boolean }, void>>,
+    /** Fetches the swarm's state (this peer fell behind). */
+    resync: notProvided('resync') as unknown as ReturnType<typeof fromPromise<StepReport, void>>,
     apply: notProvided('apply') as unknown as ReturnType<typeof fromPromise<StepReport, void>>,
     evaluate: notProvided('evaluate') as unknown as ReturnType<typeof fromPromise<void, void>>,
     checkpoint: notProvided('checkpoint') as unknown as ReturnType<typeof fromPromise<void, void>>
@@ -109,8 +113,19 @@ export const trainerMachine = setup({
       exit: 'notifyTraining',
       invoke: {
         src: 'reduce',
-        onDone: 'applying',
+        onDone: [
+          { guard: ({ event }) => event.output.resync, target: 'resyncing' },
+          { target: 'applying' }
+        ],
         onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+      }
+    },
+    resyncing: {
+      invoke: {
+        src: 'resync',
+        onDone: { target: 'ready', actions: assign({ report: ({ event }) => event.output }) },
+        // a failed fetch is retried from the loop (the next round finds this peer behind again)
+        onError: { target: 'ready', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
       }
     },
     applying: {

@@ -18,6 +18,8 @@ import { CheckpointMismatchError } from './errors.ts'
 export interface Progress {
   /** Optimizer steps applied since the job began. */
   step: number
+  /** Rounds (synchronizations with the swarm) completed since the job began. */
+  round: number
   /** Samples whose updates were applied since the job began (swarm-wide, once the swarm reduces). */
   samples: number
   /** Passes this peer made over its own rows (seeds the order of the next pass). */
@@ -66,7 +68,7 @@ export class Trainer {
   readonly dataset: Dataset
   readonly net: Net
   readonly optimizer: tf.Optimizer
-  progress: Progress = { step: 0, samples: 0, pass: 0, cursor: 0 }
+  progress: Progress = { step: 0, round: 0, samples: 0, pass: 0, cursor: 0 }
   /** Smoothed training loss (null before the first step). */
   loss: number | null = null
   lastEvaluation: Evaluation | null = null
@@ -196,6 +198,7 @@ export class Trainer {
     const p = this.progress
     const epochBefore = this.epoch
     p.step += 1
+    p.round += 1
     p.samples += update.samples
     p.cursor += localSamples
     this.epochEnded = this.epoch > epochBefore
@@ -223,6 +226,76 @@ export class Trainer {
     })
     this.lastEvaluation = { epoch: this.epoch, step: this.progress.step, loss, accuracy }
     return this.lastEvaluation
+  }
+
+  /** Parameters of the model. */
+  get parameterCount (): number {
+    return this.net.variables.reduce((s, v) => s + v.size, 0)
+  }
+
+  /**
+   * An update as one vector for the all-reduce: every gradient times the
+   * sample count, then the sample count itself, so that the sum over members
+   * divided by its last element is the sample-weighted average.
+   */
+  flattenUpdate (update: Update): Float32Array {
+    const out = new Float32Array(this.parameterCount + 1)
+    let offset = 0
+    for (const g of update.grads) {
+      const values = g.dataSync() as Float32Array
+      for (let i = 0; i < values.length; i++) out[offset + i] = values[i] * update.samples
+      offset += values.length
+    }
+    out[offset] = update.samples
+    return out
+  }
+
+  /** The averaged update from a summed vector (see flattenUpdate); `loss` is this peer's. */
+  unflattenUpdate (sum: Float32Array, loss: number): Update {
+    const total = sum[sum.length - 1]
+    const grads: tf.Tensor[] = []
+    let offset = 0
+    for (const v of this.net.variables) {
+      const values = new Float32Array(v.size)
+      if (total > 0) for (let i = 0; i < v.size; i++) values[i] = sum[offset + i] / total
+      grads.push(tf.tensor(values, v.shape))
+      offset += v.size
+    }
+    return { grads, loss, samples: Math.round(total) }
+  }
+
+  /**
+   * The state a joining peer needs, encoded the same way on every member at
+   * the same round (no timestamps, no local data position), so that several
+   * donors serve identical bytes.
+   */
+  async swarmSnapshot (): Promise<Checkpoint> {
+    for (;;) {
+      const step = this.progress.step
+      const ckpt = await this.capture()
+      if (this.progress.step !== step) continue // an update landed while capturing: take it again
+      return {
+        ...ckpt,
+        progress: { step: ckpt.progress.step, round: ckpt.progress.round, samples: ckpt.progress.samples, pass: 0, cursor: 0 },
+        loss: null,
+        evaluation: null,
+        createdAt: 0
+      }
+    }
+  }
+
+  /** Takes the swarm's state; keeps this peer's own data position and figures. */
+  async adopt (snapshot: Checkpoint): Promise<void> {
+    const { pass, cursor } = this.progress
+    const loss = this.loss
+    const evaluation = this.lastEvaluation
+    await this.restore(snapshot)
+    // the data position is this peer's own: keep it
+    this.progress.pass = pass
+    this.progress.cursor = cursor
+    this.orderPass = -1
+    this.loss = loss
+    this.lastEvaluation = evaluation
   }
 
   /** All weights as one flat vector, in variable order. */
@@ -282,7 +355,7 @@ export class Trainer {
       for (const t of tensors) t.tensor.dispose()
     }
     const p = ckpt.progress as Partial<Progress>
-    this.progress = { step: p.step ?? 0, samples: p.samples ?? 0, pass: p.pass ?? 0, cursor: p.cursor ?? 0 }
+    this.progress = { step: p.step ?? 0, round: p.round ?? p.step ?? 0, samples: p.samples ?? 0, pass: p.pass ?? 0, cursor: p.cursor ?? 0 }
     this.loss = ckpt.loss
     this.lastEvaluation = ckpt.evaluation
     this.hashCache = null

@@ -3,12 +3,13 @@
  * is the float32 payload (the byte order of every machine we run on; `assertLittleEndian` guards the rest).
  *
  * Stream layout: frames back to back, each behind an unsigned varint length prefix. Per round, a sender writes
- * one hello, then its data frames in order, and at most one abort (instead of the rest of its data).
+ * one hello, then its data frames in order, then its done tokens (count 1 … N−1); or, if it gives up, one abort
+ * instead of the rest.
  */
 import { createHash } from 'node:crypto'
 import { endianness } from 'node:os'
 import {
-  ABORT_HEADER_BYTES, DATA_HEADER_BYTES, FRAME_ABORT, FRAME_DATA, FRAME_HELLO, FRAME_IDENT, HELLO_BYTES,
+  ABORT_HEADER_BYTES, DATA_HEADER_BYTES, DONE_BYTES, FRAME_ABORT, FRAME_DATA, FRAME_DONE, FRAME_HELLO, FRAME_IDENT, HELLO_BYTES,
   IDENT_HEADER_BYTES, MAX_BLOCK_BYTES, MAX_FRAME_BYTES, MAX_MEMBERS, MAX_PEER_ID_BYTES, MAX_REASON_BYTES, MAX_U32,
   MEMBERS_HASH_BYTES, WIRE_VERSION
 } from './constants.ts'
@@ -77,7 +78,19 @@ export interface IdentFrame {
   peer: string
 }
 
-export type Frame = HelloFrame | DataFrame | AbortFrame | IdentFrame
+/**
+ * A commit token: the sender and the `count − 1` members before it in the ring hold the whole sum. A member
+ * sends count 1 once it has the sum, and count k+1 after receiving count k (up to N−1); receiving count N−1
+ * tells it that every other member has the sum too.
+ */
+export interface DoneFrame {
+  type: 'done'
+  round: number
+  attempt: number
+  count: number
+}
+
+export type Frame = HelloFrame | DataFrame | AbortFrame | IdentFrame | DoneFrame
 
 const utf8 = new TextEncoder()
 const utf8Strict = new TextDecoder('utf-8', { fatal: true })
@@ -189,6 +202,19 @@ export function encodeAbort (abort: Omit<AbortFrame, 'type'>): Uint8Array {
   return out
 }
 
+export function encodeDone (done: Omit<DoneFrame, 'type'>): Uint8Array {
+  checkU32(done.round, 'round')
+  checkU32(done.attempt, 'attempt')
+  checkU16(done.count, 'count')
+  const out = new Uint8Array(DONE_BYTES)
+  const view = new DataView(out.buffer)
+  view.setUint8(0, FRAME_DONE)
+  view.setUint16(2, done.count, true)
+  view.setUint32(4, done.round, true)
+  view.setUint32(8, done.attempt, true)
+  return out
+}
+
 export function encodeIdent (ident: Omit<IdentFrame, 'type'>): Uint8Array {
   const id = utf8.encode(ident.peer)
   if (id.byteLength === 0 || id.byteLength > MAX_PEER_ID_BYTES) throw new RangeError(`peer id must be 1 to ${MAX_PEER_ID_BYTES} bytes`)
@@ -267,6 +293,12 @@ export function decodeFrame (frame: Uint8Array): Frame {
         ...(culprit.length > 0 ? { culprit } : {}),
         reason
       }
+    }
+    case FRAME_DONE: {
+      if (frame.byteLength !== DONE_BYTES) throw new InvalidMessageError(`done frame of ${frame.byteLength} bytes, expected ${DONE_BYTES}`)
+      const count = view.getUint16(2, true)
+      if (count === 0 || count >= MAX_MEMBERS) throw new InvalidMessageError(`done frame with count ${count}`)
+      return { type: 'done', round: view.getUint32(4, true), attempt: view.getUint32(8, true), count }
     }
     case FRAME_IDENT: {
       if (frame.byteLength < IDENT_HEADER_BYTES) throw new InvalidMessageError(`ident of ${frame.byteLength} bytes is shorter than its header`)

@@ -15,6 +15,8 @@ export const FRAME_DATA = 2
 export const FRAME_ABORT = 3
 /** Only on transports that do not authenticate the remote (plain TCP): the first frame names the sender. */
 export const FRAME_IDENT = 4
+/** The commit tokens that follow a round's data: "I and the k−1 members before me have the whole sum". */
+export const FRAME_DONE = 5
 
 /** type u8, version u8, members u16, round u32, attempt u32, elements u32, reserved u32, member-list hash 32 bytes. */
 export const HELLO_BYTES = 52
@@ -27,6 +29,8 @@ export const DATA_HEADER_BYTES = 24
 export const ABORT_HEADER_BYTES = 14
 /** type u8, reserved u8, id length u16, then the id (UTF-8). */
 export const IDENT_HEADER_BYTES = 4
+/** type u8, reserved u8, count u16, round u32, attempt u32. */
+export const DONE_BYTES = 12
 /** SHA-256 of the ordered member list. */
 export const MEMBERS_HASH_BYTES = 32
 

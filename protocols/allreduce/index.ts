@@ -4,7 +4,8 @@
  *
  * A sender's stream to its successor carries, for each round it takes part in, one hello (round, attempt,
  * vector length, its position, a hash of the ordered member list), then data frames in order (each names its
- * round, attempt, step, chunk, element offset and element count), and, if it gives up, one abort frame.
+ * round, attempt, step, chunk, element offset and element count), then N−1 small done tokens that let every
+ * member know that all the others hold the sum too; and, if it gives up, one abort frame instead.
  * Frames are length-prefixed (unsigned varint) and never larger than MAX_FRAME_BYTES.
  *
  * @example
@@ -21,10 +22,10 @@ import { InvalidMessageError } from './errors.ts'
 
 export * from './constants.ts'
 export {
-  ABORT_CODES, FrameDecoder, assertLittleEndian, decodeFrame, encodeAbort, encodeData, encodeDataHeader, encodeHello,
-  encodeIdent, encodeLengthPrefix, membersHash
+  ABORT_CODES, FrameDecoder, assertLittleEndian, decodeFrame, encodeAbort, encodeData, encodeDataHeader, encodeDone,
+  encodeHello, encodeIdent, encodeLengthPrefix, membersHash
 } from './codec.ts'
-export type { AbortCode, AbortFrame, DataFrame, DataHeader, Frame, HelloFrame, IdentFrame } from './codec.ts'
+export type { AbortCode, AbortFrame, DataFrame, DataHeader, DoneFrame, Frame, HelloFrame, IdentFrame } from './codec.ts'
 export { InvalidMessageError, NotStartedError, RoundAbortedError, StreamClosedError, TimeoutError } from './errors.ts'
 export type { InvalidMessageKind } from './errors.ts'
 

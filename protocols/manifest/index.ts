@@ -48,7 +48,9 @@ export const memberSchema = z.object({
   /** The member's own clock reading when it wrote this (informational: liveness uses local receive times). */
   heartbeat: z.number().int().nonnegative(),
   /** Step of the member's model, so newcomers and status can see who is behind. */
-  step: z.number().int().nonnegative().optional()
+  step: z.number().int().nonnegative().optional(),
+  /** Rounds the member has completed with the swarm. */
+  round: z.number().int().nonnegative().optional()
 }).strict()
 
 export type ShardInfo = z.infer<typeof shardSchema>

@@ -1,0 +1,15 @@
+/**
+ * Rounds: which members sum their updates in round r, and in which order,
+ * agreed over gossip (every member announces `ready`; the lowest ready peer
+ * proposes the ordered list), then summed with the ring all-reduce.
+ *
+ * @example
+ * const rounds = new Rounds({ network, ring, liveMembers: () => manifest.live(), logger })
+ * rounds.start(jobId)
+ * const r = await rounds.reduce({ round, vector, weightsHash, samples, step })
+ * if (r.ok) apply(r.sum)
+ */
+export { Rounds } from './rounds.ts'
+export type { ReduceRequest, ReduceResult, RoundEvent, RoundsComponents, RoundsEvents, RoundsInit, RoundsStatus } from './rounds.ts'
+export { membersOf, proposerOf, roundsMachine } from './machine.ts'
+export type { ReadyInfo, RoundsContext, RoundsEvent, RoundsInput, RoundsOutput } from './machine.ts'

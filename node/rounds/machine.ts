@@ -1,0 +1,242 @@
+/**
+ * One round's membership agreement and reduction, as a state machine:
+ *
+ *   announcing → waiting ─(proposal with me)→ reducing ─ok→ done
+ *                  │  └─(I am proposer, all ready or collect timeout)→ proposing → reducing
+ *                  ├─(proposal without me)→ excluded
+ *                  └─(no proposal in time)→ retrying → announcing (attempt + 1)
+ *   reducing ─abort→ retrying;   any state ─round.cancel→ cancelled
+ *
+ * Every member of round r uses the member list of one proposal: the ring
+ * checks the list's hash with both neighbours and aborts on a mismatch, so no
+ * member ever applies a sum computed over a different list (docs/rounds.md).
+ */
+import { assign, fromPromise, setup } from 'xstate'
+import type { ProposeMessage, ReadyMessage } from '../../protocols/rounds/index.ts'
+
+export interface ReadyInfo {
+  peer: string
+  samples: number
+  weightsHash: string
+}
+
+export interface RoundsContext {
+  round: number
+  attempt: number
+  self: string
+  weightsHash: string
+  /** Members expected to take part (the live members of the manifest). */
+  expected: string[]
+  /** Ready announcements of the current attempt, by peer. */
+  ready: Record<string, ReadyInfo>
+  proposal: ProposeMessage | null
+  collectTimedOut: boolean
+  lastAbort: { reason: string, culprit?: string } | null
+  aborts: number
+  outcome: RoundsOutput['outcome']
+}
+
+export type RoundsEvent =
+  | { type: 'ready.received', from: string, message: ReadyMessage }
+  | { type: 'proposal.received', from: string, message: ProposeMessage }
+  | { type: 'members.changed', live: string[] }
+  | { type: 'round.cancel' }
+
+export interface RoundsInput {
+  round: number
+  /** Attempt to start at (a member that joins a round already being retried starts higher). */
+  attempt?: number
+  self: string
+  weightsHash: string
+  expected: string[]
+}
+
+export type ReduceOutput = { ok: true } | { ok: false, reason: string, culprit?: string }
+
+export interface RoundsOutput {
+  outcome: 'done' | 'excluded' | 'cancelled'
+  round: number
+  attempt: number
+  members: string[]
+  aborts: number
+}
+
+const notProvided = <I, O>(name: string) => fromPromise<O, I>(async () => {
+  throw new Error(`rounds actor "${name}" was not provided`)
+})
+
+/** The proposer of an attempt: the lowest peer id among those known ready (and this peer). */
+export function proposerOf (ctx: Pick<RoundsContext, 'self' | 'ready'>): string {
+  return [ctx.self, ...Object.keys(ctx.ready)].sort()[0]
+}
+
+/** The ready members, in ring order, whose weights agree with the majority (ties: the smaller hash). */
+export function membersOf (ready: Record<string, ReadyInfo>): { members: string[], weightsHash: string } {
+  const counts = new Map<string, number>()
+  for (const r of Object.values(ready)) counts.set(r.weightsHash, (counts.get(r.weightsHash) ?? 0) + 1)
+  const [weightsHash] = [...counts].sort(([ha, a], [hb, b]) => b - a || (ha < hb ? -1 : 1))[0] ?? ['']
+  const members = Object.values(ready).filter(r => r.weightsHash === weightsHash).map(r => r.peer).sort()
+  return { members, weightsHash }
+}
+
+export const roundsMachine = setup({
+  types: {
+    context: {} as RoundsContext,
+    events: {} as RoundsEvent,
+    input: {} as RoundsInput,
+    output: {} as RoundsOutput
+  },
+  actors: {
+    announce: notProvided<{ round: number, attempt: number }, void>('announce'),
+    propose: notProvided<ProposeMessage, void>('propose'),
+    reduce: notProvided<{ round: number, attempt: number, members: string[] }, ReduceOutput>('reduce')
+  },
+  delays: {
+    collectTimeout: 8000,
+    proposalTimeout: 11_000,
+    backoff: ({ context }) => Math.min(2000, 50 * 2 ** Math.min(context.aborts, 6))
+  },
+  guards: {
+    isCurrentReady: ({ context, event }) =>
+      event.type === 'ready.received' && event.message.round === context.round && event.message.attempt === context.attempt,
+    isCurrentProposal: ({ context, event }) =>
+      event.type === 'proposal.received' && event.message.round === context.round && event.message.attempt >= context.attempt,
+    proposalIncludesMe: ({ context, event }) =>
+      event.type === 'proposal.received' && event.message.members.includes(context.self),
+    /** This peer proposes when it is the lowest ready peer and every expected member is ready (or the wait is over). */
+    canPropose: ({ context }) => {
+      if (proposerOf(context) !== context.self || context.ready[context.self] === undefined) return false
+      const allReady = context.expected.every(p => context.ready[p] !== undefined)
+      return allReady || context.collectTimedOut
+    }
+  },
+  actions: {
+    recordReady: assign({
+      ready: ({ context, event }) => {
+        if (event.type !== 'ready.received') return context.ready
+        const { from, message } = event
+        return { ...context.ready, [from]: { peer: from, samples: message.samples, weightsHash: message.weightsHash } }
+      }
+    }),
+    recordSelfReady: assign({
+      ready: ({ context }) => ({ ...context.ready, [context.self]: { peer: context.self, samples: 0, weightsHash: context.weightsHash } })
+    }),
+    recordProposal: assign({
+      proposal: ({ event, context }) => event.type === 'proposal.received' ? event.message : context.proposal,
+      attempt: ({ event, context }) => event.type === 'proposal.received' ? event.message.attempt : context.attempt
+    }),
+    recordMembers: assign({
+      expected: ({ event, context }) => event.type === 'members.changed' ? event.live : context.expected
+    }),
+    nextAttempt: assign({
+      attempt: ({ context }) => context.attempt + 1,
+      ready: () => ({}),
+      proposal: () => null,
+      collectTimedOut: () => false
+    })
+  }
+}).createMachine({
+  id: 'rounds',
+  context: ({ input }) => ({
+    round: input.round,
+    attempt: input.attempt ?? 0,
+    self: input.self,
+    weightsHash: input.weightsHash,
+    expected: input.expected,
+    ready: {},
+    proposal: null,
+    collectTimedOut: false,
+    lastAbort: null,
+    aborts: 0,
+    outcome: 'cancelled'
+  }),
+  initial: 'announcing',
+  on: {
+    'round.cancel': '.cancelled',
+    'members.changed': { actions: 'recordMembers' }
+  },
+  states: {
+    announcing: {
+      entry: 'recordSelfReady',
+      invoke: {
+        src: 'announce',
+        input: ({ context }) => ({ round: context.round, attempt: context.attempt }),
+        onDone: 'waiting',
+        onError: 'retrying'
+      },
+      on: {
+        'ready.received': { guard: 'isCurrentReady', actions: 'recordReady' },
+        'proposal.received': [
+          { guard: ({ context, event }) => event.message.round === context.round && event.message.attempt >= context.attempt && event.message.members.includes(context.self), target: 'reducing', actions: 'recordProposal' },
+          { guard: ({ context, event }) => event.message.round === context.round && event.message.attempt >= context.attempt, target: 'excluded', actions: 'recordProposal' }
+        ]
+      }
+    },
+    waiting: {
+      always: { guard: 'canPropose', target: 'proposing' },
+      on: {
+        'ready.received': { guard: 'isCurrentReady', actions: 'recordReady' },
+        'proposal.received': [
+          { guard: ({ context, event }) => event.message.round === context.round && event.message.attempt >= context.attempt && event.message.members.includes(context.self), target: 'reducing', actions: 'recordProposal' },
+          { guard: ({ context, event }) => event.message.round === context.round && event.message.attempt >= context.attempt, target: 'excluded', actions: 'recordProposal' }
+        ]
+      },
+      after: {
+        collectTimeout: { actions: assign({ collectTimedOut: true }) },
+        proposalTimeout: { target: 'retrying', actions: assign({ lastAbort: { reason: 'no proposal in time' }, aborts: ({ context }) => context.aborts + 1 }) }
+      }
+    },
+    proposing: {
+      invoke: {
+        src: 'propose',
+        input: ({ context }) => {
+          const { members, weightsHash } = membersOf(context.ready)
+          return { t: 'propose' as const, round: context.round, attempt: context.attempt, members, weightsHash }
+        },
+        onDone: {
+          target: 'reducing',
+          actions: assign({
+            proposal: ({ context }) => {
+              const { members, weightsHash } = membersOf(context.ready)
+              return { t: 'propose' as const, round: context.round, attempt: context.attempt, members, weightsHash }
+            }
+          })
+        },
+        onError: 'retrying'
+      }
+    },
+    reducing: {
+      always: { guard: ({ context }) => context.proposal !== null && !context.proposal.members.includes(context.self), target: 'excluded' },
+      invoke: {
+        src: 'reduce',
+        input: ({ context }) => ({ round: context.round, attempt: context.attempt, members: context.proposal?.members ?? [] }),
+        onDone: [
+          { guard: ({ event }) => event.output.ok, target: 'done' },
+          {
+            target: 'retrying',
+            actions: assign({
+              lastAbort: ({ event }) => event.output.ok ? null : { reason: event.output.reason, culprit: event.output.culprit },
+              aborts: ({ context }) => context.aborts + 1
+            })
+          }
+        ],
+        onError: { target: 'retrying', actions: assign({ lastAbort: ({ event }) => ({ reason: String((event.error as Error)?.message ?? event.error) }), aborts: ({ context }) => context.aborts + 1 }) }
+      }
+    },
+    retrying: {
+      after: { backoff: { target: 'announcing', actions: 'nextAttempt' } }
+    },
+    done: { type: 'final', entry: assign({ outcome: 'done' as const }) },
+    excluded: { type: 'final', entry: assign({ outcome: 'excluded' as const }) },
+    cancelled: { type: 'final', entry: assign({ outcome: 'cancelled' as const }) }
+  },
+  output: ({ context }) => {
+    return {
+      outcome: context.outcome,
+      round: context.round,
+      attempt: context.attempt,
+      members: context.proposal?.members ?? [],
+      aborts: context.aborts
+    }
+  }
+})

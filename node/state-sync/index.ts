@@ -1,0 +1,252 @@
+/**
+ * State sync: a joining (or lagging) peer fetches the swarm's training state
+ * from several donors at once, part by part, and checks it against the hash
+ * the donors announce. Members at the same round encode identical bytes, so
+ * any of them can serve any part; a part that fails is fetched from another
+ * donor, and parts already fetched are kept if the whole fetch is retried.
+ *
+ * @example
+ * const server = new StateSyncServer({ network, snapshot: () => trainer.swarmSnapshot(), logger })
+ * server.start()
+ * const { checkpoint } = await fetchState({ network, donors: ['12D3…', '12D3…'] })
+ */
+import { createHash } from 'node:crypto'
+import type { Logger } from 'pino'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { Stream } from '@libp2p/interface'
+import {
+  InvalidMessageError, MAX_FRAME_BYTES, MAX_REQUESTS_PER_STREAM, MAX_STREAMS, PART_BYTES, REQUEST_TIMEOUT_MS,
+  SNAPSHOTS_KEPT, STATE_SYNC_PROTOCOL, StateSyncError,
+  decodeRequest, decodeResponse, encodeError, encodeMeta, encodePart, encodeRequest, partCount
+} from '../../protocols/state-sync/index.ts'
+import type { StateMeta } from '../../protocols/state-sync/index.ts'
+import type { Network } from '../network/index.ts'
+import { decodeCheckpoint, encodeCheckpoint } from '../trainer/checkpoint.ts'
+import type { Checkpoint } from '../trainer/checkpoint.ts'
+import { framed } from './framed.ts'
+
+export { StateSyncError } from '../../protocols/state-sync/index.ts'
+
+interface Snapshot {
+  meta: StateMeta
+  bytes: Uint8Array
+}
+
+export interface StateSyncServerComponents {
+  network: Network
+  /** The state to serve now (members at the same round must produce the same checkpoint). */
+  snapshot: () => Promise<Checkpoint>
+  weightsHash: () => string
+  logger: Logger
+}
+
+/** Serves this peer's state to joiners. */
+export class StateSyncServer {
+  private readonly components: StateSyncServerComponents
+  private readonly snapshots: Snapshot[] = []
+  private making: Promise<Snapshot> | null = null
+  served = 0
+
+  constructor (components: StateSyncServerComponents) {
+    this.components = components
+  }
+
+  start (): void {
+    void this.components.network.node.handle(STATE_SYNC_PROTOCOL, ({ stream }) => {
+      void this.serve(stream)
+    }, { maxInboundStreams: MAX_STREAMS, maxOutboundStreams: MAX_STREAMS })
+  }
+
+  async stop (): Promise<void> {
+    await this.components.network.node.unhandle(STATE_SYNC_PROTOCOL).catch(() => {})
+  }
+
+  private async current (): Promise<Snapshot> {
+    this.making ??= (async () => {
+      const ckpt = await this.components.snapshot()
+      const existing = this.snapshots.find(s => s.meta.step === ckpt.progress.step)
+      if (existing !== undefined) return existing
+      const bytes = encodeCheckpoint(ckpt)
+      const snapshot: Snapshot = {
+        bytes,
+        meta: {
+          ok: true,
+          snapshot: createHash('sha256').update(bytes).digest('hex'),
+          round: ckpt.progress.round,
+          step: ckpt.progress.step,
+          weightsHash: this.components.weightsHash(),
+          bytes: bytes.byteLength,
+          partBytes: PART_BYTES
+        }
+      }
+      this.snapshots.push(snapshot)
+      while (this.snapshots.length > SNAPSHOTS_KEPT) this.snapshots.shift()
+      return snapshot
+    })().finally(() => { this.making = null })
+    return await this.making
+  }
+
+  private async serve (stream: Stream): Promise<void> {
+    const io = framed(stream, MAX_FRAME_BYTES)
+    try {
+      for (let i = 0; i < MAX_REQUESTS_PER_STREAM; i++) {
+        const frame = await withTimeout(io.next(), REQUEST_TIMEOUT_MS * 3, 'idle state-sync stream')
+        if (frame === null) break
+        const req = decodeRequest(frame)
+        if (req.op === 'meta') {
+          io.send(encodeMeta((await this.current()).meta))
+          continue
+        }
+        const snap = this.snapshots.find(s => s.meta.snapshot === req.snapshot)
+        if (snap === undefined) {
+          io.send(encodeError('snapshot no longer kept: ask for metadata again'))
+          continue
+        }
+        const start = req.index * PART_BYTES
+        if (start >= snap.bytes.byteLength && !(start === 0 && snap.bytes.byteLength === 0)) {
+          io.send(encodeError(`no part ${req.index}`))
+          continue
+        }
+        io.send(encodePart(snap.bytes.subarray(start, Math.min(start + PART_BYTES, snap.bytes.byteLength))))
+        this.served += 1
+      }
+      await io.close()
+    } catch (err) {
+      this.components.logger.debug({ err: (err as Error).message }, 'state-sync stream ended with an error')
+      io.abort(err as Error)
+    }
+  }
+}
+
+async function withTimeout<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => { timer = setTimeout(() => { reject(new StateSyncError(`${what}: timed out after ${ms} ms`)) }, ms) })])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+export interface FetchOptions {
+  network: Network
+  donors: string[]
+  signal?: AbortSignal
+  onProgress?: (done: number, total: number) => void
+  logger?: Logger
+}
+
+export interface FetchResult {
+  checkpoint: Checkpoint
+  meta: StateMeta
+  /** Donors that served at least one part. */
+  donorsUsed: string[]
+  bytes: number
+  ms: number
+}
+
+/** Parts fetched in an earlier try, by snapshot hash: a retried fetch only asks for what is missing. */
+const partial = new Map<string, Map<number, Uint8Array>>()
+
+class DonorSession {
+  readonly peer: string
+  private readonly io: ReturnType<typeof framed>
+
+  private constructor (peer: string, io: ReturnType<typeof framed>) {
+    this.peer = peer
+    this.io = io
+  }
+
+  static async open (network: Network, peer: string, signal?: AbortSignal): Promise<DonorSession> {
+    const stream = await network.node.dialProtocol(peerIdFromString(peer), STATE_SYNC_PROTOCOL, { signal: signal ?? AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
+    return new DonorSession(peer, framed(stream, MAX_FRAME_BYTES))
+  }
+
+  async meta (): Promise<StateMeta> {
+    this.io.send(encodeRequest({ op: 'meta' }))
+    const res = await this.response()
+    if (res.kind === 'error') throw new StateSyncError(`${this.peer}: ${res.error}`)
+    if (res.kind !== 'meta') throw new InvalidMessageError('expected metadata')
+    return res.meta
+  }
+
+  async part (snapshot: string, index: number): Promise<Uint8Array> {
+    this.io.send(encodeRequest({ op: 'part', snapshot, index }))
+    const res = await this.response()
+    if (res.kind === 'error') throw new StateSyncError(`${this.peer}: ${res.error}`)
+    if (res.kind !== 'part') throw new InvalidMessageError('expected a part')
+    return res.bytes.slice()
+  }
+
+  private async response (): Promise<ReturnType<typeof decodeResponse>> {
+    const frame = await withTimeout(this.io.next(), REQUEST_TIMEOUT_MS, `state sync with ${this.peer}`)
+    if (frame === null) throw new StateSyncError(`${this.peer} closed the stream`)
+    return decodeResponse(frame)
+  }
+
+  async close (): Promise<void> {
+    await this.io.close().catch(() => {})
+  }
+
+  abort (): void {
+    this.io.abort(new Error('state sync done'))
+  }
+}
+
+/**
+ * Fetches the swarm's state from `donors`: asks each for its snapshot's
+ * metadata, takes the snapshot most donors hold (the latest round on a tie),
+ * and pulls its parts from all of those donors in parallel.
+ */
+export async function fetchState (opts: FetchOptions): Promise<FetchResult> {
+  const started = performance.now()
+  const sessions: DonorSession[] = []
+  try {
+    const opened = await Promise.allSettled(opts.donors.map(async d => await DonorSession.open(opts.network, d, opts.signal)))
+    for (const o of opened) if (o.status === 'fulfilled') sessions.push(o.value)
+    if (sessions.length === 0) throw new StateSyncError(`no donor reachable among ${opts.donors.length}`)
+    const metas = await Promise.allSettled(sessions.map(async s => ({ s, meta: await s.meta() })))
+    const offers = metas.flatMap(m => m.status === 'fulfilled' ? [m.value] : [])
+    if (offers.length === 0) throw new StateSyncError('no donor answered with its state')
+    const groups = new Map<string, { meta: StateMeta, donors: DonorSession[] }>()
+    for (const { s, meta } of offers) {
+      const g = groups.get(meta.snapshot) ?? { meta, donors: [] }
+      g.donors.push(s)
+      groups.set(meta.snapshot, g)
+    }
+    const chosen = [...groups.values()].sort((a, b) => b.donors.length - a.donors.length || b.meta.round - a.meta.round)[0]
+    const { meta } = chosen
+    const total = partCount(meta.bytes)
+    const have = partial.get(meta.snapshot) ?? new Map<number, Uint8Array>()
+    partial.set(meta.snapshot, have)
+    const queue: number[] = []
+    for (let i = 0; i < total; i++) if (!have.has(i)) queue.push(i)
+    const used = new Set<string>()
+    let failures = 0
+    const worker = async (donor: DonorSession): Promise<void> => {
+      while (queue.length > 0) {
+        if (opts.signal?.aborted === true) throw new StateSyncError('state sync cancelled')
+        const index = queue.shift()!
+        try {
+          have.set(index, await donor.part(meta.snapshot, index))
+          used.add(donor.peer)
+          opts.onProgress?.(have.size, total)
+        } catch (err) {
+          queue.push(index)
+          failures += 1
+          opts.logger?.debug({ donor: donor.peer, index, err: (err as Error).message }, 'state part failed; another donor will serve it')
+          return // this donor is done for; the others take over its parts
+        }
+      }
+    }
+    await Promise.all(chosen.donors.map(worker))
+    if (have.size < total) throw new StateSyncError(`fetched ${have.size} of ${total} parts (${failures} failures); the fetch can be resumed`)
+    const bytes = new Uint8Array(meta.bytes)
+    for (let i = 0; i < total; i++) bytes.set(have.get(i)!, i * PART_BYTES)
+    const sha = createHash('sha256').update(bytes).digest('hex')
+    partial.delete(meta.snapshot)
+    if (sha !== meta.snapshot) throw new StateSyncError('the fetched state does not match the hash the donors announced')
+    return { checkpoint: decodeCheckpoint(bytes), meta, donorsUsed: [...used], bytes: meta.bytes, ms: performance.now() - started }
+  } finally {
+    for (const s of sessions) void s.close()
+  }
+}

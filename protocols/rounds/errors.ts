@@ -1,0 +1,3 @@
+export class InvalidMessageError extends Error {
+  override name = 'InvalidMessageError'
+}
