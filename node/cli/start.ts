@@ -21,6 +21,7 @@ interface StartFlags extends JobFlags {
   heartbeatMs: number
   memberTimeout: number
   joinTimeout: number
+  minPeers: number
   backend: BackendChoice
   checkpointEvery: number
   exitWhenDone: boolean
@@ -47,6 +48,7 @@ export const startCommand = {
       .addOption(new Option('--heartbeat-ms <ms>', 'how often this peer renews its membership and claims').argParser(parsePositiveInt).default(PEER_DEFAULTS.heartbeatMs))
       .addOption(new Option('--member-timeout <ms>', 'a member silent this long is dead and its shards are free').argParser(parsePositiveInt).default(PEER_DEFAULTS.memberTimeoutMs))
       .addOption(new Option('--join-timeout <ms>', 'how long to keep trying the --join peers').argParser(parsePositiveInt).default(PEER_DEFAULTS.joinTimeoutMs))
+      .addOption(new Option('--min-peers <n>', 'start training once this many members (this one included) are live').argParser(parsePositiveInt).default(1))
       .addOption(new Option('--backend <name>', 'tensor backend').choices(['auto', ...BACKENDS]).default('auto'))
       .addOption(new Option('--checkpoint-every <steps>', 'steps between checkpoints').argParser(parsePositiveInt).default(100))
       .addOption(new Option('--exit-when-done', 'exit 0 when the job is done instead of serving until stopped').default(false))
@@ -83,8 +85,10 @@ export const startCommand = {
       mdns: flags.mdns,
       heartbeatMs: flags.heartbeatMs,
       memberTimeoutMs: flags.memberTimeout,
-      joinTimeoutMs: flags.joinTimeout
+      joinTimeoutMs: flags.joinTimeout,
+      minPeers: flags.minPeers
     })
+    peer.on('waiting', w => { out(`waiting for peers: ${w.live} of ${w.needed} live`) })
 
     let stopping = false
     const stop = (): void => {
@@ -108,7 +112,7 @@ export const startCommand = {
       }
       if (state === 'done') {
         const s = peer.status()
-        out(`done: ${s.training?.epochs ?? 0} epochs, step ${s.training?.step ?? 0}, test accuracy ${s.training?.accuracy?.toFixed(4) ?? '-'}`)
+        out(`done: ${s.training?.epochs ?? 0} epochs, step ${s.training?.step ?? 0}, test accuracy ${s.training?.accuracy?.toFixed(4) ?? '-'}, weights ${s.training?.weightsHash ?? '-'}`)
         if (flags.exitWhenDone) stop()
         else out('the job is done; the peer keeps serving its status until stopped (Ctrl-C or `peer stop`)')
       }

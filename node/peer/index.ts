@@ -61,17 +61,22 @@ export interface PeerOptions {
   memberTimeoutMs: number
   /** How long to keep trying the --join peers. */
   joinTimeoutMs: number
+  /** Members that must be live before training starts. */
+  minPeers: number
   /** How long a proposer waits for every live member to be ready for a round. */
   collectTimeoutMs?: number
   /** Per-step timeout of the ring all-reduce: a lost or stalled neighbour aborts the round within about this. */
   stepTimeoutMs?: number
 }
 
+/** How often a peer waiting for --min-peers looks again. */
+const PEER_WAIT_POLL_MS = 250
 /** Pause between rounds of dialling the --join peers. */
 const JOIN_RETRY_MS = 1000
 
 export interface PeerEvents {
   state: [string]
+  waiting: [{ live: number, needed: number }]
   evaluation: [Evaluation]
   checkpoint: [number]
 }
@@ -106,7 +111,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       actors: {
         start: fromPromise(async () => { await this.open() }),
         join: fromPromise(async () => { await this.join() }),
-        sync: fromPromise(async () => { await this.restore() }),
+        sync: fromPromise(async ({ signal }) => { await this.restore(signal) }),
         trainer: createTrainerLogic(
           () => this.requireTrainer(),
           new CheckpointStore({
@@ -300,7 +305,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.trainer.setRows(rowsOf(this.shardSpecs, this.manifest.mine()))
   }
 
-  private async restore (): Promise<void> {
+  private async restore (signal?: AbortSignal): Promise<void> {
     const store = new CheckpointStore(this.binary())
     const ckpt = await store.load()
     if (ckpt !== null) {
@@ -308,8 +313,31 @@ export class Peer extends EventEmitter<PeerEvents> {
       this.options.logger.info({ step: ckpt.progress.step, samples: ckpt.progress.samples }, 'resumed from checkpoint')
     }
     this.requireRounds().setRound(this.requireTrainer().progress.round)
+    await this.waitForPeers(signal)
     // a joiner, or a peer restarted behind the swarm, takes the swarm's state first
-    if (this.othersAhead().length > 0) await this.catchUp('behind the swarm at start')
+    if (this.othersAhead().length > 0) {
+      try {
+        await this.catchUp('behind the swarm at start')
+      } catch (err) {
+        // the members it remembers may be gone: train on; a later round finds it behind again if it is
+        this.options.logger.warn({ err: (err as Error).message }, 'could not fetch the swarm\'s state at start')
+      }
+    }
+  }
+
+  /** With --min-peers N, training starts once N members are live (as torchrun waits for its nodes). */
+  private async waitForPeers (signal?: AbortSignal): Promise<void> {
+    const manifest = this.requireManifest()
+    let last = -1
+    while (manifest.live().length < this.options.minPeers) {
+      const n = manifest.live().length
+      if (n !== last) {
+        last = n
+        this.emit('waiting', { live: n, needed: this.options.minPeers })
+      }
+      if (signal?.aborted === true) throw new Error('stopped while waiting for peers')
+      await sleep(PEER_WAIT_POLL_MS)
+    }
   }
 
   /** Live members at a later round than this peer, by the manifest's heartbeats. */

@@ -36,5 +36,7 @@ export type { InboundChannel, OutboundChannel, RingTransport } from './transport
 export { ringMachine, ringStateName } from './machine.ts'
 export type { AbortNotice, RingContext, RingEvent, RingInput, RingOutput } from './machine.ts'
 export { chunkSpans, elementsSent, recvChunk, sendChunk, stepCount } from './layout.ts'
+/** The data path's inner loop (add with a NaN/Inf check), exported for benchmarks. */
+export { addChecked } from './exchange.ts'
 export type { ChunkSpan } from './layout.ts'
 export type { AbortCode } from '../../protocols/allreduce/index.ts'

@@ -38,7 +38,8 @@ function frameBytes (parts: Uint8Array[]): Uint8Array {
   let length = 0
   for (const part of parts) length += part.byteLength
   const prefix = encodeLengthPrefix(length)
-  const out = new Uint8Array(prefix.byteLength + length)
+  // Every byte is written below: no need to zero it first (allocUnsafe does not, and large sizes are not pooled).
+  const out = Buffer.allocUnsafe(prefix.byteLength + length)
   out.set(prefix)
   let at = prefix.byteLength
   for (const part of parts) {

@@ -184,7 +184,7 @@ export class Ring {
       attempt: spec.attempt,
       members: [...spec.members],
       rank,
-      work: new Float32Array(spec.vector),
+      work: spec.vector.slice(),
       blockElements: this.#blockElements
     }
     const progress: ExchangeProgress = { bytesSent: 0, bytesReceived: 0, staleFrames: 0, out: null, waitingOn: null }
