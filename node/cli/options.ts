@@ -20,6 +20,12 @@ export function parsePositiveNumber (value: string): number {
   return n
 }
 
+export function parseFraction (value: string): number {
+  const n = Number(value)
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n >= 1) throw new InvalidArgumentError('expected a number in [0, 1)')
+  return n
+}
+
 export function parseIntList (value: string): number[] {
   const parts = value.split(',').map(s => s.trim())
   if (parts.some(p => !/^\d+$/.test(p) || Number(p) < 1)) throw new InvalidArgumentError('expected comma-separated positive integers, e.g. 256,128')
@@ -41,7 +47,10 @@ export function jobOptions (): Option[] {
     new Option('--optimizer <name>', 'optimizer').choices(['sgd', 'momentum', 'adam']),
     new Option('--epochs <n>', 'passes over the training data').argParser(parsePositiveInt),
     new Option('--seed <n>', 'seed for initialisation and data order').argParser(parseNonNegativeInt),
-    new Option('--shards <n>', 'shards the training data is cut into (peers claim them)').argParser(parsePositiveInt)
+    new Option('--shards <n>', 'shards the training data is cut into (peers claim them)').argParser(parsePositiveInt),
+    new Option('--sync-every <H>', '1: all-reduce gradients every step; H > 1: H local steps, then average the deltas (DiLoCo)').argParser(parsePositiveInt),
+    new Option('--outer-lr <rate>', 'outer learning rate (H > 1)').argParser(parsePositiveNumber),
+    new Option('--outer-momentum <m>', 'outer Nesterov momentum (H > 1)').argParser(parseFraction)
   ]
 }
 
@@ -56,6 +65,9 @@ export interface JobFlags {
   epochs?: number
   seed?: number
   shards?: number
+  syncEvery?: number
+  outerLr?: number
+  outerMomentum?: number
 }
 
 /** The job from --job and the job flags, validated; undefined when none was given. */
@@ -85,6 +97,9 @@ export function jobFromFlags (flags: JobFlags): Job | undefined {
   if (flags.epochs !== undefined) overrides.epochs = flags.epochs
   if (flags.seed !== undefined) overrides.seed = flags.seed
   if (flags.shards !== undefined) overrides.shards = flags.shards
+  if (flags.syncEvery !== undefined) overrides.syncEvery = flags.syncEvery
+  if (flags.outerLr !== undefined) overrides.outerLearningRate = flags.outerLr
+  if (flags.outerMomentum !== undefined) overrides.outerMomentum = flags.outerMomentum
   if (flags.job === undefined && Object.keys(overrides).length === 0) return undefined
   try {
     return parseJob({ ...base, ...overrides })

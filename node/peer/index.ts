@@ -120,6 +120,7 @@ export class Peer extends EventEmitter<PeerEvents> {
           }),
           {
             reduce: async update => await this.reduce(update),
+            average: async vector => await this.average(vector),
             resync: async () => { await this.catchUp('left out of a round') },
             onEvaluation: e => {
               log.info({ epoch: e.epoch, step: e.step, loss: e.loss, accuracy: e.accuracy }, 'evaluation')
@@ -373,6 +374,20 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.syncs.push({ at: Date.now(), round: result.meta.round, bytes: result.bytes, ms: Math.round(result.ms), donors: result.donorsUsed.length })
     if (this.syncs.length > 20) this.syncs.shift()
     log.info({ round: result.meta.round, bytes: result.bytes, ms: Math.round(result.ms), donors: result.donorsUsed.length }, 'state synced')
+  }
+
+  /** H > 1: sums this peer's parameter delta with the swarm's; null when the round went ahead without it. */
+  private async average (vector: Float32Array): Promise<Float32Array | null> {
+    const trainer = this.requireTrainer()
+    if (this.behind) return null
+    const result = await this.requireRounds().reduce({
+      round: trainer.progress.round,
+      vector,
+      weightsHash: trainer.weightsHash(),
+      samples: trainer.progress.sinceSyncSamples ?? 0,
+      step: trainer.progress.step
+    })
+    return result.ok ? result.sum : null
   }
 
   /** Sums this peer's update with the swarm's; null when the round went ahead without it. */

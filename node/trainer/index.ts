@@ -24,6 +24,8 @@ export { CheckpointMismatchError, CorruptCheckpointError } from './errors.ts'
 export interface TrainerHooks {
   /** Sums this peer's update with the swarm's (alone, the identity); null when the round went ahead without it. */
   reduce?: (update: Update) => Promise<Update | null>
+  /** H > 1: sums the delta vector with the swarm's; null when the round went ahead without it. */
+  average?: (vector: Float32Array) => Promise<Float32Array | null>
   /** Brings a peer that fell behind to the swarm's state. */
   resync?: () => Promise<void>
   onEvaluation?: (evaluation: Evaluation) => void
@@ -35,7 +37,8 @@ function report (trainer: Trainer): StepReport {
     step: trainer.progress.step,
     epoch: trainer.epoch,
     epochEnded: trainer.atEpochBoundary,
-    finished: trainer.finished
+    finished: trainer.finished,
+    syncDue: trainer.syncDue
   }
 }
 
@@ -44,7 +47,7 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
   let update: Update | null = null
   return trainerMachine.provide({
     actors: {
-      prepare: fromPromise(async () => report(getTrainer())),
+      prepare: fromPromise<StepReport, void>(async () => ({ ...report(getTrainer()), syncEvery: getTrainer().job.syncEvery })),
       compute: fromPromise(async () => {
         update = await getTrainer().computeUpdate()
       }),
@@ -58,6 +61,14 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
         }
         update = reduced
         return { resync: false }
+      }),
+      average: fromPromise<{ resync: boolean, report?: StepReport }, void>(async () => {
+        const trainer = getTrainer()
+        const vector = trainer.deltaVector()
+        const sum = hooks.average !== undefined ? await hooks.average(vector) : vector
+        if (sum === null) return { resync: true }
+        trainer.applyOuter(sum)
+        return { resync: false, report: report(trainer) }
       }),
       resync: fromPromise(async () => {
         await hooks.resync?.()

@@ -1,8 +1,9 @@
 /**
  * The trainer's protocol as a state machine. One pass of the loop:
  *
- *   ready → computing → reducing → applying → (evaluating) → (checkpointing) → ready
- *                          └─ left out of the round ─→ resyncing (fetch the swarm's state) → ready
+ *   H = 1:  ready → computing → reducing → applying → checking → (evaluating) → (checkpointing) → ready
+ *   H > 1:  ready → computing → applying ─(every H steps)→ averaging → checking → …
+ *   reducing/averaging ─ left out of the round ─→ resyncing (fetch the swarm's state) → ready
  *
  * `reducing` is where a swarm sums its members' updates (the ring); alone, a
  * peer reduces over itself. A stop request is honoured at the loop boundary
@@ -19,10 +20,16 @@ export interface StepReport {
   epochEnded: boolean
   /** Every epoch of the job is done. */
   finished: boolean
+  /** H > 1: this step ends a local period; the deltas are averaged now. */
+  syncDue?: boolean
+  /** The job's H (reported by `prepare`, which runs once the job is known). */
+  syncEvery?: number
 }
 
 export interface TrainerContext {
   checkpointEvery: number
+  /** H: 1 reduces gradients before every step; H > 1 averages deltas after every H local steps. */
+  syncEvery: number
   lastCheckpointStep: number
   report: StepReport | null
   stopRequested: boolean
@@ -46,7 +53,7 @@ export const trainerMachine = setup({
   types: {
     context: {} as TrainerContext,
     events: {} as TrainerEvent,
-    input: {} as { checkpointEvery: number, startStep?: number },
+    input: {} as { checkpointEvery: number, syncEvery?: number, startStep?: number },
     output: {} as TrainerOutput
   },
   actors: {
@@ -55,6 +62,8 @@ export const trainerMachine = setup({
     compute: notProvided('compute') as unknown as ReturnType<typeof fromPromise<void, void>>,
     /** Sums the update with the swarm's; `resync: true` when the round went ahead without this peer. */
     reduce: notProvided('reduce') as unknown as ReturnType<typeof fromPromise<{ resync: boolean }, void>>,
+    /** H > 1: averages the parameter deltas with the swarm and applies the outer step; `resync` as for reduce. */
+    average: notProvided('average') as unknown as ReturnType<typeof fromPromise<{ resync: boolean, report?: StepReport }, void>>,
     /** Fetches the swarm's state (this peer fell behind). */
     resync: notProvided('resync') as unknown as ReturnType<typeof fromPromise<StepReport, void>>,
     apply: notProvided('apply') as unknown as ReturnType<typeof fromPromise<StepReport, void>>,
@@ -76,6 +85,7 @@ export const trainerMachine = setup({
   id: 'trainer',
   context: ({ input }) => ({
     checkpointEvery: input.checkpointEvery,
+    syncEvery: input.syncEvery ?? 1,
     lastCheckpointStep: input.startStep ?? 0,
     report: null,
     stopRequested: false,
@@ -90,7 +100,14 @@ export const trainerMachine = setup({
     preparing: {
       invoke: {
         src: 'prepare',
-        onDone: { target: 'ready', actions: assign({ report: ({ event }) => event.output, lastCheckpointStep: ({ event }) => event.output.step }) },
+        onDone: {
+          target: 'ready',
+          actions: assign({
+            report: ({ event }) => event.output,
+            lastCheckpointStep: ({ event }) => event.output.step,
+            syncEvery: ({ context, event }) => event.output.syncEvery ?? context.syncEvery
+          })
+        },
         onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
       }
     },
@@ -104,7 +121,10 @@ export const trainerMachine = setup({
     computing: {
       invoke: {
         src: 'compute',
-        onDone: 'reducing',
+        onDone: [
+          { guard: ({ context }) => context.syncEvery === 1, target: 'reducing' },
+          { target: 'applying' }
+        ],
         onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
       }
     },
@@ -131,17 +151,35 @@ export const trainerMachine = setup({
     applying: {
       invoke: {
         src: 'apply',
+        onDone: { target: 'applied', actions: assign({ report: ({ event }) => event.output }) },
+        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+      }
+    },
+    applied: {
+      always: [
+        { guard: ({ context }) => context.report?.syncDue === true, target: 'averaging' },
+        { target: 'checking' }
+      ]
+    },
+    averaging: {
+      entry: 'notifyReducing',
+      exit: 'notifyTraining',
+      invoke: {
+        src: 'average',
         onDone: [
-          { guard: ({ event }) => event.output.epochEnded, target: 'evaluating', actions: assign({ report: ({ event }) => event.output }) },
-          {
-            guard: ({ context, event }) => event.output.step - context.lastCheckpointStep >= context.checkpointEvery,
-            target: 'checkpointing',
-            actions: assign({ report: ({ event }) => event.output })
-          },
-          { target: 'ready', actions: assign({ report: ({ event }) => event.output }) }
+          { guard: ({ event }) => event.output.resync, target: 'resyncing' },
+          { target: 'checking', actions: assign({ report: ({ context, event }) => event.output.report ?? context.report }) }
         ],
         onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
       }
+    },
+    /** After an update: evaluate at an epoch's end, checkpoint when due. */
+    checking: {
+      always: [
+        { guard: ({ context }) => context.report?.epochEnded === true, target: 'evaluating' },
+        { guard: ({ context }) => context.report !== null && context.report.step - context.lastCheckpointStep >= context.checkpointEvery, target: 'checkpointing' },
+        { target: 'ready' }
+      ]
     },
     evaluating: {
       invoke: {

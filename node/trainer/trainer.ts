@@ -26,6 +26,9 @@ export interface Progress {
   pass: number
   /** Position within the current pass's seeded order of this peer's rows. */
   cursor: number
+  /** H > 1: local steps and samples since the last averaging. */
+  sinceSyncSteps?: number
+  sinceSyncSamples?: number
 }
 
 export interface Evaluation {
@@ -47,6 +50,10 @@ export interface TrainerInit {
   jobId: string
   dataset: Dataset
 }
+
+/** Names of the outer optimizer's state (H > 1) inside a checkpoint's optimizer group. */
+const OUTER_ANCHOR = 'outer/anchor'
+const OUTER_MOMENTUM = 'outer/momentum'
 
 /** Loss and throughput figures, smoothed over recent steps. */
 const LOSS_SMOOTHING = 0.9
@@ -78,6 +85,9 @@ export class Trainer {
   /** `rows` in the seeded order of pass `orderPass`. */
   private order: Uint32Array = new Uint32Array(0)
   private orderPass = -1
+  /** H > 1: the agreed weights at the last averaging, and the outer optimizer's momentum. */
+  private anchor: Float32Array | null = null
+  private outerMomentum: Float32Array | null = null
   /** The epoch the last applied update ended in (for `atEpochBoundary`). */
   private epochEnded = false
   private readonly rate: Array<{ t: number, n: number }> = []
@@ -198,10 +208,83 @@ export class Trainer {
     const p = this.progress
     const epochBefore = this.epoch
     p.step += 1
-    p.round += 1
-    p.samples += update.samples
     p.cursor += localSamples
+    if (this.job.syncEvery === 1) {
+      p.round += 1
+      p.samples += update.samples
+    } else {
+      // a local step: the swarm's samples are counted when the deltas are averaged
+      p.sinceSyncSteps = (p.sinceSyncSteps ?? 0) + 1
+      p.sinceSyncSamples = (p.sinceSyncSamples ?? 0) + localSamples
+    }
     this.epochEnded = this.epoch > epochBefore
+  }
+
+  /** H > 1: the local period is over; the deltas are due for averaging. */
+  get syncDue (): boolean {
+    return this.job.syncEvery > 1 && (this.progress.sinceSyncSteps ?? 0) >= this.job.syncEvery
+  }
+
+  /** H > 1: the weights every member agreed on at the last averaging (taken lazily from the model). */
+  private anchorWeights (): Float32Array {
+    this.anchor ??= this.flatWeights()
+    return this.anchor
+  }
+
+  /**
+   * H > 1: the parameter delta of this local period as one all-reduce vector:
+   * (anchor − weights) × local samples, then the local sample count.
+   */
+  deltaVector (): Float32Array {
+    const anchor = this.anchorWeights()
+    const w = this.flatWeights()
+    const n = this.progress.sinceSyncSamples ?? 0
+    const out = new Float32Array(w.length + 1)
+    for (let i = 0; i < w.length; i++) out[i] = (anchor[i] - w[i]) * n
+    out[w.length] = n
+    return out
+  }
+
+  /**
+   * H > 1: applies the averaged delta with the outer optimizer (SGD with
+   * Nesterov momentum, as DiLoCo), moves the anchor, and sets every member's
+   * weights to it.
+   */
+  applyOuter (sum: Float32Array): void {
+    const anchor = this.anchorWeights()
+    const n = anchor.length
+    const total = sum[n]
+    const lr = this.job.outerLearningRate
+    const mu = this.job.outerMomentum
+    this.outerMomentum ??= new Float32Array(n)
+    const m = this.outerMomentum
+    if (total > 0) {
+      for (let i = 0; i < n; i++) {
+        const g = sum[i] / total
+        m[i] = mu * m[i] + g
+        anchor[i] -= lr * (g + mu * m[i])
+      }
+    }
+    this.setFlatWeights(anchor)
+    const p = this.progress
+    const epochBefore = this.epoch
+    p.round += 1
+    p.samples += Math.round(total)
+    p.sinceSyncSteps = 0
+    p.sinceSyncSamples = 0
+    this.hashCache = null
+    this.epochEnded = this.epoch > epochBefore
+  }
+
+  /** Writes a flat vector (variable order) into the model. */
+  setFlatWeights (values: Float32Array): void {
+    tf.tidy(() => {
+      let offset = 0
+      for (const v of this.net.variables) {
+        v.assign(tf.tensor(values.subarray(offset, offset + v.size), v.shape))
+        offset += v.size
+      }
+    })
   }
 
   /** True right after the update that completed an epoch was applied. */
@@ -274,9 +357,19 @@ export class Trainer {
       const step = this.progress.step
       const ckpt = await this.capture()
       if (this.progress.step !== step) continue // an update landed while capturing: take it again
+      if (this.job.syncEvery > 1) {
+        // a joiner starts from the agreed weights of the last averaging, not from this member's local period
+        const anchor = this.anchorWeights()
+        let offset = 0
+        ckpt.weights = ckpt.weights.map(w => {
+          const values = anchor.slice(offset, offset + w.values.length)
+          offset += w.values.length
+          return { ...w, values }
+        })
+      }
       return {
         ...ckpt,
-        progress: { step: ckpt.progress.step, round: ckpt.progress.round, samples: ckpt.progress.samples, pass: 0, cursor: 0 },
+        progress: { step: ckpt.progress.step, round: ckpt.progress.round, samples: ckpt.progress.samples, pass: 0, cursor: 0, sinceSyncSteps: 0, sinceSyncSamples: 0 },
         loss: null,
         evaluation: null,
         createdAt: 0
@@ -310,10 +403,14 @@ export class Trainer {
     return out
   }
 
-  /** sha256 of the weights' bytes (first 16 hex digits); identical weights give identical hashes. */
+  /**
+   * sha256 (first 16 hex digits) of the weights the swarm agrees on: the model's
+   * weights with H = 1, the anchor of the last averaging with H > 1 (between
+   * averagings each member's local weights differ by design).
+   */
   weightsHash (): string {
     if (this.hashCache?.step === this.progress.step) return this.hashCache.hash
-    const w = this.flatWeights()
+    const w = this.job.syncEvery > 1 ? this.anchorWeights() : this.flatWeights()
     const hash = createHash('sha256').update(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)).digest('hex').slice(0, 16)
     this.hashCache = { step: this.progress.step, hash }
     return hash
@@ -323,6 +420,11 @@ export class Trainer {
   async capture (): Promise<Checkpoint> {
     const optimizerState = await this.optimizer.getWeights()
     const optimizer = optimizerState.map(({ name, tensor }) => ({ name, shape: tensor.shape, values: tensor.dataSync() as Float32Array }))
+    if (this.job.syncEvery > 1) {
+      const anchor = this.anchorWeights()
+      optimizer.push({ name: OUTER_ANCHOR, shape: [anchor.length], values: anchor.slice() })
+      optimizer.push({ name: OUTER_MOMENTUM, shape: [anchor.length], values: (this.outerMomentum ?? new Float32Array(anchor.length)).slice() })
+    }
     return {
       jobId: this.jobId,
       progress: { ...this.progress },
@@ -349,13 +451,26 @@ export class Trainer {
         v.assign(tf.tensor(w.values, w.shape))
       })
     })
-    if (ckpt.optimizer.length > 0) {
-      const tensors = ckpt.optimizer.map(o => ({ name: o.name, tensor: tf.tensor(o.values, o.shape) }))
+    const anchor = ckpt.optimizer.find(o => o.name === OUTER_ANCHOR)
+    const momentum = ckpt.optimizer.find(o => o.name === OUTER_MOMENTUM)
+    this.anchor = anchor !== undefined ? anchor.values.slice() : null
+    this.outerMomentum = momentum !== undefined ? momentum.values.slice() : null
+    const inner = ckpt.optimizer.filter(o => o !== anchor && o !== momentum)
+    if (inner.length > 0) {
+      const tensors = inner.map(o => ({ name: o.name, tensor: tf.tensor(o.values, o.shape) }))
       await this.optimizer.setWeights(tensors)
       for (const t of tensors) t.tensor.dispose()
     }
     const p = ckpt.progress as Partial<Progress>
-    this.progress = { step: p.step ?? 0, round: p.round ?? p.step ?? 0, samples: p.samples ?? 0, pass: p.pass ?? 0, cursor: p.cursor ?? 0 }
+    this.progress = {
+      step: p.step ?? 0,
+      round: p.round ?? p.step ?? 0,
+      samples: p.samples ?? 0,
+      pass: p.pass ?? 0,
+      cursor: p.cursor ?? 0,
+      sinceSyncSteps: p.sinceSyncSteps ?? 0,
+      sinceSyncSamples: p.sinceSyncSamples ?? 0
+    }
     this.loss = ckpt.loss
     this.lastEvaluation = ckpt.evaluation
     this.hashCache = null

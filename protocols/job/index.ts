@@ -27,7 +27,16 @@ export const jobSchema = z.object({
   epochs: z.number().int().min(1).max(100000).default(8),
   seed: z.number().int().min(0).max(2 ** 32 - 1).default(42),
   /** Shards the training rows are cut into; peers claim them. Several per peer balance well. */
-  shards: z.number().int().min(1).max(65536).default(32)
+  shards: z.number().int().min(1).max(65536).default(32),
+  /**
+   * H: 1 all-reduces gradients every step (synchronous data parallelism); H > 1
+   * trains H local steps, then all-reduces the parameter deltas and applies
+   * them with the outer optimizer (DiLoCo).
+   */
+  syncEvery: z.number().int().min(1).max(100000).default(1),
+  /** Outer optimizer (H > 1): SGD with Nesterov momentum on the averaged delta. */
+  outerLearningRate: z.number().positive().max(10).default(0.7),
+  outerMomentum: z.number().min(0).max(0.999).default(0.9)
 }).strict()
 
 export type Job = z.infer<typeof jobSchema>
