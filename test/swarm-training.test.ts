@@ -1,0 +1,38 @@
+/**
+ * Three real peer processes train MNIST together: synchronous all-reduce
+ * (H = 1) and local steps with averaged deltas (H > 1). Both reach the
+ * accuracy of one machine and end with identical weights on every peer.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { LocalSwarm } from './helpers/swarm.ts'
+
+async function trainSwarm (job: string[], n = 3): Promise<Array<{ accuracy: number, hash: string, stdout: string }>> {
+  const swarm = await LocalSwarm.create()
+  try {
+    const common = ['--exit-when-done', '--min-peers', String(n), '--progress-every', '60']
+    await swarm.start('p1', [...common, ...job])
+    for (let i = 2; i <= n; i++) await swarm.start(`p${i}`, common, 'p1')
+    const results = await Promise.all(swarm.peers.map(async p => await p.proc.exited(240_000)))
+    return results.map((r, i) => {
+      assert.equal(r.code, 0, `peer ${i + 1} exit code (stderr: ${r.stderr.slice(-2000)})`)
+      const m = /done: \d+ epochs, step \d+, test accuracy ([0-9.]+), weights ([0-9a-f]+)/.exec(r.stdout)
+      assert.ok(m !== null, `peer ${i + 1} printed its result:\n${r.stdout.slice(-1000)}`)
+      return { accuracy: Number(m[1]), hash: m[2], stdout: r.stdout }
+    })
+  } finally {
+    await swarm.stopAll()
+  }
+}
+
+test('3 peers with a synchronous all-reduce every step reach 0.94 with identical weights', async () => {
+  const results = await trainSwarm(['--epochs', '6'])
+  assert.equal(new Set(results.map(r => r.hash)).size, 1, `weights hashes: ${results.map(r => r.hash).join(' ')}`)
+  for (const r of results) assert.ok(r.accuracy >= 0.94, `accuracy ${r.accuracy}`)
+})
+
+test('3 peers averaging deltas every 10 local steps (DiLoCo) reach 0.94 with identical weights', async () => {
+  const results = await trainSwarm(['--epochs', '6', '--sync-every', '10'])
+  assert.equal(new Set(results.map(r => r.hash)).size, 1, `weights hashes: ${results.map(r => r.hash).join(' ')}`)
+  for (const r of results) assert.ok(r.accuracy >= 0.94, `accuracy ${r.accuracy}`)
+})
