@@ -22,6 +22,8 @@ interface StartFlags extends JobFlags {
   memberTimeout: number
   joinTimeout: number
   minPeers: number
+  roundTimeout: number
+  stepTimeout?: number
   backend: BackendChoice
   checkpointEvery: number
   exitWhenDone: boolean
@@ -49,6 +51,8 @@ export const startCommand = {
       .addOption(new Option('--member-timeout <ms>', 'a member silent this long is dead and its shards are free').argParser(parsePositiveInt).default(PEER_DEFAULTS.memberTimeoutMs))
       .addOption(new Option('--join-timeout <ms>', 'how long to keep trying the --join peers').argParser(parsePositiveInt).default(PEER_DEFAULTS.joinTimeoutMs))
       .addOption(new Option('--min-peers <n>', 'start training once this many members (this one included) are live').argParser(parsePositiveInt).default(1))
+      .addOption(new Option('--round-timeout <ms>', 'how long a round waits for every live member to be ready').argParser(parsePositiveInt).default(8000))
+      .addOption(new Option('--step-timeout <ms>', 'ring all-reduce step timeout: a lost or stalled neighbour aborts the round within about this').argParser(parsePositiveInt))
       .addOption(new Option('--backend <name>', 'tensor backend').choices(['auto', ...BACKENDS]).default('auto'))
       .addOption(new Option('--checkpoint-every <steps>', 'steps between checkpoints').argParser(parsePositiveInt).default(100))
       .addOption(new Option('--exit-when-done', 'exit 0 when the job is done instead of serving until stopped').default(false))
@@ -86,7 +90,9 @@ export const startCommand = {
       heartbeatMs: flags.heartbeatMs,
       memberTimeoutMs: flags.memberTimeout,
       joinTimeoutMs: flags.joinTimeout,
-      minPeers: flags.minPeers
+      minPeers: flags.minPeers,
+      collectTimeoutMs: flags.roundTimeout,
+      stepTimeoutMs: flags.stepTimeout
     })
     peer.on('waiting', w => { out(`waiting for peers: ${w.live} of ${w.needed} live`) })
 

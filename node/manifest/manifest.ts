@@ -4,7 +4,7 @@ import type { Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Job } from '../../protocols/job/index.ts'
 import {
-  InvalidMessageError, MAX_SYNC_STREAMS, SYNC_PROTOCOL, SYNC_TIMEOUT_MS,
+  InvalidMessageError, MAX_DELTA_BYTES, MAX_SYNC_STREAMS, SYNC_PROTOCOL, SYNC_TIMEOUT_MS,
   decodeDelta, decodeSync, encodeDelta, encodeSync, manifestTopic
 } from '../../protocols/manifest/index.ts'
 import type { ClaimValue, MemberValue, ShardInfo, WireEntry } from '../../protocols/manifest/index.ts'
@@ -40,6 +40,32 @@ export interface ManifestInit {
   now?: () => number
 }
 
+
+/** Members dialled per heartbeat when not connected (bounds the work after a partition heals). */
+const DIALS_PER_TICK = 4
+/** How often a peer reconciles its whole manifest with a random member (gossip can drop a delta). */
+const ANTI_ENTROPY_MS = 5000
+/** Entries per delta: a claim or member entry is ~200 bytes, so 500 stay well under MAX_DELTA_BYTES. */
+const ENTRIES_PER_DELTA = 500
+
+/** Cuts a list of writes into deltas that each fit the size limit. */
+export function splitForDeltas (entries: WireEntry[]): WireEntry[][] {
+  const out: WireEntry[][] = []
+  let batch: WireEntry[] = []
+  let bytes = 0
+  for (const e of entries) {
+    const size = JSON.stringify(e).length + 1
+    if (batch.length > 0 && (batch.length >= ENTRIES_PER_DELTA || bytes + size > MAX_DELTA_BYTES - 1024)) {
+      out.push(batch)
+      batch = []
+      bytes = 0
+    }
+    batch.push(e)
+    bytes += size
+  }
+  if (batch.length > 0) out.push(batch)
+  return out
+}
 
 export interface ManifestEvents {
   /** Entries that changed this replica (local or remote writes). */
@@ -77,7 +103,12 @@ export class Manifest extends EventEmitter<ManifestEvents> {
   /** The job this replica belongs to, once known (set by the peer before or by attachJob). */
   jobId: string | null = null
   private timer: NodeJS.Timeout | null = null
+  private antiEntropyTimer: NodeJS.Timeout | null = null
   private pending: WireEntry[] = []
+  private claimsNotBefore = 0
+  private previousLive = new Set<string>()
+  /** Recent membership changes as this peer saw them (for status). */
+  readonly events: Array<{ at: number, kind: 'joined' | 'lost' | 'left', peer: string }> = []
   private stopped = false
   private readonly onConnect = (peer: string): void => { void this.syncWith(peer) }
 
@@ -103,8 +134,7 @@ export class Manifest extends EventEmitter<ManifestEvents> {
     }
     for (const e of entries) this.clock.observe(e.clock)
     this.state.merge(entries)
-    const t = this.now()
-    for (const peer of this.members().keys()) this.lastHeard.set(peer, t)
+    // members remembered from before are not live until they are heard from again
   }
 
   /** Answers sync requests and syncs with every peer that connects. */
@@ -122,9 +152,14 @@ export class Manifest extends EventEmitter<ManifestEvents> {
     this.jobId = jobId
     this.topic = manifestTopic(jobId)
     this.components.network.subscribe(this.topic, (from, data) => { this.onDelta(from, data) }, (from, data) => this.validateDelta(from, data))
+    // a peer that remembers other members gives them a member timeout to be heard before it takes their shards
+    const others = [...this.members().keys()].some(p => p !== this.me)
+    this.claimsNotBefore = this.now() + (others ? this.memberTimeoutMs : 0)
     this.tick()
     this.timer = setInterval(() => { this.tick() }, this.heartbeatMs)
     this.timer.unref()
+    this.antiEntropyTimer = setInterval(() => { this.antiEntropy() }, ANTI_ENTROPY_MS)
+    this.antiEntropyTimer.unref()
   }
 
   // ---- reading ----
@@ -191,16 +226,25 @@ export class Manifest extends EventEmitter<ManifestEvents> {
     await this.flush()
   }
 
-  /** Sends the writes made since the last flush as one delta. */
+  /** Sends the writes made since the last flush, as deltas under the size limit. */
   async flush (): Promise<void> {
     if (this.pending.length === 0 || this.topic === null) return
     const entries = this.pending
     this.pending = []
-    try {
-      await this.components.network.publish(this.topic, encodeDelta({ entries }))
-    } catch (err) {
-      this.components.logger.debug({ err }, 'publishing a delta failed (peers catch up on sync)')
+    for (const batch of splitForDeltas(entries)) {
+      try {
+        await this.components.network.publish(this.topic, encodeDelta({ entries: batch }))
+      } catch (err) {
+        this.components.logger.debug({ err: (err as Error).message }, 'publishing a delta failed (peers catch up on the next sync)')
+      }
     }
+  }
+
+  /** Anti-entropy: now and then, reconcile the whole manifest with one random member, repairing any lost delta. */
+  private antiEntropy (): void {
+    const peers = this.components.network.connectedPeers().map(p => p.peerId).filter(p => this.members().has(p))
+    if (peers.length === 0) return
+    void this.syncWith(peers[Math.floor(Math.random() * peers.length)])
   }
 
   /** One heartbeat: renew membership, mark the silent dead, claim or release shards. */
@@ -211,6 +255,7 @@ export class Manifest extends EventEmitter<ManifestEvents> {
 
   private async tickAsync (): Promise<void> {
     const { network } = this.components
+    if (this.leaving) return
     await this.write(`members/${this.me}`, {
       state: 'alive',
       addresses: network.addresses(),
@@ -228,25 +273,58 @@ export class Manifest extends EventEmitter<ManifestEvents> {
         await this.write(`members/${peer}`, { ...m, state: 'dead' } satisfies MemberValue)
       }
     }
+    this.noteMembershipChanges()
     const shards = this.shardIds()
-    if (shards.length > 0) {
+    const heardAnyone = this.counters.syncs > 0 || this.lastHeard.size > 0
+    if (shards.length > 0 && (this.now() >= this.claimsNotBefore || heardAnyone)) {
       const plan = planClaims({ me: this.me, shards, owners: this.owners(), live: this.live() })
       for (const s of plan.release) await this.write(`claims/${s}`, { owner: null } satisfies ClaimValue)
       for (const s of plan.claim) await this.write(`claims/${s}`, { owner: this.me } satisfies ClaimValue)
     }
     await this.flush()
-    // keep addresses of members in the peer store so rings and syncs can dial them by id
+    // keep addresses of members in the peer store, and connections open to a few of those not connected,
+    // so that rings and syncs reach members directly
+    let dials = 0
     for (const [peer, m] of this.members()) {
-      if (peer !== this.me && m.state === 'alive' && !network.isConnected(peer)) await network.learnAddresses(peer, m.addresses)
+      if (peer === this.me || m.state !== 'alive' || network.isConnected(peer)) continue
+      await network.learnAddresses(peer, m.addresses)
+      if (dials++ < DIALS_PER_TICK) network.dial(peer, AbortSignal.timeout(this.heartbeatMs * 3)).catch(() => {})
     }
   }
+
+  private noteMembershipChanges (): void {
+    const live = new Set(this.live())
+    const members = this.members()
+    for (const p of live) if (!this.previousLive.has(p) && p !== this.me) this.pushEvent('joined', p)
+    for (const p of this.previousLive) {
+      if (!live.has(p)) this.pushEvent(members.get(p)?.state === 'left' ? 'left' : 'lost', p)
+    }
+    this.previousLive = live
+  }
+
+  private pushEvent (kind: 'joined' | 'lost' | 'left', peer: string): void {
+    this.events.push({ at: this.now(), kind, peer })
+    if (this.events.length > 50) this.events.shift()
+    this.components.logger.info({ peer, kind }, `member ${kind}`)
+  }
+
+  /** Says at once that this peer is leaving (its rounds stop waiting for it); its shards are released by leave(). */
+  async announceLeaving (): Promise<void> {
+    if (this.topic === null || this.stopped) return
+    const m = this.members().get(this.me)
+    await this.write(`members/${this.me}`, { state: 'left', addresses: m?.addresses ?? [], heartbeat: this.now(), step: this.localStep(), round: this.localRound() } satisfies MemberValue)
+    this.leaving = true
+    await this.flush()
+  }
+
+  private leaving = false
 
   /** Leaves cleanly: releases this peer's shards at once and says so. */
   async leave (): Promise<void> {
     if (this.topic !== null && !this.stopped) {
       for (const s of this.mine()) await this.write(`claims/${s}`, { owner: null } satisfies ClaimValue)
       const m = this.members().get(this.me)
-      await this.write(`members/${this.me}`, { state: 'left', addresses: m?.addresses ?? [], heartbeat: this.now(), step: this.localStep() } satisfies MemberValue)
+      await this.write(`members/${this.me}`, { state: 'left', addresses: m?.addresses ?? [], heartbeat: this.now(), step: this.localStep(), round: this.localRound() } satisfies MemberValue)
       await this.flush()
     }
   }
@@ -254,7 +332,9 @@ export class Manifest extends EventEmitter<ManifestEvents> {
   async stop (): Promise<void> {
     this.stopped = true
     if (this.timer !== null) clearInterval(this.timer)
+    if (this.antiEntropyTimer !== null) clearInterval(this.antiEntropyTimer)
     this.timer = null
+    this.antiEntropyTimer = null
     const { network } = this.components
     network.off('peer.connected', this.onConnect)
     if (this.topic !== null) network.unsubscribe(this.topic)

@@ -69,6 +69,8 @@ export interface PeerOptions {
   stepTimeoutMs?: number
 }
 
+/** How long opening a connection to a round member may take. */
+const CONNECT_TIMEOUT_MS = 3000
 /** How often a peer waiting for --min-peers looks again. */
 const PEER_WAIT_POLL_MS = 250
 /** Pause between rounds of dialling the --join peers. */
@@ -99,6 +101,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   stateServer: StateSyncServer | null = null
   /** Set when others are at a later round: the next step fetches the swarm's state first. */
   behind = false
+  /** A stop was asked: no more catching up with the swarm. */
+  stopping = false
   syncs: Array<{ at: number, round: number, bytes: number, ms: number, donors: number }> = []
   shardSpecs: ShardSpec[] = []
   startedAt = Date.now()
@@ -259,7 +263,13 @@ export class Peer extends EventEmitter<PeerEvents> {
     manifest.attachJob(this.jobId)
     this.updateRows()
     const trainer = this.trainer
-    this.rounds = new Rounds({ network, ring: this.requireRing(), liveMembers: () => manifest.live(), logger: log.child({ name: 'peer:rounds' }) }, { collectTimeoutMs: options.collectTimeoutMs, stepTimeoutMs: options.stepTimeoutMs })
+    this.rounds = new Rounds({
+      network,
+      ring: this.requireRing(),
+      liveMembers: () => manifest.live(),
+      prepare: async members => { await this.connectTo(members) },
+      logger: log.child({ name: 'peer:rounds' })
+    }, { collectTimeoutMs: options.collectTimeoutMs, stepTimeoutMs: options.stepTimeoutMs })
     this.rounds.start(this.jobId)
     this.rounds.on('behind', round => {
       if (round > trainer.progress.round) this.behind = true
@@ -341,6 +351,18 @@ export class Peer extends EventEmitter<PeerEvents> {
     }
   }
 
+  /** Opens connections to peers not yet connected, with the addresses the manifest knows for them. */
+  private async connectTo (peers: string[]): Promise<void> {
+    const network = this.requireNetwork()
+    const members = this.requireManifest().members()
+    await Promise.all(peers.filter(p => !network.isConnected(p)).map(async p => {
+      await network.learnAddresses(p, members.get(p)?.addresses ?? [])
+      await network.dial(p, AbortSignal.timeout(CONNECT_TIMEOUT_MS)).catch(err => {
+        this.options.logger.debug({ peer: p, err: (err as Error).message }, 'could not connect to a round member')
+      })
+    }))
+  }
+
   /** Live members at a later round than this peer, by the manifest's heartbeats. */
   private othersAhead (): string[] {
     const manifest = this.requireManifest()
@@ -360,6 +382,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     const trainer = this.requireTrainer()
     const network = this.requireNetwork()
     const manifest = this.requireManifest()
+    if (this.stopping) return
     let donors = this.othersAhead()
     if (donors.length === 0) donors = manifest.live().filter(p => p !== network.peerId)
     if (donors.length === 0) return
@@ -448,6 +471,9 @@ export class Peer extends EventEmitter<PeerEvents> {
 
   /** Asks the peer to stop: it finishes its step, checkpoints, and shuts down. */
   async stop (): Promise<number> {
+    // tell the swarm first, so that the next round is formed without this peer and none aborts for it
+    this.stopping = true
+    await this.manifest?.announceLeaving().catch(() => {})
     this.actor.send({ type: 'peer.stop' })
     return await this.finished
   }

@@ -31,7 +31,10 @@ export interface PeerStatus {
     /** The last round's all-reduce: time, bytes this peer sent, bandwidth (bytes/s of the vector). */
     last: { round: number, ms: number, bytesSent: number, algbw: number, members: number } | null
     events: Array<{ at: number, kind: string, round: number, detail: string, culprit?: string }>
+    excluded?: Array<{ peer: string, until: number, strikes: number }>
   }
+  /** Membership changes this peer saw: members that joined, were lost, or left. */
+  memberEvents: Array<{ at: number, kind: string, peer: string }>
   /** State fetched from the swarm (joins, catch-ups). */
   syncs: Array<{ at: number, round: number, bytes: number, ms: number, donors: number }>
   training: {
@@ -97,9 +100,11 @@ export function buildStatus (peer: Peer): PeerStatus {
           completed: peer.rounds.status.completed,
           aborted: peer.rounds.status.aborted,
           last: peer.rounds.status.last,
-          events: peer.rounds.status.events.slice(-20)
+          events: peer.rounds.status.events.slice(-20),
+          excluded: peer.rounds.status.excluded
         },
     syncs: peer.syncs,
+    memberEvents: peer.manifest?.events.slice(-20) ?? [],
     training: trainer === null
       ? null
       : {

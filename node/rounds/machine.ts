@@ -27,6 +27,8 @@ export interface RoundsContext {
   weightsHash: string
   /** Members expected to take part (the live members of the manifest). */
   expected: string[]
+  /** Peers left out of this round: lost or misbehaving in an earlier attempt, or excluded for a while. */
+  excluded: string[]
   /** Ready announcements of the current attempt, by peer. */
   ready: Record<string, ReadyInfo>
   proposal: ProposeMessage | null
@@ -39,7 +41,7 @@ export interface RoundsContext {
 export type RoundsEvent =
   | { type: 'ready.received', from: string, message: ReadyMessage }
   | { type: 'proposal.received', from: string, message: ProposeMessage }
-  | { type: 'members.changed', live: string[] }
+  | { type: 'members.changed', live: string[], excluded?: string[] }
   | { type: 'round.cancel' }
 
 export interface RoundsInput {
@@ -49,6 +51,7 @@ export interface RoundsInput {
   self: string
   weightsHash: string
   expected: string[]
+  excluded?: string[]
 }
 
 export type ReduceOutput = { ok: true } | { ok: false, reason: string, culprit?: string }
@@ -70,12 +73,17 @@ export function proposerOf (ctx: Pick<RoundsContext, 'self' | 'ready'>): string 
   return [ctx.self, ...Object.keys(ctx.ready)].sort()[0]
 }
 
-/** The ready members, in ring order, whose weights agree with the majority (ties: the smaller hash). */
-export function membersOf (ready: Record<string, ReadyInfo>): { members: string[], weightsHash: string } {
+/**
+ * The ready members, in ring order, whose weights agree with the majority
+ * (ties: the smaller hash), without the excluded ones.
+ */
+export function membersOf (ready: Record<string, ReadyInfo>, excluded: string[] = []): { members: string[], weightsHash: string } {
+  const out = new Set(excluded)
+  const candidates = Object.values(ready).filter(r => !out.has(r.peer))
   const counts = new Map<string, number>()
-  for (const r of Object.values(ready)) counts.set(r.weightsHash, (counts.get(r.weightsHash) ?? 0) + 1)
+  for (const r of candidates) counts.set(r.weightsHash, (counts.get(r.weightsHash) ?? 0) + 1)
   const [weightsHash] = [...counts].sort(([ha, a], [hb, b]) => b - a || (ha < hb ? -1 : 1))[0] ?? ['']
-  const members = Object.values(ready).filter(r => r.weightsHash === weightsHash).map(r => r.peer).sort()
+  const members = candidates.filter(r => r.weightsHash === weightsHash).map(r => r.peer).sort()
   return { members, weightsHash }
 }
 
@@ -106,7 +114,7 @@ export const roundsMachine = setup({
     /** This peer proposes when it is the lowest ready peer and every expected member is ready (or the wait is over). */
     canPropose: ({ context }) => {
       if (proposerOf(context) !== context.self || context.ready[context.self] === undefined) return false
-      const allReady = context.expected.every(p => context.ready[p] !== undefined)
+      const allReady = context.expected.every(p => context.ready[p] !== undefined || context.excluded.includes(p))
       return allReady || context.collectTimedOut
     }
   },
@@ -126,7 +134,8 @@ export const roundsMachine = setup({
       attempt: ({ event, context }) => event.type === 'proposal.received' ? event.message.attempt : context.attempt
     }),
     recordMembers: assign({
-      expected: ({ event, context }) => event.type === 'members.changed' ? event.live : context.expected
+      expected: ({ event, context }) => event.type === 'members.changed' ? event.live : context.expected,
+      excluded: ({ event, context }) => event.type === 'members.changed' && event.excluded !== undefined ? event.excluded : context.excluded
     }),
     nextAttempt: assign({
       attempt: ({ context }) => context.attempt + 1,
@@ -143,6 +152,7 @@ export const roundsMachine = setup({
     self: input.self,
     weightsHash: input.weightsHash,
     expected: input.expected,
+    excluded: input.excluded ?? [],
     ready: {},
     proposal: null,
     collectTimedOut: false,
@@ -190,14 +200,14 @@ export const roundsMachine = setup({
       invoke: {
         src: 'propose',
         input: ({ context }) => {
-          const { members, weightsHash } = membersOf(context.ready)
+          const { members, weightsHash } = membersOf(context.ready, context.excluded)
           return { t: 'propose' as const, round: context.round, attempt: context.attempt, members, weightsHash }
         },
         onDone: {
           target: 'reducing',
           actions: assign({
             proposal: ({ context }) => {
-              const { members, weightsHash } = membersOf(context.ready)
+              const { members, weightsHash } = membersOf(context.ready, context.excluded)
               return { t: 'propose' as const, round: context.round, attempt: context.attempt, members, weightsHash }
             }
           })

@@ -15,6 +15,8 @@ export interface RoundsComponents {
   ring: Ring
   /** The live members of the swarm (this peer included), as the manifest sees them now. */
   liveMembers: () => string[]
+  /** Makes sure this peer can reach a round's members (addresses known, connections open) before the ring runs. */
+  prepare?: (members: string[]) => Promise<void>
   logger: Logger
 }
 
@@ -53,6 +55,8 @@ export interface RoundsStatus {
   aborted: number
   last: { round: number, ms: number, bytesSent: number, algbw: number, members: number } | null
   events: RoundEvent[]
+  /** Peers excluded for sending bad contributions, with the time the exclusion ends. */
+  excluded: Array<{ peer: string, until: number, strikes: number }>
   /** The highest round seen announced by others (ahead of ours means this peer is behind). */
   highestSeen: number
 }
@@ -61,6 +65,18 @@ export interface RoundsEvents {
   /** Others are at a later round than this peer: it must fetch the swarm's state. */
   behind: [number]
 }
+
+/**
+ * The exclusion rule for bad contributions: a peer named as the sender of an
+ * invalid frame (NaN or Inf, wrong length, oversized, malformed) in
+ * STRIKES_TO_EXCLUDE rounds within STRIKE_WINDOW_MS is left out of the rounds
+ * this peer proposes, and not waited for, for EXCLUSION_MS.
+ */
+export const STRIKES_TO_EXCLUDE = 3
+export const STRIKE_WINDOW_MS = 10 * 60_000
+export const EXCLUSION_MS = 5 * 60_000
+/** Abort codes that name a peer as the cause and leave it out of the next attempts of the same round. */
+const SUSPECT_CODES = new Set(['peer-lost', 'timeout', 'invalid-frame', 'mismatch'])
 
 /** Messages kept for rounds at most this far ahead of ours (a member slightly ahead announces early). */
 const LOOKAHEAD_ROUNDS = 4
@@ -80,7 +96,11 @@ export class Rounds extends EventEmitter<RoundsEvents> {
   private actor: ReturnType<typeof createActor<typeof roundsMachine>> | null = null
   private currentRound = 0
   private behindRound: number | null = null
-  readonly status: RoundsStatus = { round: 0, attempt: 0, members: [], state: 'idle', completed: 0, aborted: 0, last: null, events: [], highestSeen: 0 }
+  /** Peers that caused an abort in the current round: left out of its next attempts. */
+  private suspects = new Set<string>()
+  private readonly strikes = new Map<string, number[]>()
+  private readonly excludedUntil = new Map<string, number>()
+  readonly status: RoundsStatus = { round: 0, attempt: 0, members: [], state: 'idle', completed: 0, aborted: 0, last: null, events: [], highestSeen: 0, excluded: [] }
   rejected = 0
 
   constructor (components: RoundsComponents, init: RoundsInit = {}) {
@@ -109,8 +129,33 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     this.topic = null
   }
 
+  /** Peers not to wait for or include now: suspects of this round, and those excluded for bad contributions. */
+  excludedNow (): string[] {
+    const now = Date.now()
+    for (const [peer, until] of this.excludedUntil) if (until <= now) this.excludedUntil.delete(peer)
+    this.status.excluded = [...this.excludedUntil].map(([peer, until]) => ({ peer, until, strikes: this.strikes.get(peer)?.length ?? 0 }))
+    return [...new Set([...this.suspects, ...this.excludedUntil.keys()])].filter(p => p !== this.components.network.peerId)
+  }
+
+  /** Records who caused an abort; repeated bad contributions exclude a peer for a while. */
+  private blame (culprit: string | undefined, code: string, round: number): void {
+    if (culprit === undefined || culprit === this.components.network.peerId) return
+    if (SUSPECT_CODES.has(code)) this.suspects.add(culprit)
+    if (code !== 'invalid-frame') return
+    const now = Date.now()
+    const list = (this.strikes.get(culprit) ?? []).filter(t => now - t < STRIKE_WINDOW_MS)
+    list.push(now)
+    this.strikes.set(culprit, list)
+    if (list.length >= STRIKES_TO_EXCLUDE && !this.excludedUntil.has(culprit)) {
+      this.excludedUntil.set(culprit, now + EXCLUSION_MS)
+      this.event({ kind: 'members', round, detail: `excluded for ${EXCLUSION_MS / 60_000} min after ${list.length} bad contributions`, culprit })
+      this.components.logger.warn({ peer: culprit, strikes: list.length }, 'peer excluded for repeated bad contributions')
+    }
+  }
+
   /** Skips to a round (after fetching the swarm's state). */
   setRound (round: number): void {
+    if (round !== this.currentRound) this.suspects = new Set()
     this.currentRound = round
     this.status.round = round
     for (const r of this.inbox.keys()) if (r < round) this.inbox.delete(r)
@@ -179,6 +224,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     const live = this.components.liveMembers()
     const pending = this.inbox.get(req.round) ?? []
     if (live.length <= 1 && pending.length === 0) {
+      logger.debug({ round: req.round }, 'alone: the round is this peer\'s own update')
       // alone: the sum over one member is its own vector
       this.status.completed += 1
       this.status.members = [self]
@@ -193,12 +239,15 @@ export class Rounds extends EventEmitter<RoundsEvents> {
           await this.publish({ t: 'ready', round: input.round, attempt: input.attempt, samples: req.samples, weightsHash: req.weightsHash, step: req.step })
         }),
         propose: fromPromise(async ({ input }: { input: ProposeMessage }) => {
+          logger.debug({ round: input.round, attempt: input.attempt, members: input.members }, 'proposing the round')
           await this.publish(input)
         }),
         reduce: fromPromise(async ({ input, signal: abort }) => {
           this.status.attempt = input.attempt
           this.status.members = input.members
           this.status.state = 'reducing'
+          logger.debug({ round: input.round, attempt: input.attempt, members: input.members.length }, 'round agreed')
+          await this.components.prepare?.(input.members.filter(m => m !== self)).catch(() => {})
           const result = await ring.run({ round: input.round, attempt: input.attempt, members: input.members, self, vector: req.vector, stepTimeoutMs: this.stepTimeoutMs }, abort)
           if (result.ok) {
             stats = result.stats
@@ -206,7 +255,9 @@ export class Rounds extends EventEmitter<RoundsEvents> {
             return { ok: true as const }
           }
           this.status.aborted += 1
-          this.event({ kind: 'aborted', round: input.round, detail: `attempt ${input.attempt}: ${result.reason}`, culprit: result.culprit })
+          this.blame(result.culprit, result.code, input.round)
+          actor.send({ type: 'members.changed', live: this.components.liveMembers(), excluded: this.excludedNow() })
+          this.event({ kind: 'aborted', round: input.round, detail: `attempt ${input.attempt}: ${result.code}: ${result.reason}`, culprit: result.culprit })
           logger.warn({ round: input.round, attempt: input.attempt, reason: result.reason, culprit: result.culprit }, 'round aborted')
           return { ok: false as const, reason: result.reason, culprit: result.culprit }
         })
@@ -216,11 +267,11 @@ export class Rounds extends EventEmitter<RoundsEvents> {
         proposalTimeout: this.collectTimeoutMs + PROPOSAL_GRACE_MS
       }
     })
-    const actor = createActor(logic, { input: { round: req.round, self, weightsHash: req.weightsHash, expected: live } })
+    const actor = createActor(logic, { input: { round: req.round, self, weightsHash: req.weightsHash, expected: live, excluded: this.excludedNow() } })
     this.actor = actor
     const onAbort = (): void => { actor.send({ type: 'round.cancel' }) }
     signal?.addEventListener('abort', onAbort)
-    const membersTimer = setInterval(() => { actor.send({ type: 'members.changed', live: this.components.liveMembers() }) }, 250)
+    const membersTimer = setInterval(() => { actor.send({ type: 'members.changed', live: this.components.liveMembers(), excluded: this.excludedNow() }) }, 250)
     actor.subscribe(s => { if (typeof s.value === 'string') this.status.state = s.value })
     actor.start()
     this.status.attempt = 0
