@@ -18,6 +18,8 @@ export interface ReadyInfo {
   peer: string
   samples: number
   weightsHash: string
+  /** The attempt the member announced for (announcements for a later attempt wait in context until it starts). */
+  attempt: number
 }
 
 export interface RoundsContext {
@@ -68,9 +70,14 @@ const notProvided = <I, O>(name: string) => fromPromise<O, I>(async () => {
   throw new Error(`rounds actor "${name}" was not provided`)
 })
 
-/** The proposer of an attempt: the lowest peer id among those known ready (and this peer). */
-export function proposerOf (ctx: Pick<RoundsContext, 'self' | 'ready'>): string {
-  return [ctx.self, ...Object.keys(ctx.ready)].sort()[0]
+/** The members ready for this attempt. */
+export function readyNow (ctx: Pick<RoundsContext, 'ready' | 'attempt'>): Record<string, ReadyInfo> {
+  return Object.fromEntries(Object.entries(ctx.ready).filter(([, r]) => r.attempt === ctx.attempt))
+}
+
+/** The proposer of an attempt: the lowest peer id among those known ready for it (and this peer). */
+export function proposerOf (ctx: Pick<RoundsContext, 'self' | 'ready' | 'attempt'>): string {
+  return [ctx.self, ...Object.keys(readyNow(ctx))].sort()[0]
 }
 
 /**
@@ -106,15 +113,16 @@ export const roundsMachine = setup({
   },
   guards: {
     isCurrentReady: ({ context, event }) =>
-      event.type === 'ready.received' && event.message.round === context.round && event.message.attempt === context.attempt,
+      event.type === 'ready.received' && event.message.round === context.round && event.message.attempt >= context.attempt,
     isCurrentProposal: ({ context, event }) =>
       event.type === 'proposal.received' && event.message.round === context.round && event.message.attempt >= context.attempt,
     proposalIncludesMe: ({ context, event }) =>
       event.type === 'proposal.received' && event.message.members.includes(context.self),
     /** This peer proposes when it is the lowest ready peer and every expected member is ready (or the wait is over). */
     canPropose: ({ context }) => {
-      if (proposerOf(context) !== context.self || context.ready[context.self] === undefined) return false
-      const allReady = context.expected.every(p => context.ready[p] !== undefined || context.excluded.includes(p))
+      const ready = readyNow(context)
+      if (proposerOf(context) !== context.self || ready[context.self] === undefined) return false
+      const allReady = context.expected.every(p => ready[p] !== undefined || context.excluded.includes(p))
       return allReady || context.collectTimedOut
     }
   },
@@ -123,11 +131,13 @@ export const roundsMachine = setup({
       ready: ({ context, event }) => {
         if (event.type !== 'ready.received') return context.ready
         const { from, message } = event
-        return { ...context.ready, [from]: { peer: from, samples: message.samples, weightsHash: message.weightsHash } }
+        const known = context.ready[from]
+        if (known !== undefined && known.attempt > message.attempt) return context.ready
+        return { ...context.ready, [from]: { peer: from, samples: message.samples, weightsHash: message.weightsHash, attempt: message.attempt } }
       }
     }),
     recordSelfReady: assign({
-      ready: ({ context }) => ({ ...context.ready, [context.self]: { peer: context.self, samples: 0, weightsHash: context.weightsHash } })
+      ready: ({ context }) => ({ ...context.ready, [context.self]: { peer: context.self, samples: 0, weightsHash: context.weightsHash, attempt: context.attempt } })
     }),
     recordProposal: assign({
       proposal: ({ event, context }) => event.type === 'proposal.received' ? event.message : context.proposal,
@@ -139,7 +149,8 @@ export const roundsMachine = setup({
     }),
     nextAttempt: assign({
       attempt: ({ context }) => context.attempt + 1,
-      ready: () => ({}),
+      // keep announcements already made for the next attempt (a member may retry sooner than this one)
+      ready: ({ context }) => Object.fromEntries(Object.entries(context.ready).filter(([, r]) => r.attempt > context.attempt)),
       proposal: () => null,
       collectTimedOut: () => false
     })
@@ -163,7 +174,8 @@ export const roundsMachine = setup({
   initial: 'announcing',
   on: {
     'round.cancel': '.cancelled',
-    'members.changed': { actions: 'recordMembers' }
+    'members.changed': { actions: 'recordMembers' },
+    'ready.received': { guard: 'isCurrentReady', actions: 'recordReady' }
   },
   states: {
     announcing: {
@@ -200,14 +212,14 @@ export const roundsMachine = setup({
       invoke: {
         src: 'propose',
         input: ({ context }) => {
-          const { members, weightsHash } = membersOf(context.ready, context.excluded)
+          const { members, weightsHash } = membersOf(readyNow(context), context.excluded)
           return { t: 'propose' as const, round: context.round, attempt: context.attempt, members, weightsHash }
         },
         onDone: {
           target: 'reducing',
           actions: assign({
             proposal: ({ context }) => {
-              const { members, weightsHash } = membersOf(context.ready, context.excluded)
+              const { members, weightsHash } = membersOf(readyNow(context), context.excluded)
               return { t: 'propose' as const, round: context.round, attempt: context.attempt, members, weightsHash }
             }
           })

@@ -239,7 +239,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
           await this.publish({ t: 'ready', round: input.round, attempt: input.attempt, samples: req.samples, weightsHash: req.weightsHash, step: req.step })
         }),
         propose: fromPromise(async ({ input }: { input: ProposeMessage }) => {
-          logger.debug({ round: input.round, attempt: input.attempt, members: input.members }, 'proposing the round')
+          logger.debug({ round: input.round, attempt: input.attempt, members: input.members, weightsHash: input.weightsHash, ready: actor.getSnapshot().context.ready, expected: actor.getSnapshot().context.expected, excluded: actor.getSnapshot().context.excluded }, 'proposing the round')
           await this.publish(input)
         }),
         reduce: fromPromise(async ({ input, signal: abort }) => {
