@@ -33,6 +33,10 @@ export type { Libp2p, PeerId, Stream }
 /** Gossip messages are manifest deltas and round announcements: small. 1 MiB bounds what a peer may send. */
 export const MAX_GOSSIP_BYTES = 1024 * 1024
 
+/** yamux's per-stream receive window: 256 KiB by default; the ring sends blocks of up to 1 MiB. */
+const STREAM_WINDOW_BYTES = 4 * 1024 * 1024
+const MAX_STREAM_WINDOW_BYTES = 16 * 1024 * 1024
+
 export interface NetworkInit {
   privateKey: PrivateKey
   /** Multiaddrs to listen on (`/ip4/0.0.0.0/tcp/4001`; port 0 picks a free port). */
@@ -168,7 +172,9 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
     addresses: { listen: init.listen },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // yamux grows a stream's window only when it measures a round-trip time above 0 ms, which loopback and
+    // fast LANs never show: start it large enough for the all-reduce's blocks
+    streamMuxers: [yamux({ initialStreamWindowSize: STREAM_WINDOW_BYTES, maxStreamWindowSize: MAX_STREAM_WINDOW_BYTES })],
     peerDiscovery,
     connectionManager: {
       // a training swarm is small and wants every member reachable

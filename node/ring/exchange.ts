@@ -14,7 +14,7 @@
  * round leaves nothing behind: no one ever sees a partial sum.
  */
 import {
-  DATA_HEADER_BYTES, InvalidMessageError, decodeFrame, encodeDataHeader, encodeDone, encodeHello, membersHash
+  InvalidMessageError, decodeFrame, encodeDataHeader, encodeDone, encodeHello, membersHash
 } from '../../protocols/allreduce/index.ts'
 import type { Frame } from '../../protocols/allreduce/index.ts'
 import { chunkSpans, isReduceStep, recvChunk, sendChunk, stepCount } from './layout.ts'
@@ -38,8 +38,10 @@ export interface ExchangeProgress {
   staleFrames: number
   /** The outbound channel once open (the abort notice goes there). */
   out: OutboundChannel | null
-  /** Which side lagged when the loop last waited: the receiver (waiting on the predecessor) or the sender (on the successor). */
-  waitingOn: 'predecessor' | 'successor' | null
+  /** A read from the predecessor is under way (the receiver waits for data). */
+  reading: boolean
+  /** A send to the successor is under way (it has not taken the frame yet). */
+  sending: boolean
 }
 
 /** Compares (round, attempt) pairs: negative when a is earlier. */
@@ -142,28 +144,45 @@ export async function runExchange (
 }
 
 async function openSuccessor (transport: RingTransport, plan: ExchangePlan, succ: string, hash: Uint8Array, progress: ExchangeProgress, signal: AbortSignal): Promise<OutboundChannel> {
+  let out: OutboundChannel
   try {
-    const out = await transport.outbound(succ, signal)
-    progress.out = out
-    const hello = encodeHello({ round: plan.round, attempt: plan.attempt, members: plan.members.length, index: plan.rank, elements: plan.work.length, membersHash: hash })
-    await out.send([hello], signal)
-    progress.bytesSent += hello.byteLength
-    return out
+    out = await transport.outbound(succ, signal)
   } catch (err) {
     if (signal.aborted) throw signal.reason
     throw new Stop({ type: 'peer.lost', peer: succ, reason: (err as Error).message })
   }
+  progress.out = out
+  const hello = encodeHello({ round: plan.round, attempt: plan.attempt, members: plan.members.length, index: plan.rank, elements: plan.work.length, membersHash: hash })
+  await sendFrame(out, [hello], progress, signal)
+  return out
+}
+
+/** Sends one frame to the successor; a failed channel ends the round (`peer.lost`). */
+async function sendFrame (out: OutboundChannel, parts: Uint8Array[], progress: ExchangeProgress, signal: AbortSignal): Promise<void> {
+  progress.sending = true
+  try {
+    await out.send(parts, signal)
+  } catch (err) {
+    if (signal.aborted) throw signal.reason
+    throw new Stop({ type: 'peer.lost', peer: out.peer, reason: (err as Error).message })
+  } finally {
+    progress.sending = false
+  }
+  for (const part of parts) progress.bytesSent += part.byteLength
 }
 
 /** Reads one frame for this round, mapping what can go wrong to the event that ends the round. */
 async function readFrame (inbound: InboundChannel, progress: ExchangeProgress, signal: AbortSignal): Promise<{ bytes: Uint8Array, frame: Frame }> {
   let bytes: Uint8Array | null
+  progress.reading = true
   try {
     bytes = await inbound.read(signal)
   } catch (err) {
     if (signal.aborted) throw signal.reason
     if (err instanceof InvalidMessageError && err.kind !== 'truncated') throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: err.message })
     throw new Stop({ type: 'peer.lost', peer: inbound.peer, reason: (err as Error).message })
+  } finally {
+    progress.reading = false
   }
   if (bytes === null) throw new Stop({ type: 'peer.lost', peer: inbound.peer, reason: 'stream ended' })
   progress.bytesReceived += bytes.byteLength
@@ -193,9 +212,9 @@ async function findHello (transport: RingTransport, plan: ExchangePlan, pred: st
         }
         if (order > 0) {
           inbound.unread(bytes)
-          throw new Stop({ type: 'peer.aborted', peer: pred, reason: `it is already in round ${frame.round} attempt ${frame.attempt}` })
+          throw new Stop({ type: 'peer.aborted', peer: pred, cause: 'peer-aborted', reason: `it is already in round ${frame.round} attempt ${frame.attempt}` })
         }
-        if (frame.type === 'abort') throw new Stop({ type: 'peer.aborted', peer: pred, reason: `[${frame.code}] ${frame.reason}`, ...(frame.culprit !== undefined ? { culprit: frame.culprit } : {}) })
+        if (frame.type === 'abort') throw new Stop({ type: 'peer.aborted', peer: pred, cause: frame.code, reason: `[${frame.code}] ${frame.reason}`, ...(frame.culprit !== undefined ? { culprit: frame.culprit } : {}) })
         if (frame.type !== 'hello') throw new Stop({ type: 'frame.invalid', peer: pred, reason: `${frame.type} frame before the hello` })
         const expectedIndex = (plan.rank - 1 + plan.members.length) % plan.members.length
         if (!sameBytes(frame.membersHash, hash) || frame.members !== plan.members.length) {
@@ -206,7 +225,8 @@ async function findHello (transport: RingTransport, plan: ExchangePlan, pred: st
         return inbound
       }
     } catch (err) {
-      // A stream that ended cleanly before this round's hello was replaced: wait for the next one.
+      // A stream that ended or broke before this round's hello: the predecessor dials again after a failure,
+      // so wait for its next stream (until the connect timeout).
       if (err instanceof Stop && err.event.type === 'peer.lost' && !inbound.open && !signal.aborted) continue
       throw err
     }
@@ -219,11 +239,11 @@ async function findHello (transport: RingTransport, plan: ExchangePlan, pred: st
  */
 function unexpected (plan: ExchangePlan, inbound: InboundChannel, bytes: Uint8Array, frame: Frame, where: string): never {
   if (frame.type === 'abort' && frame.round === plan.round && frame.attempt === plan.attempt) {
-    throw new Stop({ type: 'peer.aborted', peer: inbound.peer, reason: `[${frame.code}] ${frame.reason}`, ...(frame.culprit !== undefined ? { culprit: frame.culprit } : {}) })
+    throw new Stop({ type: 'peer.aborted', peer: inbound.peer, cause: frame.code, reason: `[${frame.code}] ${frame.reason}`, ...(frame.culprit !== undefined ? { culprit: frame.culprit } : {}) })
   }
   if (frame.type === 'hello' && compareRounds(frame, plan) > 0) {
     inbound.unread(bytes)
-    throw new Stop({ type: 'peer.aborted', peer: inbound.peer, reason: `it is already in round ${frame.round} attempt ${frame.attempt}` })
+    throw new Stop({ type: 'peer.aborted', peer: inbound.peer, cause: 'peer-aborted', reason: `it is already in round ${frame.round} attempt ${frame.attempt}` })
   }
   throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `${frame.type} frame ${where}` })
 }
@@ -235,26 +255,16 @@ function unexpected (plan: ExchangePlan, inbound: InboundChannel, bytes: Uint8Ar
 async function commit (plan: ExchangePlan, out: OutboundChannel, inbound: InboundChannel, progress: ExchangeProgress, signal: AbortSignal): Promise<void> {
   const n = plan.members.length
   const send = async (count: number): Promise<void> => {
-    const frame = encodeDone({ round: plan.round, attempt: plan.attempt, count })
-    progress.waitingOn = 'successor'
-    try {
-      await out.send([frame], signal)
-    } catch (err) {
-      if (signal.aborted) throw signal.reason
-      throw new Stop({ type: 'peer.lost', peer: out.peer, reason: (err as Error).message })
-    }
-    progress.bytesSent += frame.byteLength
+    await sendFrame(out, [encodeDone({ round: plan.round, attempt: plan.attempt, count })], progress, signal)
   }
   await send(1)
   for (let count = 1; count <= n - 1; count++) {
-    progress.waitingOn = 'predecessor'
     const { bytes, frame } = await readFrame(inbound, progress, signal)
     if (frame.type !== 'done' || frame.round !== plan.round || frame.attempt !== plan.attempt || frame.count !== count) {
       unexpected(plan, inbound, bytes, frame, `where done token ${count} of round ${plan.round} attempt ${plan.attempt} was due`)
     }
     if (count < n - 1) await send(count + 1)
   }
-  progress.waitingOn = null
 }
 
 /** The two loops of the data path, run until every step is done. */
@@ -298,7 +308,6 @@ async function transfer (plan: ExchangePlan, out: OutboundChannel, inbound: Inbo
       const { start, length } = spans[chunk]
       const reduce = isReduceStep(t, n)
       while (recvOffset < length) {
-        progress.waitingOn = 'predecessor'
         const { bytes, frame } = await readFrame(inbound, progress, signal)
         if (frame.type !== 'data') unexpected(plan, inbound, bytes, frame, `in the middle of step ${t}`)
         const where = `step ${t} chunk ${chunk} offset ${recvOffset}`
@@ -338,21 +347,18 @@ async function transfer (plan: ExchangePlan, out: OutboundChannel, inbound: Inbo
         }
         const header = encodeDataHeader({ round: plan.round, attempt: plan.attempt, step: t, chunk, offset, length: count })
         const payload = new Uint8Array(work.buffer, work.byteOffset + (start + offset) * 4, count * 4)
-        progress.waitingOn = 'successor'
-        try {
-          await out.send([header, payload], signal)
-        } catch (err) {
-          if (signal.aborted) throw signal.reason
-          throw new Stop({ type: 'peer.lost', peer: out.peer, reason: (err as Error).message })
-        }
-        progress.bytesSent += DATA_HEADER_BYTES + payload.byteLength
+        await sendFrame(out, [header, payload], progress, signal)
       }
       if (t === steps - 1) {
+        // The caller gets the working vector back as the sum: nothing of it may still be in the channel's hands.
+        progress.sending = true
         try {
           await out.flush(signal)
         } catch (err) {
           if (signal.aborted) throw signal.reason
           throw new Stop({ type: 'peer.lost', peer: out.peer, reason: (err as Error).message })
+        } finally {
+          progress.sending = false
         }
       }
       stepsSent++
@@ -367,5 +373,4 @@ async function transfer (plan: ExchangePlan, out: OutboundChannel, inbound: Inbo
     receiver().then(done, reject)
     sender().then(done, reject)
   })
-  progress.waitingOn = null
 }

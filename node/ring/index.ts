@@ -17,16 +17,19 @@
  * await ring.stop()
  *
  * Contract of `run`:
- * - It never throws for a failed round; it returns `{ ok: false, code, reason, culprit? }` and the input
- *   vector is untouched. A neighbour that is lost, slower than the step timeout, or sends a bad frame (NaN or
- *   Inf, wrong round/step/chunk/offset/length, oversized) makes the round abort on every member within about
- *   one step timeout; the member that sent the bad frame (or was lost) is named as `culprit`.
+ * - It never throws for a failed round; it returns `{ ok: false, code, cause, reason, culprit? }` and the
+ *   input vector is untouched (`roundError(result)` turns it into a RoundAbortedError for those who throw).
+ * - A neighbour that is lost, slower than the step timeout, or sends a bad frame (NaN or Inf, wrong
+ *   round/step/chunk/offset/length, oversized) makes the round abort on every member within about one step
+ *   timeout; the member that sent the bad frame (or was lost) is named as `culprit`, on every member
+ *   (abort frames pass it on, with the first member's `cause`). A member returns `ok: true` only once the done
+ *   tokens say every other member holds the sum too (see docs/ring.md for the one narrow exception).
  * - Rounds run one at a time per Ring; (round, attempt) must increase from one run to the next (a retry is a
  *   new attempt). Frames of earlier rounds still on a stream are skipped; a hello of a later round from the
  *   predecessor means it gave up on this one: this round aborts and the frame is kept for the next run. Nothing
  *   is read ahead, so a neighbour that is ahead is held back by the transport's flow control, not buffered.
  */
-export { Ring } from './ring.ts'
+export { Ring, roundError } from './ring.ts'
 export type { RingComponents, RingInit, RingStatus, RoundResult, RoundSpec, RoundStats } from './ring.ts'
 export { createLibp2pRingTransport } from './libp2p-transport.ts'
 export type { Libp2pRingTransportOptions, RingLibp2p } from './libp2p-transport.ts'
@@ -40,3 +43,4 @@ export { chunkSpans, elementsSent, recvChunk, sendChunk, stepCount } from './lay
 export { addChecked } from './exchange.ts'
 export type { ChunkSpan } from './layout.ts'
 export type { AbortCode } from '../../protocols/allreduce/index.ts'
+export { RoundAbortedError } from '../../protocols/allreduce/index.ts'

@@ -11,7 +11,7 @@ import {
   DIAL_TIMEOUT_MS, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, NotStartedError, PROTOCOL, SEND_HIGH_WATER_BYTES, StreamClosedError,
   encodeLengthPrefix
 } from '../../protocols/allreduce/index.ts'
-import { InboundRegistry, StreamInboundChannel, raceAbort } from './transport.ts'
+import { InboundRegistry, StreamInboundChannel, raceAbort, timeoutSignal } from './transport.ts'
 import type { InboundChannel, OutboundChannel, RingTransport } from './transport.ts'
 
 export interface Libp2pRingTransportOptions {
@@ -157,7 +157,7 @@ class Libp2pRingTransport implements RingTransport {
     // running for the next one (the abort notice, the next round) instead of killing it half-way.
     let dial = this.#dialing.get(peer)
     if (dial === undefined) {
-      dial = this.#dial(peer, AbortSignal.timeout(DIAL_TIMEOUT_MS)).finally(() => { this.#dialing.delete(peer) })
+      dial = this.#dial(peer, timeoutSignal(DIAL_TIMEOUT_MS, `opening a stream to ${peer}`)).finally(() => { this.#dialing.delete(peer) })
       dial.catch(() => {})
       this.#dialing.set(peer, dial)
     }

@@ -31,6 +31,8 @@ export interface RingContext extends RingInput {
   /** The step under way: 0 … N−2 reduce-scatter, N−1 … 2N−3 all-gather; 2N−2 once done. */
   step: number
   code: AbortCode | null
+  /** The code of the first member to abort: this one's own `code`, or the one passed round in abort frames. */
+  cause: AbortCode | null
   reason: string | null
   culprit: string | null
 }
@@ -48,8 +50,11 @@ export type RingEvent =
   | { type: 'frame.invalid', peer: string, reason: string }
   /** The predecessor's hello disagrees (member list, vector length, position): no one is to blame for sure. */
   | { type: 'members.mismatch', peer: string, reason: string }
-  /** The predecessor aborted the round (abort frame) or moved on to a later one. */
-  | { type: 'peer.aborted', peer: string, reason: string, culprit?: string }
+  /**
+   * The predecessor aborted the round (abort frame) or moved on to a later one. `cause` is the code of the
+   * member that aborted first (carried by the abort frames), or `peer-aborted` for a move to a later round.
+   */
+  | { type: 'peer.aborted', peer: string, reason: string, cause: AbortCode, culprit?: string }
   /** The caller gave up on the round (its abort signal, or the ring stopping). */
   | { type: 'round.cancel', reason?: string, code?: 'cancelled' | 'stopped' }
   /** The byte loop failed in a way it did not expect (a bug). */
@@ -58,6 +63,7 @@ export type RingEvent =
 export interface RingOutput {
   ok: boolean
   code: AbortCode | null
+  cause: AbortCode | null
   reason: string | null
   culprit: string | null
   /** Steps completed. */
@@ -85,7 +91,7 @@ const notProvidedPromise = fromPromise<void, AbortNotice>(async () => {
   throw new Error('ring actor "notifyAbort" was not provided')
 })
 
-interface Failure { code: AbortCode, reason: string, culprit?: string | null }
+interface Failure { code: AbortCode, reason: string, culprit?: string | null, cause?: AbortCode }
 
 /** Readable name of a state for status and logs: `connecting`, `reduce-scatter 1/2`, `all-gather 2/2`, `committing`, `done`, `aborted`. */
 export function ringStateName (value: unknown, context: Pick<RingContext, 'step' | 'members'>): string {
@@ -123,11 +129,11 @@ export const ringMachine = setup({
   },
   actions: {
     advance: assign({ step: ({ context }) => context.step + 1 }),
-    fail: assign((_, params: Failure) => ({ code: params.code, reason: params.reason, culprit: params.culprit ?? null }))
+    fail: assign((_, params: Failure) => ({ code: params.code, cause: params.cause ?? params.code, reason: params.reason, culprit: params.culprit ?? null }))
   }
 }).createMachine({
   id: 'ring',
-  context: ({ input }) => ({ ...input, step: 0, code: null, reason: null, culprit: null }),
+  context: ({ input }) => ({ ...input, step: 0, code: null, cause: null, reason: null, culprit: null }),
   initial: 'running',
   states: {
     running: {
@@ -151,7 +157,7 @@ export const ringMachine = setup({
         },
         'peer.aborted': {
           target: 'aborting',
-          actions: { type: 'fail', params: ({ event }) => ({ code: 'peer-aborted', reason: `${event.peer} aborted: ${event.reason}`, culprit: event.culprit }) }
+          actions: { type: 'fail', params: ({ event }) => ({ code: 'peer-aborted', cause: event.cause, reason: `${event.peer} aborted: ${event.reason}`, culprit: event.culprit }) }
         },
         'round.cancel': {
           target: 'aborting',
@@ -226,7 +232,8 @@ export const ringMachine = setup({
         input: ({ context }) => ({
           round: context.round,
           attempt: context.attempt,
-          code: context.code ?? 'internal',
+          // Passed on unchanged: everyone downstream learns what went wrong first, not just that a neighbour gave up.
+          code: context.cause ?? context.code ?? 'internal',
           reason: context.reason ?? '',
           culprit: context.culprit
         }),
@@ -241,6 +248,7 @@ export const ringMachine = setup({
   output: ({ context }) => ({
     ok: context.code === null,
     code: context.code,
+    cause: context.cause,
     reason: context.reason,
     culprit: context.culprit,
     steps: context.step

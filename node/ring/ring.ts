@@ -2,7 +2,7 @@ import { createActor, fromCallback, fromPromise, toPromise } from 'xstate'
 import type { Actor } from 'xstate'
 import {
   ABORT_NOTIFY_TIMEOUT_MS, DEFAULT_BLOCK_BYTES, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STEP_TIMEOUT_MS, MAX_BLOCK_BYTES,
-  MAX_MEMBERS, MAX_PEER_ID_BYTES, MAX_U32, assertLittleEndian, encodeAbort
+  MAX_MEMBERS, MAX_PEER_ID_BYTES, MAX_U32, MIN_BLOCK_BYTES, PIPELINE_BLOCKS, RoundAbortedError, assertLittleEndian, encodeAbort
 } from '../../protocols/allreduce/index.ts'
 import type { AbortCode } from '../../protocols/allreduce/index.ts'
 import { runExchange } from './exchange.ts'
@@ -41,7 +41,17 @@ export interface RoundStats {
 
 export type RoundResult =
   | { ok: true, sum: Float32Array, stats: RoundStats }
-  | { ok: false, code: AbortCode, reason: string, culprit?: string, stats: RoundStats }
+  | {
+    ok: false
+    /** Why this member aborted (see docs/ring.md). */
+    code: AbortCode
+    /** Why the first member to abort did: equal to `code`, except for `peer-aborted`, where it is the code passed round in the abort frames. */
+    cause: AbortCode
+    reason: string
+    /** The member to blame, where one is known (the sender of a bad frame, a lost neighbour), passed round unchanged. */
+    culprit?: string
+    stats: RoundStats
+  }
 
 export interface RingComponents {
   transport: RingTransport
@@ -50,7 +60,10 @@ export interface RingComponents {
 }
 
 export interface RingInit {
-  /** Bytes of vector per data frame (default DEFAULT_BLOCK_BYTES; a multiple of 4, at most MAX_BLOCK_BYTES). */
+  /**
+   * Bytes of vector per data frame (default DEFAULT_BLOCK_BYTES; a multiple of 4, at most MAX_BLOCK_BYTES). Small
+   * vectors use smaller blocks (at least PIPELINE_BLOCKS per chunk, no smaller than MIN_BLOCK_BYTES).
+   */
   blockBytes?: number
   /** Default step timeout of a round (DEFAULT_STEP_TIMEOUT_MS). */
   stepTimeoutMs?: number
@@ -67,7 +80,7 @@ export interface RingStatus {
   /** `connecting`, `reduce-scatter k/N−1`, `all-gather k/N−1`, `aborting`, `aborted`, `done`. */
   state: string
   /** The last finished round's outcome, for status pages. */
-  last: null | { round: number, attempt: number, ok: boolean, code?: AbortCode, reason?: string, culprit?: string, stats: RoundStats }
+  last: null | { round: number, attempt: number, ok: boolean, code?: AbortCode, cause?: AbortCode, reason?: string, culprit?: string, stats: RoundStats }
 }
 
 function specProblem (spec: RoundSpec): string | null {
@@ -171,9 +184,9 @@ export class Ring {
       }
     }
     const problem = specProblem(spec)
-    if (problem !== null) return { ok: false, code: 'invalid-spec', reason: problem, stats: stats(0) }
-    if (!this.#started) return { ok: false, code: 'stopped', reason: 'ring is not started', stats: stats(0) }
-    if (signal?.aborted === true) return { ok: false, code: 'cancelled', reason: 'cancelled before the round started', stats: stats(0) }
+    if (problem !== null) return { ok: false, code: 'invalid-spec', cause: 'invalid-spec', reason: problem, stats: stats(0) }
+    if (!this.#started) return { ok: false, code: 'stopped', cause: 'stopped', reason: 'ring is not started', stats: stats(0) }
+    if (signal?.aborted === true) return { ok: false, code: 'cancelled', cause: 'cancelled', reason: 'cancelled before the round started', stats: stats(0) }
 
     const n = spec.members.length
     const rank = spec.members.indexOf(spec.self)
@@ -185,9 +198,9 @@ export class Ring {
       members: [...spec.members],
       rank,
       work: spec.vector.slice(),
-      blockElements: this.#blockElements
+      blockElements: blockElementsFor(spec.vector.length, n, this.#blockElements)
     }
-    const progress: ExchangeProgress = { bytesSent: 0, bytesReceived: 0, staleFrames: 0, out: null, waitingOn: null }
+    const progress: ExchangeProgress = { bytesSent: 0, bytesReceived: 0, staleFrames: 0, out: null, reading: false, sending: false }
     const transport = this.#transport
 
     const logic = ringMachine.provide({
@@ -248,20 +261,22 @@ export class Ring {
         result = { ok: true, sum: plan.work, stats: stats(output.steps, progress) }
       } else {
         let reason = output.reason ?? 'aborted'
-        if (output.code === 'timeout' && progress.waitingOn !== null) {
+        if (output.code === 'timeout') {
           const pred = spec.members[(rank - 1 + n) % n]
-          reason += ` (waiting on ${progress.waitingOn === 'predecessor' ? `data from ${pred}` : `${succ} to take data`})`
+          if (progress.reading) reason += ` (waiting for data from ${pred})`
+          else if (progress.sending) reason += ` (waiting for ${succ} to take data)`
         }
         result = {
           ok: false,
           code: output.code ?? 'internal',
+          cause: output.cause ?? output.code ?? 'internal',
           reason,
           ...(output.culprit !== null ? { culprit: output.culprit } : {}),
           stats: stats(output.steps, progress)
         }
       }
     } catch (err) {
-      result = { ok: false, code: 'internal', reason: `ring machine failed: ${(err as Error).message}`, stats: stats(0, progress) }
+      result = { ok: false, code: 'internal', cause: 'internal', reason: `ring machine failed: ${(err as Error).message}`, stats: stats(0, progress) }
     } finally {
       signal?.removeEventListener('abort', onCancel)
       this.#actor = null
@@ -275,9 +290,23 @@ export class Ring {
     const { ok, stats: s } = result
     status.last = result.ok
       ? { round: spec.round, attempt: spec.attempt, ok, stats: s }
-      : { round: spec.round, attempt: spec.attempt, ok, code: result.code, reason: result.reason, ...(result.culprit !== undefined ? { culprit: result.culprit } : {}), stats: s }
+      : { round: spec.round, attempt: spec.attempt, ok, code: result.code, cause: result.cause, reason: result.reason, ...(result.culprit !== undefined ? { culprit: result.culprit } : {}), stats: s }
     return result
   }
+}
+
+/**
+ * The block size of a round: the configured one, unless chunks are so small that fewer than PIPELINE_BLOCKS
+ * blocks would make a chunk (then smaller, down to MIN_BLOCK_BYTES). Receivers accept any block size.
+ */
+function blockElementsFor (elements: number, members: number, configured: number): number {
+  const chunk = Math.ceil(elements / members)
+  return Math.min(configured, Math.max(MIN_BLOCK_BYTES / 4, Math.ceil(chunk / PIPELINE_BLOCKS)))
+}
+
+/** The error for a failed round, for callers that would rather throw: `if (!r.ok) throw roundError(r)`. */
+export function roundError (result: Extract<RoundResult, { ok: false }>): RoundAbortedError {
+  return new RoundAbortedError(`all-reduce round aborted [${result.code}]: ${result.reason}`, result.code, result.culprit)
 }
 
 /** The tail of a peer id, enough to tell members apart in logs. */

@@ -10,7 +10,7 @@ import {
   DIAL_TIMEOUT_MS, IDENT_TIMEOUT_MS, MAX_FRAME_BYTES, NotStartedError, SEND_HIGH_WATER_BYTES, StreamClosedError, decodeFrame,
   encodeIdent, encodeLengthPrefix
 } from '../../protocols/allreduce/index.ts'
-import { InboundRegistry, StreamInboundChannel, raceAbort } from './transport.ts'
+import { InboundRegistry, StreamInboundChannel, raceAbort, timeoutSignal } from './transport.ts'
 import type { InboundChannel, OutboundChannel, RingTransport } from './transport.ts'
 
 export interface TcpAddress {
@@ -136,7 +136,7 @@ class TcpTransport implements TcpRingTransport {
     // As over libp2p: the connection attempt outlives a caller that gives up, for the next one to use.
     let dial = this.#dialing.get(peer)
     if (dial === undefined) {
-      dial = this.#dial(peer, AbortSignal.timeout(DIAL_TIMEOUT_MS)).finally(() => { this.#dialing.delete(peer) })
+      dial = this.#dial(peer, timeoutSignal(DIAL_TIMEOUT_MS, `connecting to ${peer}`)).finally(() => { this.#dialing.delete(peer) })
       dial.catch(() => {})
       this.#dialing.set(peer, dial)
     }
@@ -185,7 +185,7 @@ class TcpTransport implements TcpRingTransport {
       if (err !== undefined) socket.destroy(err)
       else socket.destroy()
     }, MAX_FRAME_BYTES)
-    const signal = AbortSignal.timeout(IDENT_TIMEOUT_MS)
+    const signal = timeoutSignal(IDENT_TIMEOUT_MS, 'the ident frame')
     channel.read(signal).then(frame => {
       const ident = frame === null ? null : decodeFrame(frame)
       if (ident?.type !== 'ident') throw new StreamClosedError('connection did not start with an ident frame')

@@ -61,9 +61,8 @@ export function raceAbort<T> (promise: Promise<T>, signal: AbortSignal): Promise
   })
 }
 
-/** A signal of its own when the caller gave none (every wait is bounded). */
-export function orTimeout (signal: AbortSignal | undefined, ms: number, what: string): AbortSignal {
-  if (signal !== undefined) return signal
+/** A signal that aborts with a TimeoutError after `ms` (for waits the transport owns, such as dials). */
+export function timeoutSignal (ms: number, what: string): AbortSignal {
   const controller = new AbortController()
   setTimeout(() => { controller.abort(new TimeoutError(`${what} took longer than ${ms} ms`)) }, ms).unref()
   return controller.signal

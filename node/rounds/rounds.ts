@@ -255,7 +255,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
             return { ok: true as const }
           }
           this.status.aborted += 1
-          this.blame(result.culprit, result.code, input.round)
+          this.blame(result.culprit, result.code === 'peer-aborted' ? result.cause : result.code, input.round)
           actor.send({ type: 'members.changed', live: this.components.liveMembers(), excluded: this.excludedNow() })
           this.event({ kind: 'aborted', round: input.round, detail: `attempt ${input.attempt}: ${result.code}: ${result.reason}`, culprit: result.culprit })
           logger.warn({ round: input.round, attempt: input.attempt, reason: result.reason, culprit: result.culprit }, 'round aborted')

@@ -18,7 +18,6 @@
  */
 import { FrameDecoder, decodeFrame } from './codec.ts'
 import type { Frame } from './codec.ts'
-import { InvalidMessageError } from './errors.ts'
 
 export * from './constants.ts'
 export {
@@ -43,9 +42,4 @@ export async function * decodeFrames (source: AsyncIterable<Uint8Array | Iterabl
     }
   }
   decoder.end()
-}
-
-/** True for the error decoders throw on bad bytes. */
-export function isInvalidMessage (err: unknown): err is InvalidMessageError {
-  return err instanceof InvalidMessageError
 }

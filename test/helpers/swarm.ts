@@ -14,7 +14,8 @@ export interface StatusJson {
   job: { id: string, epochs: number, shards: number } | null
   shards: { total: number, mine: string[], unowned: number, owners: Record<string, string | null> }
   manifest: { deltasReceived: number, deltasRejected: number, syncs: number, syncsFailed: number } | null
-  ring?: { round: number, members: string[], state: string, [k: string]: unknown }
+  ring?: { round: number, members: string[], state: string, completed: number, aborted: number, events: Array<{ kind: string, round: number, detail: string, culprit?: string }> }
+  syncs: Array<{ round: number, bytes: number, ms: number, donors: number }>
   training: { step: number, epoch: number, samples?: number, weightsHash: string, accuracy: number | null } | null
 }
 
