@@ -99,6 +99,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   ring: Ring | null = null
   rounds: Rounds | null = null
   stateServer: StateSyncServer | null = null
+  ops: { stop: () => Promise<void> } | null = null
   /** Set when others are at a later round: the next step fetches the swarm's state first. */
   behind = false
   /** A stop was asked: no more catching up with the swarm. */
@@ -276,6 +277,9 @@ export class Peer extends EventEmitter<PeerEvents> {
     })
     this.stateServer = new StateSyncServer({ network, snapshot: async () => await trainer.swarmSnapshot(), weightsHash: () => trainer.weightsHash(), logger: log.child({ name: 'peer:state-sync' }) })
     this.stateServer.start()
+    // metrics, dashboard and swarm status (node/ops) once everything they read exists
+    const { startOps } = await import('../ops/index.ts')
+    this.ops = await startOps(this)
     log.info({ job: this.jobId, peerId: network.peerId }, swarmJob !== undefined ? 'joined the swarm' : 'swarm ready')
   }
 
@@ -432,6 +436,7 @@ export class Peer extends EventEmitter<PeerEvents> {
 
   private async close (): Promise<void> {
     const log = this.options.logger
+    await this.ops?.stop().catch(() => {})
     this.rounds?.stop()
     await this.stateServer?.stop().catch(() => {})
     await this.ring?.stop().catch(() => {})
