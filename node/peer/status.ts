@@ -49,6 +49,9 @@ export interface PeerStatus {
     testLoss: number | null
     samplesPerSec: number
     weightsHash: string | null
+    /** Where a step's time goes (ms, smoothed): computing the update, reducing it with the swarm (waiting included), applying it. */
+    timing: { computeMs: number, reduceMs: number, applyMs: number }
+    syncEvery: number
   } | null
   backend: BackendName | null
 }
@@ -117,7 +120,13 @@ export function buildStatus (peer: Peer): PeerStatus {
           accuracy: evaluation?.accuracy ?? null,
           testLoss: evaluation?.loss ?? null,
           samplesPerSec: Math.round(trainer.samplesPerSec),
-          weightsHash: trainer.weightsHash()
+          weightsHash: trainer.weightsHash(),
+          timing: {
+            computeMs: Math.round(trainer.timing.computeMs * 10) / 10,
+            reduceMs: Math.round(trainer.timing.reduceMs * 10) / 10,
+            applyMs: Math.round(trainer.timing.applyMs * 10) / 10
+          },
+          syncEvery: trainer.job.syncEvery
         },
     backend: peer.backend
   }

@@ -49,11 +49,15 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
     actors: {
       prepare: fromPromise<StepReport, void>(async () => ({ ...report(getTrainer()), syncEvery: getTrainer().job.syncEvery })),
       compute: fromPromise(async () => {
+        const t = performance.now()
         update = await getTrainer().computeUpdate()
+        getTrainer().timing.record('compute', performance.now() - t)
       }),
       reduce: fromPromise(async () => {
         if (update === null || hooks.reduce === undefined) return { resync: false }
+        const t = performance.now()
         const reduced = await hooks.reduce(update)
+        getTrainer().timing.record('reduce', performance.now() - t)
         if (reduced === null) {
           for (const g of update.grads) g.dispose()
           update = null
@@ -65,7 +69,9 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
       average: fromPromise<{ resync: boolean, report?: StepReport }, void>(async () => {
         const trainer = getTrainer()
         const vector = trainer.deltaVector()
+        const t = performance.now()
         const sum = hooks.average !== undefined ? await hooks.average(vector) : vector
+        trainer.timing.record('reduce', performance.now() - t)
         if (sum === null) return { resync: true }
         trainer.applyOuter(sum)
         return { resync: false, report: report(trainer) }
@@ -76,7 +82,9 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
       }),
       apply: fromPromise(async () => {
         if (update === null) throw new Error('no update to apply')
+        const t = performance.now()
         getTrainer().applyUpdate(update)
+        getTrainer().timing.record('apply', performance.now() - t)
         update = null
         return report(getTrainer())
       }),

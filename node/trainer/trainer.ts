@@ -45,6 +45,17 @@ export interface Update {
   samples: number
 }
 
+/** Where a step's time goes, smoothed over recent steps (milliseconds). */
+export class StepTiming {
+  computeMs = 0
+  reduceMs = 0
+  applyMs = 0
+  record (phase: 'compute' | 'reduce' | 'apply', ms: number): void {
+    const key = `${phase}Ms` as 'computeMs' | 'reduceMs' | 'applyMs'
+    this[key] = this[key] === 0 ? ms : 0.9 * this[key] + 0.1 * ms
+  }
+}
+
 export interface TrainerInit {
   job: Job
   jobId: string
@@ -80,6 +91,7 @@ export class Trainer {
   loss: number | null = null
   lastEvaluation: Evaluation | null = null
   samplesSeen = 0
+  readonly timing = new StepTiming()
   /** The training rows this peer trains on (its shards' rows; all rows when alone). */
   private rows: Uint32Array
   /** `rows` in the seeded order of pass `orderPass`. */
