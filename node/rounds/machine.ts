@@ -11,7 +11,7 @@
  * checks the list's hash with both neighbours and aborts on a mismatch, so no
  * member ever applies a sum computed over a different list (docs/rounds.md).
  */
-import { assign, fromPromise, setup } from 'xstate'
+import { and, assign, fromPromise, setup } from 'xstate'
 import type { ProposeMessage, ReadyMessage } from '../../protocols/rounds/index.ts'
 
 export interface ReadyInfo {
@@ -189,8 +189,8 @@ export const roundsMachine = setup({
       on: {
         'ready.received': { guard: 'isCurrentReady', actions: 'recordReady' },
         'proposal.received': [
-          { guard: ({ context, event }) => event.message.round === context.round && event.message.attempt >= context.attempt && event.message.members.includes(context.self), target: 'reducing', actions: 'recordProposal' },
-          { guard: ({ context, event }) => event.message.round === context.round && event.message.attempt >= context.attempt, target: 'excluded', actions: 'recordProposal' }
+          { guard: and(['isCurrentProposal', 'proposalIncludesMe']), target: 'reducing', actions: 'recordProposal' },
+          { guard: 'isCurrentProposal', target: 'excluded', actions: 'recordProposal' }
         ]
       }
     },
@@ -199,8 +199,8 @@ export const roundsMachine = setup({
       on: {
         'ready.received': { guard: 'isCurrentReady', actions: 'recordReady' },
         'proposal.received': [
-          { guard: ({ context, event }) => event.message.round === context.round && event.message.attempt >= context.attempt && event.message.members.includes(context.self), target: 'reducing', actions: 'recordProposal' },
-          { guard: ({ context, event }) => event.message.round === context.round && event.message.attempt >= context.attempt, target: 'excluded', actions: 'recordProposal' }
+          { guard: and(['isCurrentProposal', 'proposalIncludesMe']), target: 'reducing', actions: 'recordProposal' },
+          { guard: 'isCurrentProposal', target: 'excluded', actions: 'recordProposal' }
         ]
       },
       after: {
