@@ -12,4 +12,4 @@
 export { Rounds } from './rounds.ts'
 export type { ReduceRequest, ReduceResult, RoundEvent, RoundsComponents, RoundsEvents, RoundsInit, RoundsStatus } from './rounds.ts'
 export { membersOf, proposerOf, roundsMachine } from './machine.ts'
-export type { ReadyInfo, RoundsContext, RoundsEvent, RoundsInput, RoundsOutput } from './machine.ts'
+export type { ReadyInfo, ReduceOutput, RoundsContext, RoundsEvent, RoundsInput, RoundsOutput } from './machine.ts'
