@@ -37,6 +37,7 @@
  * contention between them (and their start-up: loading TensorFlow.js) is part
  * of what is measured.
  */
+import { joinTokenOf } from '../node/security/index.ts'
 import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -247,7 +248,10 @@ async function runCase (n: number, shards: number, run: number): Promise<Row> {
     if (address === undefined || firstId === undefined) throw new Error(`the first peer did not listen within ${DEADLINE_MS / 1000} s`)
 
     const others: Running[] = []
-    for (let i = 1; i < n; i++) others.push(started(dir.path, `p${i}`, ['--join', address]))
+    // a new swarm is private: joiners need its token (or --open with an address for an open swarm)
+    const token = await joinTokenOf(first.dataDir, [address])
+    const joinArgs = token !== null ? ['--join', token] : ['--open', '--join', address]
+    for (let i = 1; i < n; i++) others.push(started(dir.path, `p${i}`, joinArgs))
     const spawned = performance.now()
     const peers = [first, ...others]
 

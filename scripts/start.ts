@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { joinTokenOf } from '../node/security/index.ts'
 
 const root = join(import.meta.dirname, '..')
 const bin = join(root, 'bin', 'peer.js')
@@ -84,8 +85,11 @@ const first = launch('peer-1', args, true)
 const exits: Array<Promise<number>> = [new Promise(resolve => first.on('exit', code => { resolve(code ?? 1) }))]
 if (peers > 1) {
   const address = await firstAddress(join(base, 'peer-1'))
+  // the swarm is private: the others join with its token (address + swarm key)
+  const token = await joinTokenOf(join(base, 'peer-1'), [address])
+  const joinArgs = token !== null ? ['--join', token] : ['--open', '--join', address]
   for (let n = 2; n <= peers; n++) {
-    const child = launch(`peer-${n}`, ['--join', address], false)
+    const child = launch(`peer-${n}`, joinArgs, false)
     exits.push(new Promise(resolve => child.on('exit', code => { resolve(code ?? 1) })))
   }
 }

@@ -252,7 +252,8 @@ const scenarios: Scenario[] = [
       // send) fires first and it says so: a race of two timers started at about the same moment.
       assert.ok(['timeout', 'peer-aborted'].includes(f.get(C)?.code ?? ''), f.get(C)?.reason)
       assert.ok([...f.values()].some(x => x.code === 'timeout'))
-      if (f.get(C)?.code === 'timeout') assert.ok(f.get(C)?.reason.includes(`waiting for data from ${c.ids[B]}`), f.get(C)?.reason)
+      // (under load the step timer can fire while C is between blocks: the reason then names the step)
+      if (f.get(C)?.code === 'timeout') assert.ok(f.get(C)?.reason.includes(`waiting for data from ${c.ids[B]}`) || /step \d+\/\d+ took longer than/.test(f.get(C)?.reason ?? ''), f.get(C)?.reason)
     }
   },
   {

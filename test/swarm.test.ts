@@ -13,6 +13,9 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import { gossipsub } from '@chainsafe/libp2p-gossipsub'
 import { multiaddr } from '@multiformats/multiaddr'
+import { preSharedKey } from '@libp2p/pnet'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { waitFor } from './helpers/peer-process.ts'
 import { LocalSwarm, assignmentAgreed } from './helpers/swarm.ts'
 import type { StatusJson } from './helpers/swarm.ts'
@@ -117,6 +120,8 @@ test('malformed, oversized and forged gossip from a stock libp2p node is rejecte
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
+    // the swarm is private: this node holds its key (the swarm.key file is in the format pnet reads)
+    connectionProtector: preSharedKey({ psk: await readFile(join(swarm.dataDir('a'), 'swarm.key')) }),
     services: { identify: identify(), pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, floodPublish: true }) }
   })
   try {

@@ -1,5 +1,5 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto'
-import { chmod, rm, writeFile } from 'node:fs/promises'
+import { chmod, rename, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -13,6 +13,27 @@ export interface ApiComponents {
   stop: () => void
 }
 
+/** What a route handler gets: the query string, and a signal that aborts when the client goes away. */
+export interface ApiRequest {
+  query: URLSearchParams
+  signal: AbortSignal
+}
+
+/** A route's answer: JSON (the default), or a body of a given content type. */
+export type ApiReply =
+  | { status?: number, json: unknown }
+  | { status?: number, body: string | Uint8Array, contentType: string, headers?: Record<string, string> }
+
+export type ApiHandler = (req: ApiRequest) => ApiReply | Promise<ApiReply>
+
+export interface RouteOptions {
+  /**
+   * Also accept the token as `?token=` (for a page opened in a browser, which
+   * cannot send a header on navigation). Only for GET routes that return a page.
+   */
+  tokenInQuery?: boolean
+}
+
 export interface ApiServerInit {
   dataDir: string
   pid?: number
@@ -20,6 +41,14 @@ export interface ApiServerInit {
 
 /** Requests carry no body beyond this (none of the routes needs one). */
 const MAX_BODY_BYTES = 1024
+
+const BUILT_IN = new Set(['GET /status', 'POST /stop'])
+
+/** HTTP status for an error a route handler throws: `err.status` where it names one, else 500. */
+function statusOf (err: Error): number {
+  const status = (err as { status?: unknown }).status
+  return typeof status === 'number' && status >= 400 && status < 600 ? status : 500
+}
 
 /**
  * The local control API: HTTP on 127.0.0.1 only, a random port, a random
@@ -30,6 +59,7 @@ export class ApiServer {
   private readonly init: ApiServerInit
   private readonly token = randomBytes(32).toString('hex')
   private server: Server | null = null
+  private readonly routes = new Map<string, { handler: ApiHandler, options: RouteOptions }>()
   info: ApiInfo | null = null
 
   constructor (components: ApiComponents, init: ApiServerInit) {
@@ -49,8 +79,11 @@ export class ApiServer {
     const { port } = server.address() as AddressInfo
     this.info = { url: `http://127.0.0.1:${port}`, token: this.token, pid: this.init.pid ?? process.pid }
     const file = join(this.init.dataDir, API_FILE)
-    await writeFile(file, JSON.stringify(this.info), { mode: 0o600 })
-    await chmod(file, 0o600)
+    // written whole at 0600 under a temp name, then renamed: never readable by others, never half-written
+    const tmp = `${file}.${process.pid}.tmp`
+    await writeFile(tmp, JSON.stringify(this.info), { mode: 0o600 })
+    await chmod(tmp, 0o600)
+    await rename(tmp, file)
     return this.info
   }
 
@@ -63,13 +96,35 @@ export class ApiServer {
     await new Promise<void>(resolve => server.close(() => { resolve() }))
   }
 
-  private authorized (req: IncomingMessage): boolean {
+  /**
+   * Adds a route (`/status` and `/stop` are built in and cannot be replaced).
+   * Every route needs the bearer token. Returns a function that removes it.
+   */
+  route (method: 'GET' | 'POST', path: string, handler: ApiHandler, options: RouteOptions = {}): () => void {
+    const key = `${method} ${path}`
+    if (BUILT_IN.has(key)) throw new Error(`route ${key} is built in`)
+    if (this.routes.has(key)) throw new Error(`route ${key} is already registered`)
+    if (options.tokenInQuery === true && method !== 'GET') throw new Error('only GET routes may take the token in the query')
+    const entry = { handler, options }
+    this.routes.set(key, entry)
+    return () => {
+      if (this.routes.get(key) === entry) this.routes.delete(key)
+    }
+  }
+
+  private tokenMatches (given: string): boolean {
+    if (!/^[0-9a-f]+$/.test(given)) return false
+    const a = Buffer.from(given)
+    const b = Buffer.from(this.token)
+    return a.length === b.length && timingSafeEqual(a, b)
+  }
+
+  private authorized (req: IncomingMessage, query?: URLSearchParams): boolean {
     const header = req.headers.authorization ?? ''
     const match = /^Bearer ([0-9a-f]+)$/.exec(header)
-    if (match === null) return false
-    const given = Buffer.from(match[1])
-    const expected = Buffer.from(this.token)
-    return given.length === expected.length && timingSafeEqual(given, expected)
+    if (match !== null) return this.tokenMatches(match[1])
+    const fromQuery = query?.get('token')
+    return fromQuery !== undefined && fromQuery !== null && this.tokenMatches(fromQuery)
   }
 
   private handle (req: IncomingMessage, res: ServerResponse): void {
@@ -83,22 +138,45 @@ export class ApiServer {
       size += chunk.length
       if (size > MAX_BODY_BYTES) req.destroy()
     })
-    if (!this.authorized(req)) {
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    const path = url.pathname
+    const route = this.routes.get(`${req.method ?? ''} ${path}`)
+    if (!this.authorized(req, route?.options.tokenInQuery === true ? url.searchParams : undefined)) {
       send(401, { error: 'unauthorized: send Authorization: Bearer <token> (see api.json in the data dir)' })
       return
     }
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname
     try {
       if (req.method === 'GET' && path === '/status') {
         send(200, this.components.status())
       } else if (req.method === 'POST' && path === '/stop') {
         send(202, { stopping: true })
         this.components.stop()
+      } else if (route !== undefined) {
+        this.reply(route.handler, url.searchParams, res, send)
       } else {
         send(404, { error: `no route ${req.method ?? ''} ${path}` })
       }
     } catch (err) {
       send(500, { error: (err as Error).message })
     }
+  }
+
+  private reply (handler: ApiHandler, query: URLSearchParams, res: ServerResponse, send: (code: number, body: unknown) => void): void {
+    const gone = new AbortController()
+    res.on('close', () => { gone.abort() })
+    Promise.resolve()
+      .then(async () => await handler({ query, signal: gone.signal }))
+      .then(reply => {
+        if (res.headersSent || res.destroyed) return
+        if ('json' in reply) {
+          send(reply.status ?? 200, reply.json)
+          return
+        }
+        res.writeHead(reply.status ?? 200, { 'cache-control': 'no-store', ...reply.headers, 'content-type': reply.contentType })
+        res.end(reply.body)
+      }, (err: Error) => {
+        if (res.headersSent || res.destroyed) return
+        send(statusOf(err), { error: err.message })
+      })
   }
 }

@@ -1,5 +1,6 @@
 /** Human-readable renderings of a peer's status, shared by `peer start` and `peer status`. */
 import type { PeerStatus } from '../peer/status.ts'
+import type { Agreement, SwarmView } from '../ops/types.ts'
 
 export function bar (fraction: number, width = 20): string {
   const f = Math.max(0, Math.min(1, fraction))
@@ -45,5 +46,53 @@ export function statusView (s: PeerStatus): string {
       `weights   ${t.weightsHash ?? '-'}`
     )
   }
+  return lines.join('\n')
+}
+
+const shortId = (id: string): string => (id.length > 14 ? `${id.slice(0, 6)}…${id.slice(-6)}` : id)
+
+const AGREEMENT: Record<Agreement, string> = { agree: 'agree', differs: 'DIFFERS', alone: 'other round', unknown: '-' }
+
+function rateText (bytesPerSec: number | null): string {
+  if (bytesPerSec === null) return '-'
+  if (bytesPerSec >= 1e9) return `${(bytesPerSec / 1e9).toFixed(2)} GB/s`
+  if (bytesPerSec >= 1e6) return `${(bytesPerSec / 1e6).toFixed(1)} MB/s`
+  if (bytesPerSec >= 1e3) return `${(bytesPerSec / 1e3).toFixed(1)} kB/s`
+  return `${Math.round(bytesPerSec)} B/s`
+}
+
+/** Lays out rows of cells as aligned columns (numbers right-aligned). */
+export function table (header: string[], rows: string[][], numeric: boolean[] = []): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map(r => (r[i] ?? '').length)))
+  const line = (cells: string[]): string => cells.map((c, i) => (numeric[i] === true ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd()
+  return [line(header), ...rows.map(line)].join('\n')
+}
+
+/** `peer status --swarm`: one row per live member, as the peer asked gathered them. */
+export function swarmView (v: SwarmView): string {
+  const rows = v.members.map(m => {
+    const s = m.status
+    const t = s?.training ?? null
+    return [
+      `${m.self ? '*' : ' '} ${shortId(m.peerId)}`,
+      m.reachable ? (s?.state ?? '-') : 'unreachable',
+      t === null ? '-' : String(t.step),
+      t === null ? '-' : String(t.round),
+      num(t?.loss),
+      t?.accuracy === null || t?.accuracy === undefined ? '-' : t.accuracy.toFixed(4),
+      s === null ? '-' : `${s.shards.mine}/${s.shards.total}`,
+      s?.ring.last === null || s?.ring.last === undefined ? '-' : `${s.ring.last.ms.toFixed(1)} ms`,
+      rateText(m.linkBytesPerSec),
+      t?.weightsHash === null || t?.weightsHash === undefined ? '-' : `${t.weightsHash.slice(0, 8)} ${AGREEMENT[m.agreement]}`
+    ]
+  })
+  const reachable = v.members.filter(m => m.reachable).length
+  const differ = v.members.filter(m => m.agreement === 'differs').length
+  const lines = [
+    table(['  PEER', 'STATE', 'STEP', 'ROUND', 'LOSS', 'ACCURACY', 'SHARDS', 'LAST ROUND', 'LINK', 'WEIGHTS'], rows, [false, false, true, true, true, true, true, true, true, false]),
+    '',
+    `${v.members.length} live member${v.members.length === 1 ? '' : 's'}, ${reachable} answered (gathered by ${shortId(v.peerId)} in ${v.ms} ms)${differ > 0 ? `; ${differ} with weights that differ from the others at the same round` : ''}`
+  ]
+  for (const m of v.members) if (!m.reachable) lines.push(`  ${shortId(m.peerId)}: ${m.error ?? 'no answer'}`)
   return lines.join('\n')
 }

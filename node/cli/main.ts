@@ -8,6 +8,9 @@ import type { CliContext } from './context.ts'
 import { startCommand } from './start.ts'
 import { statusCommand } from './status.ts'
 import { stopCommand } from './stop.ts'
+import { datasetCommand } from './dataset.ts'
+import { exportCommand } from './export.ts'
+import { evalCommand } from './eval.ts'
 
 export type { CliContext } from './context.ts'
 
@@ -18,6 +21,9 @@ interface CliCommand {
 }
 
 const COMMANDS: CliCommand[] = [startCommand, statusCommand, stopCommand]
+COMMANDS.push(datasetCommand)
+COMMANDS.push(exportCommand)
+COMMANDS.push(evalCommand)
 
 /** Errors whose message is the whole story for the user (no stack trace). */
 const USER_ERRORS = new Set([

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { InvalidArgumentError, Option } from 'commander'
-import { InvalidJobError, parseJob, parseJobJson } from '../../protocols/job/index.ts'
+import { BUILTIN_DATASETS, InvalidJobError, isDatasetName, parseJob, parseJobJson } from '../../protocols/job/index.ts'
 import type { Job, JobInput } from '../../protocols/job/index.ts'
 import { UsageError } from './context.ts'
 
@@ -32,6 +32,12 @@ export function parseIntList (value: string): number[] {
   return parts.map(Number)
 }
 
+/** `mnist`, `spam`, or an imported data set's id (`ds-` and 16 hex digits). */
+export function parseDatasetName (value: string): string {
+  if (!isDatasetName(value)) throw new InvalidArgumentError(`expected ${BUILTIN_DATASETS.join(', ')} or an imported data set id (ds- and 16 hex digits, see \`peer dataset ls\`)`)
+  return value
+}
+
 export const dataDirOption = (): Option =>
   new Option('--data-dir <dir>', 'the peer\'s data dir (default: $PEER_HOME or ~/.peer)')
 
@@ -39,7 +45,7 @@ export const dataDirOption = (): Option =>
 export function jobOptions (): Option[] {
   return [
     new Option('--job <file>', 'job file (JSON); flags below override its fields'),
-    new Option('--dataset <name>', 'data set').choices(['mnist']),
+    new Option('--dataset <name>', `data set: ${BUILTIN_DATASETS.join(', ')}, or an imported data set's id (peer dataset ls)`).argParser(parseDatasetName),
     new Option('--model <preset>', 'model preset').choices(['mlp', 'cnn']),
     new Option('--hidden <widths>', 'hidden layer widths, e.g. 256,128').argParser(parseIntList),
     new Option('--batch-size <n>', 'batch size per peer').argParser(parsePositiveInt),
@@ -107,4 +113,80 @@ export function jobFromFlags (flags: JobFlags): Job | undefined {
     if (err instanceof InvalidJobError) throw new UsageError(err.message)
     throw err
   }
+}
+
+/** `peer start`'s security options (`--join` itself is declared with the networking options). */
+export function securityOptions (): Option[] {
+  return [
+    new Option('--open', 'start (or join by address) a swarm without a swarm key: anyone who can reach it can join').default(false),
+    new Option('--allow <file>', 'only these peer ids may connect (one per line, # comments); this peer\'s own id needn\'t be listed')
+  ]
+}
+
+export interface SecurityFlags {
+  join: string[]
+  open: boolean
+  allow?: string
+}
+
+export interface SwarmFlags {
+  /** Multiaddrs to join through: the tokens' and the plain ones. */
+  join: string[]
+  /** The swarm key the join tokens carry, or null (none given). */
+  key: Uint8Array | null
+  open: boolean
+  allow: Set<string> | null
+}
+
+/**
+ * Reads `--join` (join tokens and multiaddrs), `--open` and `--allow`; throws UsageError on a bad token or
+ * address, tokens of different swarms, a token with --open, a fresh data dir joining by address without
+ * --open, or a --join peer that the allow-list leaves out.
+ */
+export async function swarmFromFlags (flags: SecurityFlags, dataDir: string): Promise<SwarmFlags> {
+  // loaded here, so that `peer status` does not load multiaddr and peer-id parsing
+  const [{ multiaddr }, security] = await Promise.all([import('@multiformats/multiaddr'), import('../security/index.ts')])
+  const join: string[] = []
+  let key: Uint8Array | null = null
+  let tokens = 0
+  for (const value of flags.join) {
+    if (security.isJoinToken(value)) {
+      let token
+      try {
+        token = security.decodeJoinToken(value)
+      } catch (err) {
+        throw new UsageError(`--join: ${(err as Error).message}`)
+      }
+      if (key !== null && !security.swarmKeysEqual(key, token.key)) throw new UsageError('--join: the join tokens belong to different swarms (their keys differ)')
+      key = token.key
+      tokens += 1
+      join.push(...token.addresses)
+      continue
+    }
+    let ma
+    try {
+      ma = multiaddr(value)
+    } catch (err) {
+      throw new UsageError(`--join ${value.slice(0, 100)}: neither a join token (peer1.…) nor a multiaddr (${(err as Error).message})`)
+    }
+    if (ma.getPeerId() === null) throw new UsageError(`--join ${value}: the address must end with /p2p/<peer id> (peer start prints it)`)
+    join.push(value)
+  }
+  if (flags.open && tokens > 0) throw new UsageError('--open and a join token: a token joins a private swarm; leave out --open')
+  if (!flags.open && tokens === 0 && join.length > 0 && await security.swarmMode(dataDir) === 'fresh') {
+    throw new UsageError('--join by address joins an open swarm only: join a private swarm with the join token its first peer printed (peer start --join peer1.…), or add --open to join an open one')
+  }
+  let allow: Set<string> | null = null
+  if (flags.allow !== undefined) {
+    try {
+      allow = await security.readAllowList(flags.allow)
+    } catch (err) {
+      throw new UsageError(`--allow: ${(err as Error).message}`)
+    }
+    for (const addr of join) {
+      const id = multiaddr(addr).getPeerId()
+      if (id !== null && !allow.has(id)) throw new UsageError(`--join: peer ${id} is not on the allow-list ${flags.allow}: this peer would refuse it`)
+    }
+  }
+  return { join: [...new Set(join)], key, open: flags.open, allow }
 }

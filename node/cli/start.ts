@@ -5,18 +5,18 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { PEER_DEFAULTS } from '../peer/defaults.ts'
 import { resolveDataDir } from '../peer/datadir.ts'
 import type { PeerStatus } from '../peer/status.ts'
+import type { Network } from '../network/index.ts'
 import { BACKENDS } from '../trainer/backends.ts'
 import type { BackendChoice } from '../trainer/backends.ts'
 import { EXIT_FAILURE, EXIT_OK, UsageError } from './context.ts'
 import type { CliContext } from './context.ts'
 import { progressLine } from './format.ts'
-import { dataDirOption, jobFromFlags, jobOptions, parsePositiveInt } from './options.ts'
-import type { JobFlags } from './options.ts'
+import { dataDirOption, jobFromFlags, jobOptions, parsePositiveInt, securityOptions, swarmFromFlags } from './options.ts'
+import type { JobFlags, SecurityFlags } from './options.ts'
 
-interface StartFlags extends JobFlags {
+interface StartFlags extends JobFlags, SecurityFlags {
   dataDir?: string
   listen: string[]
-  join: string[]
   mdns: boolean
   heartbeatMs: number
   memberTimeout: number
@@ -29,6 +29,27 @@ interface StartFlags extends JobFlags {
   exitWhenDone: boolean
   logLevel: string
   progressEvery: number
+}
+
+/**
+ * Says how others join: the join token of a private swarm (on stdout: it carries the swarm key, so this output
+ * is as secret as the key), or the addresses of an open one.
+ */
+async function announceSwarm (network: Network, dataDir: string, out: (line: string) => void, warn: ((line: string) => void) | null): Promise<void> {
+  const { joinTokenOf } = await import('../security/index.ts')
+  const addresses = network.addresses()
+  const token = await joinTokenOf(dataDir, addresses).catch(() => null)
+  const { security } = network
+  const allow = security.allowList !== null ? `, allow-list of ${security.allowList} peer${security.allowList === 1 ? '' : 's'}` : ''
+  if (token !== null && security.privateNetwork) {
+    out(`peer id ${network.peerId}; private swarm (key fingerprint ${security.keyFingerprint ?? '-'}${allow})`)
+    out('others join this swarm with (the token carries the swarm key: share it like a password):')
+    out(`  peer start --join ${token}`)
+  } else {
+    warn?.('warning: this data dir\'s swarm is open (no swarm key): anyone who can reach it can join')
+    out(`peer id ${network.peerId}; open swarm${allow}; others join this swarm with:`)
+    for (const a of addresses) out(`  peer start --open --join ${a}`)
+  }
 }
 
 function collect (value: string, previous: string[] | undefined): string[] {
@@ -45,7 +66,7 @@ export const startCommand = {
     cmd.description('start a peer in the foreground and train the job')
       .addOption(dataDirOption())
       .addOption(new Option('--listen <multiaddr>', 'address to listen on (repeatable; port 0 picks a free port)').argParser(collect).default(PEER_DEFAULTS.listen, PEER_DEFAULTS.listen.join(' ')))
-      .addOption(new Option('--join <multiaddr>', 'join the swarm through this peer (repeatable; /ip4/…/tcp/…/p2p/<id>)').argParser(collect).default([]))
+      .addOption(new Option('--join <token>', 'join the swarm with the join token its first peer printed (repeatable; a /ip4/…/tcp/…/p2p/<id> multiaddr joins an --open swarm)').argParser(collect).default([]))
       .addOption(new Option('--no-mdns', 'do not discover peers on the LAN with mDNS'))
       .addOption(new Option('--heartbeat-ms <ms>', 'how often this peer renews its membership and claims').argParser(parsePositiveInt).default(PEER_DEFAULTS.heartbeatMs))
       .addOption(new Option('--member-timeout <ms>', 'a member silent this long is dead and its shards are free').argParser(parsePositiveInt).default(PEER_DEFAULTS.memberTimeoutMs))
@@ -58,6 +79,7 @@ export const startCommand = {
       .addOption(new Option('--exit-when-done', 'exit 0 when the job is done instead of serving until stopped').default(false))
       .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('warn'))
       .addOption(new Option('--progress-every <seconds>', 'seconds between progress lines').argParser(parsePositiveInt).default(DEFAULT_PROGRESS_SECONDS))
+    for (const option of securityOptions()) cmd.addOption(option)
     for (const option of jobOptions()) cmd.addOption(option)
     return cmd
   },
@@ -66,17 +88,23 @@ export const startCommand = {
     const dataDir = resolveDataDir(flags.dataDir, ctx.env)
     // the peer and its dependencies load only when a peer starts, so `peer status` stays quick
     const [{ pino }, { startPeer }] = await Promise.all([import('pino'), import('../peer/index.ts')])
-    const logger = pino({ level: flags.logLevel, base: { pid: process.pid } }, ctx.stderr as NodeJS.WritableStream as DestinationStream)
+    // JSON logs for machines; readable ones on a terminal
+    const destination = (ctx.stderr as { isTTY?: boolean }).isTTY === true
+      ? (await import('pino-pretty')).default({ destination: ctx.stderr, colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', sync: true })
+      : ctx.stderr as NodeJS.WritableStream as DestinationStream
+    const logger = pino({ level: flags.logLevel, base: { pid: process.pid } }, destination as DestinationStream)
     const out = (line: string): void => { ctx.stdout.write(`${line}\n`) }
-    for (const addr of [...flags.listen, ...flags.join]) {
+    for (const addr of flags.listen) {
       try {
         multiaddr(addr)
       } catch (err) {
         throw new UsageError(`not a multiaddr: ${addr} (${(err as Error).message})`)
       }
     }
-    for (const addr of flags.join) {
-      if (!addr.includes('/p2p/')) throw new UsageError(`--join ${addr}: the address must end with /p2p/<peer id> (peer start prints it)`)
+    // join tokens and addresses, the swarm key they carry, the allow-list (UsageError on anything wrong)
+    const swarm = await swarmFromFlags(flags, dataDir)
+    if (swarm.open) {
+      ctx.stderr.write('warning: --open: this swarm has no swarm key; anyone who can reach its addresses can join it, read its manifest and send it updates (leave out --open for a private swarm)\n')
     }
     const peer = await startPeer({
       dataDir,
@@ -85,7 +113,10 @@ export const startCommand = {
       checkpointEvery: flags.checkpointEvery,
       logger,
       listen: flags.listen,
-      join: flags.join,
+      join: swarm.join,
+      ...(swarm.key !== null ? { psk: swarm.key } : {}),
+      ...(swarm.open ? { open: true } : {}),
+      ...(swarm.allow !== null ? { allow: [...swarm.allow] } : {}),
       mdns: flags.mdns,
       heartbeatMs: flags.heartbeatMs,
       memberTimeoutMs: flags.memberTimeout,
@@ -107,13 +138,18 @@ export const startCommand = {
     ctx.signals?.on('SIGTERM', stop)
 
     let announced = false
+    let listening = false
     peer.on('state', state => {
+      // once the network is up (a peer waiting for --min-peers never reaches training without the others)
+      if (!listening && peer.network !== null) {
+        listening = true
+        // (--open was warned about already)
+        void announceSwarm(peer.network, dataDir, out, swarm.open ? null : line => { ctx.stderr.write(`${line}\n`) })
+      }
       if (state === 'training' && !announced) {
         announced = true
         const s = peer.status()
         out(`peer started: data dir ${dataDir}, backend ${s.backend ?? '-'}, job ${s.job?.id ?? '-'} (${s.job?.dataset}/${s.job?.model})`)
-        out(`peer id ${s.peerId ?? '-'}; others join this swarm with:`)
-        for (const a of s.addresses) out(`  peer start --join ${a}`)
         if (s.training !== null && s.training.step > 0) out(`resumed at step ${s.training.step}, epoch ${s.training.epoch + 1}`)
       }
       if (state === 'done') {
@@ -137,7 +173,13 @@ export const startCommand = {
     ctx.signals?.off('SIGINT', stop)
     ctx.signals?.off('SIGTERM', stop)
     if (code !== EXIT_OK) {
-      ctx.stderr.write(`peer start: ${peer.error ?? 'failed'}\n`)
+      let error = peer.error ?? 'failed'
+      if (swarm.join.length > 0 && error.includes('could not reach any --join peer')) {
+        error += peer.network?.security.privateNetwork === true
+          ? '\n  (is it the same swarm? a peer with another swarm key, or one whose --allow list leaves this peer out, refuses the connection)'
+          : '\n  (a private swarm refuses peers without its key: join it with the join token its first peer printed, `peer start --join peer1.…`)'
+      }
+      ctx.stderr.write(`peer start: ${error}\n`)
       return EXIT_FAILURE
     }
     out('stopped')

@@ -3,8 +3,12 @@
  * drawn in a seeded order per epoch so that a restarted peer resumes exactly
  * where it stopped.
  */
+import { join } from 'node:path'
+import { DATASETS_DIR, isDatasetId, loadImportedDataset } from './imported/index.ts'
 import { loadMnistExamples } from './mnist.ts'
 import { mixSeed, permutation } from './random.ts'
+import { SPAM_CLASSES, countNgrams, documentFrequencies, loadSpamCorpus, spamExamples } from './spam.ts'
+import { idfWeights } from './text.ts'
 
 /** Dense examples: `n` rows of `features` floats, and a class label per row. */
 export interface Examples {
@@ -24,7 +28,7 @@ export interface Dataset {
   test: Examples
 }
 
-export const DATASETS = ['mnist'] as const
+export const DATASETS = ['mnist', 'spam'] as const
 export type DatasetName = typeof DATASETS[number]
 
 /** The split never depends on the job's seed, so every job is evaluated on the same held-out rows. */
@@ -36,15 +40,39 @@ export class UnknownDatasetError extends Error {
   override name = 'UnknownDatasetError'
 }
 
-export function loadDataset (name: string): Dataset {
+export interface LoadOptions {
+  /** Where imported data sets live (`<dataDir>/datasets/<id>/`); needed for an imported data set's id. */
+  dataDir?: string
+}
+
+/** Imported data sets loaded by this process, by directory (a data set never changes: its id is its content). */
+const importedCache = new Map<string, Dataset>()
+
+/**
+ * A data set by name: `mnist`, `spam`, or an imported data set's id (`ds-…`),
+ * read from `options.dataDir` (see node/data/imported).
+ */
+export function loadDataset (name: string, options: LoadOptions = {}): Dataset {
+  if (isDatasetId(name)) {
+    if (options.dataDir === undefined) throw new UnknownDatasetError(`data set ${name} is an imported one: loading it needs the data dir that holds it`)
+    const dir = join(options.dataDir, DATASETS_DIR, name)
+    let dataset = importedCache.get(dir)
+    if (dataset === undefined) {
+      dataset = loadImportedDataset(dir, name)
+      importedCache.set(dir, dataset)
+    }
+    return dataset
+  }
   switch (name) {
     case 'mnist': {
       const all = loadMnistExamples()
       const { train, test } = split(all, TEST_FRACTION, SPLIT_SEED)
       return { name, inputShape: [28, 28, 1], features: all.features, classes: 10, train, test }
     }
+    case 'spam':
+      return loadSpam()
     default:
-      throw new UnknownDatasetError(`unknown dataset "${name}" (known: ${DATASETS.join(', ')})`)
+      throw new UnknownDatasetError(`unknown dataset "${name}" (known: ${DATASETS.join(', ')}, or an imported data set's id)`)
   }
 }
 
@@ -89,4 +117,25 @@ export function gatherBatch (from: Examples, order: ArrayLike<number>, start: nu
     y[i * classes + from.y[r]] = 1
   }
   return { x, y, n }
+}
+
+/** Built once per process: reading and hashing the corpus takes about a second. */
+let spamCache: Dataset | undefined
+
+function loadSpam (): Dataset {
+  if (spamCache !== undefined) return spamCache
+  const corpus = loadSpamCorpus()
+  const n = corpus.texts.length
+  // the rows split() picks; features are written straight into train and test (no full copy), and the
+  // document frequencies come from the training rows only
+  const order = permutation(n, SPLIT_SEED)
+  const nTest = Math.round(n * TEST_FRACTION)
+  const testRows = order.subarray(0, nTest)
+  const trainRows = order.subarray(nTest)
+  const counts = countNgrams(corpus.texts)
+  const idf = idfWeights(documentFrequencies(counts, trainRows), trainRows.length)
+  const train = spamExamples(counts, corpus.labels, trainRows, idf)
+  const test = spamExamples(counts, corpus.labels, testRows, idf)
+  spamCache = { name: 'spam', inputShape: [counts.buckets], features: counts.buckets, classes: SPAM_CLASSES.length, train, test }
+  return spamCache
 }

@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { Examples } from './dataset.ts'
+import type { DatasetDescription } from './imported/description.ts'
 
 export interface ShardSpec {
   id: string
@@ -45,4 +46,20 @@ export function rowsOf (shards: ShardSpec[], ids: Iterable<string>): Uint32Array
     for (let r = s.start; r < s.end; r++) rows.push(r)
   }
   return Uint32Array.from(rows)
+}
+
+/**
+ * The shards of an imported data set, as the manifest shares them: one per
+ * shard file, in file order, over the rows `loadDataset(id, { dataDir })`
+ * returns as `train` (shard i's rows are contiguous there). `hash` is the
+ * file's sha256, which `/peer/shard/1.0.0` fetches by. The job's `shards`
+ * count does not apply: an imported data set was cut at import time.
+ */
+export function importedShardSpecs (d: DatasetDescription): ShardSpec[] {
+  let start = 0
+  return d.shards.map((s, i) => {
+    const spec = { id: shardId(i), index: i, start, end: start + s.rows, rows: s.rows, hash: s.sha256 }
+    start += s.rows
+    return spec
+  })
 }

@@ -146,8 +146,8 @@ export class Manifest extends EventEmitter<ManifestEvents> {
     network.on('peer.connected', this.onConnect)
   }
 
-  /** Joins the job's gossip topic and starts heartbeats and claims. */
-  attachJob (jobId: string): void {
+  /** Joins the job's gossip topic and starts heartbeats and claims; resolves after the first heartbeat. */
+  async attachJob (jobId: string): Promise<void> {
     if (this.topic !== null) return
     this.jobId = jobId
     this.topic = manifestTopic(jobId)
@@ -155,11 +155,12 @@ export class Manifest extends EventEmitter<ManifestEvents> {
     // a peer that remembers other members gives them a member timeout to be heard before it takes their shards
     const others = [...this.members().keys()].some(p => p !== this.me)
     this.claimsNotBefore = this.now() + (others ? this.memberTimeoutMs : 0)
-    this.tick()
+    const first = this.tickAsync().catch(err => { this.components.logger.warn({ err }, 'manifest tick failed') })
     this.timer = setInterval(() => { this.tick() }, this.heartbeatMs)
     this.timer.unref()
     this.antiEntropyTimer = setInterval(() => { this.antiEntropy() }, ANTI_ENTROPY_MS)
     this.antiEntropyTimer.unref()
+    await first
   }
 
   // ---- reading ----
@@ -211,18 +212,23 @@ export class Manifest extends EventEmitter<ManifestEvents> {
 
   /** Writes locally (persisted, gossiped on the next flush). */
   async write (key: string, value: unknown): Promise<void> {
-    const entry: WireEntry = { key, value, clock: this.clock.tick() }
-    const changed = this.state.merge([entry])
+    await this.writeMany([[key, value]])
+  }
+
+  /** Several writes at once: one LevelDB batch, one change event. */
+  async writeMany (writes: Array<[string, unknown]>): Promise<void> {
+    if (writes.length === 0) return
+    const entries: WireEntry[] = writes.map(([key, value]) => ({ key, value, clock: this.clock.tick() }))
+    const changed = this.state.merge(entries)
     await this.persist(changed)
-    this.pending.push(entry)
+    this.pending.push(...entries)
     if (changed.length > 0) this.emit('change', changed)
   }
 
   /** Creates the job and its shards if this replica has none (the first peer of a swarm). */
   async createJob (job: Job, shards: Map<string, ShardInfo>): Promise<void> {
     if (this.job() !== undefined) return
-    await this.write('job', job)
-    for (const [id, info] of shards) await this.write(`shards/${id}`, info)
+    await this.writeMany([['job', job], ...[...shards].map(([id, info]): [string, unknown] => [`shards/${id}`, info])])
     await this.flush()
   }
 
@@ -278,8 +284,10 @@ export class Manifest extends EventEmitter<ManifestEvents> {
     const heardAnyone = this.counters.syncs > 0 || this.lastHeard.size > 0
     if (shards.length > 0 && (this.now() >= this.claimsNotBefore || heardAnyone)) {
       const plan = planClaims({ me: this.me, shards, owners: this.owners(), live: this.live() })
-      for (const s of plan.release) await this.write(`claims/${s}`, { owner: null } satisfies ClaimValue)
-      for (const s of plan.claim) await this.write(`claims/${s}`, { owner: this.me } satisfies ClaimValue)
+      await this.writeMany([
+        ...plan.release.map((s): [string, unknown] => [`claims/${s}`, { owner: null } satisfies ClaimValue]),
+        ...plan.claim.map((s): [string, unknown] => [`claims/${s}`, { owner: this.me } satisfies ClaimValue])
+      ])
     }
     await this.flush()
     // keep addresses of members in the peer store, and connections open to a few of those not connected,
@@ -322,7 +330,7 @@ export class Manifest extends EventEmitter<ManifestEvents> {
   /** Leaves cleanly: releases this peer's shards at once and says so. */
   async leave (): Promise<void> {
     if (this.topic !== null && !this.stopped) {
-      for (const s of this.mine()) await this.write(`claims/${s}`, { owner: null } satisfies ClaimValue)
+      await this.writeMany(this.mine().map((s): [string, unknown] => [`claims/${s}`, { owner: null } satisfies ClaimValue]))
       const m = this.members().get(this.me)
       await this.write(`members/${this.me}`, { state: 'left', addresses: m?.addresses ?? [], heartbeat: this.now(), step: this.localStep(), round: this.localRound() } satisfies MemberValue)
       await this.flush()

@@ -15,14 +15,20 @@ import type { Logger } from 'pino'
 import { jobId as computeJobId, parseJob } from '../../protocols/job/index.ts'
 import type { Job, JobInput } from '../../protocols/job/index.ts'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { join } from 'node:path'
 import { loadDataset } from '../data/dataset.ts'
-import { cutShards, rowsOf } from '../data/shards.ts'
+import type { Dataset } from '../data/dataset.ts'
+import { datasetsRoot, isDatasetId, readDescription } from '../data/imported/index.ts'
+import { cutShards, importedShardSpecs, rowsOf } from '../data/shards.ts'
+import { ShardService, createDataDirShardStore, fetchDataset } from '../shards/index.ts'
 import type { ShardSpec } from '../data/shards.ts'
 import { loadOrCreateKey, startNetwork } from '../network/index.ts'
+import { resolveSwarmKey } from '../security/index.ts'
 import type { Network } from '../network/index.ts'
 import { Manifest } from '../manifest/index.ts'
 import { Ring, createLibp2pRingTransport } from '../ring/index.ts'
 import { Rounds } from '../rounds/index.ts'
+import type { ReduceResult } from '../rounds/index.ts'
 import { StateSyncServer, fetchState } from '../state-sync/index.ts'
 import type { ManifestStore } from '../manifest/index.ts'
 import { ApiServer } from '../api/index.ts'
@@ -67,6 +73,12 @@ export interface PeerOptions {
   collectTimeoutMs?: number
   /** Per-step timeout of the ring all-reduce: a lost or stalled neighbour aborts the round within about this. */
   stepTimeoutMs?: number
+  /** The swarm key from a join token (32 bytes). Absent: the data dir's, or a new one for a new swarm. */
+  psk?: Uint8Array
+  /** A swarm without a key (`--open`). Default false: a new swarm is private. */
+  open?: boolean
+  /** Peer ids allowed to connect (`--allow`). Absent: any peer holding the swarm key. */
+  allow?: string[]
 }
 
 /** How long opening a connection to a round member may take. */
@@ -76,8 +88,18 @@ const PEER_WAIT_POLL_MS = 250
 /** Pause between rounds of dialling the --join peers. */
 const JOIN_RETRY_MS = 1000
 
+export interface RoundFigures {
+  round: number
+  ms: number
+  bytesSent: number
+  bytesReceived: number
+  members: number
+}
+
 export interface PeerEvents {
   state: [string]
+  /** A round this peer took part in completed (its all-reduce figures). */
+  round: [RoundFigures]
   waiting: [{ live: number, needed: number }]
   evaluation: [Evaluation]
   checkpoint: [number]
@@ -100,6 +122,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   rounds: Rounds | null = null
   stateServer: StateSyncServer | null = null
   ops: { stop: () => Promise<void> } | null = null
+  shardService: ShardService | null = null
   /** Set when others are at a later round: the next step fetches the swarm's state first. */
   behind = false
   /** A stop was asked: no more catching up with the swarm. */
@@ -189,8 +212,10 @@ export class Peer extends EventEmitter<PeerEvents> {
     }, { dataDir: options.dataDir })
     const info = await this.api.start()
     log.info({ url: info.url }, 'control API listening')
+    // before the identity: a data dir without one is fresh, and a fresh swarm gets a key (swarm.key, 0600)
+    const swarm = await resolveSwarmKey(options.dataDir, { given: options.psk, open: options.open, joining: options.join.length > 0 })
     const privateKey = await loadOrCreateKey(options.dataDir)
-    this.network = await startNetwork({ privateKey, listen: options.listen, join: options.join, mdns: options.mdns, logger: log.child({ name: 'peer:network' }) })
+    this.network = await startNetwork({ privateKey, psk: swarm.key, allow: options.allow, listen: options.listen, join: options.join, mdns: options.mdns, logger: log.child({ name: 'peer:network' }) })
     log.info({ peerId: this.network.peerId, addresses: this.network.addresses() }, 'network listening')
     this.manifest = new Manifest({
       network: this.network,
@@ -204,6 +229,8 @@ export class Peer extends EventEmitter<PeerEvents> {
     })
     await this.manifest.load()
     this.manifest.start()
+    this.shardService = new ShardService({ node: this.network.node, store: createDataDirShardStore(options.dataDir), logger: log.child({ name: 'peer:shards' }) })
+    await this.shardService.start()
     this.ring = new Ring({ transport: createLibp2pRingTransport(this.network.node), logger: msg => { log.debug({ name: 'peer:ring' }, msg) } }, { stepTimeoutMs: options.stepTimeoutMs })
     await this.ring.start()
   }
@@ -253,15 +280,17 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.jobId = computeJobId(this.job)
     manifest.jobId = this.jobId
     await meta.put('job', this.job)
-    const dataset = loadDataset(this.job.dataset)
-    this.shardSpecs = cutShards(dataset.train, this.job.shards)
+    const dataset = await this.loadJobDataset(this.job.dataset)
+    this.shardSpecs = isDatasetId(this.job.dataset)
+      ? importedShardSpecs(readDescription(join(datasetsRoot(options.dataDir), this.job.dataset), this.job.dataset))
+      : cutShards(dataset.train, this.job.shards)
     this.trainer = new Trainer({ job: this.job, jobId: this.jobId, dataset })
     this.trainer.setRows(new Uint32Array(0))
     if (manifest.job() === undefined) {
       await manifest.createJob(this.job, new Map(this.shardSpecs.map(s => [s.id, { index: s.index, rows: s.rows, hash: s.hash }])))
     }
     manifest.on('change', () => { this.updateRows() })
-    manifest.attachJob(this.jobId)
+    await manifest.attachJob(this.jobId)
     this.updateRows()
     const trainer = this.trainer
     this.rounds = new Rounds({
@@ -281,6 +310,26 @@ export class Peer extends EventEmitter<PeerEvents> {
     const { startOps } = await import('../ops/index.ts')
     this.ops = await startOps(this)
     log.info({ job: this.jobId, peerId: network.peerId }, swarmJob !== undefined ? 'joined the swarm' : 'swarm ready')
+  }
+
+  /**
+   * The job's data set: built in, or imported (`ds-…`). An imported data set
+   * this peer does not hold (whole) is fetched from the swarm's members,
+   * shard by shard, each checked against its hash.
+   */
+  private async loadJobDataset (name: string): Promise<Dataset> {
+    const dataDir = this.options.dataDir
+    try {
+      return loadDataset(name, { dataDir })
+    } catch (err) {
+      if (!isDatasetId(name) || !['IncompleteDatasetError', 'DatasetNotFoundError'].includes((err as Error).name)) throw err
+    }
+    const network = this.requireNetwork()
+    const peers = network.connectedPeers().map(p => p.peerId)
+    this.options.logger.info({ dataset: name, peers: peers.length }, 'fetching the data set from the swarm')
+    const r = await fetchDataset(network.node, peers, name, dataDir)
+    this.options.logger.info({ dataset: name, ms: r.ms, bytes: r.bytes }, 'data set fetched')
+    return loadDataset(name, { dataDir })
   }
 
   /** Dials every --join address, retrying until the join timeout; returns the peers reached. */
@@ -414,7 +463,20 @@ export class Peer extends EventEmitter<PeerEvents> {
       samples: trainer.progress.sinceSyncSamples ?? 0,
       step: trainer.progress.step
     })
-    return result.ok ? result.sum : null
+    if (!result.ok) return null
+    this.emitRound(result)
+    return result.sum
+  }
+
+  private emitRound (result: Extract<ReduceResult, { ok: true }>): void {
+    if (result.stats === null) return
+    this.emit('round', {
+      round: this.requireTrainer().progress.round,
+      ms: result.stats.ms,
+      bytesSent: result.stats.bytesSent,
+      bytesReceived: result.stats.bytesReceived,
+      members: result.members.length
+    })
   }
 
   /** Sums this peer's update with the swarm's; null when the round went ahead without it. */
@@ -431,6 +493,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       step: trainer.progress.step
     })
     if (!result.ok) return null
+    this.emitRound(result)
     return trainer.unflattenUpdate(result.sum, update.loss)
   }
 
@@ -440,6 +503,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.rounds?.stop()
     await this.stateServer?.stop().catch(() => {})
     await this.ring?.stop().catch(() => {})
+    await this.shardService?.stop().catch(() => {})
     if (this.manifest !== null) {
       await this.manifest.leave().catch(err => { log.debug({ err }, 'leaving the manifest failed') })
       await this.manifest.stop().catch(() => {})

@@ -15,7 +15,9 @@ export interface PeerStatus {
   pid: number
   dataDir: string
   uptimeSec: number
-  peers: Array<{ peerId: string, addresses: string[] }>
+  peers: Array<{ peerId: string, addresses: string[], gossipScore?: number, invalidMessages?: number }>
+  /** Whether the swarm is private (a key is in use: its fingerprint, never the key), the allow-list, refusals. */
+  security: { privateNetwork: boolean, keyFingerprint: string | null, allowList: number | null, refused: number, gossipRefused: number } | null
   /** Swarm members as this peer's manifest knows them. */
   members: Array<{ peerId: string, state: string, live: boolean, step: number | null, shards: number }>
   job: (Job & { id: string }) | null
@@ -84,6 +86,7 @@ export function buildStatus (peer: Peer): PeerStatus {
     dataDir: peer.options.dataDir,
     uptimeSec: Math.round((Date.now() - peer.startedAt) / 1000),
     peers: peer.network?.connectedPeers() ?? [],
+    security: peer.network === null ? null : { ...peer.network.security },
     members: members(peer),
     job: peer.job !== null && peer.jobId !== null ? { id: peer.jobId, ...peer.job } : null,
     shards: {

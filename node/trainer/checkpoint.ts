@@ -8,6 +8,7 @@
  * damaged value is reported, not loaded.
  */
 import { createHash } from 'node:crypto'
+import { z } from 'zod'
 import type { Evaluation, Progress } from './trainer.ts'
 import { CorruptCheckpointError } from './errors.ts'
 
@@ -44,6 +45,26 @@ interface Header {
   tensors: Array<{ group: 'weights' | 'optimizer', name: string, shape: number[], length: number }>
   sha256: string
 }
+
+const count = z.number().int().nonnegative()
+const headerSchema = z.object({
+  version: z.literal(1),
+  jobId: z.string().max(64),
+  progress: z.object({
+    step: count, round: count.optional(), samples: count.optional(), pass: count.optional(), cursor: count.optional(),
+    sinceSyncSteps: count.optional(), sinceSyncSamples: count.optional()
+  }).passthrough(),
+  loss: z.number().nullable(),
+  evaluation: z.object({ epoch: count, step: count, loss: z.number(), accuracy: z.number() }).nullable(),
+  createdAt: count,
+  tensors: z.array(z.object({
+    group: z.enum(['weights', 'optimizer']),
+    name: z.string().max(256),
+    shape: z.array(count).max(8),
+    length: count
+  }).strict()).max(100_000),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/)
+}).strict()
 
 /** Largest header accepted when decoding (it lists tensor names and shapes only). */
 const MAX_HEADER_BYTES = 1024 * 1024
@@ -88,13 +109,19 @@ export function decodeCheckpoint (bytes: Uint8Array): Checkpoint {
   if (headerLength > MAX_HEADER_BYTES || 4 + headerLength > bytes.length || headerLength % 4 !== 0) {
     throw new CorruptCheckpointError('checkpoint header is damaged')
   }
-  let header: Header
+  let raw: unknown
   try {
-    header = JSON.parse(Buffer.from(bytes.subarray(4, 4 + headerLength)).toString('utf8'))
+    raw = JSON.parse(Buffer.from(bytes.subarray(4, 4 + headerLength)).toString('utf8'))
   } catch {
     throw new CorruptCheckpointError('checkpoint header is not JSON')
   }
-  if (header.version !== 1 || !Array.isArray(header.tensors)) throw new CorruptCheckpointError(`checkpoint version ${String(header.version)} is not supported`)
+  // a checkpoint may come from another peer (state sync): check every field before using it
+  const parsed = headerSchema.safeParse(raw)
+  if (!parsed.success) throw new CorruptCheckpointError(`checkpoint header is invalid: ${parsed.error.issues[0].path.join('.')}: ${parsed.error.issues[0].message}`)
+  const header = parsed.data as Header
+  for (const t of header.tensors) {
+    if (t.shape.reduce((a, b) => a * b, 1) !== t.length) throw new CorruptCheckpointError(`checkpoint tensor ${t.name} has ${t.length} values for shape ${t.shape.join('x')}`)
+  }
   const dataBytes = bytes.slice(4 + headerLength)
   const total = header.tensors.reduce((s, t) => s + t.length, 0)
   if (dataBytes.length !== total * 4) throw new CorruptCheckpointError(`checkpoint holds ${dataBytes.length} data bytes, its header says ${total * 4}`)

@@ -16,8 +16,19 @@ export { InvalidJobError } from './errors.ts'
 /** Largest job document accepted from a file or the network. */
 export const MAX_JOB_BYTES = 64 * 1024
 
+/** Built-in data sets, by name. */
+export const BUILTIN_DATASETS = ['mnist', 'spam'] as const
+/** An imported data set is named by its content address: `ds-` and 16 hex digits (see node/data/imported). */
+export const IMPORTED_DATASET_ID = /^ds-[0-9a-f]{16}$/
+
+/** True for a name a job may carry as its data set. */
+export function isDatasetName (name: string): boolean {
+  return (BUILTIN_DATASETS as readonly string[]).includes(name) || IMPORTED_DATASET_ID.test(name)
+}
+
 export const jobSchema = z.object({
-  dataset: z.enum(['mnist']).default('mnist'),
+  /** A built-in data set (`mnist`, `spam`) or an imported one's id (`ds-…`, from `peer dataset import`). */
+  dataset: z.string().refine(isDatasetName, { message: `expected ${BUILTIN_DATASETS.join(', ')} or an imported data set id (ds- and 16 hex digits)` }).default('mnist'),
   model: z.enum(['mlp', 'cnn']).default('mlp'),
   /** Widths of the hidden dense layers. */
   hidden: z.array(z.number().int().min(1).max(8192)).max(8).default([256, 128]),

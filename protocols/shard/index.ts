@@ -1,0 +1,45 @@
+/**
+ * `/peer/shard/1.0.0`: fetch a data set's shard by the sha256 of its file, or
+ * its description by the data set's id, from a peer that holds it. No I/O
+ * here: `node/shards` serves and fetches; this folder says what bytes are valid.
+ *
+ * One request per stream. The asker sends one request frame
+ * (type, kind, key) and closes its side; the holder answers with an error
+ * frame, or with a header frame (the size) followed by data frames of at most
+ * CHUNK_BYTES until that many bytes have been sent, then closes. The asker
+ * hashes what it receives and keeps it only if the hash is the one it asked
+ * for; the holder is trusted for nothing.
+ *
+ * @example
+ * stream.sink([prefixed(encodeRequest({ kind: 'shard', sha256 }))])
+ * for await (const frame of decodeFrames(stream.source)) {
+ *   const r = decodeResponse(frame) // throws InvalidMessageError on anything malformed
+ * }
+ */
+import { FrameDecoder } from './codec.ts'
+
+export * from './constants.ts'
+export {
+  ERROR_CODES, FrameDecoder, decodeRequest, decodeResponse, encodeData, encodeError, encodeHeader, encodeLengthPrefix,
+  encodeRequest, maxSize, prefixed
+} from './codec.ts'
+export type { ErrorCode, ShardRequest, ShardResponse } from './codec.ts'
+export {
+  InvalidMessageError, NotStartedError, ShardFetchError, ShardHashMismatchError, ShardNotFoundError, ShardUnavailableError,
+  TimeoutError
+} from './errors.ts'
+export type { InvalidMessageKind } from './errors.ts'
+
+/**
+ * Decodes a byte stream into frames (not yet interpreted). Throws
+ * InvalidMessageError, and only that, for anything the bytes say; errors of
+ * the source itself (a reset stream) pass through unchanged.
+ */
+export async function * decodeFrames (source: AsyncIterable<Uint8Array | Iterable<Uint8Array>>, maxFrameBytes?: number): AsyncGenerator<Uint8Array> {
+  const decoder = new FrameDecoder(maxFrameBytes)
+  for await (const chunk of source) {
+    const parts = chunk instanceof Uint8Array ? [chunk] : chunk
+    for (const part of parts) yield * decoder.push(part)
+  }
+  decoder.end()
+}

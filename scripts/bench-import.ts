@@ -1,0 +1,137 @@
+/**
+ * How fast `peer dataset import` runs and how much memory it needs, and how
+ * fast shards move between two peers.
+ *
+ *   npx node scripts/bench-import.ts [--mb 100] [--sizes 25,100] [--shards 8] [--keep]
+ *
+ * 1. Generates CSV files of about the given sizes (mixed numeric, categorical
+ *    and free-text columns, quoted fields with commas, about 1% of values
+ *    missing and 1% of rows duplicated) in a temp dir.
+ * 2. Imports each in a child process (`--missing drop --text body`), so that
+ *    the child's peak resident memory (getrusage's maxrss) is the import's own;
+ *    prints rows/s, MB/s and peak RSS. Two sizes show whether memory grows
+ *    with the file: it must not (the import streams; the limit is 500 MB).
+ * 3. Starts two in-process libp2p nodes (TCP, noise, yamux on loopback), one
+ *    holding the largest data set, and fetches all of its shards from the
+ *    other: MB/s of hash-checked shard transfer.
+ *
+ * A benchmark that prints numbers, not a test (the machines are shared).
+ */
+import { spawnSync } from 'node:child_process'
+import { createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs'
+import { tmpdir, cpus, loadavg } from 'node:os'
+import { join } from 'node:path'
+import { once } from 'node:events'
+import { parseArgs } from 'node:util'
+import { seededRandom } from '../node/data/random.ts'
+
+const RSS_LIMIT_MB = 500
+
+const { values: args } = parseArgs({
+  options: {
+    mb: { type: 'string', default: '100' },
+    sizes: { type: 'string' },
+    shards: { type: 'string', default: '8' },
+    keep: { type: 'boolean', default: false },
+    'child-import': { type: 'string' },
+    out: { type: 'string' }
+  }
+})
+
+if (args['child-import'] !== undefined) {
+  // the child: import one file, print one JSON line with the report, the time and the peak RSS
+  const { importDataset } = await import('../node/data/imported/index.ts')
+  const started = performance.now()
+  const report = await importDataset(args['child-import'], { label: 'label', text: ['body'], missing: 'drop', shards: Number(args.shards), outDir: args.out as string })
+  const seconds = (performance.now() - started) / 1000
+  process.stdout.write(`${JSON.stringify({ report, seconds, maxRssKb: process.resourceUsage().maxRSS })}\n`)
+  process.exit(0)
+}
+
+const WORDS = (() => {
+  const rand = seededRandom(1)
+  const letters = 'abcdefghijklmnopqrstuvwxyz'
+  return Array.from({ length: 3000 }, () => Array.from({ length: 2 + Math.floor(rand() * 8) }, () => letters[Math.floor(rand() * 26)]).join(''))
+})()
+const CITIES = ['Paris', 'Berlin', 'Zürich', 'Oslo', 'Kraków', 'São Paulo', 'Tokyo', 'Lagos', 'Lima', 'Cairo']
+
+/** Writes about `mb` MB of CSV; returns rows written. */
+async function generate (path: string, mb: number): Promise<number> {
+  const rand = seededRandom(42)
+  const out = createWriteStream(path)
+  out.write('amount,age,score,ratio,city,segment,body,label\n')
+  const target = mb * 1e6
+  let bytes = 0
+  let rows = 0
+  let previous = ''
+  const maybe = (s: string): string => rand() < 0.01 ? '' : s
+  while (bytes < target) {
+    let line: string
+    if (previous !== '' && rand() < 0.01) line = previous
+    else {
+      const words = Array.from({ length: 6 + Math.floor(rand() * 14) }, () => WORDS[Math.floor(Math.sqrt(rand()) * WORDS.length)])
+      if (rand() < 0.3) words.splice(3, 0, 'quoted,')
+      const label = rand() < 0.5 ? 'a' : rand() < 0.6 ? 'b' : 'c'
+      line = [
+        maybe((rand() * 1e4).toFixed(2)),
+        maybe(String(18 + Math.floor(rand() * 60))),
+        maybe((label === 'a' ? rand() * 50 : 25 + rand() * 75).toFixed(3)),
+        maybe(rand().toFixed(5)),
+        maybe(CITIES[Math.floor(rand() * CITIES.length)]),
+        `seg${Math.floor(rand() * 50)}`,
+        `"${words.join(' ').replace(/"/g, '""')}"`,
+        label
+      ].join(',') + '\n'
+    }
+    previous = line
+    bytes += Buffer.byteLength(line)
+    rows++
+    if (!out.write(line)) await once(out, 'drain')
+  }
+  out.end()
+  await once(out, 'finish')
+  return rows
+}
+
+const sizes = (args.sizes ?? args.mb).split(',').map(Number)
+const dir = mkdtempSync(join(tmpdir(), 'peer-bench-import-'))
+console.log(`bench-import: ${cpus().length} CPUs, load ${loadavg()[0].toFixed(1)}; temp dir ${dir}`)
+let largest: { id: string, dataDir: string } | null = null
+try {
+  for (const mb of sizes) {
+    const file = join(dir, `data-${mb}mb.csv`)
+    const t0 = performance.now()
+    const rows = await generate(file, mb)
+    const size = statSync(file).size
+    console.log(`generated ${(size / 1e6).toFixed(1)} MB, ${rows} rows in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+    const dataDir = join(dir, `peer-${mb}`)
+    const child = spawnSync(process.execPath, [import.meta.filename, '--child-import', file, '--out', join(dataDir, 'datasets'), '--shards', args.shards], { encoding: 'utf8', maxBuffer: 1 << 24 })
+    if (child.status !== 0) throw new Error(`import failed: ${child.stderr}`)
+    const { report, seconds, maxRssKb } = JSON.parse(child.stdout.trim().split('\n').pop() as string) as { report: { rowsRead: number, rowsWritten: number, droppedMissing: number, droppedDuplicates: number, shards: number, datasetId: string, bytes: number }, seconds: number, maxRssKb: number }
+    const rssMb = maxRssKb / 1024
+    console.log(`import ${(size / 1e6).toFixed(0)} MB: ${report.rowsRead} rows read, ${report.droppedMissing} missing dropped, ${report.droppedDuplicates} duplicates dropped, ${report.rowsWritten} written to ${report.shards} shards (${(report.bytes / 1e6).toFixed(1)} MB of Arrow)`)
+    console.log(`  ${seconds.toFixed(1)} s: ${Math.round(report.rowsRead / seconds)} rows/s, ${(size / 1e6 / seconds).toFixed(1)} MB/s; peak RSS ${rssMb.toFixed(0)} MB ${rssMb < RSS_LIMIT_MB ? `(under ${RSS_LIMIT_MB} MB)` : `(OVER the ${RSS_LIMIT_MB} MB limit)`}`)
+    largest = { id: report.datasetId, dataDir }
+  }
+
+  if (largest !== null) {
+    const [{ createLibp2p }, { tcp }, { noise }, { yamux }, shards] = await Promise.all([
+      import('libp2p'), import('@libp2p/tcp'), import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'), import('../node/shards/index.ts')
+    ])
+    const make = async (): Promise<Awaited<ReturnType<typeof createLibp2p>>> => await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] })
+    const holder = await make()
+    const asker = await make()
+    await asker.peerStore.merge(holder.peerId, { multiaddrs: holder.getMultiaddrs() })
+    const service = new shards.ShardService({ node: holder, store: shards.createDataDirShardStore(largest.dataDir) })
+    await service.start()
+    const started = performance.now()
+    const r = await shards.fetchDataset(asker, [holder.peerId], largest.id, join(dir, 'asker'))
+    const seconds = (performance.now() - started) / 1000
+    console.log(`shard fetch: ${r.fetched.length} shards, ${(r.bytes / 1e6).toFixed(1)} MB in ${seconds.toFixed(2)} s: ${(r.bytes / 1e6 / seconds).toFixed(0)} MB/s (one stream at a time, sha256 checked, written to disk)`)
+    await service.stop()
+    await asker.stop()
+    await holder.stop()
+  }
+} finally {
+  if (!args.keep) rmSync(dir, { recursive: true, force: true })
+}
