@@ -12,7 +12,7 @@ export interface StatusJson {
   error: string | null
   peers: Array<{ peerId: string }>
   members: Array<{ peerId: string, state: string, live: boolean, shards: number, step: number | null }>
-  job: { id: string, epochs: number, shards: number } | null
+  job: { id: string, epochs: number, shards: number, dataset: string } | null
   shards: { total: number, mine: string[], unowned: number, owners: Record<string, string | null> }
   manifest: { deltasReceived: number, deltasRejected: number, syncs: number, syncsFailed: number } | null
   ring?: { round: number, members: string[], state: string, completed: number, aborted: number, events: Array<{ kind: string, round: number, detail: string, culprit?: string }> }
