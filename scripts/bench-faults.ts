@@ -76,7 +76,7 @@ async function benchKills (): Promise<void> {
       await until('p3 to take part again', async () => ((await status(swarm, 'p3'))?.ring?.completed ?? 0) >= 3 ? true : undefined)
     }
     times.sort((a, b) => a - b)
-    process.stdout.write(`  median ${(times[Math.floor(times.length / 2)] / 1000).toFixed(2)} s, max ${(times[times.length - 1] / 1000).toFixed(2)} s (default --member-timeout 5 s, --round-timeout 8 s, ring step timeout 5 s)\n`)
+    process.stdout.write(`  median ${(times[Math.floor(times.length / 2)] / 1000).toFixed(2)} s, max ${(times[times.length - 1] / 1000).toFixed(2)} s (default --member-timeout 5 s, --round-timeout 4 s, ring step timeout 5 s)\n`)
   } finally {
     await swarm.stopAll()
   }

@@ -3,6 +3,7 @@ import type { DestinationStream } from 'pino'
 import { Option } from 'commander'
 import { multiaddr } from '@multiformats/multiaddr'
 import { PEER_DEFAULTS } from '../peer/defaults.ts'
+import { DEFAULT_COLLECT_TIMEOUT_MS } from '../../protocols/rounds/constants.ts'
 import { resolveDataDir } from '../peer/datadir.ts'
 import type { PeerStatus } from '../peer/status.ts'
 import type { Network } from '../network/index.ts'
@@ -72,7 +73,7 @@ export const startCommand = {
       .addOption(new Option('--member-timeout <ms>', 'a member silent this long is dead and its shards are free').argParser(parsePositiveInt).default(PEER_DEFAULTS.memberTimeoutMs))
       .addOption(new Option('--join-timeout <ms>', 'how long to keep trying the --join peers').argParser(parsePositiveInt).default(PEER_DEFAULTS.joinTimeoutMs))
       .addOption(new Option('--min-peers <n>', 'start training once this many members (this one included) are live').argParser(parsePositiveInt).default(1))
-      .addOption(new Option('--round-timeout <ms>', 'how long a round waits for every live member to be ready').argParser(parsePositiveInt).default(8000))
+      .addOption(new Option('--round-timeout <ms>', 'how long a round waits for every live member to be ready').argParser(parsePositiveInt).default(DEFAULT_COLLECT_TIMEOUT_MS))
       .addOption(new Option('--step-timeout <ms>', 'ring all-reduce step timeout: a lost or stalled neighbour aborts the round within about this').argParser(parsePositiveInt))
       .addOption(new Option('--backend <name>', 'tensor backend').choices(['auto', ...BACKENDS]).default('auto'))
       .addOption(new Option('--checkpoint-every <steps>', 'steps between checkpoints').argParser(parsePositiveInt).default(100))

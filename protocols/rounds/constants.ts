@@ -11,6 +11,6 @@ export const MAX_MEMBERS = 1024
  * proposes the round with those that are. A member that is syncing state
  * gets this long to finish, so it is several seconds, not milliseconds.
  */
-export const DEFAULT_COLLECT_TIMEOUT_MS = 8000
+export const DEFAULT_COLLECT_TIMEOUT_MS = 4000
 /** How long a member waits for a proposal beyond the collect timeout before it tries the next attempt. */
 export const PROPOSAL_GRACE_MS = 3000
