@@ -94,7 +94,13 @@ export const startCommand = {
       ? (await import('pino-pretty')).default({ destination: ctx.stderr, colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', sync: true })
       : ctx.stderr as NodeJS.WritableStream as DestinationStream
     const logger = pino({ level: flags.logLevel, base: { pid: process.pid } }, destination as DestinationStream)
-    const out = (line: string): void => { ctx.stdout.write(`${line}\n`) }
+    // on a terminal the progress line is redrawn in place every second; elsewhere a line every --progress-every seconds
+    const tty = (ctx.stdout as { isTTY?: boolean }).isTTY === true
+    let bar = false
+    const out = (line: string): void => {
+      ctx.stdout.write(`${bar ? '\r\x1b[2K' : ''}${line}\n`)
+      bar = false
+    }
     for (const addr of flags.listen) {
       try {
         multiaddr(addr)
@@ -165,8 +171,14 @@ export const startCommand = {
     })
     const timer = setInterval(() => {
       const s: PeerStatus = peer.status()
-      if (s.state === 'training' || s.state === 'reducing') out(progressLine(s))
-    }, flags.progressEvery * 1000)
+      if (s.state !== 'training' && s.state !== 'reducing') return
+      if (tty) {
+        ctx.stdout.write(`\r\x1b[2K${progressLine(s)}`)
+        bar = true
+      } else {
+        out(progressLine(s))
+      }
+    }, tty ? 1000 : flags.progressEvery * 1000)
     timer.unref()
 
     const code = await peer.finished
