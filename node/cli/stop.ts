@@ -3,7 +3,7 @@ import { Option } from 'commander'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ApiClient } from '../api/client.ts'
 import { readApiInfo, resolveDataDir } from '../peer/datadir.ts'
-import { EXIT_FAILURE, EXIT_OK, UsageError } from './context.ts'
+import { EXIT_FAILURE, EXIT_OK } from './context.ts'
 import type { CliContext } from './context.ts'
 import { dataDirOption, parsePositiveInt } from './options.ts'
 
@@ -35,4 +35,3 @@ export const stopCommand = {
   }
 }
 
-export { UsageError }

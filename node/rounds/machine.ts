@@ -187,7 +187,6 @@ export const roundsMachine = setup({
         onError: 'retrying'
       },
       on: {
-        'ready.received': { guard: 'isCurrentReady', actions: 'recordReady' },
         'proposal.received': [
           { guard: and(['isCurrentProposal', 'proposalIncludesMe']), target: 'reducing', actions: 'recordProposal' },
           { guard: 'isCurrentProposal', target: 'excluded', actions: 'recordProposal' }
@@ -197,7 +196,6 @@ export const roundsMachine = setup({
     waiting: {
       always: { guard: 'canPropose', target: 'proposing' },
       on: {
-        'ready.received': { guard: 'isCurrentReady', actions: 'recordReady' },
         'proposal.received': [
           { guard: and(['isCurrentProposal', 'proposalIncludesMe']), target: 'reducing', actions: 'recordProposal' },
           { guard: 'isCurrentProposal', target: 'excluded', actions: 'recordProposal' }

@@ -90,7 +90,6 @@ export class Trainer {
   /** Smoothed training loss (null before the first step). */
   loss: number | null = null
   lastEvaluation: Evaluation | null = null
-  samplesSeen = 0
   readonly timing = new StepTiming()
   /** The training rows this peer trains on (its shards' rows; all rows when alone). */
   private rows: Uint32Array
@@ -215,7 +214,6 @@ export class Trainer {
     this.optimizer.applyGradients(named)
     for (const g of update.grads) g.dispose()
     this.loss = this.loss === null ? update.loss : LOSS_SMOOTHING * this.loss + (1 - LOSS_SMOOTHING) * update.loss
-    this.samplesSeen += update.samples
     this.rate.push({ t: performance.now(), n: update.samples })
     const p = this.progress
     const epochBefore = this.epoch
