@@ -7,6 +7,7 @@
  */
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { ApiClient } from '../node/api/client.ts'
 import { waitFor } from './helpers/peer-process.ts'
 import { LocalSwarm, assignmentAgreed } from './helpers/swarm.ts'
 import type { StatusJson } from './helpers/swarm.ts'
@@ -42,12 +43,17 @@ async function roundsAdvance (names: string[], rounds: number, what: string, tim
   }, timeoutMs, 150)
 }
 
-/** Kills `name` with SIGKILL as soon as its ring reports `phase`. */
+/**
+ * Kills `name` with SIGKILL as soon as it reports `phase`. Its control API is
+ * polled in-process (a `peer status` process takes longer than the briefer
+ * phases of a round last).
+ */
 async function killDuring (name: string, phase: (s: StatusJson) => boolean): Promise<string> {
+  const client = await ApiClient.fromDataDir(swarm.dataDir(name))
   const s = await waitFor(`${name} to reach the phase`, async () => {
-    const st = await swarm.status(name)
+    const st = await client.status(AbortSignal.timeout(5000)).catch(() => undefined) as StatusJson | undefined
     return st !== undefined && phase(st) ? st : undefined
-  }, 30_000, 20)
+  }, 30_000, 2)
   swarm.proc(name).child.kill('SIGKILL')
   await swarm.proc(name).exited()
   return s.ring!.state
