@@ -38,6 +38,8 @@ import { encodeSwarmKeyFile, swarmKeyFingerprint } from '../security/index.ts'
 import { InvalidMessagePenalty, PEER_SCORE_THRESHOLDS, peerScoreParams, topicScoreParams } from './gossip-score.ts'
 
 export { loadOrCreateKey, KEY_FILE } from './key.ts'
+export { ReconnectService, reconnect, backoffDelay, DEFAULT_BACKOFF } from './reconnect.ts'
+export type { BackoffOptions, ReconnectComponents, ReconnectInit, ReconnectNetwork, ReconnectPeerStatus, ReconnectStatus } from './reconnect.ts'
 export { TopicValidatorResult }
 export type { Libp2p, PeerId, Stream }
 

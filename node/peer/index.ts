@@ -22,7 +22,7 @@ import { datasetsRoot, isDatasetId, readDescription } from '../data/imported/ind
 import { cutShards, importedShardSpecs, rowsOf } from '../data/shards.ts'
 import { ShardService, createDataDirShardStore, fetchDataset } from '../shards/index.ts'
 import type { ShardSpec } from '../data/shards.ts'
-import { loadOrCreateKey, startNetwork } from '../network/index.ts'
+import { ReconnectService, loadOrCreateKey, startNetwork } from '../network/index.ts'
 import { resolveSwarmKey } from '../security/index.ts'
 import type { Network } from '../network/index.ts'
 import { Manifest } from '../manifest/index.ts'
@@ -117,6 +117,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   trainer: Trainer | null = null
   api: ApiServer | null = null
   network: Network | null = null
+  /** Redials members that are not connected (from both sides, with backoff), once the job is attached. */
+  reconnect: ReconnectService | null = null
   manifest: Manifest | null = null
   ring: Ring | null = null
   rounds: Rounds | null = null
@@ -272,9 +274,6 @@ export class Peer extends EventEmitter<PeerEvents> {
       } finally {
         manifest.off('job.conflict', onConflict)
       }
-    } else {
-      // a restarted peer finds its swarm again through the members it knew
-      void this.redialKnownMembers()
     }
     this.job = swarmJob ?? mine ?? parseJob({})
     this.jobId = computeJobId(this.job)
@@ -291,6 +290,9 @@ export class Peer extends EventEmitter<PeerEvents> {
     }
     manifest.on('change', () => { this.updateRows() })
     await manifest.attachJob(this.jobId)
+    // a restarted peer finds its swarm again through the members it knew, and any member lost later is redialled
+    this.reconnect = new ReconnectService({ network, members: () => manifest.members(), logger: log.child({ name: 'peer:network:reconnect' }) })
+    this.reconnect.start()
     this.updateRows()
     const trainer = this.trainer
     this.rounds = new Rounds({
@@ -351,16 +353,6 @@ export class Peer extends EventEmitter<PeerEvents> {
       await sleep(JOIN_RETRY_MS)
     }
     throw new JoinFailedError(`could not reach any --join peer (${options.join.join(', ')}) within ${options.joinTimeoutMs / 1000} s: ${(lastError as Error)?.message ?? 'no answer'}`)
-  }
-
-  private async redialKnownMembers (): Promise<void> {
-    const network = this.requireNetwork()
-    const manifest = this.requireManifest()
-    for (const [peer, m] of manifest.members()) {
-      if (peer === network.peerId || m.state === 'left') continue
-      await network.learnAddresses(peer, m.addresses)
-      network.dial(peer, AbortSignal.timeout(5000)).catch(() => {})
-    }
   }
 
   /** Points the trainer at the rows of the shards this peer owns now. */
@@ -500,6 +492,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   private async close (): Promise<void> {
     const log = this.options.logger
     await this.ops?.stop().catch(() => {})
+    this.reconnect?.stop()
     this.rounds?.stop()
     await this.stateServer?.stop().catch(() => {})
     await this.ring?.stop().catch(() => {})

@@ -5,6 +5,7 @@
  */
 import type { Job } from '../../protocols/job/index.ts'
 import type { BackendName } from '../trainer/index.ts'
+import type { ReconnectStatus } from '../network/index.ts'
 import type { Peer } from './index.ts'
 
 export interface PeerStatus {
@@ -18,6 +19,8 @@ export interface PeerStatus {
   peers: Array<{ peerId: string, addresses: string[], gossipScore?: number, invalidMessages?: number }>
   /** Whether the swarm is private (a key is in use: its fingerprint, never the key), the allow-list, refusals. */
   security: { privateNetwork: boolean, keyFingerprint: string | null, allowList: number | null, refused: number, gossipRefused: number } | null
+  /** Redialling members that are not connected: dials made, dials that connected, who is tried next and when. */
+  network: { reconnect: ReconnectStatus | null } | null
   /** Swarm members as this peer's manifest knows them. */
   members: Array<{ peerId: string, state: string, live: boolean, step: number | null, shards: number }>
   job: (Job & { id: string }) | null
@@ -87,6 +90,7 @@ export function buildStatus (peer: Peer): PeerStatus {
     uptimeSec: Math.round((Date.now() - peer.startedAt) / 1000),
     peers: peer.network?.connectedPeers() ?? [],
     security: peer.network === null ? null : { ...peer.network.security },
+    network: peer.network === null ? null : { reconnect: peer.reconnect?.status ?? null },
     members: members(peer),
     job: peer.job !== null && peer.jobId !== null ? { id: peer.jobId, ...peer.job } : null,
     shards: {
