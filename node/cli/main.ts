@@ -11,6 +11,7 @@ import { stopCommand } from './stop.ts'
 import { datasetCommand } from './dataset.ts'
 import { exportCommand } from './export.ts'
 import { evalCommand } from './eval.ts'
+import { joinTokenCommand } from './join-token.ts'
 
 export type { CliContext } from './context.ts'
 
@@ -24,11 +25,13 @@ const COMMANDS: CliCommand[] = [startCommand, statusCommand, stopCommand]
 COMMANDS.push(datasetCommand)
 COMMANDS.push(exportCommand)
 COMMANDS.push(evalCommand)
+COMMANDS.push(joinTokenCommand)
 
 /** Errors whose message is the whole story for the user (no stack trace). */
 const USER_ERRORS = new Set([
   'UsageError', 'InvalidJobError', 'NoPeerRunningError', 'ApiRequestError', 'DataDirInUseError',
-  'CorruptDataDirError', 'JobConflictError', 'JoinFailedError', 'BackendUnavailableError', 'UnknownDatasetError'
+  'CorruptDataDirError', 'JobConflictError', 'JoinFailedError', 'BackendUnavailableError', 'UnknownDatasetError',
+  'NoJoinTokenError', 'InvalidSwarmKeyError', 'InvalidJoinTokenError'
 ])
 
 export async function main (argv: string[], ctx: CliContext): Promise<number> {

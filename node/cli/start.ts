@@ -37,9 +37,11 @@ interface StartFlags extends JobFlags, SecurityFlags {
  * is as secret as the key), or the addresses of an open one.
  */
 async function announceSwarm (network: Network, dataDir: string, out: (line: string) => void, warn: ((line: string) => void) | null): Promise<void> {
-  const { joinTokenOf } = await import('../security/index.ts')
+  const { joinTokenOf, rememberAddresses } = await import('../security/index.ts')
   const addresses = network.addresses()
   const token = await joinTokenOf(dataDir, addresses).catch(() => null)
+  // for `peer join-token` while this peer is not running (it only serves that: a failure is no reason to stop)
+  await rememberAddresses(dataDir, addresses).catch(() => {})
   const { security } = network
   const allow = security.allowList !== null ? `, allow-list of ${security.allowList} peer${security.allowList === 1 ? '' : 's'}` : ''
   if (token !== null && security.privateNetwork) {

@@ -26,6 +26,14 @@ export const MAX_TOKEN_ADDRESS_LENGTH = 512
 /** A token of 16 long addresses is under 12 KiB; a pasted token longer than this is not ours. */
 export const MAX_JOIN_TOKEN_LENGTH = 16 * 1024
 
+/**
+ * The addresses the peer last listened on (`peer start` writes it once its network is up), so that
+ * `peer join-token` can print the token while the peer is not running.
+ */
+export const ADDRESSES_FILE = 'addresses.json'
+/** A peer's addresses on every interface fit in a few KiB; a larger file is not ours. */
+export const MAX_ADDRESSES_FILE_BYTES = 64 * 1024
+
 /** An allow-list of 100,000 peer ids is ~5 MiB; a training swarm has far fewer members. */
 export const MAX_ALLOW_LIST_BYTES = 8 * 1024 * 1024
 export const MAX_ALLOW_LIST_ENTRIES = 100_000

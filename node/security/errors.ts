@@ -25,3 +25,11 @@ export class InvalidAllowListError extends Error {
 export class SwarmKeyRequiredError extends Error {
   override name = 'SwarmKeyRequiredError'
 }
+
+/**
+ * `peer join-token` has no token to print: the data dir's swarm is open (no swarm key), no peer ever ran there,
+ * or no addresses are known (the peer has not listened yet).
+ */
+export class NoJoinTokenError extends Error {
+  override name = 'NoJoinTokenError'
+}

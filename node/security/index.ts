@@ -10,7 +10,8 @@
  */
 export * from './constants.ts'
 export {
-  InvalidAllowListError, InvalidJoinTokenError, InvalidSwarmKeyError, SwarmKeyConflictError, SwarmKeyRequiredError
+  InvalidAllowListError, InvalidJoinTokenError, InvalidSwarmKeyError, NoJoinTokenError, SwarmKeyConflictError,
+  SwarmKeyRequiredError
 } from './errors.ts'
 export {
   decodeSwarmKeyFile, encodeSwarmKeyFile, generateSwarmKey, readSwarmKey, resolveSwarmKey, swarmKeyFingerprint,
@@ -20,4 +21,5 @@ export type { ResolvedSwarmKey, SwarmKeyChoice } from './swarm-key.ts'
 export { decodeJoinToken, encodeJoinToken, isJoinToken, tokenAddresses } from './join-token.ts'
 export type { JoinToken } from './join-token.ts'
 export { parseAllowList, readAllowList } from './allow-list.ts'
-export { joinTokenOf } from './join-token-of.ts'
+export { joinTokenOf, lastAddresses, rememberAddresses } from './join-token-of.ts'
+export type { LastAddresses } from './join-token-of.ts'
