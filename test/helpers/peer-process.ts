@@ -20,8 +20,14 @@ export interface RunResult {
   stderr: string
 }
 
+export interface SpawnPeerOptions {
+  env?: NodeJS.ProcessEnv
+  /** A command that runs the peer, e.g. `['ip', 'netns', 'exec', ns]` (test/helpers/netlab.ts); it must exec, not fork. */
+  prefix?: string[]
+}
+
 /** Runs `peer <args>` to completion (with a deadline) and returns its output. */
-export async function runPeer (args: string[], opts: { env?: NodeJS.ProcessEnv, timeoutMs?: number } = {}): Promise<RunResult> {
+export async function runPeer (args: string[], opts: SpawnPeerOptions & { timeoutMs?: number } = {}): Promise<RunResult> {
   const child = spawnPeer(args, opts)
   return await child.exited(opts.timeoutMs ?? 60_000)
 }
@@ -34,8 +40,9 @@ export interface PeerChild {
 }
 
 /** Starts `peer <args>` in the background. */
-export function spawnPeer (args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): PeerChild {
-  const child = spawn(process.execPath, [PEER_BIN, ...args], {
+export function spawnPeer (args: string[], opts: SpawnPeerOptions = {}): PeerChild {
+  const command = [...(opts.prefix ?? []), process.execPath, PEER_BIN, ...args]
+  const child = spawn(command[0], command.slice(1), {
     cwd: ROOT,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe']

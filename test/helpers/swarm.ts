@@ -20,8 +20,9 @@ export interface StatusJson {
   training: { step: number, epoch: number, samples?: number, weightsHash: string, accuracy: number | null } | null
 }
 
-export async function statusOf (dataDir: string): Promise<StatusJson | undefined> {
-  const r = await runPeer(['status', '--json', '--data-dir', dataDir], { timeoutMs: 20_000 })
+/** `peer status --json` on a data dir (with `prefix`, run through it: inside a network namespace). */
+export async function statusOf (dataDir: string, prefix?: string[]): Promise<StatusJson | undefined> {
+  const r = await runPeer(['status', '--json', '--data-dir', dataDir], { timeoutMs: 20_000, prefix })
   if (r.code !== 0) return undefined
   return JSON.parse(r.stdout) as StatusJson
 }
@@ -29,19 +30,33 @@ export async function statusOf (dataDir: string): Promise<StatusJson | undefined
 /** Options every test peer gets: loopback, a free port, no mDNS (tests run side by side). */
 export const LOCAL = ['--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns']
 
+/**
+ * Where a peer runs, when not on this host's loopback: a command prefix that
+ * runs it (`ip netns exec NS`), the address it listens on, and how to read its
+ * status from here (default: `peer status` through the prefix).
+ */
+export interface Placement {
+  prefix: string[]
+  listen: string
+  status?: (dataDir: string) => Promise<StatusJson | undefined>
+}
+
 export class LocalSwarm {
   readonly root: string
   readonly peers: Array<{ name: string, dataDir: string, proc: PeerChild }> = []
   private readonly removeRoot: () => Promise<void>
+  private readonly place: ((name: string) => Placement) | null
 
-  private constructor (root: string, remove: () => Promise<void>) {
+  private constructor (root: string, remove: () => Promise<void>, place: ((name: string) => Placement) | null) {
     this.root = root
     this.removeRoot = remove
+    this.place = place
   }
 
-  static async create (): Promise<LocalSwarm> {
+  /** With `place`, each peer runs where it says (e.g. a network namespace of test/helpers/netlab.ts). */
+  static async create (opts: { place?: (name: string) => Placement } = {}): Promise<LocalSwarm> {
     const dir = await tempDir('peer-swarm-')
-    return new LocalSwarm(dir.path, dir.remove)
+    return new LocalSwarm(dir.path, dir.remove, opts.place ?? null)
   }
 
   dataDir (name: string): string {
@@ -52,7 +67,9 @@ export class LocalSwarm {
   async start (name: string, args: string[], joinVia?: string): Promise<PeerChild> {
     const extra: string[] = []
     if (joinVia !== undefined) extra.push(...await this.joinArgs(joinVia))
-    const proc = spawnPeer(['start', '--data-dir', this.dataDir(name), ...LOCAL, ...extra, ...args])
+    const place = this.place?.(name)
+    const network = place === undefined ? LOCAL : ['--listen', place.listen, '--no-mdns']
+    const proc = spawnPeer(['start', '--data-dir', this.dataDir(name), ...network, ...extra, ...args], { prefix: place?.prefix })
     const existing = this.peers.findIndex(p => p.name === name)
     if (existing >= 0) this.peers.splice(existing, 1)
     this.peers.push({ name, dataDir: this.dataDir(name), proc })
@@ -68,7 +85,7 @@ export class LocalSwarm {
   /** The peer's first listen address (with /p2p/), once it has one. */
   async address (name: string): Promise<string> {
     const s = await waitFor(`${name} to listen`, async () => {
-      const st = await statusOf(this.dataDir(name))
+      const st = await this.status(name)
       return st !== undefined && st.addresses.length > 0 && st.peerId !== null ? st : undefined
     })
     return s.addresses[0]
@@ -82,7 +99,9 @@ export class LocalSwarm {
   }
 
   async status (name: string): Promise<StatusJson | undefined> {
-    return await statusOf(this.dataDir(name))
+    const place = this.place?.(name)
+    if (place?.status !== undefined) return await place.status(this.dataDir(name))
+    return await statusOf(this.dataDir(name), place?.prefix)
   }
 
   async statuses (names: string[]): Promise<StatusJson[] | undefined> {
