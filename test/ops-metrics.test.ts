@@ -17,10 +17,10 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { ApiServer } from '../node/api/server.ts'
-import { OpsMetrics } from '../node/ops/metrics.ts'
+import { OpsMetrics, withoutTotalOnNonCounters } from '../node/ops/metrics.ts'
 import { TrainingHistory } from '../node/ops/history.ts'
 import type { PeerStatus } from '../node/peer/status.ts'
-import { parsePrometheus, valueOf } from './ops-prometheus.ts'
+import { NO_PROMTOOL, parsePrometheus, promtoolCheck, valueOf } from './ops-prometheus.ts'
 
 function status (over: Partial<PeerStatus> = {}): PeerStatus {
   return {
@@ -63,6 +63,8 @@ test('metrics follow the status; counters grow; per-round figures appear once ro
   assert.equal(valueOf(m.samples, 'peer_members', { state: 'dead' }), 1)
   assert.equal(valueOf(m.samples, 'peer_members_live'), 2)
   assert.equal(valueOf(m.samples, 'peer_shards_owned'), 6)
+  assert.equal(valueOf(m.samples, 'peer_shards'), 12)
+  assert.equal(m.types.get('peer_shards_total'), undefined, 'a gauge is not named as a counter')
   assert.equal(valueOf(m.samples, 'peer_ring_last_round_seconds'), 0.0125)
   assert.equal(valueOf(m.samples, 'peer_ring_rounds_aborted_total'), 1)
   assert.equal(valueOf(m.samples, 'peer_state_syncs_total'), 1)
@@ -111,6 +113,55 @@ test('libp2p\'s own metrics join the scrape without a name clash', async () => {
     assert.ok(m.samples.some(s => s.name.startsWith('libp2p_')), 'libp2p metrics are there')
     assert.ok(m.samples.some(s => s.name === 'process_cpu_seconds_total'))
     assert.ok(m.samples.some(s => s.name === 'peer_training_step'))
+    for (const [name, type] of m.types) assert.ok(type === 'counter' || !name.endsWith('_total'), `${name} is a ${type} named as a counter`)
+  } finally {
+    await other.stop()
+    await node.stop()
+  }
+})
+
+test('non-counters named …_total are renamed whole: HELP, TYPE and every series; counters are left alone', () => {
+  const text = [
+    '# HELP a_total A gauge named as a counter', '# TYPE a_total gauge', 'a_total{x="1"} 1', 'a_total{x="2"} 2',
+    '# HELP b_total A counter', '# TYPE b_total counter', 'b_total 3',
+    '# HELP c A gauge', '# TYPE c gauge', 'c 4',
+    '# HELP c_total Another gauge whose plain name is taken', '# TYPE c_total gauge', 'c_total 5',
+    '# HELP h_total A histogram', '# TYPE h_total histogram', 'h_total_bucket{le="+Inf"} 1', 'h_total_sum 0.5', 'h_total_count 1', ''
+  ].join('\n')
+  const m = parsePrometheus(withoutTotalOnNonCounters(text))
+  assert.deepEqual([...m.types], [['a', 'gauge'], ['b_total', 'counter'], ['c', 'gauge'], ['c_current', 'gauge'], ['h', 'histogram']])
+  assert.equal(valueOf(m.samples, 'a', { x: '2' }), 2)
+  assert.equal(valueOf(m.samples, 'b_total'), 3)
+  assert.equal(valueOf(m.samples, 'c'), 4)
+  assert.equal(valueOf(m.samples, 'c_current'), 5)
+  assert.equal(valueOf(m.samples, 'h_count'), 1)
+  assert.match(withoutTotalOnNonCounters(text), /^# HELP a A gauge named as a counter$/m)
+  assert.equal(withoutTotalOnNonCounters('# TYPE b_total counter\nb_total 1\n'), '# TYPE b_total counter\nb_total 1\n')
+})
+
+test('promtool check metrics passes on the whole scrape, libp2p\'s metrics included', async (t) => {
+  if (promtoolCheck('') === null) {
+    t.skip(NO_PROMTOOL)
+    return
+  }
+  const registry = new Registry()
+  const node = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    metrics: prometheusMetrics({ registry, collectDefaultMetrics: false })
+  })
+  const other = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] })
+  try {
+    await other.dial(node.getMultiaddrs()[0])
+    const metrics = new OpsMetrics({ status: () => status(), samples: () => 640, extra: () => [registry] })
+    metrics.observeRound({ round: 9, ms: 12.5, bytesSent: 4096, bytesReceived: 4096, members: 2 })
+    const text = await metrics.render()
+    assert.ok(text.includes('libp2p_tcp_inbound_connections{'), 'libp2p\'s gauge named as a counter is there, renamed')
+    const r = promtoolCheck(text)!
+    assert.equal(r.problems, '', 'promtool has nothing to say')
+    assert.equal(r.code, 0)
   } finally {
     await other.stop()
     await node.stop()

@@ -1,5 +1,6 @@
 /** A strict reader of the Prometheus text format, for the ops tests. */
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 
 export interface Sample { name: string, labels: Record<string, string>, value: number }
 
@@ -39,3 +40,17 @@ export function parsePrometheus (text: string): { samples: Sample[], types: Map<
 
 export const valueOf = (samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined =>
   samples.find(s => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value
+
+/**
+ * `promtool check metrics` (Debian's `prometheus` package) on a scrape: its exit code and what it said (the
+ * lint problems, one a line); null where promtool is not installed.
+ */
+export function promtoolCheck (text: string): { code: number | null, problems: string } | null {
+  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 30_000 })
+  if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return null
+  if (r.error !== undefined) throw r.error
+  return { code: r.status, problems: `${r.stdout}${r.stderr}`.trim() }
+}
+
+/** Why a promtool test skips. */
+export const NO_PROMTOOL = 'promtool is not installed (apt-get install prometheus; .ci/run does): metric names are not linted'

@@ -42,6 +42,12 @@ export class OpsMetrics {
     this.components = components
     const r = this.registry
     collectDefaultMetrics({ register: r })
+    // Prometheus names only counters `…_total` (`promtool check metrics`); prom-client's default metrics
+    // include gauges so named (`nodejs_active_handles_total`, …), each the sum over the `type` label of the
+    // gauge of the same name without the suffix (`nodejs_active_handles{type}`): drop them
+    for (const m of r.getMetricsAsArray()) {
+      if (m.name.endsWith('_total') && !(m instanceof Counter)) r.removeSingleMetric(m.name)
+    }
     const self = this
     const s = (): PeerStatus | null => self.current
     // a gauge whose value is read from the scrape's status; no sample at all while the value is unknown
@@ -126,7 +132,7 @@ export class OpsMetrics {
 
     // manifest
     gauge('peer_shards_owned', 'Shards this peer owns', st => st.shards.mine.length)
-    gauge('peer_shards_total', 'Shards of the job', st => st.shards.total)
+    gauge('peer_shards', 'Shards of the job', st => st.shards.total)
     gauge('peer_shards_unowned', 'Shards no live member owns', st => st.shards.unowned)
     gauge('peer_members_live', 'Live members of the swarm (this peer included)', st => st.members.filter(m => m.live).length)
     new Gauge({
@@ -195,7 +201,7 @@ export class OpsMetrics {
     try {
       const parts = [await this.registry.metrics()]
       for (const extra of this.components.extra?.() ?? []) parts.push(await extra.metrics())
-      return parts.map(p => p.endsWith('\n') ? p : `${p}\n`).join('')
+      return withoutTotalOnNonCounters(parts.map(p => p.endsWith('\n') ? p : `${p}\n`).join(''))
     } finally {
       this.current = null
     }
@@ -204,4 +210,42 @@ export class OpsMetrics {
   get contentType (): string {
     return this.registry.contentType
   }
+}
+
+/**
+ * The Prometheus text with every family that is not a counter but is named `…_total` renamed without the
+ * suffix (`…_current` where that name is taken), as `promtool check metrics` asks: libp2p registers gauges so
+ * named (`libp2p_protocol_streams_total`, `libp2p_tcp_inbound_connections_total`, `libp2p_tcp_listener_*`),
+ * and its registry is not ours to name. Families are renamed whole: their HELP, TYPE and sample lines.
+ */
+export function withoutTotalOnNonCounters (text: string): string {
+  const lines = text.split('\n')
+  const families = new Set<string>()
+  const misnamed: string[] = []
+  for (const line of lines) {
+    const m = /^# TYPE (\S+) (\S+)$/.exec(line)
+    if (m === null) continue
+    families.add(m[1])
+    if (m[2] !== 'counter' && m[1].endsWith('_total')) misnamed.push(m[1])
+  }
+  if (misnamed.length === 0) return text
+  const renamed = new Map<string, string>()
+  for (const name of misnamed) {
+    const base = name.slice(0, -'_total'.length)
+    renamed.set(name, families.has(base) ? `${base}_current` : base)
+  }
+  const nameOf = (line: string): string | undefined => {
+    if (line.startsWith('# HELP ') || line.startsWith('# TYPE ')) return /^# \S+ (\S+)/.exec(line)?.[1]
+    return /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(line)?.[0]
+  }
+  return lines.map(line => {
+    const name = nameOf(line)
+    if (name === undefined) return line
+    // a histogram's or summary's series carry a suffix after the family's name
+    const family = renamed.has(name) ? name : /^(.*)_(bucket|sum|count)$/.exec(name)?.[1]
+    const to = family === undefined ? undefined : renamed.get(family)
+    if (family === undefined || to === undefined) return line
+    const at = line.indexOf(family)
+    return line.slice(0, at) + to + line.slice(at + family.length)
+  }).join('\n')
 }
