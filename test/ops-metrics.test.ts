@@ -2,8 +2,9 @@
  * The metrics registry without a swarm: values follow the peer's status,
  * counters only grow, per-round figures appear once rounds are reported,
  * libp2p's own metrics (`@libp2p/prometheus-metrics` on a real node) join the
- * same scrape without a clash; and the control API's added routes keep the
- * bearer token (the query token only where a route allows it).
+ * same scrape without a clash; names pass `promtool check metrics`; and the
+ * control API's added routes keep the bearer token (a page's link token is
+ * traded for a GET-only session cookie).
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -179,7 +180,7 @@ test('the loss history keeps its whole shape in bounded memory', () => {
   assert.ok(training.every((p, i) => i === 0 || p.step > training[i - 1].step))
 })
 
-test('added routes need the token; only a route that allows it takes it from the query', async () => {
+test('added routes need the token; a page route trades it from the query for a GET-only session cookie', async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'peer-api-'))
   const api = new ApiServer({ status: () => ({ ok: 1 }), stop: () => {} }, { dataDir })
   const info = await api.start()
@@ -197,10 +198,27 @@ test('added routes need the token; only a route that allows it takes it from the
     assert.deepEqual(await (await get('/data')).json(), { x: 1 })
     assert.equal((await get('/page', false)).status, 401)
     assert.equal((await get('/page?token=0123abcd', false)).status, 401)
-    const page = await get(`/page?token=${info.token}`, false)
+    // the token in a page's link is traded for a session cookie and a redirect to the address without it
+    const traded = await fetch(`${info.url}/page?view=ring&token=${info.token}`, { redirect: 'manual' })
+    assert.equal(traded.status, 303)
+    assert.equal(traded.headers.get('location'), '/page?view=ring')
+    const setCookie = traded.headers.get('set-cookie') ?? ''
+    const port = new URL(info.url).port
+    assert.match(setCookie, new RegExp(`^peer_session_${port}=[0-9a-f]{64}; Path=/; HttpOnly; SameSite=Strict$`))
+    const cookie = setCookie.split(';')[0]
+    assert.ok(!cookie.includes(info.token), 'the cookie is not the API token')
+    const withCookie = async (path: string, value = cookie, method = 'GET'): Promise<Response> =>
+      await fetch(`${info.url}${path}`, { method, headers: { cookie: `other=1; ${value}` }, redirect: 'manual' })
+    const page = await withCookie('/page?view=ring')
     assert.equal(page.status, 200)
     assert.equal(page.headers.get('content-type'), 'text/html')
     assert.equal(await page.text(), '<p>hi</p>')
+    assert.deepEqual(await (await withCookie('/data')).json(), { x: 1 }, 'the page\'s own GET requests authenticate with the cookie')
+    assert.deepEqual(await (await withCookie('/status')).json(), { ok: 1 })
+    assert.equal((await withCookie('/fail', cookie, 'POST')).status, 401, 'the cookie is for GET requests only')
+    assert.equal((await withCookie('/data', `${cookie.split('=')[0]}=${'0'.repeat(64)}`)).status, 401, 'a wrong cookie')
+    assert.equal((await withCookie('/data', `peer_session_1=${cookie.split('=')[1]}`)).status, 401, 'another port\'s cookie name')
+    assert.equal((await withCookie('/data', `${cookie.split('=')[0]}=${info.token}`)).status, 401, 'the token is no cookie')
     const fail = await get('/fail', true, 'POST')
     assert.equal(fail.status, 503)
     assert.deepEqual(await fail.json(), { error: 'not yet' })

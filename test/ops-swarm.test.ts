@@ -1,9 +1,10 @@
 /**
  * Operations on a real 3-peer swarm (`peer start` processes on loopback):
- * /metrics parses as Prometheus text and moves as training moves;
+ * /metrics parses as Prometheus text, moves as training moves and passes `promtool check metrics`;
  * `peer status --swarm` lists every live member; `--watch` refreshes; the
- * dashboard in headless Chromium shows the peers and its curve advances
- * (and leaves docs/dashboard.png); an exported model loads with
+ * dashboard in headless Chromium trades its link's token for a cookie,
+ * shows the peers, its curve advances, two members' ring links are drawn
+ * apart (and it leaves docs/dashboard.png); an exported model loads with
  * TensorFlow.js and reproduces the peer's test accuracy; `peer eval` agrees.
  */
 import { after, before, test } from 'node:test'
@@ -19,7 +20,7 @@ import type { SwarmView } from '../node/ops/types.ts'
 import { ROOT, runPeer, spawnPeer, tempDir, waitFor } from './helpers/peer-process.ts'
 import type { PeerChild } from './helpers/peer-process.ts'
 import type { StatusJson } from './helpers/swarm.ts'
-import { parsePrometheus, valueOf } from './ops-prometheus.ts'
+import { NO_PROMTOOL, parsePrometheus, promtoolCheck, valueOf } from './ops-prometheus.ts'
 
 /** A small, quick job: 3 peers finish 2 epochs in seconds, slow enough for the dashboard to watch it move. */
 const JOB = ['--epochs', '2', '--hidden', '32', '--batch-size', '32', '--shards', '12', '--seed', '7']
@@ -105,6 +106,21 @@ test('GET /metrics is Prometheus text and moves as training moves', async () => 
   assert.equal(res.status, 401)
 })
 
+test('promtool check metrics passes on every peer\'s live /metrics', async (t) => {
+  if (promtoolCheck('') === null) {
+    t.skip(NO_PROMTOOL)
+    return
+  }
+  for (const name of NAMES) {
+    const text = await (await client(name)).metrics()
+    const m = parsePrometheus(text)
+    assert.ok(m.samples.some(s => s.name.startsWith('libp2p_')) && valueOf(m.samples, 'peer_ring_rounds_total')! > 0, 'a scrape with libp2p\'s metrics and rounds')
+    const r = promtoolCheck(text)!
+    assert.equal(r.problems, '', `promtool on peer ${name}'s /metrics`)
+    assert.equal(r.code, 0)
+  }
+})
+
 test('peer status --swarm lists every live member', async () => {
   const r = await runPeer(['status', '--swarm', '--json', '--data-dir', dataDir('b')], { timeoutMs: 20_000 })
   assert.equal(r.code, 0, r.stderr)
@@ -155,10 +171,20 @@ test('the dashboard shows the peers and its curves advance (headless Chromium)',
     // without the token: refused
     const refused = await page.goto(`${api.info.url}/dashboard`)
     assert.equal(refused?.status(), 401)
+    // the link's token is traded for a session cookie, with a redirect to the address without it
     const res = await page.goto(`${api.info.url}/dashboard?token=${api.info.token}`)
     assert.equal(res?.status(), 200)
     assert.match(res?.headers()['content-security-policy'] ?? '', /default-src 'none'/)
-    assert.equal(new URL(page.url()).search, '', 'the token is taken out of the address bar')
+    const redirect = await res?.request().redirectedFrom()?.response()
+    assert.equal(redirect?.status(), 303, 'a 303 to the clean address')
+    assert.equal(page.url(), `${api.info.url}/dashboard`, 'the token is not in the address bar (nor in the history)')
+    const cookies = await browser.cookies(api.info.url)
+    assert.equal(cookies.length, 1)
+    assert.equal(cookies[0].name, `peer_session_${new URL(api.info.url).port}`)
+    assert.equal(cookies[0].httpOnly, true)
+    assert.equal(cookies[0].sameSite, 'Strict')
+    assert.notEqual(cookies[0].value, api.info.token, 'the cookie is not the API token')
+    assert.equal(await page.evaluate(() => document.cookie), '', 'the page\'s script cannot read it')
     // the members table: one row per peer, each reachable and named
     await page.waitForFunction(() => document.querySelectorAll('#members-body tr[data-peer]').length === 3 &&
       [...document.querySelectorAll('#members-body tr[data-peer] td:nth-child(2)')].every(td => /training|reducing|done/.test(td.textContent ?? '')), undefined, { timeout: 20_000 })
@@ -173,6 +199,31 @@ test('the dashboard shows the peers and its curves advance (headless Chromium)',
     const step0 = await before.jsonValue() as number
     await page.waitForFunction((s) => Number(document.getElementById('loss-chart')?.dataset.lastStep) > s, step0, { timeout: 20_000 })
     assert.ok(await page.$eval('#loss-chart path.series', p => (p.getAttribute('d') ?? '').split('L').length) >= 2)
+    // the page's own requests carry the cookie: a reload without the token still works, and so do its fetches
+    assert.equal((await page.reload())?.status(), 200)
+    await page.waitForFunction(() => document.querySelectorAll('#ring-chart g.node').length === 3 && !document.getElementById('banner').classList.contains('show'), undefined, { timeout: 20_000 })
+    // with two members, the ring's two links (A→B, B→A) are drawn on opposite sides, their labels apart
+    const twoLinks = await page.evaluate(() => {
+      const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg')
+      svg.setAttribute('viewBox', '0 0 560 300')
+      svg.setAttribute('width', '560')
+      document.body.append(svg)
+      const a = '12D3KooWAaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'
+      const b = '12D3KooWBbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb'
+      ;(globalThis as any).ringChart(svg, [a, b], new Map([[a, 123.4e6], [b, 98.7e6]]), a)
+      const boxes = [...svg.querySelectorAll('text.link')].map((t: any) => {
+        const box = t.getBBox()
+        return { from: t.dataset.from, text: t.textContent, x: box.x, y: box.y, w: box.width, h: box.height }
+      })
+      const lines = [...svg.querySelectorAll('line')].map((l: any) => Number(l.getAttribute('x1')))
+      svg.remove()
+      return { boxes, lines }
+    }) as { boxes: Array<{ from: string, text: string, x: number, y: number, w: number, h: number }>, lines: number[] }
+    assert.deepEqual(twoLinks.boxes.map(l => l.text), ['123.4 MB/s', '98.7 MB/s'])
+    const [p, q] = twoLinks.boxes
+    const overlap = p.x < q.x + q.w && q.x < p.x + p.w && p.y < q.y + q.h && q.y < p.y + p.h
+    assert.ok(!overlap, `the two link labels do not overlap: ${JSON.stringify(twoLinks.boxes)}`)
+    assert.ok(Math.abs(twoLinks.lines[0] - twoLinks.lines[1]) >= 10, `nor do the two arrows: ${JSON.stringify(twoLinks.lines)}`)
     // for the README: wait for the first test-accuracy point and a ring link figure, then take the picture
     await page.waitForFunction(() => Number(document.getElementById('accuracy-chart')?.dataset.points) >= 1, undefined, { timeout: 40_000 })
     await page.waitForFunction(() => [...document.querySelectorAll('#ring-chart text.link')].some(t => /B\/s/.test(t.textContent ?? '')), undefined, { timeout: 10_000 }).catch(() => {})

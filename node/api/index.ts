@@ -1,6 +1,8 @@
 /**
  * The local control API that `peer status` and `peer stop` talk to: HTTP on
- * 127.0.0.1, bearer token, location published in `<data dir>/api.json`.
+ * 127.0.0.1, bearer token, location published in `<data dir>/api.json`. A
+ * browser opens a page route once with `?token=` and gets a session cookie
+ * (HttpOnly, SameSite=Strict, GET requests only) in exchange.
  * `/status` and `/stop` are built in; other parts add routes (node/ops:
  * `/metrics`, `/dashboard`, `/history`, `/swarm`, `/export`, `/eval`).
  *

@@ -28,8 +28,9 @@ export type ApiHandler = (req: ApiRequest) => ApiReply | Promise<ApiReply>
 
 export interface RouteOptions {
   /**
-   * Also accept the token as `?token=` (for a page opened in a browser, which
-   * cannot send a header on navigation). Only for GET routes that return a page.
+   * A page opened in a browser from a link that carries the token (`?token=`: a browser cannot send a header on
+   * navigation). The server trades a valid one for the session cookie and redirects (303) to the same address
+   * without it, so the token leaves the address bar and the history. Only for GET routes that return a page.
    */
   tokenInQuery?: boolean
 }
@@ -53,11 +54,19 @@ function statusOf (err: Error): number {
 /**
  * The local control API: HTTP on 127.0.0.1 only, a random port, a random
  * bearer token. It writes `api.json` (mode 0600) on start and removes it on stop.
+ *
+ * A browser authenticates with a session cookie instead (HttpOnly, SameSite=Strict), which it gets by opening
+ * a `tokenInQuery` page with the token once. The cookie is another random value than the token and is taken
+ * for GET requests only: cookies are scoped by host, not port, so every server on 127.0.0.1 the browser
+ * visits sees it; a leaked cookie reads status but cannot stop the peer or stand in for the CLI's token.
  */
 export class ApiServer {
   private readonly components: ApiComponents
   private readonly init: ApiServerInit
   private readonly token = randomBytes(32).toString('hex')
+  private readonly session = randomBytes(32).toString('hex')
+  /** The cookie's name carries the port, so that dashboards of several peers on one machine keep their own. */
+  private cookieName = 'peer_session'
   private server: Server | null = null
   private readonly routes = new Map<string, { handler: ApiHandler, options: RouteOptions }>()
   info: ApiInfo | null = null
@@ -77,6 +86,7 @@ export class ApiServer {
     })
     this.server = server
     const { port } = server.address() as AddressInfo
+    this.cookieName = `peer_session_${port}`
     this.info = { url: `http://127.0.0.1:${port}`, token: this.token, pid: this.init.pid ?? process.pid }
     const file = join(this.init.dataDir, API_FILE)
     // written whole at 0600 under a temp name, then renamed: never readable by others, never half-written
@@ -112,19 +122,36 @@ export class ApiServer {
     }
   }
 
-  private tokenMatches (given: string): boolean {
+  private tokenMatches (given: string, secret = this.token): boolean {
     if (!/^[0-9a-f]+$/.test(given)) return false
     const a = Buffer.from(given)
-    const b = Buffer.from(this.token)
+    const b = Buffer.from(secret)
     return a.length === b.length && timingSafeEqual(a, b)
   }
 
-  private authorized (req: IncomingMessage, query?: URLSearchParams): boolean {
+  /** The bearer token in the Authorization header; or, for a GET, the session cookie. */
+  private authorized (req: IncomingMessage): boolean {
     const header = req.headers.authorization ?? ''
     const match = /^Bearer ([0-9a-f]+)$/.exec(header)
     if (match !== null) return this.tokenMatches(match[1])
-    const fromQuery = query?.get('token')
-    return fromQuery !== undefined && fromQuery !== null && this.tokenMatches(fromQuery)
+    if (req.method !== 'GET') return false
+    const cookie = sessionCookie(req.headers.cookie, this.cookieName)
+    return cookie !== null && this.tokenMatches(cookie, this.session)
+  }
+
+  /** A valid `?token=` on a page route: the session cookie, and a 303 to the address without the token. */
+  private tradeToken (url: URL, res: ServerResponse): void {
+    const rest = new URLSearchParams(url.searchParams)
+    rest.delete('token')
+    const location = url.pathname + (rest.size > 0 ? `?${rest.toString()}` : '')
+    res.writeHead(303, {
+      location,
+      'set-cookie': `${this.cookieName}=${this.session}; Path=/; HttpOnly; SameSite=Strict`,
+      'cache-control': 'no-store',
+      'referrer-policy': 'no-referrer',
+      'content-type': 'text/plain; charset=utf-8'
+    })
+    res.end(`see ${location}\n`)
   }
 
   private handle (req: IncomingMessage, res: ServerResponse): void {
@@ -141,7 +168,13 @@ export class ApiServer {
     const url = new URL(req.url ?? '/', 'http://localhost')
     const path = url.pathname
     const route = this.routes.get(`${req.method ?? ''} ${path}`)
-    if (!this.authorized(req, route?.options.tokenInQuery === true ? url.searchParams : undefined)) {
+    const given = url.searchParams.get('token')
+    if (route?.options.tokenInQuery === true && given !== null) {
+      if (this.tokenMatches(given)) this.tradeToken(url, res)
+      else send(401, { error: 'unauthorized: the token in this link is not this peer\'s (run `peer status` for a fresh link)' })
+      return
+    }
+    if (!this.authorized(req)) {
       send(401, { error: 'unauthorized: send Authorization: Bearer <token> (see api.json in the data dir)' })
       return
     }
@@ -179,4 +212,14 @@ export class ApiServer {
         send(statusOf(err), { error: err.message })
       })
   }
+}
+
+/** The value of cookie `name` in a Cookie header, or null. */
+function sessionCookie (header: string | undefined, name: string): string | null {
+  if (header === undefined) return null
+  for (const part of header.split(';')) {
+    const at = part.indexOf('=')
+    if (at > 0 && part.slice(0, at).trim() === name) return part.slice(at + 1).trim()
+  }
+  return null
 }

@@ -3,8 +3,10 @@
  * peer that has joined its swarm,
  *
  * - control API routes (bearer token, as every route): `GET /metrics`
- *   (Prometheus text), `GET /dashboard` (a self-contained page; it also takes
- *   the token as `?token=`), `GET /history` (loss and accuracy curves),
+ *   (Prometheus text), `GET /dashboard` (a self-contained page; its link's
+ *   `?token=` is traded for a session cookie and a redirect to the clean
+ *   address, and its own requests carry the cookie), `GET /history` (loss
+ *   and accuracy curves),
  *   `GET /swarm` (every live member's status), `GET /export` (the model in
  *   TensorFlow.js's layers format), `POST /eval` (test-split evaluation);
  * - the `/peer/status/1.0.0` protocol, so that other members can ask this
