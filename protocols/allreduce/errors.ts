@@ -1,29 +1,8 @@
-/** What went wrong with a frame; `truncated` means the stream ended inside one (the sender went away mid-frame). */
-export type InvalidMessageKind = 'too-large' | 'truncated' | 'malformed'
-
-/** Bytes that are not a valid frame: a bad length prefix, an unknown type, a wrong size, a bad field. */
-export class InvalidMessageError extends Error {
-  override name = 'InvalidMessageError'
-  readonly kind: InvalidMessageKind
-  constructor (message: string, kind: InvalidMessageKind = 'malformed') {
-    super(message)
-    this.kind = kind
-  }
-}
-
-/** A wait that took longer than its limit (a dial, the first frame of a plain TCP connection). */
-export class TimeoutError extends Error {
-  override name = 'TimeoutError'
-}
+export { InvalidMessageError, NotStartedError, TimeoutError, type InvalidMessageKind } from '../common/index.ts'
 
 /** A frame channel to or from a neighbour ended, was reset, or could not be opened. */
 export class StreamClosedError extends Error {
   override name = 'StreamClosedError'
-}
-
-/** A transport used before `start()` or after `stop()`. */
-export class NotStartedError extends Error {
-  override name = 'NotStartedError'
 }
 
 /**

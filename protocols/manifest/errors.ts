@@ -1,3 +1,1 @@
-export class InvalidMessageError extends Error {
-  override name = 'InvalidMessageError'
-}
+export { InvalidMessageError } from '../common/index.ts'

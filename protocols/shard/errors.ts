@@ -1,20 +1,9 @@
-/** What went wrong with a frame; `truncated` means the stream ended inside one. */
-export type InvalidMessageKind = 'too-large' | 'truncated' | 'malformed'
-
-/** Bytes that are not a valid frame: a bad length prefix, an unknown type, a wrong size, a bad field. */
-export class InvalidMessageError extends Error {
-  override name = 'InvalidMessageError'
-  readonly kind: InvalidMessageKind
-  constructor (message: string, kind: InvalidMessageKind = 'malformed') {
-    super(message)
-    this.kind = kind
-  }
-}
-
-/** A wait that took longer than its limit (a dial, the request, the next frame). */
-export class TimeoutError extends Error {
-  override name = 'TimeoutError'
-}
+/**
+ * InvalidMessageError: bytes that are not a valid frame (a bad length prefix, an unknown type, a wrong size, a
+ * bad field). TimeoutError: a wait that took longer than its limit (a dial, the request, the next frame).
+ * NotStartedError: a service used before `start()` or after `stop()`.
+ */
+export { InvalidMessageError, NotStartedError, TimeoutError, type InvalidMessageKind } from '../common/index.ts'
 
 /** The asked peer does not hold what was asked for: ask another. */
 export class ShardNotFoundError extends Error {
@@ -46,9 +35,4 @@ export class ShardUnavailableError extends Error {
     super(message)
     this.causes = causes
   }
-}
-
-/** A service used before `start()` or after `stop()`. */
-export class NotStartedError extends Error {
-  override name = 'NotStartedError'
 }

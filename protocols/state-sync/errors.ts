@@ -1,6 +1,4 @@
-export class InvalidMessageError extends Error {
-  override name = 'InvalidMessageError'
-}
+export { InvalidMessageError } from '../common/index.ts'
 
 export class StateSyncError extends Error {
   override name = 'StateSyncError'
