@@ -76,7 +76,8 @@ export function timeoutSignal (ms: number, what: string): AbortSignal {
 export class StreamInboundChannel implements InboundChannel {
   #peer: string
   readonly #iterator: AsyncIterator<Uint8Array | Iterable<Uint8Array>>
-  readonly #decoder: FrameDecoder
+  /** Null when the source yields whole frames (records of a transport that frames them itself). */
+  readonly #decoder: FrameDecoder | null
   readonly #frames: Uint8Array[] = []
   readonly #onClose: (err?: Error) => void
   readonly #closeListeners: Array<() => void> = []
@@ -85,10 +86,14 @@ export class StreamInboundChannel implements InboundChannel {
   #error: Error | undefined
   #closed = false
 
-  constructor (peer: string, source: AsyncIterable<Uint8Array | Iterable<Uint8Array>>, onClose: (err?: Error) => void, maxFrameBytes?: number) {
+  /**
+   * `source` yields bytes to be cut into length-prefixed frames of at most `init.maxFrameBytes`, or, with
+   * `init.wholeFrames`, one whole frame per value (the source bounds and authenticates them itself).
+   */
+  constructor (peer: string, source: AsyncIterable<Uint8Array | Iterable<Uint8Array>>, onClose: (err?: Error) => void, init: { maxFrameBytes?: number, wholeFrames?: boolean } = {}) {
     this.#peer = peer
     this.#iterator = source[Symbol.asyncIterator]()
-    this.#decoder = new FrameDecoder(maxFrameBytes)
+    this.#decoder = init.wholeFrames === true ? null : new FrameDecoder(init.maxFrameBytes)
     this.#onClose = onClose
   }
 
@@ -133,13 +138,15 @@ export class StreamInboundChannel implements InboundChannel {
       this.#pending = undefined
       try {
         if (result.done === true) {
-          this.#decoder.end()
+          this.#decoder?.end()
           this.#settle()
           continue
         }
         const value = result.value
+        const decoder = this.#decoder
         for (const part of value instanceof Uint8Array ? [value] : value) {
-          for (const f of this.#decoder.push(part)) this.#frames.push(f)
+          if (decoder === null) this.#frames.push(part)
+          else for (const f of decoder.push(part)) this.#frames.push(f)
         }
       } catch (err) {
         if (!(err instanceof InvalidMessageError)) throw err

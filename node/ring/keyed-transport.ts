@@ -1,0 +1,296 @@
+/**
+ * The ring's default data path: control over libp2p, bytes over a direct TCP connection.
+ *
+ * Before a member first sends to its successor it opens a libp2p stream on `/peer/ring-key/1.0.0` (so only a
+ * peer that holds the swarm key, passed noise and the allow-list can get this far); over it the two agree on a
+ * fresh key (a random share from each, HKDF) and a session id, and the successor says its data-plane port. The
+ * member then connects to the successor's host (the libp2p connection's remote address) on that port and sends
+ * a clear preamble (the session id) and nothing but AEAD records sealed with that key: the first proves the
+ * session, each later one is one ring frame. The listener drops a connection at the first thing that does not
+ * check out (an unknown, expired or used session, a bad length, a tag that fails: tampered, replayed or
+ * reordered), and the ring treats it as a lost stream. A session serves one connection, a key one session.
+ *
+ * Everything else (persistent channels, dials that outlive the caller, newest inbound wins, high-water marks)
+ * is the socket transport's (`socket-transport.ts`).
+ */
+import type { Socket } from 'node:net'
+import { randomBytes } from 'node:crypto'
+import * as lp from 'it-length-prefixed'
+import type { Connection, IncomingStreamData, Libp2p, Stream } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { MAX_FRAME_BYTES, StreamClosedError, TimeoutError } from '../../protocols/allreduce/index.ts'
+import {
+  DEFAULT_CIPHER, InvalidMessageError, KEY_PROTOCOL, KEY_REQUEST_TIMEOUT_MS, KEY_SHARE_BYTES, MAX_KEY_STREAMS,
+  MAX_MESSAGE_BYTES, MAX_PENDING_SESSIONS_PER_PEER, MAX_UNAUTHENTICATED_CONNECTIONS, OPEN_TIMEOUT_MS, RecordOpener,
+  RecordSealer, SESSION_ID_BYTES, SESSION_TTL_MS, TooManySessionsError, UnknownSessionError, decodeKeyRequest,
+  decodeKeyResponse, deriveSessionKey, encodeKeyRequest, encodeKeyResponse
+} from '../../protocols/ring-key/index.ts'
+import type { RecordCipher } from '../../protocols/ring-key/index.ts'
+import { SocketOutboundChannel, SocketRingTransport } from './socket-transport.ts'
+import type { TcpAddress } from './socket-transport.ts'
+import { StreamInboundChannel, timeoutSignal } from './transport.ts'
+import type { RingTransport } from './transport.ts'
+
+export interface KeyedRingTransportOptions {
+  /** Interface the data plane listens on (default 127.0.0.1); `listenHostOf(--listen addresses)` is libp2p's. */
+  host?: string
+  /** Port to listen on (default 0: any free port; peers learn it in the key exchange). */
+  port?: number
+  /** The port told to peers, where the listener is reached through a port mapping (default: the listener's own). */
+  announcePort?: number
+  /** The records' AEAD (default DEFAULT_CIPHER, AES-256-GCM). Both ends must use the same. */
+  cipher?: RecordCipher
+  /** Bytes queued per socket before `send` waits (default SEND_HIGH_WATER_BYTES). */
+  highWaterBytes?: number
+  /** Log lines (dropped connections, refused sessions). */
+  logger?: (msg: string) => void
+}
+
+/** What the data plane has refused, for status and tests. */
+export interface KeyedTransportCounters {
+  /** Sessions handed out over libp2p. */
+  sessionsIssued: number
+  /** Data connections that proved a session. */
+  accepted: number
+  /** Data connections dropped: no or an unknown/used session, a bad record, a timeout, too many at once. */
+  refused: number
+}
+
+export interface KeyedRingTransport extends RingTransport {
+  /** The data plane's listening address (after `start()`). */
+  address (): TcpAddress
+  readonly counters: KeyedTransportCounters
+}
+
+/** The part of a libp2p node the transport uses. */
+export type KeyedLibp2p = Pick<Libp2p, 'handle' | 'unhandle' | 'dial' | 'peerId'>
+
+/** The host of a listen multiaddr (`/ip4/0.0.0.0/tcp/4001` → `0.0.0.0`): the data plane listens where libp2p does. */
+export function listenHostOf (listen: readonly string[]): string {
+  if (listen.length === 0) return '0.0.0.0'
+  return multiaddr(listen[0]).toOptions().host
+}
+
+function hostOf (addr: Multiaddr): string {
+  try {
+    const options = addr.toOptions()
+    if (options.transport === 'tcp' && (options.family === 4 || options.family === 6)) return options.host
+  } catch {}
+  throw new StreamClosedError(`no IP host in the connection's address ${addr.toString()}`)
+}
+
+/** Reads exactly one length-prefixed message of at most MAX_MESSAGE_BYTES. */
+async function readMessage (source: Stream['source']): Promise<Uint8Array> {
+  try {
+    for await (const frame of lp.decode(source, { maxDataLength: MAX_MESSAGE_BYTES })) return frame.subarray()
+  } catch (err) {
+    const name = (err as Error).name
+    if (name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError' || name === 'InvalidMessageLengthError') {
+      throw new InvalidMessageError(`key message larger than ${MAX_MESSAGE_BYTES} bytes`, 'too-large')
+    }
+    throw err
+  }
+  throw new InvalidMessageError('key stream ended before its message', 'truncated')
+}
+
+interface Session {
+  peer: string
+  key: Uint8Array
+  timer: ReturnType<typeof setTimeout>
+}
+
+/** Sessions issued and not yet claimed by a data connection: each is claimed once, or expires. */
+class Sessions {
+  readonly #byId = new Map<string, Session>()
+  readonly #perPeer = new Map<string, number>()
+
+  /** A new session for `peer`, its key derived from its id (the id salts the key). */
+  issue (peer: string, keyOf: (sessionId: Uint8Array) => Uint8Array): Uint8Array {
+    const pending = this.#perPeer.get(peer) ?? 0
+    if (pending >= MAX_PENDING_SESSIONS_PER_PEER) throw new TooManySessionsError(`${peer} holds ${pending} unclaimed sessions`)
+    const sessionId = randomBytes(SESSION_ID_BYTES)
+    const id = sessionId.toString('hex')
+    const session: Session = { peer, key: keyOf(sessionId), timer: setTimeout(() => { this.#drop(id, session) }, SESSION_TTL_MS) }
+    session.timer.unref()
+    this.#byId.set(id, session)
+    this.#perPeer.set(peer, pending + 1)
+    return sessionId
+  }
+
+  /** The session a preamble names; UnknownSessionError if it was never issued, expired or is taken. */
+  lookup (sessionId: Uint8Array): Session {
+    const session = this.#byId.get(Buffer.from(sessionId).toString('hex'))
+    if (session === undefined) throw new UnknownSessionError('unknown, expired or used session')
+    return session
+  }
+
+  /** Takes the session for the one connection that proved it; false if another took it first. */
+  claim (sessionId: Uint8Array, session: Session): boolean {
+    const id = Buffer.from(sessionId).toString('hex')
+    if (this.#byId.get(id) !== session) return false
+    this.#drop(id, session)
+    return true
+  }
+
+  clear (): void {
+    for (const [id, session] of [...this.#byId]) this.#drop(id, session)
+  }
+
+  #drop (id: string, session: Session): void {
+    if (this.#byId.get(id) !== session) return
+    clearTimeout(session.timer)
+    this.#byId.delete(id)
+    const left = (this.#perPeer.get(session.peer) ?? 1) - 1
+    if (left > 0) this.#perPeer.set(session.peer, left)
+    else this.#perPeer.delete(session.peer)
+  }
+}
+
+class KeyedTransport extends SocketRingTransport implements KeyedRingTransport {
+  readonly #node: KeyedLibp2p
+  readonly #self: string
+  readonly #options: KeyedRingTransportOptions
+  readonly #cipher: RecordCipher
+  readonly #sessions = new Sessions()
+  readonly #log: (msg: string) => void
+  #unauthenticated = 0
+  readonly counters: KeyedTransportCounters = { sessionsIssued: 0, accepted: 0, refused: 0 }
+
+  constructor (node: KeyedLibp2p, options: KeyedRingTransportOptions) {
+    super({ host: options.host, port: options.port })
+    this.#node = node
+    this.#self = node.peerId.toString()
+    this.#options = options
+    this.#cipher = options.cipher ?? DEFAULT_CIPHER
+    const logger = options.logger
+    this.#log = logger === undefined ? () => {} : msg => { logger(`peer:ring:keyed ${msg}`) }
+  }
+
+  protected override async onStart (): Promise<void> {
+    await this.#node.handle(KEY_PROTOCOL, data => { void this.#serve(data) }, {
+      maxInboundStreams: MAX_KEY_STREAMS,
+      maxOutboundStreams: MAX_KEY_STREAMS,
+      // a relay's limits would cut the ring off mid-round, and a relayed peer's host is not where it listens
+      runOnLimitedConnection: false
+    })
+  }
+
+  protected override async onStop (): Promise<void> {
+    await this.#node.unhandle(KEY_PROTOCOL).catch(() => {})
+    this.#sessions.clear()
+  }
+
+  /** Dialer: agree on a session over libp2p, then connect to the successor's data plane and prove it. */
+  protected async connect (peer: string, signal: AbortSignal): Promise<SocketOutboundChannel> {
+    let connection: Connection
+    try {
+      connection = await this.#node.dial(peerIdFromString(peer), { signal })
+    } catch (err) {
+      throw new StreamClosedError(`cannot reach ${peer} over libp2p: ${(err as Error).message}`)
+    }
+    const host = hostOf(connection.remoteAddr)
+    const share = randomBytes(KEY_SHARE_BYTES)
+    let stream: Stream | undefined
+    const onAbort = (): void => { stream?.abort(signal.reason as Error) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    let response
+    try {
+      stream = await connection.newStream(KEY_PROTOCOL, { signal, maxOutboundStreams: MAX_KEY_STREAMS, runOnLimitedConnection: false })
+      await stream.sink([lp.encode.single(encodeKeyRequest({ share })).subarray()])
+      response = decodeKeyResponse(await readMessage(stream.source))
+      await stream.close()
+    } catch (err) {
+      stream?.abort(err as Error)
+      throw new StreamClosedError(`no data-plane session from ${peer}: ${(err as Error).message}`)
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+    }
+    const key = deriveSessionKey({ dialerShare: share, listenerShare: response.share, sessionId: response.sessionId, dialer: this.#self, listener: peer })
+    const socket = await this.connectSocket(peer, { host, port: response.port }, signal)
+    const sealer = new RecordSealer(key, { cipher: this.#cipher, maxRecordBytes: MAX_FRAME_BYTES })
+    const channel = new SocketOutboundChannel(peer, socket, parts => sealer.seal(parts), this.#options.highWaterBytes)
+    channel.writeRaw(sealer.opening(response.sessionId))
+    return channel
+  }
+
+  /** Listener, libp2p side: one request, one session, one answer. */
+  async #serve ({ stream, connection }: IncomingStreamData): Promise<void> {
+    const peer = connection.remotePeer.toString()
+    const timer = setTimeout(() => { stream.abort(new TimeoutError(`no key request within ${KEY_REQUEST_TIMEOUT_MS} ms`)) }, KEY_REQUEST_TIMEOUT_MS)
+    try {
+      if (!this.started) throw new StreamClosedError('ring transport is stopped')
+      const request = decodeKeyRequest(await readMessage(stream.source))
+      const share = randomBytes(KEY_SHARE_BYTES)
+      const port = this.#options.announcePort ?? this.address().port
+      const sessionId = this.#sessions.issue(peer, id => deriveSessionKey({ dialerShare: request.share, listenerShare: share, sessionId: id, dialer: peer, listener: this.#self }))
+      this.counters.sessionsIssued++
+      await stream.sink([lp.encode.single(encodeKeyResponse({ port, sessionId, share })).subarray()])
+      await stream.close()
+    } catch (err) {
+      this.#log(`refused a key request from ${peer}: ${(err as Error).message}`)
+      stream.abort(err as Error)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /** Listener, data side: nothing is read past the preamble and the open record until they check out. */
+  protected accept (socket: Socket): void {
+    const from = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`
+    const refuse = (why: string): void => {
+      this.counters.refused++
+      this.#log(`dropped a data connection from ${from}: ${why}`)
+      socket.destroy()
+    }
+    if (this.#unauthenticated >= MAX_UNAUTHENTICATED_CONNECTIONS) {
+      refuse(`${this.#unauthenticated} connections already waiting to prove a session`)
+      return
+    }
+    this.#unauthenticated++
+    let pending = true
+    const settle = (): void => {
+      if (pending) this.#unauthenticated--
+      pending = false
+    }
+    socket.once('close', settle)
+    let session: Session | undefined
+    const opener = new RecordOpener({
+      cipher: this.#cipher,
+      maxRecordBytes: MAX_FRAME_BYTES,
+      keyFor: sessionId => {
+        session = this.#sessions.lookup(sessionId)
+        return session.key
+      }
+    })
+    const records = (async function * () {
+      for await (const chunk of socket) {
+        // Records that authenticated before a bad one are still the sender's: they are read first, then the error.
+        const frames = opener.push(chunk as Uint8Array)
+        if (frames.length > 0) yield frames
+        if (opener.failure !== null) throw opener.failure
+      }
+      opener.end()
+    })()
+    const channel = new StreamInboundChannel('(unauthenticated)', records, err => { socket.destroy(err) }, { wholeFrames: true })
+    channel.read(timeoutSignal(OPEN_TIMEOUT_MS, 'the open record')).then(first => {
+      const sessionId = opener.sessionId
+      if (first === null || session === undefined || sessionId === null) throw new UnknownSessionError('connection closed before it proved a session')
+      if (!this.#sessions.claim(sessionId, session)) throw new UnknownSessionError('session already used')
+      settle()
+      this.counters.accepted++
+      channel.identify(session.peer)
+      this.register(channel)
+    }).catch((err: Error) => { refuse(err.message) })
+  }
+}
+
+/**
+ * The keyed ring transport over the given libp2p node (see the file's header). `start()` opens the data-plane
+ * listener and registers `/peer/ring-key/1.0.0`; as with the libp2p transport, the caller makes the members'
+ * libp2p addresses known to the node before a round dials them.
+ */
+export function createKeyedRingTransport (node: KeyedLibp2p, options: KeyedRingTransportOptions = {}): KeyedRingTransport {
+  return new KeyedTransport(node, options)
+}
