@@ -212,9 +212,11 @@ export class Ring {
           return () => { controller.abort() }
         }),
         notifyAbort: fromPromise<void, AbortNotice>(async ({ input, signal }) => {
-          // A successor that is itself the reason cannot be told. Otherwise tell it, on the round's channel or on
-          // a new one (the round may have failed before its channel was open, and the successor waits for a hello).
-          if (input.code === 'peer-lost' && input.culprit === succ) return
+          // A successor that is itself the reason cannot be told, unless the round's channel to it still stands
+          // (its stream was cut elsewhere, say a tampered record dropped by its successor, while it waits on this
+          // member's data: tell it at once rather than let it time out). Otherwise tell it, on the round's channel
+          // or on a new one (the round may have failed before its channel was open, and the successor waits for a hello).
+          if (input.code === 'peer-lost' && input.culprit === succ && progress.out?.open !== true) return
           const out = progress.out?.open === true ? progress.out : await transport.outbound(succ, signal)
           await out.send([encodeAbort({
             round: input.round,
