@@ -26,7 +26,7 @@ import { ReconnectService, loadOrCreateKey, startNetwork } from '../network/inde
 import { resolveSwarmKey } from '../security/index.ts'
 import type { Network } from '../network/index.ts'
 import { Manifest } from '../manifest/index.ts'
-import { Ring, createLibp2pRingTransport } from '../ring/index.ts'
+import { Ring, createKeyedRingTransport, listenHostOf } from '../ring/index.ts'
 import { Rounds } from '../rounds/index.ts'
 import type { ReduceResult } from '../rounds/index.ts'
 import { StateSyncServer, fetchState } from '../state-sync/index.ts'
@@ -233,7 +233,9 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.manifest.start()
     this.shardService = new ShardService({ node: this.network.node, store: createDataDirShardStore(options.dataDir), logger: log.child({ name: 'peer:shards' }) })
     await this.shardService.start()
-    this.ring = new Ring({ transport: createLibp2pRingTransport(this.network.node), logger: msg => { log.debug({ name: 'peer:ring' }, msg) } }, { stepTimeoutMs: options.stepTimeoutMs })
+    // The ring's bytes go over direct TCP, keyed over libp2p (docs/ring.md): its listener on libp2p's interface.
+    const ringLog = (msg: string): void => { log.debug({ name: 'peer:ring' }, msg) }
+    this.ring = new Ring({ transport: createKeyedRingTransport(this.network.node, { host: listenHostOf(options.listen), logger: ringLog }), logger: ringLog }, { stepTimeoutMs: options.stepTimeoutMs })
     await this.ring.start()
   }
 
