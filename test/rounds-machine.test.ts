@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { SimulatedClock, createActor, fromPromise, toPromise } from 'xstate'
-import { membersOf, proposerOf, roundsMachine } from '../node/rounds/index.ts'
+import { compareRank, hasQuorum, membersOf, proposerOf, roundsMachine } from '../node/rounds/index.ts'
 import type { ReduceOutput, RoundsInput } from '../node/rounds/index.ts'
 import type { ProposeMessage, ReadyMessage } from '../protocols/rounds/index.ts'
 
@@ -17,7 +17,7 @@ function harness (input: Partial<RoundsInput> & { self: string }, reduceResults:
     actors: {
       announce: fromPromise(async ({ input: i }: { input: { round: number, attempt: number } }) => { announced.push(i) }),
       propose: fromPromise(async ({ input: p }: { input: ProposeMessage }) => { proposed.push(p) }),
-      reduce: fromPromise(async ({ input: r }: { input: { round: number, attempt: number, members: string[] } }) => {
+      reduce: fromPromise(async ({ input: r }: { input: { round: number, attempt: number, members: string[], epoch: number } }) => {
         reduced.push({ attempt: r.attempt, members: r.members })
         return reduceResults.shift() ?? { ok: true as const }
       })
@@ -70,7 +70,7 @@ test('after the collect timeout the proposer goes ahead with the members that ar
   h.actor.send({ type: 'ready.received', from: 'b', message: ready(7, 0) })
   await settle()
   assert.equal(h.proposed.length, 0, 'c is expected and not ready')
-  h.clock.increment(7999)
+  h.clock.increment(3999)
   await settle()
   assert.equal(h.proposed.length, 0, 'not before the timeout')
   h.clock.increment(2)
@@ -108,8 +108,67 @@ test('no proposal in time: the member moves to the next attempt', async () => {
 })
 
 test('membership: the majority weight hash wins; the proposer is the lowest ready peer', () => {
-  const r = (peer: string, weightsHash: string, attempt = 0) => ({ peer, weightsHash, samples: 1, attempt })
+  const r = (peer: string, weightsHash: string, attempt = 0) => ({ peer, weightsHash, samples: 1, attempt, epoch: 0 })
   assert.deepEqual(membersOf({ c: r('c', 'x'), a: r('a', 'x'), b: r('b', 'y') }), { members: ['a', 'c'], weightsHash: 'x' })
   assert.deepEqual(membersOf({ a: r('a', 'x'), b: r('b', 'x') }, ['b']).members, ['a'])
   assert.equal(proposerOf({ self: 'm', ready: { z: r('z', 'x'), k: r('k', 'x'), a: r('a', 'x', 1) }, attempt: 0 }), 'k')
+})
+
+test('a proposal starts the epoch above the highest one announced', async () => {
+  const h = harness({ self: 'a', epoch: 3, base: ['a', 'b', 'c'] })
+  h.actor.send({ type: 'ready.received', from: 'b', message: { ...ready(7, 0), epoch: 5 } })
+  h.actor.send({ type: 'ready.received', from: 'c', message: { ...ready(7, 0), epoch: 3 } })
+  const out = await toPromise(h.actor)
+  assert.equal(h.proposed[0].epoch, 6)
+  assert.equal(out.epoch, 6)
+})
+
+test('a minority of the last group does not propose: after the collect timeout it is partitioned', async () => {
+  const h = harness({ self: 'c', expected: ['c'], base: ['a', 'b', 'c'], epoch: 4 })
+  await settle()
+  assert.equal(h.proposed.length, 0, 'alone of three: no quorum')
+  h.clock.increment(4001)
+  const out = await toPromise(h.actor)
+  assert.equal(out.outcome, 'partitioned')
+  assert.equal(h.proposed.length, 0)
+  assert.equal(h.reduced.length, 0)
+})
+
+test('the majority side proposes without the member it lost', async () => {
+  const h = harness({ self: 'a', base: ['a', 'b', 'c'], epoch: 4 })
+  h.actor.send({ type: 'ready.received', from: 'b', message: { ...ready(7, 0), epoch: 4 } })
+  await settle()
+  h.clock.increment(4001)
+  const out = await toPromise(h.actor)
+  assert.equal(out.outcome, 'done')
+  assert.deepEqual(out.members, ['a', 'b'])
+  assert.equal(out.epoch, 5)
+})
+
+test('a member asked into a group that holds no quorum of its own last group does not reduce', async () => {
+  const h = harness({ self: 'c', base: ['a', 'b', 'c', 'd', 'e'], epoch: 2 })
+  h.actor.send({ type: 'proposal.received', from: 'b', message: { t: 'propose', round: 7, attempt: 0, members: ['b', 'c'], weightsHash: 'h', epoch: 3 } })
+  const out = await toPromise(h.actor)
+  assert.equal(out.outcome, 'partitioned')
+  assert.equal(h.reduced.length, 0)
+})
+
+test('quorum: a strict majority; half with the lowest id; either member of two; anything without a last group', () => {
+  assert.equal(hasQuorum(null, ['x']), true)
+  assert.equal(hasQuorum(['a', 'b', 'c'], ['a', 'b']), true)
+  assert.equal(hasQuorum(['a', 'b', 'c'], ['c']), false)
+  assert.equal(hasQuorum(['a', 'b', 'c'], ['c', 'd', 'e']), false, 'newcomers do not make up for lost members')
+  assert.equal(hasQuorum(['a', 'b', 'c', 'd'], ['a', 'd']), true)
+  assert.equal(hasQuorum(['a', 'b', 'c', 'd'], ['b', 'c']), false)
+  assert.equal(hasQuorum(['a', 'b'], ['b']), true)
+  assert.equal(hasQuorum(['a'], ['a', 'b']), true)
+})
+
+test('rank: a later epoch wins over any round; in one epoch the larger group, then the lower lead, then the round', () => {
+  const rank = (epoch: number, size: number, lead: string, round: number) => ({ epoch, size, lead, round })
+  assert.ok(compareRank(rank(5, 2, 'a', 10), rank(4, 3, 'a', 9000)) > 0, 'a minority that trained alone never wins by its round')
+  assert.ok(compareRank(rank(5, 3, 'b', 1), rank(5, 2, 'a', 9)) > 0)
+  assert.ok(compareRank(rank(5, 1, 'a', 1), rank(5, 1, 'b', 9)) > 0)
+  assert.ok(compareRank(rank(5, 2, 'a', 9), rank(5, 2, 'a', 8)) > 0)
+  assert.equal(compareRank(rank(5, 2, 'a', 9), rank(5, 2, 'a', 9)), 0)
 })

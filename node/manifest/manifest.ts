@@ -35,8 +35,10 @@ export interface ManifestInit {
   memberTimeoutMs?: number
   /** The model step this peer is at, published with its heartbeat. */
   localStep?: () => number
-  /** The round this peer is at, published with its heartbeat (a joiner syncs from the members furthest ahead). */
+  /** The round this peer is at, published with its heartbeat. */
   localRound?: () => number
+  /** The group this peer last trained in, published with its heartbeat (a peer that catches up picks the winning state by it). */
+  localGroup?: () => MemberValue['group']
   now?: () => number
 }
 
@@ -95,6 +97,7 @@ export class Manifest extends EventEmitter<ManifestEvents> {
   private readonly memberTimeoutMs: number
   private readonly localStep: () => number
   private readonly localRound: () => number
+  private readonly localGroup: () => MemberValue['group']
   private readonly now: () => number
   private readonly clock: HlcClock
   private readonly lastHeard = new Map<string, number>()
@@ -119,6 +122,7 @@ export class Manifest extends EventEmitter<ManifestEvents> {
     this.memberTimeoutMs = init.memberTimeoutMs ?? DEFAULT_MEMBER_TIMEOUT_MS
     this.localStep = init.localStep ?? (() => 0)
     this.localRound = init.localRound ?? (() => 0)
+    this.localGroup = init.localGroup ?? (() => undefined)
     this.now = init.now ?? Date.now
     this.me = components.network.peerId
     this.clock = new HlcClock(this.me, this.now)
@@ -266,8 +270,7 @@ export class Manifest extends EventEmitter<ManifestEvents> {
       state: 'alive',
       addresses: network.addresses(),
       heartbeat: this.now(),
-      step: this.localStep(),
-      round: this.localRound()
+      ...this.progressFields()
     } satisfies MemberValue)
     const t = this.now()
     for (const [peer, m] of this.members()) {
@@ -320,19 +323,25 @@ export class Manifest extends EventEmitter<ManifestEvents> {
   async announceLeaving (): Promise<void> {
     if (this.topic === null || this.stopped) return
     const m = this.members().get(this.me)
-    await this.write(`members/${this.me}`, { state: 'left', addresses: m?.addresses ?? [], heartbeat: this.now(), step: this.localStep(), round: this.localRound() } satisfies MemberValue)
+    await this.write(`members/${this.me}`, { state: 'left', addresses: m?.addresses ?? [], heartbeat: this.now(), ...this.progressFields() } satisfies MemberValue)
     this.leaving = true
     await this.flush()
   }
 
   private leaving = false
 
+  /** Where this peer's training stands, as its member entry publishes it. */
+  private progressFields (): Pick<MemberValue, 'step' | 'round' | 'group'> {
+    const group = this.localGroup()
+    return { step: this.localStep(), round: this.localRound(), ...(group !== undefined ? { group } : {}) }
+  }
+
   /** Leaves cleanly: releases this peer's shards at once and says so. */
   async leave (): Promise<void> {
     if (this.topic !== null && !this.stopped) {
       await this.writeMany(this.mine().map((s): [string, unknown] => [`claims/${s}`, { owner: null } satisfies ClaimValue]))
       const m = this.members().get(this.me)
-      await this.write(`members/${this.me}`, { state: 'left', addresses: m?.addresses ?? [], heartbeat: this.now(), step: this.localStep(), round: this.localRound() } satisfies MemberValue)
+      await this.write(`members/${this.me}`, { state: 'left', addresses: m?.addresses ?? [], heartbeat: this.now(), ...this.progressFields() } satisfies MemberValue)
       await this.flush()
     }
   }

@@ -27,9 +27,9 @@ import { resolveSwarmKey } from '../security/index.ts'
 import type { Network } from '../network/index.ts'
 import { Manifest } from '../manifest/index.ts'
 import { Ring, createKeyedRingTransport, listenHostOf } from '../ring/index.ts'
-import { Rounds } from '../rounds/index.ts'
-import type { ReduceResult } from '../rounds/index.ts'
-import { StateSyncServer, fetchState } from '../state-sync/index.ts'
+import { Rounds, compareRank, rankOf } from '../rounds/index.ts'
+import type { GroupRank, ReduceResult } from '../rounds/index.ts'
+import { StateSyncServer, fetchState, winningDonors } from '../state-sync/index.ts'
 import type { ManifestStore } from '../manifest/index.ts'
 import { ApiServer } from '../api/index.ts'
 import { CheckpointStore, Trainer, createTrainerLogic, selectBackend } from '../trainer/index.ts'
@@ -149,8 +149,7 @@ export class Peer extends EventEmitter<PeerEvents> {
             put: async (key, value) => { await this.binary().put(key, value) }
           }),
           {
-            reduce: async update => await this.reduce(update),
-            average: async vector => await this.average(vector),
+            reduce: async (vector, samples) => await this.reduce(vector, samples),
             resync: async () => { await this.catchUp('left out of a round') },
             onEvaluation: e => {
               log.info({ epoch: e.epoch, step: e.step, loss: e.loss, accuracy: e.accuracy }, 'evaluation')
@@ -227,7 +226,11 @@ export class Peer extends EventEmitter<PeerEvents> {
       heartbeatMs: options.heartbeatMs,
       memberTimeoutMs: options.memberTimeoutMs,
       localStep: () => this.trainer?.progress.step ?? 0,
-      localRound: () => this.trainer?.progress.round ?? 0
+      localRound: () => this.trainer?.progress.round ?? 0,
+      localGroup: () => {
+        const group = this.trainer?.progress.group
+        return group === undefined ? undefined : { epoch: group.epoch, size: group.members.length, lead: group.members[0] ?? '' }
+      }
     })
     await this.manifest.load()
     this.manifest.start()
@@ -301,6 +304,8 @@ export class Peer extends EventEmitter<PeerEvents> {
       network,
       ring: this.requireRing(),
       liveMembers: () => manifest.live(),
+      hasLeft: peer => manifest.members().get(peer)?.state === 'left',
+      reachable: () => network.connectedPeers().map(p => p.peerId),
       prepare: async members => { await this.connectTo(members) },
       logger: log.child({ name: 'peer:rounds' })
     }, { collectTimeoutMs: options.collectTimeoutMs, stepTimeoutMs: options.stepTimeoutMs })
@@ -371,6 +376,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       this.options.logger.info({ step: ckpt.progress.step, samples: ckpt.progress.samples }, 'resumed from checkpoint')
     }
     this.requireRounds().setRound(this.requireTrainer().progress.round)
+    this.requireRounds().setGroup(this.requireTrainer().progress.group ?? null)
     await this.waitForPeers(signal)
     // a joiner, or a peer restarted behind the swarm, takes the swarm's state first
     if (this.othersAhead().length > 0) {
@@ -410,17 +416,21 @@ export class Peer extends EventEmitter<PeerEvents> {
     }))
   }
 
-  /** Live members at a later round than this peer, by the manifest's heartbeats. */
+  /** This peer's state, ranked as its heartbeat publishes it (docs/rounds.md, "Partitions"). */
+  private myRank (): GroupRank {
+    const p = this.requireTrainer().progress
+    return rankOf(p.group ?? null, p.round)
+  }
+
+  /** Live members whose state wins over this peer's (by group, never by round alone), by the manifest's heartbeats. */
   private othersAhead (): string[] {
     const manifest = this.requireManifest()
-    const mine = this.requireTrainer().progress.round
+    const self = this.requireNetwork().peerId
     const live = new Set(manifest.live())
-    const ahead: Array<[string, number]> = []
-    for (const [peer, m] of manifest.members()) {
-      if (peer !== this.requireNetwork().peerId && live.has(peer) && (m.round ?? 0) > mine) ahead.push([peer, m.round ?? 0])
-    }
-    const top = Math.max(0, ...ahead.map(([, r]) => r))
-    return ahead.filter(([, r]) => r === top).map(([p]) => p)
+    const candidates = [...manifest.members()]
+      .filter(([peer]) => peer !== self && live.has(peer))
+      .map(([peer, m]) => ({ peer, rank: { epoch: m.group?.epoch ?? 0, size: m.group?.size ?? 0, lead: m.group?.lead ?? '', round: m.round ?? 0 } }))
+    return winningDonors(this.myRank(), candidates)
   }
 
   /** Fetches the swarm's state from the members ahead (all of them in parallel) and adopts it. */
@@ -436,9 +446,11 @@ export class Peer extends EventEmitter<PeerEvents> {
     log.info({ why, donors: donors.length, round: trainer.progress.round }, 'fetching the swarm\'s state')
     const result = await fetchState({ network, donors, logger: log })
     if (result.checkpoint.jobId !== this.jobId) throw new Error(`donors sent state of job ${result.checkpoint.jobId}`)
-    if (result.checkpoint.progress.round >= trainer.progress.round) {
+    const theirs = rankOf(result.checkpoint.progress.group ?? null, result.checkpoint.progress.round)
+    if (compareRank(theirs, this.myRank()) >= 0) {
       await trainer.adopt(result.checkpoint)
       this.requireRounds().setRound(trainer.progress.round)
+      this.requireRounds().setGroup(trainer.progress.group ?? null)
     }
     this.behind = false
     this.syncs.push({ at: Date.now(), round: result.meta.round, bytes: result.bytes, ms: Math.round(result.ms), donors: result.donorsUsed.length })
@@ -446,49 +458,32 @@ export class Peer extends EventEmitter<PeerEvents> {
     log.info({ round: result.meta.round, bytes: result.bytes, ms: Math.round(result.ms), donors: result.donorsUsed.length }, 'state synced')
   }
 
-  /** H > 1: sums this peer's parameter delta with the swarm's; null when the round went ahead without it. */
-  private async average (vector: Float32Array): Promise<Float32Array | null> {
+  /**
+   * Sums this peer's update vector with the swarm's (the rounds decide with whom); null when the round went
+   * ahead without this peer or it holds no quorum of its group: the trainer then catches up instead.
+   */
+  private async reduce (vector: Float32Array, samples: number): Promise<Float32Array | null> {
     const trainer = this.requireTrainer()
     if (this.behind) return null
     const result = await this.requireRounds().reduce({
       round: trainer.progress.round,
       vector,
       weightsHash: trainer.weightsHash(),
-      samples: trainer.progress.sinceSyncSamples ?? 0,
+      samples,
       step: trainer.progress.step
     })
     if (!result.ok) return null
-    this.emitRound(result)
+    trainer.progress.group = result.group
+    if (result.stats !== null) {
+      this.emit('round', {
+        round: trainer.progress.round,
+        ms: result.stats.ms,
+        bytesSent: result.stats.bytesSent,
+        bytesReceived: result.stats.bytesReceived,
+        members: result.members.length
+      })
+    }
     return result.sum
-  }
-
-  private emitRound (result: Extract<ReduceResult, { ok: true }>): void {
-    if (result.stats === null) return
-    this.emit('round', {
-      round: this.requireTrainer().progress.round,
-      ms: result.stats.ms,
-      bytesSent: result.stats.bytesSent,
-      bytesReceived: result.stats.bytesReceived,
-      members: result.members.length
-    })
-  }
-
-  /** Sums this peer's update with the swarm's; null when the round went ahead without it. */
-  private async reduce (update: Update): Promise<Update | null> {
-    const trainer = this.requireTrainer()
-    if (this.behind) return null
-    const vector = trainer.flattenUpdate(update)
-    for (const g of update.grads) g.dispose()
-    const result = await this.requireRounds().reduce({
-      round: trainer.progress.round,
-      vector,
-      weightsHash: trainer.weightsHash(),
-      samples: update.samples,
-      step: trainer.progress.step
-    })
-    if (!result.ok) return null
-    this.emitRound(result)
-    return trainer.unflattenUpdate(result.sum, update.loss)
   }
 
   private async close (): Promise<void> {

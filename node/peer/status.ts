@@ -1,7 +1,6 @@
 /**
- * What `peer status --json` prints. The fields of ARCHITECTURE.md's status
- * contract are never renamed; fields for later parts (network, ring) are
- * empty until those parts run.
+ * What `peer status --json` prints. The fields of the status contract (README,
+ * "Status contract") are never renamed; new ones are added beside them.
  */
 import type { Job } from '../../protocols/job/index.ts'
 import type { BackendName } from '../trainer/index.ts'
@@ -37,7 +36,17 @@ export interface PeerStatus {
     last: { round: number, ms: number, bytesSent: number, algbw: number, members: number } | null
     events: Array<{ at: number, kind: string, round: number, detail: string, culprit?: string }>
     excluded?: Array<{ peer: string, until: number, strikes: number }>
+    /** The group rounds run in (agreed once, reused until a round fails or the membership changes). */
+    group?: { epoch: number, members: string[] } | null
+    /** Rounds that reused the group (no agreement on the critical path), and rounds that agreed on one first. */
+    fastRounds?: number
+    agreedRounds?: number
   }
+  /**
+   * Set while this peer holds no quorum of its last group (cut off, or on the smaller side of a split): it does
+   * not advance its model, keeps redialling, and takes the winning state once it reaches the others.
+   */
+  partition: { since: number, reachable: number, needed: number, group: { epoch: number, members: string[] } } | null
   /** Membership changes this peer saw: members that joined, were lost, or left. */
   memberEvents: Array<{ at: number, kind: string, peer: string }>
   /** State fetched from the swarm (joins, catch-ups). */
@@ -111,8 +120,12 @@ export function buildStatus (peer: Peer): PeerStatus {
           aborted: peer.rounds.status.aborted,
           last: peer.rounds.status.last,
           events: peer.rounds.status.events.slice(-20),
-          excluded: peer.rounds.status.excluded
+          excluded: peer.rounds.status.excluded,
+          group: peer.rounds.status.group,
+          fastRounds: peer.rounds.status.fastRounds,
+          agreedRounds: peer.rounds.status.agreedRounds
         },
+    partition: peer.rounds?.status.partition ?? null,
     syncs: peer.syncs,
     memberEvents: peer.manifest?.events.slice(-20) ?? [],
     training: trainer === null

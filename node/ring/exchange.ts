@@ -25,6 +25,8 @@ export interface ExchangePlan {
   round: number
   attempt: number
   members: readonly string[]
+  /** Hashed with the member list into the hello (RoundSpec.tag). */
+  tag?: string
   rank: number
   /** The working vector: a copy of the caller's, summed in place. */
   work: Float32Array
@@ -125,7 +127,7 @@ export async function runExchange (
   try {
     const succ = plan.members[(plan.rank + 1) % n]
     const pred = plan.members[(plan.rank - 1 + n) % n]
-    const hash = membersHash(plan.members)
+    const hash = membersHash(plan.members, plan.tag)
     const [out, inbound] = await Promise.all([
       openSuccessor(transport, plan, succ, hash, progress, local.signal),
       findHello(transport, plan, pred, hash, progress, local.signal)

@@ -19,6 +19,12 @@ export interface RoundSpec {
   members: string[]
   /** This member's id, one of `members`. */
   self: string
+  /**
+   * Hashed into the hello with the member list, so that neighbours with another tag abort (`mismatch`): the
+   * rounds put the group epoch and the weights hash here, so that no member sums over another group or from
+   * other weights.
+   */
+  tag?: string
   /** This member's contribution. Not modified; the sum comes back as a new array. */
   vector: Float32Array
   /** Longest a step may take (default: the ring's, DEFAULT_STEP_TIMEOUT_MS unless set). */
@@ -196,6 +202,7 @@ export class Ring {
       round: spec.round,
       attempt: spec.attempt,
       members: [...spec.members],
+      tag: spec.tag,
       rank,
       work: spec.vector.slice(),
       blockElements: blockElementsFor(spec.vector.length, n, this.#blockElements)

@@ -10,6 +10,8 @@
  * if (r.ok) apply(r.sum)
  */
 export { Rounds } from './rounds.ts'
-export type { ReduceRequest, ReduceResult, RoundEvent, RoundsComponents, RoundsEvents, RoundsInit, RoundsStatus } from './rounds.ts'
+export type { PartitionStatus, ReduceRequest, ReduceResult, RoundEvent, RoundsComponents, RoundsEvents, RoundsInit, RoundsStatus } from './rounds.ts'
+export { compareRank, hasQuorum, quorumSize, rankOf, sameMembers } from './group.ts'
+export type { Group, GroupRank } from './group.ts'
 export { membersOf, proposerOf, roundsMachine } from './machine.ts'
 export type { ReadyInfo, ReduceOutput, RoundsContext, RoundsEvent, RoundsInput, RoundsOutput } from './machine.ts'

@@ -1,18 +1,24 @@
 /**
- * One round's membership agreement and reduction, as a state machine:
+ * One round's membership agreement and reduction, as a state machine. It runs only when a new group must be
+ * agreed (node/rounds/rounds.ts: rounds in a stable group skip it):
  *
  *   announcing → waiting ─(proposal with me)→ reducing ─ok→ done
  *                  │  └─(I am proposer, all ready or collect timeout)→ proposing → reducing
  *                  ├─(proposal without me)→ excluded
+ *                  ├─(collect timeout, the ready members are no quorum of the last group)→ partitioned
  *                  └─(no proposal in time)→ retrying → announcing (attempt + 1)
  *   reducing ─abort→ retrying;   any state ─round.cancel→ cancelled
+ *
+ * A proposal starts a new group epoch (one above the highest epoch announced); no member proposes, or takes
+ * part in, a group that holds no quorum of the last group it agreed on (`hasQuorum`).
  *
  * Every member of round r uses the member list of one proposal: the ring
  * checks the list's hash with both neighbours and aborts on a mismatch, so no
  * member ever applies a sum computed over a different list (docs/rounds.md).
  */
-import { and, assign, fromPromise, setup } from 'xstate'
+import { and, assign, fromPromise, not, setup } from 'xstate'
 import type { ProposeMessage, ReadyMessage } from '../../protocols/rounds/index.ts'
+import { hasQuorum } from './group.ts'
 
 export interface ReadyInfo {
   peer: string
@@ -20,6 +26,8 @@ export interface ReadyInfo {
   weightsHash: string
   /** The attempt the member announced for (announcements for a later attempt wait in context until it starts). */
   attempt: number
+  /** The epoch of the member's last group. */
+  epoch: number
 }
 
 export interface RoundsContext {
@@ -27,6 +35,10 @@ export interface RoundsContext {
   attempt: number
   self: string
   weightsHash: string
+  /** The epoch of this member's last group (0: none). */
+  epoch: number
+  /** The last group this member agreed on, without members that left cleanly: what a new group needs a quorum of (null: none). */
+  base: string[] | null
   /** Members expected to take part (the live members of the manifest). */
   expected: string[]
   /** Peers left out of this round: lost or misbehaving in an earlier attempt, or excluded for a while. */
@@ -54,15 +66,19 @@ export interface RoundsInput {
   weightsHash: string
   expected: string[]
   excluded?: string[]
+  epoch?: number
+  base?: string[] | null
 }
 
 export type ReduceOutput = { ok: true } | { ok: false, reason: string, culprit?: string }
 
 export interface RoundsOutput {
-  outcome: 'done' | 'excluded' | 'cancelled'
+  outcome: 'done' | 'excluded' | 'cancelled' | 'partitioned'
   round: number
   attempt: number
   members: string[]
+  /** The epoch of the agreed group (that of the proposal). */
+  epoch: number
   aborts: number
 }
 
@@ -94,6 +110,14 @@ export function membersOf (ready: Record<string, ReadyInfo>, excluded: string[] 
   return { members, weightsHash }
 }
 
+/** The proposal this member makes now: the majority's ready members, as a new epoch above every one announced. */
+export function proposalOf (ctx: Pick<RoundsContext, 'ready' | 'attempt' | 'excluded' | 'round' | 'epoch'>): ProposeMessage {
+  const ready = readyNow(ctx)
+  const { members, weightsHash } = membersOf(ready, ctx.excluded)
+  const epoch = 1 + Math.max(ctx.epoch, ...Object.values(ready).map(r => r.epoch))
+  return { t: 'propose', round: ctx.round, attempt: ctx.attempt, members, weightsHash, epoch }
+}
+
 export const roundsMachine = setup({
   types: {
     context: {} as RoundsContext,
@@ -104,11 +128,12 @@ export const roundsMachine = setup({
   actors: {
     announce: notProvided<{ round: number, attempt: number }, void>('announce'),
     propose: notProvided<ProposeMessage, void>('propose'),
-    reduce: notProvided<{ round: number, attempt: number, members: string[] }, ReduceOutput>('reduce')
+    reduce: notProvided<{ round: number, attempt: number, members: string[], epoch: number }, ReduceOutput>('reduce')
   },
   delays: {
-    collectTimeout: 8000,
-    proposalTimeout: 11_000,
+    // the defaults; node/rounds/rounds.ts provides the configured ones (DEFAULT_COLLECT_TIMEOUT_MS and its grace)
+    collectTimeout: 4000,
+    proposalTimeout: 7000,
     backoff: ({ context }) => Math.min(2000, 50 * 2 ** Math.min(context.aborts, 6))
   },
   guards: {
@@ -118,13 +143,20 @@ export const roundsMachine = setup({
       event.type === 'proposal.received' && event.message.round === context.round && event.message.attempt >= context.attempt,
     proposalIncludesMe: ({ context, event }) =>
       event.type === 'proposal.received' && event.message.members.includes(context.self),
-    /** This peer proposes when it is the lowest ready peer and every expected member is ready (or the wait is over). */
+    proposalHasQuorum: ({ context, event }) =>
+      event.type === 'proposal.received' && hasQuorum(context.base, event.message.members),
+    /**
+     * This peer proposes when it is the lowest ready peer and every expected member is ready (or the wait is
+     * over), and the members it would propose hold a quorum of its last group.
+     */
     canPropose: ({ context }) => {
       const ready = readyNow(context)
       if (proposerOf(context) !== context.self || ready[context.self] === undefined) return false
       const allReady = context.expected.every(p => ready[p] !== undefined || context.excluded.includes(p))
-      return allReady || context.collectTimedOut
-    }
+      return (allReady || context.collectTimedOut) && hasQuorum(context.base, proposalOf(context).members)
+    },
+    /** The wait is over and the members ready now are no quorum of the last group: this side must not advance. */
+    noQuorum: ({ context }) => context.collectTimedOut && !hasQuorum(context.base, proposalOf(context).members)
   },
   actions: {
     recordReady: assign({
@@ -133,11 +165,11 @@ export const roundsMachine = setup({
         const { from, message } = event
         const known = context.ready[from]
         if (known !== undefined && known.attempt > message.attempt) return context.ready
-        return { ...context.ready, [from]: { peer: from, samples: message.samples, weightsHash: message.weightsHash, attempt: message.attempt } }
+        return { ...context.ready, [from]: { peer: from, samples: message.samples, weightsHash: message.weightsHash, attempt: message.attempt, epoch: message.epoch ?? 0 } }
       }
     }),
     recordSelfReady: assign({
-      ready: ({ context }) => ({ ...context.ready, [context.self]: { peer: context.self, samples: 0, weightsHash: context.weightsHash, attempt: context.attempt } })
+      ready: ({ context }) => ({ ...context.ready, [context.self]: { peer: context.self, samples: 0, weightsHash: context.weightsHash, attempt: context.attempt, epoch: context.epoch } })
     }),
     recordProposal: assign({
       proposal: ({ event, context }) => event.type === 'proposal.received' ? event.message : context.proposal,
@@ -162,6 +194,8 @@ export const roundsMachine = setup({
     attempt: input.attempt ?? 0,
     self: input.self,
     weightsHash: input.weightsHash,
+    epoch: input.epoch ?? 0,
+    base: input.base ?? null,
     expected: input.expected,
     excluded: input.excluded ?? [],
     ready: {},
@@ -188,16 +222,21 @@ export const roundsMachine = setup({
       },
       on: {
         'proposal.received': [
-          { guard: and(['isCurrentProposal', 'proposalIncludesMe']), target: 'reducing', actions: 'recordProposal' },
+          { guard: and(['isCurrentProposal', 'proposalIncludesMe', 'proposalHasQuorum']), target: 'reducing', actions: 'recordProposal' },
+          { guard: and(['isCurrentProposal', 'proposalIncludesMe', not('proposalHasQuorum')]), target: 'partitioned' },
           { guard: 'isCurrentProposal', target: 'excluded', actions: 'recordProposal' }
         ]
       }
     },
     waiting: {
-      always: { guard: 'canPropose', target: 'proposing' },
+      always: [
+        { guard: 'canPropose', target: 'proposing' },
+        { guard: 'noQuorum', target: 'partitioned' }
+      ],
       on: {
         'proposal.received': [
-          { guard: and(['isCurrentProposal', 'proposalIncludesMe']), target: 'reducing', actions: 'recordProposal' },
+          { guard: and(['isCurrentProposal', 'proposalIncludesMe', 'proposalHasQuorum']), target: 'reducing', actions: 'recordProposal' },
+          { guard: and(['isCurrentProposal', 'proposalIncludesMe', not('proposalHasQuorum')]), target: 'partitioned' },
           { guard: 'isCurrentProposal', target: 'excluded', actions: 'recordProposal' }
         ]
       },
@@ -209,18 +248,10 @@ export const roundsMachine = setup({
     proposing: {
       invoke: {
         src: 'propose',
-        input: ({ context }) => {
-          const { members, weightsHash } = membersOf(readyNow(context), context.excluded)
-          return { t: 'propose' as const, round: context.round, attempt: context.attempt, members, weightsHash }
-        },
+        input: ({ context }) => proposalOf(context),
         onDone: {
           target: 'reducing',
-          actions: assign({
-            proposal: ({ context }) => {
-              const { members, weightsHash } = membersOf(readyNow(context), context.excluded)
-              return { t: 'propose' as const, round: context.round, attempt: context.attempt, members, weightsHash }
-            }
-          })
+          actions: assign({ proposal: ({ context }) => proposalOf(context) })
         },
         onError: 'retrying'
       }
@@ -229,7 +260,7 @@ export const roundsMachine = setup({
       always: { guard: ({ context }) => context.proposal !== null && !context.proposal.members.includes(context.self), target: 'excluded' },
       invoke: {
         src: 'reduce',
-        input: ({ context }) => ({ round: context.round, attempt: context.attempt, members: context.proposal?.members ?? [] }),
+        input: ({ context }) => ({ round: context.round, attempt: context.attempt, members: context.proposal?.members ?? [], epoch: context.proposal?.epoch ?? 0 }),
         onDone: [
           { guard: ({ event }) => event.output.ok, target: 'done' },
           {
@@ -248,6 +279,7 @@ export const roundsMachine = setup({
     },
     done: { type: 'final', entry: assign({ outcome: 'done' as const }) },
     excluded: { type: 'final', entry: assign({ outcome: 'excluded' as const }) },
+    partitioned: { type: 'final', entry: assign({ outcome: 'partitioned' as const }) },
     cancelled: { type: 'final', entry: assign({ outcome: 'cancelled' as const }) }
   },
   output: ({ context }) => {
@@ -256,6 +288,7 @@ export const roundsMachine = setup({
       round: context.round,
       attempt: context.attempt,
       members: context.proposal?.members ?? [],
+      epoch: context.proposal?.epoch ?? 0,
       aborts: context.aborts
     }
   }

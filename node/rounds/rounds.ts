@@ -9,6 +9,8 @@ import type { Network } from '../network/index.ts'
 import type { Ring, RoundStats } from '../ring/index.ts'
 import { roundsMachine } from './machine.ts'
 import type { RoundsOutput } from './machine.ts'
+import { hasQuorum, quorumSize, sameMembers } from './group.ts'
+import type { Group } from './group.ts'
 
 export interface RoundsComponents {
   network: Network
@@ -17,6 +19,10 @@ export interface RoundsComponents {
   liveMembers: () => string[]
   /** Makes sure this peer can reach a round's members (addresses known, connections open) before the ring runs. */
   prepare?: (members: string[]) => Promise<void>
+  /** Whether a member said it left (cleanly): a member that left no longer counts towards a quorum. */
+  hasLeft?: (peer: string) => boolean
+  /** Members this peer has a connection to now (for status while it is partitioned). */
+  reachable?: () => string[]
   logger: Logger
 }
 
@@ -35,8 +41,19 @@ export interface ReduceRequest {
 }
 
 export type ReduceResult =
-  | { ok: true, sum: Float32Array, members: string[], attempt: number, stats: RoundStats | null }
-  | { ok: false, outcome: 'excluded' | 'cancelled', members: string[] }
+  | { ok: true, sum: Float32Array, members: string[], attempt: number, stats: RoundStats | null, group: Group }
+  | { ok: false, outcome: 'excluded' | 'cancelled' | 'partitioned', members: string[] }
+
+/** Set while this peer holds no quorum of its last group: it does not advance its model (docs/rounds.md). */
+export interface PartitionStatus {
+  /** When this peer first found itself without a quorum (ms since the epoch). */
+  since: number
+  /** Members of the last group this peer has a connection to (itself included). */
+  reachable: number
+  /** Members of the last group it needs (itself included). */
+  needed: number
+  group: Group
+}
 
 export interface RoundEvent {
   at: number
@@ -59,6 +76,12 @@ export interface RoundsStatus {
   excluded: Array<{ peer: string, until: number, strikes: number }>
   /** The highest round seen announced by others (ahead of ours means this peer is behind). */
   highestSeen: number
+  /** The group the last round was agreed in (epoch and ring order); rounds reuse it while it holds. */
+  group: Group | null
+  /** Rounds that reused the group without an agreement, and rounds that needed one. */
+  fastRounds: number
+  agreedRounds: number
+  partition: PartitionStatus | null
 }
 
 export interface RoundsEvents {
@@ -100,7 +123,12 @@ export class Rounds extends EventEmitter<RoundsEvents> {
   private suspects = new Set<string>()
   private readonly strikes = new Map<string, number[]>()
   private readonly excludedUntil = new Map<string, number>()
-  readonly status: RoundsStatus = { round: 0, attempt: 0, members: [], state: 'idle', completed: 0, aborted: 0, last: null, events: [], highestSeen: 0, excluded: [] }
+  readonly status: RoundsStatus = { round: 0, attempt: 0, members: [], state: 'idle', completed: 0, aborted: 0, last: null, events: [], highestSeen: 0, excluded: [], group: null, fastRounds: 0, agreedRounds: 0, partition: null }
+  /** The last agreed group, and whether the next round may reuse it without an agreement. */
+  private group: Group | null = null
+  private reuse = false
+  /** Aborts the ring of a round run in the reused group (a member asked for an agreement instead). */
+  private reuseAbort: AbortController | null = null
   rejected = 0
 
   constructor (components: RoundsComponents, init: RoundsInit = {}) {
@@ -169,6 +197,11 @@ export class Rounds extends EventEmitter<RoundsEvents> {
   private onMessage (from: string, data: Uint8Array): void {
     const message = decodeRoundMessage(data)
     if (message.round > this.status.highestSeen) this.status.highestSeen = message.round
+    if (this.reuseAbort !== null && message.round === this.currentRound && this.group?.members.includes(from) === true) {
+      // a member of the group is agreeing on round r instead of running it in the group: it will never join
+      // this ring, so stop waiting for it and agree too (its announcement waits in the inbox)
+      this.reuseAbort.abort()
+    }
     if (this.actor !== null && message.round > this.currentRound) {
       const state = this.actor.getSnapshot().value
       if (state === 'announcing' || state === 'waiting' || state === 'retrying') {
@@ -204,12 +237,62 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     await this.components.network.publish(this.topic, encodeRoundMessage(message))
   }
 
+  /** The last agreed group (null before the first agreement). */
+  get lastGroup (): Group | null {
+    return this.group
+  }
+
   /**
-   * Takes part in round `req.round`: returns the sum of the members' vectors,
-   * or says that this peer was left out (it must then fetch the swarm's state).
+   * Takes a group from a checkpoint or the swarm's state: the quorum of later agreements is counted against it.
+   * It is not reused as is: the first round after a restore or a sync agrees on the members afresh.
+   */
+  setGroup (group: Group | null): void {
+    this.group = group === null ? null : { epoch: group.epoch, members: [...group.members].sort() }
+    this.status.group = this.group
+    this.reuse = false
+  }
+
+  /** The last group without the members that left cleanly: what a new group needs a quorum of. */
+  private quorumBase (): string[] | null {
+    if (this.group === null) return null
+    const left = this.components.hasLeft ?? (() => false)
+    return this.group.members.filter(p => p === this.components.network.peerId || !left(p))
+  }
+
+  private agreed (group: Group, fast: boolean): void {
+    if (this.group === null || this.group.epoch !== group.epoch || !sameMembers(this.group.members, group.members)) {
+      this.event({ kind: 'members', round: this.currentRound, detail: `group ${group.epoch}: ${group.members.length} members` })
+    }
+    this.group = group
+    this.status.group = group
+    this.reuse = true
+    this.status.partition = null
+    if (fast) this.status.fastRounds += 1
+    else this.status.agreedRounds += 1
+  }
+
+  private partitioned (): void {
+    const base = this.quorumBase() ?? []
+    const reachable = new Set([this.components.network.peerId, ...(this.components.reachable?.() ?? [])])
+    this.status.partition = {
+      since: this.status.partition?.since ?? Date.now(),
+      reachable: base.filter(p => reachable.has(p)).length,
+      needed: quorumSize(base),
+      group: this.group ?? { epoch: 0, members: [] }
+    }
+    this.components.logger.warn({ round: this.currentRound, group: this.group?.epoch, reachable: this.status.partition.reachable, needed: this.status.partition.needed }, 'no quorum of the last group: not advancing')
+  }
+
+  /**
+   * Takes part in round `req.round`: returns the sum of the members' vectors, or says that this peer was left
+   * out (it must then fetch the swarm's state) or holds no quorum (it must not advance).
+   *
+   * In a stable group (the members of the last agreed group are exactly the live members, none suspected or
+   * excluded, nobody asked for an agreement) the ring starts at once with the group's members (attempt 0);
+   * otherwise, or when that ring fails, the members agree on a new group over gossip (attempts 1, 2, …).
    */
   async reduce (req: ReduceRequest, signal?: AbortSignal): Promise<ReduceResult> {
-    const { network, ring, logger } = this.components
+    const { network, logger } = this.components
     const self = network.peerId
     this.setRound(req.round)
     this.behindRound = null
@@ -223,32 +306,89 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     }
     const live = this.components.liveMembers()
     const pending = this.inbox.get(req.round) ?? []
-    if (live.length <= 1 && pending.length === 0) {
+    if (live.length <= 1 && pending.length === 0 && hasQuorum(this.quorumBase(), [self])) {
       logger.debug({ round: req.round }, 'alone: the round is this peer\'s own update')
       // alone: the sum over one member is its own vector
+      const group = this.group !== null && sameMembers(this.group.members, [self]) ? this.group : { epoch: (this.group?.epoch ?? 0) + 1, members: [self] }
+      this.agreed(group, true)
       this.status.completed += 1
       this.status.members = [self]
       this.status.state = 'done'
       this.setRound(req.round + 1)
-      return { ok: true, sum: req.vector, members: [self], attempt: 0, stats: null }
+      return { ok: true, sum: req.vector, members: [self], attempt: 0, stats: null, group }
     }
+    const group = this.group
+    if (this.reuse && group !== null && group.members.length > 1 && group.members.includes(self) && pending.length === 0 &&
+      sameMembers(group.members, live) && !this.excludedNow().some(p => group.members.includes(p))) {
+      const result = await this.reduceInGroup(req, group, signal)
+      if (result !== null) return result
+      // the ring failed: agree on the members again (the failure is counted, its culprit suspected)
+    }
+    this.reuse = false
+    return await this.agree(req, signal)
+  }
+
+  /** A round in the reused group: the ring at once, attempt 0. Null when it failed (agree instead). */
+  private async reduceInGroup (req: ReduceRequest, group: Group, signal?: AbortSignal): Promise<ReduceResult | null> {
+    const { network, ring } = this.components
+    const self = network.peerId
+    const controller = new AbortController()
+    const onAbort = (): void => { controller.abort() }
+    signal?.addEventListener('abort', onAbort)
+    this.reuseAbort = controller
+    this.status.attempt = 0
+    this.status.members = group.members
+    this.status.state = 'reducing'
+    let result
+    try {
+      const others = group.members.filter(m => m !== self && !network.isConnected(m))
+      if (others.length > 0) await this.components.prepare?.(others).catch(() => {})
+      result = await ring.run({ round: req.round, attempt: 0, members: group.members, self, vector: req.vector, stepTimeoutMs: this.stepTimeoutMs, tag: groupTag(group.epoch, req.weightsHash) }, controller.signal)
+    } finally {
+      this.reuseAbort = null
+      signal?.removeEventListener('abort', onAbort)
+    }
+    if (result.ok) {
+      this.agreed(group, true)
+      this.status.completed += 1
+      this.status.state = 'done'
+      this.status.last = { round: req.round, ms: result.stats.ms, bytesSent: result.stats.bytesSent, algbw: result.stats.algbw, members: group.members.length }
+      this.setRound(req.round + 1)
+      return { ok: true, sum: result.sum, members: group.members, attempt: 0, stats: result.stats, group }
+    }
+    if (signal?.aborted === true) return { ok: false, outcome: 'cancelled', members: group.members }
+    if (result.code !== 'cancelled') {
+      this.status.aborted += 1
+      this.blame(result.culprit, result.code === 'peer-aborted' ? result.cause : result.code, req.round)
+      this.event({ kind: 'aborted', round: req.round, detail: `group ${group.epoch}: ${result.code}: ${result.reason}`, culprit: result.culprit })
+      this.components.logger.warn({ round: req.round, epoch: group.epoch, reason: result.reason, culprit: result.culprit }, 'round in the group aborted')
+    }
+    return null
+  }
+
+  /** A round whose members are agreed first (ready → proposal), starting a new group. */
+  private async agree (req: ReduceRequest, signal?: AbortSignal): Promise<ReduceResult> {
+    const { network, ring, logger } = this.components
+    const self = network.peerId
+    const live = this.components.liveMembers()
+    const pending = this.inbox.get(req.round) ?? []
     let stats: RoundStats | null = null
     const logic = roundsMachine.provide({
       actors: {
         announce: fromPromise(async ({ input }) => {
-          await this.publish({ t: 'ready', round: input.round, attempt: input.attempt, samples: req.samples, weightsHash: req.weightsHash, step: req.step })
+          await this.publish({ t: 'ready', round: input.round, attempt: input.attempt, samples: req.samples, weightsHash: req.weightsHash, step: req.step, epoch: this.group?.epoch ?? 0 })
         }),
         propose: fromPromise(async ({ input }: { input: ProposeMessage }) => {
-          logger.debug({ round: input.round, attempt: input.attempt, members: input.members, weightsHash: input.weightsHash, ready: actor.getSnapshot().context.ready, expected: actor.getSnapshot().context.expected, excluded: actor.getSnapshot().context.excluded }, 'proposing the round')
+          logger.debug({ round: input.round, attempt: input.attempt, epoch: input.epoch, members: input.members, weightsHash: input.weightsHash, ready: actor.getSnapshot().context.ready, expected: actor.getSnapshot().context.expected, excluded: actor.getSnapshot().context.excluded }, 'proposing the round')
           await this.publish(input)
         }),
         reduce: fromPromise(async ({ input, signal: abort }) => {
           this.status.attempt = input.attempt
           this.status.members = input.members
           this.status.state = 'reducing'
-          logger.debug({ round: input.round, attempt: input.attempt, members: input.members.length }, 'round agreed')
+          logger.debug({ round: input.round, attempt: input.attempt, epoch: input.epoch, members: input.members.length }, 'round agreed')
           await this.components.prepare?.(input.members.filter(m => m !== self)).catch(() => {})
-          const result = await ring.run({ round: input.round, attempt: input.attempt, members: input.members, self, vector: req.vector, stepTimeoutMs: this.stepTimeoutMs }, abort)
+          const result = await ring.run({ round: input.round, attempt: input.attempt, members: input.members, self, vector: req.vector, stepTimeoutMs: this.stepTimeoutMs, tag: groupTag(input.epoch, req.weightsHash) }, abort)
           if (result.ok) {
             stats = result.stats
             req.vector = result.sum
@@ -267,14 +407,15 @@ export class Rounds extends EventEmitter<RoundsEvents> {
         proposalTimeout: this.collectTimeoutMs + PROPOSAL_GRACE_MS
       }
     })
-    const actor = createActor(logic, { input: { round: req.round, self, weightsHash: req.weightsHash, expected: live, excluded: this.excludedNow() } })
+    // attempt 0 of every round belongs to the ring in the reused group; agreements start at attempt 1
+    const actor = createActor(logic, { input: { round: req.round, attempt: 1, self, weightsHash: req.weightsHash, expected: live, excluded: this.excludedNow(), epoch: this.group?.epoch ?? 0, base: this.quorumBase() } })
     this.actor = actor
     const onAbort = (): void => { actor.send({ type: 'round.cancel' }) }
     signal?.addEventListener('abort', onAbort)
     const membersTimer = setInterval(() => { actor.send({ type: 'members.changed', live: this.components.liveMembers(), excluded: this.excludedNow() }) }, 250)
     actor.subscribe(s => { if (typeof s.value === 'string') this.status.state = s.value })
     actor.start()
-    this.status.attempt = 0
+    this.status.attempt = 1
     for (const { from, message } of pending) this.deliver(from, message)
     this.inbox.delete(req.round)
     let output: RoundsOutput
@@ -292,6 +433,10 @@ export class Rounds extends EventEmitter<RoundsEvents> {
       this.emit('behind', ahead)
       return { ok: false, outcome: 'excluded', members: [] }
     }
+    if (output.outcome === 'partitioned') {
+      this.partitioned()
+      return { ok: false, outcome: 'partitioned', members: [] }
+    }
     if (output.outcome !== 'done') {
       if (output.outcome === 'excluded') {
         this.event({ kind: 'excluded', round: req.round, detail: `round ${req.round} went ahead without this peer` })
@@ -299,10 +444,17 @@ export class Rounds extends EventEmitter<RoundsEvents> {
       }
       return { ok: false, outcome: output.outcome, members: output.members }
     }
+    const group: Group = { epoch: output.epoch, members: output.members }
+    this.agreed(group, false)
     this.status.completed += 1
     const s = stats as RoundStats | null
     if (s !== null) this.status.last = { round: req.round, ms: s.ms, bytesSent: s.bytesSent, algbw: s.algbw, members: output.members.length }
     this.setRound(req.round + 1)
-    return { ok: true, sum: req.vector, members: output.members, attempt: output.attempt, stats: s }
+    return { ok: true, sum: req.vector, members: output.members, attempt: output.attempt, stats: s, group }
   }
+}
+
+/** What the ring hashes with the member list: the group epoch and the weights every member starts from. */
+function groupTag (epoch: number, weightsHash: string): string {
+  return `epoch ${epoch} weights ${weightsHash}`
 }

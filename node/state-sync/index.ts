@@ -26,6 +26,8 @@ import type { Checkpoint } from '../trainer/checkpoint.ts'
 import { framed } from './framed.ts'
 
 export { StateSyncError } from '../../protocols/state-sync/index.ts'
+export { winningDonors } from './donors.ts'
+export type { Candidate } from './donors.ts'
 
 interface Snapshot {
   meta: StateMeta

@@ -52,7 +52,8 @@ const headerSchema = z.object({
   jobId: z.string().max(64),
   progress: z.object({
     step: count, round: count.optional(), samples: count.optional(), pass: count.optional(), cursor: count.optional(),
-    sinceSyncSteps: count.optional(), sinceSyncSamples: count.optional()
+    sinceSyncSteps: count.optional(), sinceSyncSamples: count.optional(),
+    group: z.object({ epoch: count, members: z.array(z.string().min(1).max(128)).max(1024) }).strict().optional()
   }).passthrough(),
   loss: z.number().nullable(),
   evaluation: z.object({ epoch: count, step: count, loss: z.number(), accuracy: z.number() }).nullable(),

@@ -22,10 +22,12 @@ export type { BackendChoice, BackendName } from './backend.ts'
 export { CheckpointMismatchError, CorruptCheckpointError } from './errors.ts'
 
 export interface TrainerHooks {
-  /** Sums this peer's update with the swarm's (alone, the identity); null when the round went ahead without it. */
-  reduce?: (update: Update) => Promise<Update | null>
-  /** H > 1: sums the delta vector with the swarm's; null when the round went ahead without it. */
-  average?: (vector: Float32Array) => Promise<Float32Array | null>
+  /**
+   * Sums this peer's update vector (gradients with H = 1, the parameter delta with H > 1, each times its sample
+   * count, then the count: `Trainer.flattenUpdate`, `Trainer.deltaVector`) with the swarm's; alone, the
+   * identity. Null when the round went ahead without this peer, or this peer may not advance (no quorum).
+   */
+  reduce?: (vector: Float32Array, samples: number) => Promise<Float32Array | null>
   /** Brings a peer that fell behind to the swarm's state. */
   resync?: () => Promise<void>
   onEvaluation?: (evaluation: Evaluation) => void
@@ -45,32 +47,37 @@ function report (trainer: Trainer): StepReport {
 /** The trainer machine, its work done by the Trainer `getTrainer` returns when it starts, its checkpoints kept in `checkpoints`. */
 export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: CheckpointStore, hooks: TrainerHooks = {}) {
   let update: Update | null = null
+  /** Samples of this peer's own batch in `update` (after a reduction `update.samples` is the swarm's). */
+  let localSamples = 0
   return trainerMachine.provide({
     actors: {
       prepare: fromPromise<StepReport, void>(async () => ({ ...report(getTrainer()), syncEvery: getTrainer().job.syncEvery })),
       compute: fromPromise(async () => {
         const t = performance.now()
         update = await getTrainer().computeUpdate()
+        localSamples = update.samples
         getTrainer().timing.record('compute', performance.now() - t)
       }),
       reduce: fromPromise(async () => {
         if (update === null || hooks.reduce === undefined) return { resync: false }
+        const trainer = getTrainer()
+        const { loss, samples } = update
+        const vector = trainer.flattenUpdate(update)
+        for (const g of update.grads) g.dispose()
+        update = null
         const t = performance.now()
-        const reduced = await hooks.reduce(update)
-        getTrainer().timing.record('reduce', performance.now() - t)
-        if (reduced === null) {
-          for (const g of update.grads) g.dispose()
-          update = null
-          return { resync: true }
-        }
-        update = reduced
+        const sum = await hooks.reduce(vector, samples)
+        trainer.timing.record('reduce', performance.now() - t)
+        if (sum === null) return { resync: true }
+        update = trainer.unflattenUpdate(sum, loss)
+        localSamples = samples
         return { resync: false }
       }),
       average: fromPromise<{ resync: boolean, report?: StepReport }, void>(async () => {
         const trainer = getTrainer()
         const vector = trainer.deltaVector()
         const t = performance.now()
-        const sum = hooks.average !== undefined ? await hooks.average(vector) : vector
+        const sum = hooks.reduce !== undefined ? await hooks.reduce(vector, trainer.progress.sinceSyncSamples ?? 0) : vector
         trainer.timing.record('reduce', performance.now() - t)
         if (sum === null) return { resync: true }
         trainer.applyOuter(sum)
@@ -83,7 +90,8 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
       apply: fromPromise(async () => {
         if (update === null) throw new Error('no update to apply')
         const t = performance.now()
-        getTrainer().applyUpdate(update)
+        // the reduced update counts the swarm's samples; the data position moves past this peer's own batch
+        getTrainer().applyUpdate(update, localSamples)
         getTrainer().timing.record('apply', performance.now() - t)
         update = null
         return report(getTrainer())

@@ -29,6 +29,8 @@ export interface Progress {
   /** H > 1: local steps and samples since the last averaging. */
   sinceSyncSteps?: number
   sinceSyncSamples?: number
+  /** The group (epoch, members) of the last round: a restarted or synced peer counts its quorum against it. */
+  group?: { epoch: number, members: string[] }
 }
 
 export interface Evaluation {
@@ -379,7 +381,7 @@ export class Trainer {
       }
       return {
         ...ckpt,
-        progress: { step: ckpt.progress.step, round: ckpt.progress.round, samples: ckpt.progress.samples, pass: 0, cursor: 0, sinceSyncSteps: 0, sinceSyncSamples: 0 },
+        progress: { step: ckpt.progress.step, round: ckpt.progress.round, samples: ckpt.progress.samples, pass: 0, cursor: 0, sinceSyncSteps: 0, sinceSyncSamples: 0, ...(ckpt.progress.group !== undefined ? { group: ckpt.progress.group } : {}) },
         loss: null,
         evaluation: null,
         createdAt: 0
@@ -479,7 +481,8 @@ export class Trainer {
       pass: p.pass ?? 0,
       cursor: p.cursor ?? 0,
       sinceSyncSteps: p.sinceSyncSteps ?? 0,
-      sinceSyncSamples: p.sinceSyncSamples ?? 0
+      sinceSyncSamples: p.sinceSyncSamples ?? 0,
+      ...(p.group !== undefined ? { group: { epoch: p.group.epoch, members: [...p.group.members] } } : {})
     }
     this.loss = ckpt.loss
     this.lastEvaluation = ckpt.evaluation

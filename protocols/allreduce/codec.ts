@@ -100,8 +100,12 @@ export function assertLittleEndian (): void {
   if (endianness() !== 'LE') throw new Error('the allreduce wire format is little-endian; big-endian hosts are not supported')
 }
 
-/** SHA-256 of the ordered member list (each id as u16 length and UTF-8): equal lists, equal hashes, on every machine. */
-export function membersHash (members: readonly string[]): Uint8Array {
+/**
+ * SHA-256 of the ordered member list (each id as u16 length and UTF-8), then the group tag if there is one (the
+ * group epoch and the weights the members start from, as node/rounds sets it): equal lists and tags, equal
+ * hashes, on every machine.
+ */
+export function membersHash (members: readonly string[], tag = ''): Uint8Array {
   const hash = createHash('sha256')
   const count = new Uint8Array(2)
   new DataView(count.buffer).setUint16(0, members.length, true)
@@ -113,6 +117,7 @@ export function membersHash (members: readonly string[]): Uint8Array {
     hash.update(len)
     hash.update(bytes)
   }
+  if (tag !== '') hash.update(utf8.encode(tag))
   return new Uint8Array(hash.digest())
 }
 

@@ -50,7 +50,13 @@ export const memberSchema = z.object({
   /** Step of the member's model, so newcomers and status can see who is behind. */
   step: z.number().int().nonnegative().optional(),
   /** Rounds the member has completed with the swarm. */
-  round: z.number().int().nonnegative().optional()
+  round: z.number().int().nonnegative().optional(),
+  /** The group its model was last trained in: epoch, size and lowest peer id (docs/rounds.md, "Partitions"). */
+  group: z.object({
+    epoch: z.number().int().nonnegative(),
+    size: z.number().int().nonnegative().max(1024),
+    lead: z.string().max(128)
+  }).strict().optional()
 }).strict()
 
 export type ShardInfo = z.infer<typeof shardSchema>

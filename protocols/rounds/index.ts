@@ -28,7 +28,9 @@ export const readySchema = z.object({
   /** Samples the member's update was computed over (its weight in the average). */
   samples: count,
   weightsHash: z.string().max(64),
-  step: count
+  step: count,
+  /** The epoch of the last group the member agreed on (0: none yet); a proposal's epoch is one above the highest announced. */
+  epoch: count.optional()
 }).strict()
 
 export const proposeSchema = z.object({
@@ -38,7 +40,9 @@ export const proposeSchema = z.object({
   /** The members of the round, in ring order. */
   members: z.array(peerId).min(1).max(MAX_MEMBERS),
   /** The weight hash the majority of members announced; members whose hash differs were left out. */
-  weightsHash: z.string().max(64)
+  weightsHash: z.string().max(64),
+  /** The group epoch this proposal starts: rounds after it reuse the member list without a new agreement (docs/rounds.md). */
+  epoch: count.optional()
 }).strict().refine(m => new Set(m.members).size === m.members.length, { message: 'members are not unique' })
 
 export const roundMessageSchema = z.union([readySchema, proposeSchema])

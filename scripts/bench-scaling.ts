@@ -1,0 +1,157 @@
+/**
+ * Scaling benchmark: swarm samples/s of the default job (H = 1 unless given) for 1, 2 and 3 peers on this
+ * machine, each peer pinned with `taskset -c K` to a core of its own (peer i on core i mod cores), so that the
+ * peer alone and each swarm member get one core: one-core machines. Prints, per swarm size, the median swarm
+ * samples/s over a steady window, the ratio to the peer alone, the step split (compute, reduce, apply) and how
+ * many rounds reused the group without an agreement.
+ *
+ *   npm run bench:scaling -- [--peers 1,2,3] [--seconds 20] [--json] [-- <job flags for peer start>]
+ *
+ * Nothing is asserted: the machine is shared and noisy; compare the ratios of one run.
+ */
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { cpus, loadavg, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { joinTokenOf } from '../node/security/index.ts'
+
+const { values: args, positionals } = parseArgs({
+  options: {
+    peers: { type: 'string', default: '1,2,3' },
+    seconds: { type: 'string', default: '20' },
+    warmup: { type: 'string', default: '5' },
+    json: { type: 'boolean', default: false },
+    'no-pin': { type: 'boolean', default: false }
+  },
+  allowPositionals: true
+})
+const sizes = (args.peers ?? '').split(',').map(Number).filter(n => Number.isInteger(n) && n >= 1)
+const seconds = Number(args.seconds)
+const warmup = Number(args.warmup)
+const cores = cpus().length
+const pin = args['no-pin'] !== true
+const jobArgs = positionals.length > 0 ? positionals : []
+const root = join(import.meta.dirname, '..')
+const bin = join(root, 'bin', 'peer.js')
+
+interface Status {
+  state: string
+  addresses: string[]
+  ring: { members: string[], fastRounds?: number, agreedRounds?: number }
+  training: { step: number, samplesPerSec: number, weightsHash: string | null, timing: { computeMs: number, reduceMs: number, applyMs: number } } | null
+}
+
+async function status (dataDir: string): Promise<Status | null> {
+  try {
+    const api = JSON.parse(readFileSync(join(dataDir, 'api.json'), 'utf8')) as { url: string, token: string }
+    const res = await fetch(`${api.url}/status`, { headers: { authorization: `Bearer ${api.token}` }, signal: AbortSignal.timeout(2000) })
+    return await res.json() as Status
+  } catch {
+    return null
+  }
+}
+
+async function until<T> (what: string, ms: number, probe: () => Promise<T | null | undefined>): Promise<T> {
+  const deadline = Date.now() + ms
+  while (Date.now() < deadline) {
+    const v = await probe()
+    if (v !== null && v !== undefined) return v
+    await sleep(250)
+  }
+  throw new Error(`${what}: not within ${ms / 1000} s`)
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0
+
+interface Row {
+  peers: number
+  samplesPerSec: number
+  ratio: number | null
+  stepsPerSec: number
+  computeMs: number
+  reduceMs: number
+  applyMs: number
+  fastRounds: number
+  agreedRounds: number
+  identicalWeights: boolean
+}
+
+async function run (n: number): Promise<Omit<Row, 'ratio'>> {
+  const base = mkdtempSync(join(tmpdir(), 'peer-bench-scaling-'))
+  const children: ChildProcess[] = []
+  const dirs = Array.from({ length: n }, (_, i) => join(base, `peer-${i + 1}`))
+  const launch = (i: number, extra: string[]): void => {
+    const argv = [bin, 'start', '--data-dir', dirs[i], '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--min-peers', String(n), '--epochs', '1000', ...extra]
+    const cmd = pin ? 'taskset' : process.execPath
+    const full = pin ? ['-c', String(i % cores), process.execPath, ...argv] : argv
+    const child = spawn(cmd, full, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PEER_LOG_LEVEL: 'warn' } })
+    child.stderr?.on('data', () => {})
+    children.push(child)
+  }
+  try {
+    launch(0, jobArgs)
+    if (n > 1) {
+      const address = await until('first peer listening', 60_000, async () => (await status(dirs[0]))?.addresses[0])
+      const token = await joinTokenOf(dirs[0], [address])
+      for (let i = 1; i < n; i++) launch(i, token !== null ? ['--join', token] : ['--open', '--join', address])
+    }
+    await until(`${n} peers training in one ring`, 120_000, async () => {
+      const all = await Promise.all(dirs.map(status))
+      return all.every(s => s?.state === 'training' || s?.state === 'reducing') && all.every(s => (s?.ring.members.length ?? 0) === n || n === 1) ? true : null
+    })
+    await sleep(warmup * 1000)
+    const rates: number[] = []
+    const first = await until('status', 10_000, async () => await status(dirs[0]))
+    const t0 = performance.now()
+    let last = first
+    let timing = first.training?.timing ?? { computeMs: 0, reduceMs: 0, applyMs: 0 }
+    const end = Date.now() + seconds * 1000
+    while (Date.now() < end) {
+      await sleep(1000)
+      const s = await status(dirs[0])
+      if (s?.training == null) continue
+      rates.push(s.training.samplesPerSec)
+      timing = s.training.timing
+      last = s
+    }
+    const dt = (performance.now() - t0) / 1000
+    const steps = (last.training?.step ?? 0) - (first.training?.step ?? 0)
+    const finals = await Promise.all(dirs.map(status))
+    const hashes = new Set(finals.map(s => s?.training?.weightsHash))
+    return {
+      peers: n,
+      samplesPerSec: Math.round(median(rates)),
+      stepsPerSec: Math.round(steps / dt * 10) / 10,
+      computeMs: timing.computeMs,
+      reduceMs: timing.reduceMs,
+      applyMs: timing.applyMs,
+      fastRounds: last.ring.fastRounds ?? 0,
+      agreedRounds: last.ring.agreedRounds ?? 0,
+      // members may be one round apart when read: equal hashes are likely, not certain
+      identicalWeights: hashes.size === 1
+    }
+  } finally {
+    for (const c of children) c.kill('SIGKILL')
+    await Promise.all(children.map(async c => { if (c.exitCode === null && c.signalCode === null) await new Promise(resolve => c.once('exit', resolve)) }))
+    rmSync(base, { recursive: true, force: true })
+  }
+}
+
+const loadBefore = loadavg()[0]
+const rows: Row[] = []
+let alone: number | null = null
+for (const n of sizes) {
+  const r = await run(n)
+  if (n === 1) alone = r.samplesPerSec
+  rows.push({ ...r, ratio: alone !== null && alone > 0 ? Math.round(r.samplesPerSec / alone * 100) / 100 : null })
+  if (args.json !== true) {
+    const row = rows[rows.length - 1]
+    process.stdout.write(`${n} peer${n > 1 ? 's' : ' '}: ${row.samplesPerSec} samples/s (${row.ratio ?? '-'}x alone), ${row.stepsPerSec} steps/s; step: compute ${row.computeMs} ms, reduce ${row.reduceMs} ms, apply ${row.applyMs} ms; rounds in a reused group ${row.fastRounds}, agreed ${row.agreedRounds}\n`)
+  }
+}
+const meta = { cores, pinned: pin, loadBefore, loadAfter: loadavg()[0], job: jobArgs }
+if (args.json === true) process.stdout.write(JSON.stringify({ meta, rows }, null, 2) + '\n')
+else process.stdout.write(`(${cores} cores, ${pin ? 'each peer pinned to one core' : 'not pinned'}; load ${loadBefore.toFixed(1)} → ${meta.loadAfter.toFixed(1)})\n`)

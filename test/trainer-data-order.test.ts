@@ -1,0 +1,88 @@
+/**
+ * The data position moves past a peer's own batch, not the swarm's: two trainer machines, each on its own
+ * rows, summing their updates with the real ring over TCP sockets, visit every one of their rows exactly once
+ * per pass (before, each peer's cursor moved by the swarm's sample count and skipped rows).
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createActor, toPromise } from 'xstate'
+import { Level } from 'level'
+import { jobId, parseJob } from '../protocols/job/index.ts'
+import { epochOrder, loadDataset } from '../node/data/dataset.ts'
+import { CheckpointStore, Trainer, createTrainerLogic, selectBackend } from '../node/trainer/index.ts'
+import type { BinaryStore } from '../node/trainer/index.ts'
+import { Ring, createTcpRingTransport } from '../node/ring/index.ts'
+import type { TcpAddress, TcpRingTransport } from '../node/ring/index.ts'
+
+await selectBackend('wasm')
+const dataset = loadDataset('mnist')
+
+test('2 peers reducing with the ring visit each of their rows exactly once per pass', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'peer-order-'))
+  const db = new Level<string, Uint8Array>(join(dir, 'db'), { valueEncoding: 'view' })
+  const job = parseJob({ hidden: [16], batchSize: 16, seed: 5 })
+  const ids = ['peerA', 'peerB']
+  // unequal row counts, neither a multiple of the batch: the passes of the two peers do not line up
+  const rows = [Uint32Array.from({ length: 200 }, (_, i) => i), Uint32Array.from({ length: 312 }, (_, i) => 1000 + i)]
+  const addresses = new Map<string, TcpAddress>()
+  const transports: TcpRingTransport[] = ids.map(self => createTcpRingTransport({ self, resolve: peer => addresses.get(peer) }))
+  const rings = transports.map(transport => new Ring({ transport }))
+  try {
+    for (const [i, r] of rings.entries()) {
+      await r.start()
+      addresses.set(ids[i], transports[i].address())
+    }
+    const rounds = 60
+    const visits = ids.map(() => new Map<number, number[]>())
+    const trainers = ids.map((_, i) => {
+      const t = new Trainer({ job, jobId: jobId(job), dataset })
+      t.setRows(rows[i])
+      const compute = t.computeUpdate.bind(t)
+      t.computeUpdate = async () => {
+        const update = await compute()
+        const { pass, cursor } = t.progress
+        const order = epochOrder(rows[i].length, job.seed, pass)
+        const seen = visits[i].get(pass) ?? []
+        for (let k = cursor; k < cursor + update.samples; k++) seen.push(rows[i][order[k]])
+        visits[i].set(pass, seen)
+        return update
+      }
+      return t
+    })
+    const actors: Array<ReturnType<typeof createActor>> = []
+    for (const [i, trainer] of trainers.entries()) {
+      const store = db.sublevel<string, Uint8Array>(`ckpt-${i}`, { valueEncoding: 'view' }) as unknown as BinaryStore
+      const logic = createTrainerLogic(() => trainer, new CheckpointStore(store), {
+        reduce: async vector => {
+          const round = trainer.progress.round
+          const result = await rings[i].run({ round, attempt: 0, members: ids, self: ids[i], vector })
+          if (!result.ok) throw new Error(`round ${round}: ${result.reason}`)
+          // both members stop after the same round, at the next loop boundary
+          if (round + 1 >= rounds) actors[i].send({ type: 'trainer.stop' })
+          return result.sum
+        }
+      })
+      actors.push(createActor(logic, { input: { checkpointEvery: 1_000_000 } }))
+    }
+    for (const a of actors) a.start()
+    const outputs = await Promise.all(actors.map(async a => await toPromise(a)))
+    for (const out of outputs) assert.equal((out as { reason: string }).reason, 'stopped')
+    assert.equal(trainers[0].weightsHash(), trainers[1].weightsHash(), 'identical weights after every round')
+    for (const [i, t] of trainers.entries()) {
+      assert.equal(t.progress.round, rounds)
+      const full = [...visits[i]].filter(([pass]) => pass < t.progress.pass)
+      assert.ok(full.length >= 2, `peer ${i} completed ${full.length} passes`)
+      for (const [pass, seen] of full) {
+        assert.equal(seen.length, rows[i].length, `peer ${i} pass ${pass}: ${seen.length} samples for ${rows[i].length} rows`)
+        assert.deepEqual([...seen].sort((a, b) => a - b), [...rows[i]], `peer ${i} pass ${pass}: every row once`)
+      }
+    }
+  } finally {
+    for (const r of rings) await r.stop().catch(() => {})
+    await db.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+})
