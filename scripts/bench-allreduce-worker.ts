@@ -1,7 +1,14 @@
 /**
- * One member of `bench-allreduce`: a process with a libp2p node (TCP, noise, yamux), a second one without
- * noise (yamux straight over TCP, to tell the cipher's cost from the muxer's) and a plain TCP ring transport,
- * driven by the parent over IPC. Not meant to be run by hand.
+ * One member of `bench-allreduce`: a process with every data path the benchmark compares, driven by the parent
+ * over IPC. Not meant to be run by hand.
+ *
+ * - `swarm`: the network `peer start` runs (`startNetwork`: pnet with the swarm key, noise, yamux, gossipsub…)
+ *   and the ring transport `peer start` uses on it (the keyed TCP data plane, AES-256-GCM);
+ * - `libp2p-pnet`: the ring over libp2p streams on that same network (the data path before the keyed one);
+ * - `keyed-chacha`: the keyed data plane with ChaCha20-Poly1305 records, on a second swarm network;
+ * - `libp2p`: the ring over libp2p streams without the swarm key (TCP, noise, yamux);
+ * - `plain`: the same without noise (yamux straight over TCP, to tell the cipher's cost from the muxer's);
+ * - `tcp`: the plain `node:net` ring transport (no security at all: the reference).
  *
  * Messages from the parent: `peers` (everyone's addresses: connect to all), `run` (one all-reduce round),
  * `stream-send` / `stream-recv` and `socket-send` / `socket-recv` (single-link throughput references),
@@ -10,17 +17,24 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
 import { createConnection, createServer } from 'node:net'
 import { once } from 'node:events'
+import { pino } from 'pino'
 import { createLibp2p } from 'libp2p'
+import type { Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
+import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromString } from '@libp2p/peer-id'
-import type { ConnectionEncrypter, PeerId, SecureConnectionOptions } from '@libp2p/interface'
+import type { ConnectionEncrypter, PeerId, PrivateKey, SecureConnectionOptions } from '@libp2p/interface'
 import { pushable } from 'it-pushable'
 import { multiaddr } from '@multiformats/multiaddr'
-import { Ring, createLibp2pRingTransport, createTcpRingTransport } from '../node/ring/index.ts'
+import { startNetwork } from '../node/network/index.ts'
+import { Ring, createKeyedRingTransport, createLibp2pRingTransport, createTcpRingTransport, listenHostOf } from '../node/ring/index.ts'
 import type { TcpAddress } from '../node/ring/index.ts'
 import { addChecked } from '../node/ring/index.ts'
+import { MAX_FRAME_BYTES } from '../protocols/allreduce/index.ts'
+import { RecordOpener, RecordSealer } from '../protocols/ring-key/index.ts'
+import type { RecordCipher } from '../protocols/ring-key/index.ts'
 
 const STREAM_PROTOCOL = '/peer/bench-stream/1.0.0'
 
@@ -73,16 +87,18 @@ function plaintext (): (components: { peerId: PeerId }) => ConnectionEncrypter {
 }
 const CHUNK = 256 * 1024
 
-type Kind = 'libp2p' | 'plain' | 'tcp'
-type Libp2pKind = 'libp2p' | 'plain'
+export type Kind = 'swarm' | 'libp2p-pnet' | 'keyed-chacha' | 'libp2p' | 'plain' | 'tcp'
+/** The libp2p nodes of a worker: `swarm` carries the swarm, libp2p-pnet and tcp rings, `chacha` the keyed-chacha one. */
+type NodeName = 'swarm' | 'chacha' | 'libp2p' | 'plain'
+const NODE_OF: Record<Kind, NodeName> = { swarm: 'swarm', 'libp2p-pnet': 'swarm', 'keyed-chacha': 'chacha', libp2p: 'libp2p', plain: 'plain', tcp: 'swarm' }
 
-/** Each peer's ids and addresses: the noise node, the plaintext node, the TCP ring listener. */
-interface PeerInfo { ids: Record<Libp2pKind, string>, addrs: Record<Libp2pKind, string[]>, tcp: TcpAddress }
+/** Each peer's ids and addresses: its libp2p nodes and its TCP ring listener. */
+interface PeerInfo { ids: Record<NodeName, string>, addrs: Record<NodeName, string[]>, tcp: TcpAddress }
 
 type Message =
   | { type: 'peers', peers: PeerInfo[] }
   | { type: 'run', transport: Kind, round: number, members: string[], bytes: number }
-  | { type: 'stream-send', kind: Libp2pKind, to: string, bytes: number }
+  | { type: 'stream-send', kind: 'libp2p' | 'plain', to: string, bytes: number }
   | { type: 'socket-listen' }
   | { type: 'socket-send', port: number, bytes: number }
   | { type: 'micro', bytes: number }
@@ -90,15 +106,28 @@ type Message =
 
 const send = (msg: unknown): void => { process.send?.(msg) }
 
-const nodes = {
-  libp2p: await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] }),
-  plain: await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [plaintext()], streamMuxers: [yamux()] })
+const LISTEN = ['/ip4/127.0.0.1/tcp/0']
+const psk = Buffer.from(process.env.BENCH_SWARM_KEY ?? '', 'hex')
+if (psk.byteLength !== 32) throw new Error('BENCH_SWARM_KEY must be 32 bytes of hex')
+const logger = pino({ level: 'silent' })
+const swarmNetwork = async (): Promise<Libp2p> => (await startNetwork({
+  privateKey: await generateKeyPair('Ed25519') as unknown as PrivateKey, psk, listen: LISTEN, join: [], mdns: false, logger
+})).node as unknown as Libp2p
+const nodes: Record<NodeName, Libp2p> = {
+  swarm: await swarmNetwork(),
+  chacha: await swarmNetwork(),
+  libp2p: await createLibp2p({ addresses: { listen: LISTEN }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] }),
+  plain: await createLibp2p({ addresses: { listen: LISTEN }, transports: [tcp()], connectionEncrypters: [plaintext()], streamMuxers: [yamux()] })
 }
-const ids = { libp2p: nodes.libp2p.peerId.toString(), plain: nodes.plain.peerId.toString() }
+const ids = Object.fromEntries(Object.entries(nodes).map(([name, node]) => [name, node.peerId.toString()])) as Record<NodeName, string>
 const tcpAddresses = new Map<string, TcpAddress>()
-const tcpTransport = createTcpRingTransport({ self: ids.libp2p, resolve: peer => tcpAddresses.get(peer) })
+const tcpTransport = createTcpRingTransport({ self: ids.swarm, resolve: peer => tcpAddresses.get(peer) })
 const patience = { stepTimeoutMs: 60_000, connectTimeoutMs: 60_000 }
 const rings: Record<Kind, Ring> = {
+  // Exactly what node/peer wires up for `peer start`.
+  swarm: new Ring({ transport: createKeyedRingTransport(nodes.swarm, { host: listenHostOf(LISTEN) }) }, patience),
+  'libp2p-pnet': new Ring({ transport: createLibp2pRingTransport(nodes.swarm) }, patience),
+  'keyed-chacha': new Ring({ transport: createKeyedRingTransport(nodes.chacha, { host: listenHostOf(LISTEN), cipher: 'chacha20-poly1305' }) }, patience),
   libp2p: new Ring({ transport: createLibp2pRingTransport(nodes.libp2p) }, patience),
   plain: new Ring({ transport: createLibp2pRingTransport(nodes.plain) }, patience),
   tcp: new Ring({ transport: tcpTransport }, patience)
@@ -106,7 +135,7 @@ const rings: Record<Kind, Ring> = {
 for (const ring of Object.values(rings)) await ring.start()
 
 // Single-stream reference: the receiver reads everything and answers one byte.
-for (const node of Object.values(nodes)) {
+for (const node of [nodes.libp2p, nodes.plain]) {
   await node.handle(STREAM_PROTOCOL, ({ stream }) => {
     void (async () => {
       let expected = -1
@@ -139,7 +168,7 @@ process.on('message', (msg: Message) => {
 })
 const me: PeerInfo = {
   ids,
-  addrs: { libp2p: nodes.libp2p.getMultiaddrs().map(a => a.toString()), plain: nodes.plain.getMultiaddrs().map(a => a.toString()) },
+  addrs: Object.fromEntries(Object.entries(nodes).map(([name, node]) => [name, node.getMultiaddrs().map(a => a.toString())])) as Record<NodeName, string[]>,
   tcp: tcpTransport.address()
 }
 send({ type: 'ready', ...me })
@@ -147,22 +176,22 @@ send({ type: 'ready', ...me })
 async function handle (msg: Message): Promise<void> {
   switch (msg.type) {
     case 'peers': {
-      const index = msg.peers.findIndex(p => p.ids.libp2p === ids.libp2p)
-      for (const kind of ['libp2p', 'plain'] as const) {
+      const index = msg.peers.findIndex(p => p.ids.swarm === ids.swarm)
+      for (const name of Object.keys(nodes) as NodeName[]) {
         for (const p of msg.peers) {
-          tcpAddresses.set(p.ids.libp2p, p.tcp)
-          if (p.ids[kind] === ids[kind]) continue
-          await nodes[kind].peerStore.merge(peerIdFromString(p.ids[kind]), { multiaddrs: p.addrs[kind].map(a => multiaddr(a)) })
+          tcpAddresses.set(p.ids.swarm, p.tcp)
+          if (p.ids[name] === ids[name]) continue
+          await nodes[name].peerStore.merge(peerIdFromString(p.ids[name]), { multiaddrs: p.addrs[name].map(a => multiaddr(a)) })
         }
         // Connect to those after us; those before us connect to us.
-        for (const p of msg.peers.slice(index + 1)) await nodes[kind].dial(peerIdFromString(p.ids[kind]))
+        for (const p of msg.peers.slice(index + 1)) await nodes[name].dial(peerIdFromString(p.ids[name]))
       }
       send({ type: 'connected' })
       return
     }
     case 'run': {
       const vector = vectorOf(msg.bytes)
-      const self = msg.transport === 'plain' ? ids.plain : ids.libp2p
+      const self = ids[NODE_OF[msg.transport]]
       const result = await rings[msg.transport].run({ round: msg.round, attempt: 0, members: msg.members, self, vector })
       send({ type: 'ran', ok: result.ok, ms: result.stats.ms, reason: result.ok ? undefined : result.reason })
       return
@@ -263,5 +292,22 @@ function micro (bytes: number): Record<string, number> {
       d.final()
     }
   }, 1) * (bytes / message.byteLength)
-  return { addMs: add, plainAddMs: plainAdd, copyMs: copy, cipherMs }
+  // The keyed data plane's records as the ring sends them (a 24-byte header and a 256 KiB block each): sealed,
+  // then opened, with each cipher.
+  const records = (cipher: RecordCipher): number => {
+    const key = randomBytes(32)
+    const sessionId = randomBytes(16)
+    const header = new Uint8Array(24)
+    const block = 256 * 1024
+    return time(() => {
+      const sealer = new RecordSealer(key, { cipher, maxRecordBytes: MAX_FRAME_BYTES })
+      const opener = new RecordOpener({ cipher, maxRecordBytes: MAX_FRAME_BYTES, keyFor: () => key })
+      opener.push(Buffer.concat(sealer.opening(sessionId)))
+      for (let at = 0; at < bytes; at += block) {
+        const sealed = sealer.seal([header, new Uint8Array(b.buffer, b.byteOffset + at, Math.min(block, bytes - at))])
+        for (const part of sealed) opener.push(part)
+      }
+    })
+  }
+  return { addMs: add, plainAddMs: plainAdd, copyMs: copy, cipherMs, aesGcmRecordsMs: records('aes-256-gcm'), chachaRecordsMs: records('chacha20-poly1305') }
 }

@@ -1,28 +1,41 @@
 /**
  * All-reduce benchmark: N separate processes on 127.0.0.1, each a ring member, summing vectors of a few sizes.
  *
- *   npx node scripts/bench-allreduce.ts [--sizes 1,16,64] [--peers 2,3,4] [--rounds 5] [--json]
+ *   npx node scripts/bench-allreduce.ts [--sizes 1,16,64] [--peers 2,3,4] [--rounds 5] [--kinds swarm,gloo,…] [--no-gloo] [--json]
  *
  * For each N and size: the median time of an all-reduce (the slowest member's, after a warm-up round),
  * algbw = size / time and busbw = algbw · 2(N−1)/N (what each link carried per second), for
- *   - ring/libp2p: the ring over libp2p (TCP + noise + yamux), as the swarm runs it;
- *   - ring/plain: the same over libp2p without noise (yamux straight over TCP; a benchmark-only "encrypter");
- *   - ring/tcp: the same ring over plain node:net sockets (reference a: the ring without the libp2p stack);
+ *   - swarm: exactly the data path `peer start` uses by default: the swarm's libp2p network (swarm key on) for
+ *     the key exchange, the keyed TCP data plane (AES-256-GCM records) for the bytes;
+ *   - ring/libp2p-pnet: the ring over libp2p streams on that same network (pnet + noise + yamux: the old default);
+ *   - ring/keyed-chacha: the keyed data plane with ChaCha20-Poly1305 records;
+ *   - ring/libp2p: the ring over libp2p without the swarm key (TCP + noise + yamux);
+ *   - ring/plain: the same without noise (yamux straight over TCP; a benchmark-only "encrypter");
+ *   - ring/tcp: the same ring over plain node:net sockets (reference a: the ring without any security);
+ *   - gloo: PyTorch's `torch.distributed` all_reduce (gloo backend, N processes on 127.0.0.1), from Debian's
+ *     python3-torch, installed here with apt-get when missing (`--no-gloo` skips it; `npm test` never needs it);
  * and, between two processes, the throughput of one libp2p stream (with and without noise) and of one plain
  * socket (reference b).
- * Then where the time goes: the adding loop, a memcpy and noise's cipher per vector, measured in a worker.
+ * Then where the time goes: the adding loop, a memcpy, noise's cipher and the data plane's records per vector.
  */
-import { fork } from 'node:child_process'
+import { execFileSync, fork, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { cpus, loadavg } from 'node:os'
 
+const ALL_KINDS = ['swarm', 'libp2p-pnet', 'keyed-chacha', 'libp2p', 'plain', 'tcp', 'gloo'] as const
+type RingKind = Exclude<typeof ALL_KINDS[number], 'gloo'>
 const { values: args } = parseArgs({
   options: {
     sizes: { type: 'string', default: '1,16,64' },
     peers: { type: 'string', default: '2,3,4' },
     rounds: { type: 'string', default: '5' },
+    kinds: { type: 'string', default: ALL_KINDS.join(',') },
+    'no-gloo': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false }
   }
 })
@@ -30,19 +43,27 @@ const MiB = 1024 * 1024
 const sizes = (args.sizes ?? '').split(',').map(Number).filter(x => x > 0)
 const peers = (args.peers ?? '').split(',').map(Number).filter(x => x >= 2)
 const rounds = Math.max(1, Number(args.rounds))
+const kinds = (args.kinds ?? '').split(',').filter(k => (ALL_KINDS as readonly string[]).includes(k))
+const ringKinds = kinds.filter((k): k is RingKind => k !== 'gloo')
+const withGloo = kinds.includes('gloo') && args['no-gloo'] !== true
 const workerPath = fileURLToPath(new URL('./bench-allreduce-worker.ts', import.meta.url))
+const glooPath = fileURLToPath(new URL('./bench-allreduce-gloo.py', import.meta.url))
+/** One swarm key for every worker: their `swarm` networks form one private swarm. */
+const swarmKey = randomBytes(32).toString('hex')
+const log = (line: string): void => { process.stderr.write(`${line}\n`) }
 
-type Libp2pKind = 'libp2p' | 'plain'
+type NodeName = 'swarm' | 'chacha' | 'libp2p' | 'plain'
+const NODE_OF: Record<RingKind, NodeName> = { swarm: 'swarm', 'libp2p-pnet': 'swarm', 'keyed-chacha': 'chacha', libp2p: 'libp2p', plain: 'plain', tcp: 'swarm' }
 interface Worker {
   child: ChildProcess
-  ids: Record<Libp2pKind, string>
-  addrs: Record<Libp2pKind, string[]>
+  ids: Record<NodeName, string>
+  addrs: Record<NodeName, string[]>
   tcp: { host: string, port: number }
   next: (type: string) => Promise<any>
 }
 
 function spawnWorker (): Promise<Worker> {
-  const child = fork(workerPath, [], { execPath: process.execPath, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const child = fork(workerPath, [], { execPath: process.execPath, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, BENCH_SWARM_KEY: swarmKey } })
   const queue: any[] = []
   const waiting: Array<{ type: string, resolve: (m: any) => void, reject: (e: Error) => void }> = []
   const deliver = (): void => {
@@ -69,6 +90,71 @@ function spawnWorker (): Promise<Worker> {
   return next('ready').then(m => ({ child, ids: m.ids, addrs: m.addrs, tcp: m.tcp, next }))
 }
 
+/** Debian's python3 (with python3-torch), not a pyenv shim that may shadow it. */
+function python (): string {
+  return existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
+}
+
+function hasTorch (): boolean {
+  try {
+    execFileSync(python(), ['-c', 'import torch, torch.distributed'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** torch for the gloo rows: there already, or Debian's python3-torch through apt-get; false when neither works. */
+function ensureTorch (): boolean {
+  if (hasTorch()) return true
+  let apt = false
+  try {
+    execFileSync('sh', ['-c', 'command -v apt-get'], { stdio: 'ignore' })
+    apt = true
+  } catch {}
+  if (!apt) {
+    log('gloo: no torch and no apt-get; skipping the gloo rows')
+    return false
+  }
+  log('gloo: installing python3-torch with apt-get (once)…')
+  const install = (): void => { execFileSync('apt-get', ['install', '-y', '-q', 'python3-torch'], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } }) }
+  try {
+    install()
+  } catch {
+    try {
+      execFileSync('apt-get', ['update', '-q'], { stdio: ['ignore', 'ignore', 'inherit'] })
+      install()
+    } catch (err) {
+      log(`gloo: apt-get install python3-torch failed (${(err as Error).message}); skipping the gloo rows`)
+      return false
+    }
+  }
+  return hasTorch()
+}
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await new Promise(resolve => server.once('listening', resolve))
+  const port = (server.address() as { port: number }).port
+  await new Promise(resolve => server.close(resolve))
+  return port
+}
+
+/** gloo's all_reduce with n processes: per size, the median over `rounds` of the slowest rank's time (ms). */
+async function gloo (n: number): Promise<Array<{ mib: number, ms: number }>> {
+  const port = await freePort()
+  const procs = Array.from({ length: n }, (_, rank) => spawn(python(), [
+    glooPath, '--rank', String(rank), '--world', String(n), '--port', String(port), '--sizes', sizes.join(','), '--rounds', String(rounds)
+  ], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, OMP_NUM_THREADS: '1' } }))
+  let out = ''
+  procs[0].stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  for (const p of procs.slice(1)) p.stdout?.resume()
+  const codes = await Promise.all(procs.map(async p => await new Promise<number | null>(resolve => { p.once('exit', resolve) })))
+  if (codes.some(c => c !== 0)) throw new Error(`gloo N=${n}: exit codes ${codes.join(', ')}`)
+  return JSON.parse(out.trim().split('\n').at(-1) ?? '[]')
+}
+
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
 interface Row { kind: string, n: number, mib: number, ms: number, algbw: number, busbw: number }
@@ -78,17 +164,18 @@ const links: Array<{ kind: string, mib: number, ms: number, mbps: number }> = []
 let micro: Record<string, number> = {}
 let round = 0
 
+const glooReady = withGloo && ensureTorch()
 for (const n of peers) {
   const workers = await Promise.all(Array.from({ length: n }, spawnWorker))
   for (const w of workers) w.child.send({ type: 'peers', peers: workers.map(x => ({ ids: x.ids, addrs: x.addrs, tcp: x.tcp })) })
   await Promise.all(workers.map(w => w.next('connected')))
   for (const mib of sizes) {
-    for (const kind of ['libp2p', 'plain', 'tcp'] as const) {
+    for (const kind of ringKinds) {
       const times: number[] = []
-      const members = workers.map(w => (kind === 'plain' ? w.ids.plain : w.ids.libp2p))
+      const members = workers.map(w => w.ids[NODE_OF[kind]])
       for (let i = 0; i <= rounds; i++) {
         const r = round++
-        for (const w of workers) w.child.send({ type: 'run', transport: kind, round: r, members, bytes: mib * MiB })
+        for (const w of workers) w.child.send({ type: 'run', transport: kind, round: r, members, bytes: Math.round(mib * MiB / 4) * 4 })
         const results = await Promise.all(workers.map(w => w.next('ran')))
         const failed = results.find(x => !x.ok)
         if (failed !== undefined) throw new Error(`${kind} N=${n} ${mib} MiB round failed: ${failed.reason}`)
@@ -96,10 +183,11 @@ for (const n of peers) {
       }
       const ms = median(times)
       const algbw = mib * MiB / (ms / 1000)
-      rows.push({ kind: `ring/${kind}`, n, mib, ms, algbw, busbw: algbw * 2 * (n - 1) / n })
-      process.stderr.write(`ring/${kind} N=${n} ${mib} MiB: ${ms.toFixed(1)} ms\n`)
+      const name = kind === 'swarm' ? 'swarm' : `ring/${kind}`
+      rows.push({ kind: name, n, mib, ms, algbw, busbw: algbw * 2 * (n - 1) / n })
+      log(`${name} N=${n} ${mib} MiB: ${ms.toFixed(1)} ms`)
     }
-    if (n === peers[0]) {
+    if (n === peers[0] && (kinds.includes('libp2p') || kinds.includes('plain') || kinds.includes('tcp'))) {
       // Reference b: one link between two processes: one libp2p stream (with and without noise), one socket.
       const [a, b] = workers
       const streamTimes: number[] = []
@@ -128,6 +216,13 @@ for (const n of peers) {
   }
   for (const w of workers) w.child.send({ type: 'exit' })
   await Promise.all(workers.map(w => new Promise(resolve => { w.child.once('exit', resolve) })))
+  if (glooReady) {
+    for (const { mib, ms } of await gloo(n)) {
+      const algbw = mib * MiB / (ms / 1000)
+      rows.push({ kind: 'gloo', n, mib, ms, algbw, busbw: algbw * 2 * (n - 1) / n })
+      log(`gloo N=${n} ${mib} MiB: ${ms.toFixed(1)} ms`)
+    }
+  }
 }
 
 const MB = (bps: number): string => (bps / 1e6).toFixed(0).padStart(7)
@@ -136,21 +231,16 @@ if (args.json === true) {
 } else {
   console.log(`\nall-reduce on 127.0.0.1, ${cpus().length} CPUs, median of ${rounds} rounds (slowest member), MB = 10^6 bytes`)
   console.log(`load average ${loadBefore.toFixed(1)} before, ${loadavg()[0].toFixed(1)} after (other processes share these CPUs: compare within a run, not across runs)\n`)
-  console.log('ring over    N   size     ms      algbw MB/s  busbw MB/s')
+  console.log('kind               N   size           ms      algbw MB/s  busbw MB/s')
   for (const r of rows) {
-    console.log(`${r.kind.padEnd(12)} ${String(r.n).padStart(1)}  ${`${r.mib} MiB`.padStart(7)} ${r.ms.toFixed(1).padStart(8)}  ${MB(r.algbw)}     ${MB(r.busbw)}`)
+    console.log(`${r.kind.padEnd(18)} ${String(r.n).padStart(1)}  ${`${r.mib} MiB`.padStart(12)} ${r.ms.toFixed(2).padStart(8)}  ${MB(r.algbw)}     ${MB(r.busbw)}`)
   }
   console.log('\none link between two processes (reference b)')
   for (const l of links) console.log(`${l.kind.padEnd(16)} ${`${l.mib} MiB`.padStart(7)} ${l.ms.toFixed(1).padStart(8)} ms  ${MB(l.mbps)} MB/s`)
-  console.log('\nratios (busbw)')
-  for (const r of rows.filter(x => x.kind === 'ring/libp2p')) {
-    const tcpRow = rows.find(x => x.kind === 'ring/tcp' && x.n === r.n && x.mib === r.mib)
-    const stream = links.find(l => l.kind === 'libp2p stream' && l.mib === r.mib)
-    const plainRow = rows.find(x => x.kind === 'ring/plain' && x.n === r.n && x.mib === r.mib)
-    const parts = [`N=${r.n} ${String(r.mib).padStart(2)} MiB: libp2p ring / tcp ring = ${tcpRow === undefined ? '-' : (r.busbw / tcpRow.busbw).toFixed(2)}`]
-    if (stream !== undefined) parts.push(`libp2p ring / one libp2p stream = ${(r.busbw / stream.mbps).toFixed(2)}`)
-    if (plainRow !== undefined) parts.push(`libp2p ring / no-noise ring = ${(r.busbw / plainRow.busbw).toFixed(2)}`)
-    console.log(parts.join('   '))
+  console.log('\nratios to gloo (time: lower is better; busbw: higher is better)')
+  for (const r of rows.filter(x => x.kind !== 'gloo')) {
+    const g = rows.find(x => x.kind === 'gloo' && x.n === r.n && x.mib === r.mib)
+    if (g !== undefined) console.log(`${r.kind.padEnd(18)} N=${r.n} ${`${r.mib} MiB`.padStart(12)}: time ${(r.ms / g.ms).toFixed(2)}x gloo, busbw ${(r.busbw / g.busbw).toFixed(2)}x gloo`)
   }
   const maxMiB = Math.max(...sizes)
   if (micro.addMs !== undefined) {
@@ -159,5 +249,7 @@ if (args.json === true) {
     console.log(`  plain add                         ${micro.plainAddMs.toFixed(1)} ms`)
     console.log(`  memcpy (Float32Array.set)         ${micro.copyMs.toFixed(1)} ms  (${MB(maxMiB * MiB / (micro.copyMs / 1000))} MB/s)`)
     console.log(`  chacha20-poly1305 enc+dec (noise) ${micro.cipherMs.toFixed(1)} ms  (${MB(maxMiB * MiB / (micro.cipherMs / 1000))} MB/s)`)
+    console.log(`  records, aes-256-gcm seal+open    ${micro.aesGcmRecordsMs.toFixed(1)} ms  (${MB(maxMiB * MiB / (micro.aesGcmRecordsMs / 1000))} MB/s)`)
+    console.log(`  records, chacha20-poly1305        ${micro.chachaRecordsMs.toFixed(1)} ms  (${MB(maxMiB * MiB / (micro.chachaRecordsMs / 1000))} MB/s)`)
   }
 }
