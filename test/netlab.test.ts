@@ -9,6 +9,7 @@
  * made (not root, no iproute2).
  */
 import { test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { createLab, labAvailable } from './helpers/netlab.ts'
@@ -144,4 +145,167 @@ test('the lab: hosts reach each other; cut, restore, split 2|1 and 2|2, heal; a 
     await lab.destroy()
   }
   assert.ok(!(await import('node:child_process')).execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).includes(lab.id), 'destroy removed the namespaces')
+})
+
+/** Fast failure detection: a member silent for 3 s is dead, a stalled ring step aborts within 2 s. */
+const TIMING = ['--heartbeat-ms', '500', '--member-timeout', '3000', '--round-timeout', '4000', '--step-timeout', '2000', '--progress-every', '60']
+/** A small job that outlasts a cut and the rejoin (about 45 s on 2 busy cores), short enough for a test. */
+const JOB = ['--epochs', String(Number(process.env.NETLAB_EPOCHS ?? 12)), '--hidden', '32', '--batch-size', '32', '--shards', '12', '--seed', '7']
+const NAMES = ['a', 'b', 'c']
+const CUT_MS = 8000
+const BACK_WITHIN_MS = 15_000
+
+/** A swarm of 3 peers, one per namespace, and a log of what each said at every look. */
+class LabSwarm {
+  readonly lab: NetLab
+  readonly swarm: LocalSwarm
+  readonly log: string[] = []
+  ids: string[] = []
+
+  private constructor (lab: NetLab, swarm: LocalSwarm) {
+    this.lab = lab
+    this.swarm = swarm
+  }
+
+  static async start (): Promise<LabSwarm> {
+    const lab = await createLab(NAMES)
+    const s = new LabSwarm(lab, await LocalSwarm.create({ place: lab.placement() }))
+    try {
+      const common = ['--exit-when-done', '--min-peers', '3', ...TIMING]
+      await s.swarm.start('a', [...common, ...JOB])
+      await s.swarm.start('b', common, 'a')
+      await s.swarm.start('c', common, 'a')
+      const together = await waitFor('the three to train together', async () => {
+        const all = await s.swarm.statuses(NAMES)
+        return all !== undefined && all.every(x => (x.state === 'training' || x.state === 'reducing') && (x.ring?.members.length ?? 0) === 3 && (x.ring?.round ?? 0) >= 5) ? all : undefined
+      }, 120_000, 500)
+      s.ids = together.map(x => x.peerId)
+    } catch (err) {
+      await s.stop()
+      throw err
+    }
+    return s
+  }
+
+  short (id: string): string {
+    return NAMES[this.ids.indexOf(id)] ?? '?'
+  }
+
+  /** What one peer's status says, in one line: state, step, round, ring, whom it is connected to and hears, redials. */
+  view (s: StatusJson | undefined): string {
+    if (s === undefined) return '-'
+    const peers = s.peers.map(p => this.short(p.peerId)).sort().join('')
+    const live = s.members.filter(m => m.live).map(m => this.short(m.peerId)).sort().join('')
+    const rc = s.network?.reconnect
+    return `${s.state}/${s.ring?.state ?? '-'} step ${s.training?.step ?? '-'} round ${s.ring?.round ?? '-'} ring [${(s.ring?.members ?? []).map(id => this.short(id)).join('')}] conn [${peers}] live [${live}] redials ${rc?.attempts ?? '-'}/${rc?.reconnects ?? '-'}`
+  }
+
+  /** Every peer's status (those that answer), logged with a label. */
+  async snapshot (label: string): Promise<StatusJson[]> {
+    const all = await Promise.all(NAMES.map(async n => await this.swarm.status(n)))
+    this.log.push(`${label}: ${NAMES.map((n, i) => `${n}: ${this.view(all[i])}`).join(' | ')}`)
+    return all.filter((x): x is StatusJson => x !== undefined)
+  }
+
+  /** True when every peer is connected to the other two and, with `hears`, hears them (live in its manifest). */
+  allConnected (all: StatusJson[], hears = true): boolean {
+    return all.length === 3 && all.every(s => this.ids.filter(id => id !== s.peerId).every(o => s.peers.some(p => p.peerId === o) && (!hears || s.members.some(m => m.peerId === o && m.live))))
+  }
+
+  /**
+   * Cuts `host` for CUT_MS (with `drop`, its side aborts its connections at once), looking every second,
+   * restores it, and waits until every peer is connected to the other two again.
+   */
+  async cutAndRestore (host: string, drop: boolean): Promise<{ backMs: number, during: StatusJson[][], back: StatusJson[] }> {
+    await this.lab.cut(host)
+    const cutAt = Date.now()
+    if (drop) this.log.push(`${host}: ${await this.lab.dropConnections(host)} TCP connections aborted`)
+    const during: StatusJson[][] = []
+    while (Date.now() - cutAt < CUT_MS) {
+      during.push(await this.snapshot(`${host} cut +${((Date.now() - cutAt) / 1000).toFixed(1)} s`))
+      await sleep(1000)
+    }
+    await this.lab.restore(host)
+    const restoredAt = Date.now()
+    const back = await waitFor(`the connections to ${host} to come back both ways`, async () => {
+      const all = await this.snapshot(`${host} restored +${((Date.now() - restoredAt) / 1000).toFixed(1)} s`)
+      return this.allConnected(all) ? all : undefined
+    }, BACK_WITHIN_MS + 10_000, 250)
+    return { backMs: Date.now() - restoredAt, during, back }
+  }
+
+  /** Waits (looking every 2 s) for the three to train in one ring again; the ms it took, or null. */
+  async ringOfThree (timeoutMs: number): Promise<number | null> {
+    const t0 = Date.now()
+    while (Date.now() - t0 < timeoutMs) {
+      const all = await this.snapshot(`ring +${((Date.now() - t0) / 1000).toFixed(1)} s`)
+      if (all.length === 3 && all.every(s => (s.ring?.members.length ?? 0) === 3 && s.ring?.round === all[0].ring?.round && s.ring?.state !== 'waiting')) return Date.now() - t0
+      await sleep(1000)
+    }
+    return null
+  }
+
+  /** Waits for the job to end on every peer: each one's exit code and printed result. */
+  async results (timeoutMs = 240_000): Promise<Array<{ step: number, accuracy: number, hash: string }>> {
+    const results = await Promise.all(this.swarm.peers.map(async p => await p.proc.exited(timeoutMs)))
+    return results.map((r, i) => {
+      assert.equal(r.code, 0, `${NAMES[i]} exit code (stderr: ${r.stderr.slice(-2000)})`)
+      const m = /done: \d+ epochs, step (\d+), test accuracy ([0-9.]+), weights ([0-9a-f]+)/.exec(r.stdout)
+      assert.ok(m !== null, `${NAMES[i]} printed its result:\n${r.stdout.slice(-1000)}`)
+      return { step: Number(m[1]), accuracy: Number(m[2]), hash: m[3] }
+    })
+  }
+
+  describe (done: Array<{ step: number, accuracy: number, hash: string }>): string {
+    return done.map((d, i) => `${NAMES[i]} step ${d.step} accuracy ${d.accuracy} weights ${d.hash}`).join('; ')
+  }
+
+  async stop (): Promise<void> {
+    await this.swarm.stopAll()
+    await this.lab.destroy()
+  }
+}
+
+test('a member whose link is cut past the member timeout is back within 15 s of the restore, and the job ends with one model', { timeout: 400_000 }, async t => {
+  if (!await skipUnlessLab(t)) return
+  const s = await LabSwarm.start()
+  try {
+    const cut = await s.cutAndRestore('c', false)
+    const kept = cut.during.every(all => s.allConnected(all, false))
+    t.diagnostic(`c back ${cut.backMs} ms after the restore; TCP connections ${kept ? 'outlived the cut' : 'were closed during the cut'}`)
+    assert.ok(cut.backMs <= BACK_WITHIN_MS, `back after ${cut.backMs} ms`)
+    const ring = await s.ringOfThree(60_000)
+    t.diagnostic(`one ring of three again ${ring ?? 'never (60 s)'} ms after the connections`)
+    const done = await s.results()
+    t.diagnostic(`done: ${s.describe(done)}`)
+    assert.equal(new Set(done.map(d => d.hash)).size, 1, `weights: ${done.map(d => d.hash).join(' ')}`)
+  } finally {
+    t.diagnostic(s.log.join('\n'))
+    await s.stop()
+  }
+})
+
+test('a member cut off whose connections are dropped at once is redialled, and back within 15 s of the restore', { timeout: 400_000 }, async t => {
+  if (!await skipUnlessLab(t)) return
+  const s = await LabSwarm.start()
+  try {
+    const cut = await s.cutAndRestore('b', true)
+    const redials = cut.back.map(x => x.network?.reconnect)
+    t.diagnostic(`b back ${cut.backMs} ms after the restore; redials (attempts/reconnects): ${redials.map((r, i) => `${NAMES[i]} ${r?.attempts ?? '-'}/${r?.reconnects ?? '-'}`).join(', ')}`)
+    assert.ok(cut.backMs <= BACK_WITHIN_MS, `back after ${cut.backMs} ms`)
+    assert.ok((redials[1]?.attempts ?? 0) >= 2, 'b kept trying while it was cut off')
+    assert.ok(redials.reduce((n, r) => n + (r?.reconnects ?? 0), 0) >= 1, 'the connections came back by redialling')
+    assert.ok(s.swarm.peers.every(p => p.proc.child.exitCode === null), 'no peer ended during the cut')
+    await t.test('and the job ends with one model', { todo: 'issue 12: a member cut off from the swarm trains on alone (ring of one) and wins or diverges on return; needs the quorum rule' }, async () => {
+      const ring = await s.ringOfThree(30_000)
+      t.diagnostic(`one ring of three again ${ring ?? 'never (30 s)'} ms after the connections`)
+      // the job has about 30 s left here: twice that, then the peers are killed and this part fails
+      const done = await s.results(90_000)
+      t.diagnostic(`done: ${s.describe(done)}`)
+      assert.equal(new Set(done.map(d => d.hash)).size, 1, `weights: ${done.map(d => d.hash).join(' ')}`)
+    })
+  } finally {
+    t.diagnostic(s.log.join('\n'))
+    await s.stop()
+  }
 })

@@ -16,6 +16,8 @@
  * - `split([['a','b'],['c']])` moves each group's ports onto a bridge of its
  *   own (hosts in no group are detached from every bridge); `heal()` puts all
  *   ports back on br0.
+ * - `dropConnections(host)` aborts the host's TCP connections on its side
+ *   (`ss -K`), as a connection manager giving up on a peer would.
  * - `limit(host, mbit)` shapes the host's traffic both ways with `tbf` (egress
  *   of its eth0, and of its bridge port, which is its ingress); null lifts it.
  * - `request(host, …)` makes an HTTP request to 127.0.0.1 inside a host's
@@ -216,6 +218,20 @@ export class NetLab {
   }
 
   /**
+   * Kills the host's TCP connections to the other hosts on its side only, as a
+   * connection manager that gives up on a peer, or a NAT that forgets a flow,
+   * would (`ss -K`): the host sees them aborted at once; the other ends learn
+   * it from the reset their next packet gets. Listening sockets stay.
+   * Returns how many were killed.
+   */
+  async dropConnections (host: string): Promise<number> {
+    const r = await run('ip', ['netns', 'exec', this.namespace(host), 'ss', '-K', '-H', '-t', 'dst', `${SUBNET}.0/24`])
+    if (r.code !== 0) throw new Error(`ss -K in ${host}: ${r.stderr.trim()}`)
+    // ss lists the sockets it killed (none where the kernel cannot: CONFIG_INET_DIAG_DESTROY)
+    return r.stdout.split('\n').filter(l => l.trim() !== '').length
+  }
+
+  /**
    * Splits the hosts into groups that reach each other only within a group
    * (2|1: `[['a','b'],['c']]`, 2|2: `[['a','b'],['c','d']]`). A host in no
    * group reaches no one.
@@ -369,15 +385,22 @@ export class NetLab {
     if (ready === undefined) {
       const socket = join(this.dir, `${host}.sock`)
       const child = this.spawn(host, process.execPath, ['-e', RELAY, socket], { stdio: ['pipe', 'pipe', 'pipe'] })
+      let err = ''
+      child.stderr?.on('data', (b: Buffer) => { err = (err + b.toString()).slice(-2000) })
       ready = new Promise<string>((resolve, reject) => {
         let out = ''
         child.stdout?.on('data', (b: Buffer) => {
           out += b.toString()
           if (out.includes('ready')) resolve(socket)
         })
-        child.on('exit', code => { reject(new Error(`the relay in ${host} exited (${code})`)) })
+        // a relay that went away is started afresh by the next request
+        child.on('exit', code => {
+          if (this.relays.get(host) === ready) this.relays.delete(host)
+          if (process.env.NETLAB_DEBUG !== undefined) process.stderr.write(`netlab: the relay in ${host} exited (${code}): ${err}\n`)
+          reject(new Error(`the relay in ${host} exited (${code}): ${err}`))
+        })
       })
-      ready.catch(() => { this.relays.delete(host) })
+      ready.catch(() => {})
       this.relays.set(host, ready)
     }
     return await ready
@@ -388,6 +411,7 @@ const RELAY = `
 const net = require('node:net')
 const socket = process.argv[1]
 const server = net.createServer(c => {
+  c.on('error', () => {})
   let buf = Buffer.alloc(0)
   const onData = d => {
     buf = Buffer.concat([buf, d])
@@ -397,7 +421,7 @@ const server = net.createServer(c => {
     c.off('data', onData)
     const t = net.connect(Number(buf.subarray(0, nl).toString()), '127.0.0.1')
     t.on('error', () => c.destroy())
-    c.on('error', () => t.destroy())
+    c.on('close', () => t.destroy())
     if (nl + 1 < buf.length) t.write(buf.subarray(nl + 1))
     c.pipe(t)
     t.pipe(c)

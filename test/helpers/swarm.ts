@@ -18,6 +18,7 @@ export interface StatusJson {
   ring?: { round: number, members: string[], state: string, completed: number, aborted: number, events: Array<{ kind: string, round: number, detail: string, culprit?: string }> }
   syncs: Array<{ round: number, bytes: number, ms: number, donors: number }>
   training: { step: number, epoch: number, samples?: number, weightsHash: string, accuracy: number | null } | null
+  network?: { reconnect: { attempts: number, reconnects: number, pending: Array<{ peerId: string, attempt: number, nextAttemptAt: number | null }> } | null } | null
 }
 
 /** `peer status --json` on a data dir (with `prefix`, run through it: inside a network namespace). */
