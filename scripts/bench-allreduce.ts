@@ -3,7 +3,7 @@
  *
  *   npx node scripts/bench-allreduce.ts [--sizes 1,16,64] [--peers 2,3,4] [--rounds 5] [--kinds swarm,gloo,…] [--no-gloo] [--json]
  *
- * For each N and size: the median time of an all-reduce (the slowest member's, after a warm-up round),
+ * For each N and size: the median time of an all-reduce (the slowest member's, after warm-up rounds),
  * algbw = size / time and busbw = algbw · 2(N−1)/N (what each link carried per second), for
  *   - swarm: exactly the data path `peer start` uses by default: the swarm's libp2p network (swarm key on) for
  *     the key exchange, the keyed TCP data plane (AES-256-GCM records) for the bytes;
@@ -173,13 +173,16 @@ for (const n of peers) {
     for (const kind of ringKinds) {
       const times: number[] = []
       const members = workers.map(w => w.ids[NODE_OF[kind]])
-      for (let i = 0; i <= rounds; i++) {
+      // Small rounds are over before the JIT has warmed up: a few more unmeasured ones (whichever kind ran first
+      // would look slower otherwise).
+      const warmup = mib < 1 ? 5 : 1
+      for (let i = 0; i < warmup + rounds; i++) {
         const r = round++
         for (const w of workers) w.child.send({ type: 'run', transport: kind, round: r, members, bytes: Math.round(mib * MiB / 4) * 4 })
         const results = await Promise.all(workers.map(w => w.next('ran')))
         const failed = results.find(x => !x.ok)
         if (failed !== undefined) throw new Error(`${kind} N=${n} ${mib} MiB round failed: ${failed.reason}`)
-        if (i > 0) times.push(Math.max(...results.map(x => x.ms)))
+        if (i >= warmup) times.push(Math.max(...results.map(x => x.ms)))
       }
       const ms = median(times)
       const algbw = mib * MiB / (ms / 1000)

@@ -3,14 +3,16 @@
  * streams between ring neighbours. N−1 reduce-scatter steps and N−1 all-gather steps, each chunk sent in blocks
  * so that sending, receiving and adding overlap; each member sends 2(N−1)/N of the vector. The protocol's
  * steps are an xstate machine (`machine.ts`); the bytes move in a loop outside it (`exchange.ts`), over a
- * `RingTransport` (libp2p streams, or plain TCP for reference). Frames: `protocols/allreduce`.
+ * `RingTransport`: by default direct TCP connections keyed over libp2p, every byte in AES-256-GCM records
+ * (`keyed-transport.ts`, `protocols/ring-key`); or libp2p streams; or plain TCP for reference. Frames:
+ * `protocols/allreduce`.
  *
  * Who is in round r, and in which order, is decided elsewhere (the membership agreement); the ring only checks
  * that neighbours agree (a hash of the list in each round's hello) and aborts otherwise.
  *
  * @example
- * const ring = new Ring({ transport: createLibp2pRingTransport(node), logger: msg => log.debug(msg) })
- * await ring.start()                       // registers /peer/allreduce/1.0.0
+ * const ring = new Ring({ transport: createKeyedRingTransport(node, { host: listenHostOf(listen) }), logger: msg => log.debug(msg) })
+ * await ring.start()                       // opens the data-plane listener, registers /peer/ring-key/1.0.0
  * const result = await ring.run({ round: 12, attempt: 0, members, self: node.peerId.toString(), vector: grads })
  * if (result.ok) apply(result.sum)         // the same sum on every member
  * else log.warn({ code: result.code, culprit: result.culprit }, result.reason) // no one applies anything
