@@ -75,7 +75,8 @@ test('a swarm of 3 starts and trains', async () => {
 })
 
 for (const [when, phase] of [
-  ['before the all-reduce (waiting for the round to be agreed)', (s: StatusJson) => s.ring?.state === 'waiting' || s.ring?.state === 'announcing'],
+  // in a stable group a round has no agreement phase: the ring opens at once, so "before" is its opening (hellos)
+  ['before the all-reduce (agreeing on the round, or opening the ring)', (s: StatusJson) => s.ring?.state === 'waiting' || s.ring?.state === 'announcing' || (s.ring?.state === 'reducing' && s.ring.phase === 'connecting')],
   ['during the all-reduce', (s: StatusJson) => s.ring?.state === 'reducing'],
   ['after the all-reduce (applying the sum, computing the next update)', (s: StatusJson) => s.state === 'training']
 ] as const) {

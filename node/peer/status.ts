@@ -36,6 +36,8 @@ export interface PeerStatus {
     last: { round: number, ms: number, bytesSent: number, algbw: number, members: number } | null
     events: Array<{ at: number, kind: string, round: number, detail: string, culprit?: string }>
     excluded?: Array<{ peer: string, until: number, strikes: number }>
+    /** The ring's own phase in the round under way or the last one: `connecting`, `reduce-scatter k/N−1`, `all-gather k/N−1`, `aborting`, `aborted`, `done`. */
+    phase?: string | null
     /** The group rounds run in (agreed once, reused until a round fails or the membership changes). */
     group?: { epoch: number, members: string[] } | null
     /** Rounds that reused the group (no agreement on the critical path), and rounds that agreed on one first. */
@@ -66,6 +68,8 @@ export interface PeerStatus {
     /** Where a step's time goes (ms, smoothed): computing the update, reducing it with the swarm (waiting included), applying it. */
     timing: { computeMs: number, reduceMs: number, applyMs: number }
     syncEvery: number
+    /** The weights hash after every 16th round, the last 16 of them: members of one swarm agree round by round. */
+    hashes: Array<{ round: number, hash: string }>
   } | null
   backend: BackendName | null
 }
@@ -121,6 +125,7 @@ export function buildStatus (peer: Peer): PeerStatus {
           last: peer.rounds.status.last,
           events: peer.rounds.status.events.slice(-20),
           excluded: peer.rounds.status.excluded,
+          phase: peer.ring?.status()?.state ?? null,
           group: peer.rounds.status.group,
           fastRounds: peer.rounds.status.fastRounds,
           agreedRounds: peer.rounds.status.agreedRounds
@@ -146,7 +151,8 @@ export function buildStatus (peer: Peer): PeerStatus {
             reduceMs: Math.round(trainer.timing.reduceMs * 10) / 10,
             applyMs: Math.round(trainer.timing.applyMs * 10) / 10
           },
-          syncEvery: trainer.job.syncEvery
+          syncEvery: trainer.job.syncEvery,
+          hashes: [...trainer.hashes]
         },
     backend: peer.backend
   }

@@ -357,7 +357,11 @@ export class Rounds extends EventEmitter<RoundsEvents> {
       return { ok: true, sum: result.sum, members: group.members, attempt: 0, stats: result.stats, group }
     }
     if (signal?.aborted === true) return { ok: false, outcome: 'cancelled', members: group.members }
-    if (result.code !== 'cancelled') {
+    const left = group.members.filter(p => this.components.hasLeft?.(p) === true)
+    if (left.length > 0) {
+      // a member left cleanly while this round started in the group: no fault, the members agree without it
+      this.event({ kind: 'members', round: req.round, detail: `group ${group.epoch} ended: ${left.length} member(s) left` })
+    } else if (result.code !== 'cancelled') {
       this.status.aborted += 1
       this.blame(result.culprit, result.code === 'peer-aborted' ? result.cause : result.code, req.round)
       this.event({ kind: 'aborted', round: req.round, detail: `group ${group.epoch}: ${result.code}: ${result.reason}`, culprit: result.culprit })

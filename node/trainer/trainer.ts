@@ -71,6 +71,9 @@ const OUTER_MOMENTUM = 'outer/momentum'
 /** Loss and throughput figures, smoothed over recent steps. */
 const LOSS_SMOOTHING = 0.9
 const RATE_WINDOW_MS = 3000
+/** Rounds between the weights hashes kept for status, and how many are kept. */
+const HASH_EVERY = 16
+const HASHES_KEPT = 16
 /** How long a peer without rows waits before looking again. */
 const IDLE_WAIT_MS = 200
 
@@ -105,6 +108,8 @@ export class Trainer {
   private epochEnded = false
   private readonly rate: Array<{ t: number, n: number }> = []
   private hashCache: { step: number, hash: string } | null = null
+  /** Weights hashes of recent rounds (see noteHash). */
+  readonly hashes: Array<{ round: number, hash: string }> = []
 
   constructor (init: TrainerInit) {
     this.job = init.job
@@ -230,6 +235,17 @@ export class Trainer {
       p.sinceSyncSamples = (p.sinceSyncSamples ?? 0) + localSamples
     }
     this.epochEnded = this.epoch > epochBefore
+    if (this.job.syncEvery === 1) this.noteHash()
+  }
+
+  /**
+   * Every HASH_EVERY rounds, the weights hash after that round: members of one swarm hold the same hash for the
+   * same round, which status shows (and tests compare) without catching every member at one instant.
+   */
+  private noteHash (): void {
+    if (this.progress.round % HASH_EVERY !== 0) return
+    this.hashes.push({ round: this.progress.round, hash: this.weightsHash() })
+    if (this.hashes.length > HASHES_KEPT) this.hashes.shift()
   }
 
   /** H > 1: the local period is over; the deltas are due for averaging. */
@@ -286,6 +302,7 @@ export class Trainer {
     p.sinceSyncSamples = 0
     this.hashCache = null
     this.epochEnded = this.epoch > epochBefore
+    this.noteHash()
   }
 
   /** Writes a flat vector (variable order) into the model. */
@@ -487,6 +504,7 @@ export class Trainer {
     this.loss = ckpt.loss
     this.lastEvaluation = ckpt.evaluation
     this.hashCache = null
+    this.hashes.length = 0
   }
 
   dispose (): void {
