@@ -1,0 +1,471 @@
+/**
+ * Faster kernels for TensorFlow.js's WebAssembly backend, so that stock
+ * autodiff (`tf.variableGrads`, `tf.grads`, `model.fit`) of any Layers model
+ * trains at the speed of the hand-written backward pass in model.ts.
+ *
+ * What wasm gets wrong, and what replaces it (each kernel keeps the stock
+ * kernel's contract: same inputs, attributes and output):
+ *
+ * - `BatchMatMul` with `transposeA`/`transposeB` runs as a naive loop, 12-50x
+ *   slower than the plain (XNNPACK) product; every dense layer's backward pass
+ *   uses it. Replaced by explicit transposes (wasm's `Transpose` kernel) and the
+ *   plain product, choosing between `op(a)·op(b)` and `(op(b)ᵀ·op(a)ᵀ)ᵀ`
+ *   whichever copies fewer elements: for `dy·Wᵀ` that transposes the two
+ *   batch-sized operands rather than a large kernel. `_FusedMatMul` with
+ *   transposes gets the same (operands only); with batched operands and a
+ *   bias, where the stock kernel adds the bias wrongly, it runs unfused.
+ * - `Conv2DBackpropFilter` is missing (autodiff of conv2d throws). Written as
+ *   one forward convolution: the batch becomes the channel axis and `dy`
+ *   slides over `x` as a filter, dilated by the stride.
+ * - `Conv2DBackpropInput` is a naive loop (7x a forward conv). Written as a
+ *   valid forward convolution of `dy`, spread out by the stride and padded, with
+ *   the kernel rotated by 180 degrees and its channel axes swapped.
+ * - `MaxPoolGrad` is slow (20x the forward pool) and sends a window's gradient
+ *   to the last maximum; replaced by a loop over the wasm heap that picks the
+ *   first maximum in row-major order, as the cpu and native kernels do.
+ * - `DepthwiseConv2dNativeBackpropFilter`/`Input` and `UnsortedSegmentSum`
+ *   (the gradient of `gather`, so of embeddings) are missing: loops over the
+ *   wasm heap.
+ *
+ * Usage: load the wasm backend (`import '@tensorflow/tfjs-backend-wasm'`),
+ * then call `registerFastWasmKernels()` once; backend.ts does it when it
+ * selects wasm. `unregisterFastWasmKernels()` puts the stock kernels back (for
+ * benchmarks and tests).
+ */
+import * as tf from '@tensorflow/tfjs'
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm'
+
+const BACKEND = 'wasm'
+
+type Info = tf.TensorInfo
+type Attrs = Record<string, unknown>
+interface Args { inputs: Record<string, Info | undefined>, backend: BackendWasm, attrs: Attrs }
+type Kernel = (args: Args) => Info
+
+/** The stock wasm kernels ours replaced, to call and to restore; null while ours are not registered. */
+let replaced: Map<string, tf.KernelConfig | undefined> | null = null
+/** Stock wasm kernel functions, looked up once when ours are registered. */
+const stockFuncs = new Map<string, Kernel>()
+
+function stock (name: string): Kernel {
+  const f = stockFuncs.get(name)
+  if (f === undefined) throw new Error(`wasm kernel ${name} is not registered`)
+  return f
+}
+
+function call (name: string, backend: BackendWasm, inputs: Record<string, Info>, attrs: Attrs = {}): Info {
+  return stock(name)({ inputs, backend, attrs })
+}
+
+function free (backend: BackendWasm, ...infos: Info[]): void {
+  for (const info of infos) backend.disposeData(info.dataId)
+}
+
+function size (shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1)
+}
+
+/** A view of a tensor's data on the wasm heap; take it after the last allocation (the heap may grow and move). */
+function heap (backend: BackendWasm, info: Info): Float32Array {
+  return backend.typedArrayFromHeap(info) as Float32Array
+}
+
+/** A new float32 tensor of zeros on the wasm heap. */
+function zeros (backend: BackendWasm, shape: number[]): Info {
+  const out = backend.makeOutput(shape, 'float32')
+  heap(backend, out).fill(0)
+  return out
+}
+
+function swapLast (backend: BackendWasm, x: Info): Info {
+  const r = x.shape.length
+  const perm = Array.from({ length: r }, (_, i) => i < r - 2 ? i : 2 * r - 3 - i)
+  return call('Transpose', backend, { x }, { perm })
+}
+
+function channelsLast (kernel: string, dataFormat: unknown): 'channelsLast' {
+  const format = tf.backend_util.convertConv2DDataFormat((dataFormat ?? 'NHWC') as 'NHWC' | 'NCHW')
+  if (format !== 'channelsLast') throw new Error(`wasm ${kernel} supports only dataFormat NHWC, not ${String(dataFormat)}`)
+  return format
+}
+
+// ---------------------------------------------------------------- matMul
+
+/** C = op(a)·op(b), batched, with transposes made explicit. */
+function batchMatMul (args: Args): Info {
+  const { backend, attrs } = args
+  const a = args.inputs.a as Info
+  const b = args.inputs.b as Info
+  const tA = attrs.transposeA === true
+  const tB = attrs.transposeB === true
+  const ra = a.shape.length
+  const rb = b.shape.length
+  const innerA = a.shape[tA ? ra - 2 : ra - 1]
+  const innerB = b.shape[tB ? rb - 1 : rb - 2]
+  if ((!tA && !tB) || a.dtype !== 'float32' || b.dtype !== 'float32' || innerA !== innerB) return stock('BatchMatMul')(args)
+  const m = a.shape[tA ? ra - 1 : ra - 2]
+  const n = b.shape[tB ? rb - 2 : rb - 1]
+  const batch = Math.max(size(a.shape.slice(0, -2)), size(b.shape.slice(0, -2)))
+  const sa = size(a.shape)
+  const sb = size(b.shape)
+  const plain = (x: Info, y: Info): Info => call('BatchMatMul', backend, { a: x, b: y }, { transposeA: false, transposeB: false })
+  // elements copied: transposing the flagged operands, or the others and the product
+  const direct = (tA ? sa : 0) + (tB ? sb : 0)
+  const flipped = batch * m * n + (tA ? 0 : sa) + (tB ? 0 : sb)
+  if (direct <= flipped) {
+    const x = tA ? swapLast(backend, a) : a
+    const y = tB ? swapLast(backend, b) : b
+    const out = plain(x, y)
+    if (tA) free(backend, x)
+    if (tB) free(backend, y)
+    return out
+  }
+  // Cᵀ = op(b)ᵀ·op(a)ᵀ
+  const x = tB ? b : swapLast(backend, b)
+  const y = tA ? a : swapLast(backend, a)
+  const ct = plain(x, y)
+  if (!tB) free(backend, x)
+  if (!tA) free(backend, y)
+  const out = swapLast(backend, ct)
+  free(backend, ct)
+  return out
+}
+
+/** Stock wasm kernels for the activations `_FusedMatMul` can fuse. */
+const ACTIVATIONS: Record<string, string | undefined> = { relu: 'Relu', relu6: 'Relu6', elu: 'Elu', sigmoid: 'Sigmoid', leakyrelu: 'LeakyRelu', prelu: 'Prelu' }
+
+/**
+ * The fused product (bias, activation) with transposed operands made explicit.
+ * With batched operands and a bias, the stock kernel adds the bias wrongly
+ * (off by up to the bias itself); there the product, the bias and the
+ * activation run as separate kernels.
+ */
+function fusedMatMul (args: Args): Info {
+  const { backend, attrs } = args
+  const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, Info>
+  const tA = attrs.transposeA === true
+  const tB = attrs.transposeB === true
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') return stock('_FusedMatMul')(args)
+  const batched = size(a.shape.slice(0, -2)) > 1 || size(b.shape.slice(0, -2)) > 1
+  if (batched && bias !== undefined) {
+    const activation = String(attrs.activation ?? 'linear')
+    const kernel = ACTIVATIONS[activation]
+    if (kernel === undefined && activation !== 'linear') return stock('_FusedMatMul')(args) // the stock kernel names what it does not support
+    const product = batchMatMul({ inputs: { a, b }, backend, attrs: { transposeA: tA, transposeB: tB } })
+    const biased = call('Add', backend, { a: product, b: bias })
+    free(backend, product)
+    if (kernel === undefined) return biased
+    const out = kernel === 'Prelu'
+      ? call(kernel, backend, { x: biased, alpha: preluActivationWeights })
+      : call(kernel, backend, { x: biased }, { alpha: attrs.leakyreluAlpha })
+    free(backend, biased)
+    return out
+  }
+  if (!tA && !tB) return stock('_FusedMatMul')(args)
+  const x = tA ? swapLast(backend, a) : a
+  const y = tB ? swapLast(backend, b) : b
+  const out = stock('_FusedMatMul')({ inputs: { ...args.inputs, a: x, b: y }, backend, attrs: { ...attrs, transposeA: false, transposeB: false } })
+  if (tA) free(backend, x)
+  if (tB) free(backend, y)
+  return out
+}
+
+// ---------------------------------------------------------------- conv2d
+
+/**
+ * dW[kh, kw, ci, co] = Σ over b, oh, ow of xpad[b, oh·sh + kh, ow·sw + kw, ci] · dy[b, oh, ow, co]:
+ * a forward convolution of x as [ci, H, W, b] with dy as the filter
+ * [oh, ow, b, co], dilated by the stride.
+ */
+function conv2DBackpropFilter (args: Args): Info {
+  const { backend, attrs } = args
+  const x = args.inputs.x as Info
+  const dy = args.inputs.dy as Info
+  const filterShape = attrs.filterShape as [number, number, number, number]
+  const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filterShape, attrs.strides as [number, number],
+    1, attrs.pad as 'valid', attrs.dimRoundingMode as 'floor' | undefined, false, channelsLast('Conv2DBackpropFilter', attrs.dataFormat))
+  const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw, outHeight: oh, outWidth: ow, inHeight: h, inWidth: w } = info
+  const { top, left } = info.padInfo
+  // rows and columns of padded x that the gradient reads; beyond x they are zero
+  const bottom = Math.max(0, kh + (oh - 1) * sh - h - top)
+  const right = Math.max(0, kw + (ow - 1) * sw - w - left)
+  const xT = call('Transpose', backend, { x }, { perm: [3, 1, 2, 0] })
+  const dyT = call('Transpose', backend, { x: dy }, { perm: [1, 2, 0, 3] })
+  const g = call('Conv2D', backend, { x: xT, filter: dyT }, {
+    strides: [1, 1], dilations: [sh, sw], pad: [[0, 0], [top, bottom], [left, right], [0, 0]], dataFormat: 'NHWC', dimRoundingMode: undefined
+  }) // [ci, ≥ kh, ≥ kw, co]
+  free(backend, xT, dyT)
+  let cropped = g
+  if (g.shape[1] !== kh || g.shape[2] !== kw) {
+    cropped = call('Slice', backend, { x: g }, { begin: [0, 0, 0, 0], size: [g.shape[0], kh, kw, g.shape[3]] })
+    free(backend, g)
+  }
+  const out = call('Transpose', backend, { x: cropped }, { perm: [1, 2, 0, 3] })
+  free(backend, cropped)
+  return out
+}
+
+/**
+ * dx as a valid, stride-1 forward convolution of dy spread out by the stride
+ * (zeros between rows and columns) and padded by (kernel − 1 − pad), with the
+ * kernel rotated by 180 degrees and its channel axes swapped.
+ */
+function conv2DBackpropInput (args: Args): Info {
+  const { backend, attrs } = args
+  const dy = args.inputs.dy as Info
+  const filter = args.inputs.filter as Info
+  const inputShape = attrs.inputShape as [number, number, number, number]
+  const info = tf.backend_util.computeConv2DInfo(inputShape, filter.shape as [number, number, number, number], attrs.strides as [number, number],
+    1, attrs.pad as 'valid', attrs.dimRoundingMode as 'floor' | undefined, false, channelsLast('Conv2DBackpropInput', attrs.dataFormat))
+  const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw, outHeight: oh, outWidth: ow, inHeight: h, inWidth: w } = info
+  const [batch, , , ci] = inputShape
+  const co = filter.shape[3]
+  const hp = h + kh - 1
+  const wp = w + kw - 1
+  const top = kh - 1 - info.padInfo.top
+  const left = kw - 1 - info.padInfo.left
+  const spread = zeros(backend, [batch, hp, wp, co])
+  const rotated = backend.makeOutput([kh, kw, co, ci], 'float32')
+  const src = heap(backend, dy)
+  const dst = heap(backend, spread)
+  for (let b = 0; b < batch; b++) {
+    for (let i = 0; i < oh; i++) {
+      const p = top + i * sh
+      if (p < 0 || p >= hp) continue
+      for (let j = 0; j < ow; j++) {
+        const q = left + j * sw
+        if (q < 0 || q >= wp) continue
+        const s = ((b * oh + i) * ow + j) * co
+        dst.set(src.subarray(s, s + co), ((b * hp + p) * wp + q) * co)
+      }
+    }
+  }
+  const wt = heap(backend, filter)
+  const rot = heap(backend, rotated)
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const from = ((kh - 1 - i) * kw + (kw - 1 - j)) * ci * co
+      const to = (i * kw + j) * co * ci
+      for (let c = 0; c < ci; c++) {
+        for (let o = 0; o < co; o++) rot[to + o * ci + c] = wt[from + c * co + o]
+      }
+    }
+  }
+  const dx = call('Conv2D', backend, { x: spread, filter: rotated }, { strides: [1, 1], dilations: [1, 1], pad: 'valid', dataFormat: 'NHWC', dimRoundingMode: undefined })
+  free(backend, spread, rotated)
+  return dx
+}
+
+// ---------------------------------------------------------------- depthwise conv2d
+
+function depthwiseInfo (xShape: number[], filterShape: number[], attrs: Attrs): tf.backend_util.Conv2DInfo {
+  return tf.backend_util.computeConv2DInfo(xShape as [number, number, number, number], filterShape as [number, number, number, number],
+    attrs.strides as [number, number], (attrs.dilations ?? 1) as [number, number], attrs.pad as 'valid', attrs.dimRoundingMode as 'floor' | undefined, true)
+}
+
+/** dW[kh, kw, c, q] = Σ over b, oh, ow of x[b, oh·sh + kh·dh − top, ow·sw + kw·dw − left, c] · dy[b, oh, ow, c·m + q]. */
+function depthwiseBackpropFilter (args: Args): Info {
+  const { backend, attrs } = args
+  const x = args.inputs.x as Info
+  const dy = args.inputs.dy as Info
+  const filterShape = attrs.filterShape as number[]
+  const info = depthwiseInfo(x.shape, filterShape, attrs)
+  const { batchSize, inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow, filterHeight: kh, filterWidth: kw } = info
+  const m = filterShape[3]
+  const acc = new Float64Array(size(filterShape))
+  const xs = heap(backend, x)
+  const g = heap(backend, dy)
+  for (let b = 0; b < batchSize; b++) {
+    for (let i = 0; i < oh; i++) {
+      for (let j = 0; j < ow; j++) {
+        const gOff = ((b * oh + i) * ow + j) * ci * m
+        for (let u = 0; u < kh; u++) {
+          const r = i * info.strideHeight + u * info.dilationHeight - info.padInfo.top
+          if (r < 0 || r >= h) continue
+          for (let v = 0; v < kw; v++) {
+            const c0 = j * info.strideWidth + v * info.dilationWidth - info.padInfo.left
+            if (c0 < 0 || c0 >= w) continue
+            const xOff = ((b * h + r) * w + c0) * ci
+            const wOff = (u * kw + v) * ci * m
+            for (let c = 0; c < ci; c++) {
+              const xv = xs[xOff + c]
+              for (let q = 0; q < m; q++) acc[wOff + c * m + q] += xv * g[gOff + c * m + q]
+            }
+          }
+        }
+      }
+    }
+  }
+  const out = backend.makeOutput(filterShape, 'float32')
+  heap(backend, out).set(acc)
+  return out
+}
+
+/** dx[b, r, c0, c] = Σ over kh, kw, q of dy[b, oh, ow, c·m + q] · W[kh, kw, c, q] where r = oh·sh + kh·dh − top. */
+function depthwiseBackpropInput (args: Args): Info {
+  const { backend, attrs } = args
+  const dy = args.inputs.dy as Info
+  const filter = args.inputs.filter as Info
+  const inputShape = attrs.inputShape as number[]
+  const info = depthwiseInfo(inputShape, filter.shape, attrs)
+  const { batchSize, inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow, filterHeight: kh, filterWidth: kw } = info
+  const m = filter.shape[3]
+  const acc = new Float64Array(size(inputShape))
+  const g = heap(backend, dy)
+  const wt = heap(backend, filter)
+  for (let b = 0; b < batchSize; b++) {
+    for (let i = 0; i < oh; i++) {
+      for (let j = 0; j < ow; j++) {
+        const gOff = ((b * oh + i) * ow + j) * ci * m
+        for (let u = 0; u < kh; u++) {
+          const r = i * info.strideHeight + u * info.dilationHeight - info.padInfo.top
+          if (r < 0 || r >= h) continue
+          for (let v = 0; v < kw; v++) {
+            const c0 = j * info.strideWidth + v * info.dilationWidth - info.padInfo.left
+            if (c0 < 0 || c0 >= w) continue
+            const xOff = ((b * h + r) * w + c0) * ci
+            const wOff = (u * kw + v) * ci * m
+            for (let c = 0; c < ci; c++) {
+              let s = 0
+              for (let q = 0; q < m; q++) s += g[gOff + c * m + q] * wt[wOff + c * m + q]
+              acc[xOff + c] += s
+            }
+          }
+        }
+      }
+    }
+  }
+  const out = backend.makeOutput(inputShape, 'float32')
+  heap(backend, out).set(acc)
+  return out
+}
+
+// ---------------------------------------------------------------- pooling, segments
+
+/** The gradient of maxPool: each window's dy goes to its first maximum in row-major order. */
+function maxPoolGrad (args: Args): Info {
+  const { backend, attrs } = args
+  const dy = args.inputs.dy as Info
+  const input = args.inputs.input as Info
+  const info = tf.backend_util.computePool2DInfo(input.shape as [number, number, number, number], attrs.filterSize as [number, number],
+    attrs.strides as [number, number], 1, attrs.pad as 'valid', attrs.dimRoundingMode as 'floor' | undefined)
+  const { batchSize, inHeight: h, inWidth: w, inChannels: ch, outHeight: oh, outWidth: ow, filterHeight: fh, filterWidth: fw } = info
+  const out = zeros(backend, input.shape)
+  const xs = heap(backend, input)
+  const g = heap(backend, dy)
+  const dx = heap(backend, out)
+  const best = new Float32Array(ch)
+  const at = new Int32Array(ch)
+  for (let b = 0; b < batchSize; b++) {
+    for (let i = 0; i < oh; i++) {
+      const r0 = i * info.strideHeight - info.padInfo.top
+      const r1 = Math.min(h, r0 + fh)
+      for (let j = 0; j < ow; j++) {
+        const c0 = j * info.strideWidth - info.padInfo.left
+        const c1 = Math.min(w, c0 + fw)
+        best.fill(-Infinity)
+        at.fill(-1)
+        for (let r = Math.max(0, r0); r < r1; r++) {
+          for (let c = Math.max(0, c0); c < c1; c++) {
+            const off = ((b * h + r) * w + c) * ch
+            for (let d = 0; d < ch; d++) {
+              const v = xs[off + d]
+              if (v > best[d]) { best[d] = v; at[d] = off + d }
+            }
+          }
+        }
+        const gOff = ((b * oh + i) * ow + j) * ch
+        for (let d = 0; d < ch; d++) if (at[d] >= 0) dx[at[d]] += g[gOff + d]
+      }
+    }
+  }
+  return out
+}
+
+/** out[ids[k], ...] += x[k, ...]; ids outside [0, numSegments) are dropped. */
+function unsortedSegmentSum (args: Args): Info {
+  const { backend, attrs } = args
+  const x = args.inputs.x as Info
+  const ids = args.inputs.segmentIds as Info
+  const segments = attrs.numSegments as number
+  const n = size(ids.shape)
+  const inner = n === 0 ? 0 : size(x.shape) / n
+  const shape = [segments, ...x.shape.slice(ids.shape.length)]
+  const out = backend.makeOutput(shape, x.dtype)
+  const dst = backend.typedArrayFromHeap(out)
+  dst.fill(0)
+  const src = backend.typedArrayFromHeap(x)
+  const idx = backend.typedArrayFromHeap(ids)
+  for (let k = 0; k < n; k++) {
+    const s = idx[k]
+    if (!(s >= 0 && s < segments)) continue
+    const from = k * inner
+    const to = s * inner
+    for (let e = 0; e < inner; e++) dst[to + e] += src[from + e]
+  }
+  return out
+}
+
+// ---------------------------------------------------------------- registration
+
+/** Ours, by kernel name. */
+const FAST: Record<string, Kernel> = {
+  BatchMatMul: batchMatMul,
+  _FusedMatMul: fusedMatMul,
+  Conv2DBackpropFilter: conv2DBackpropFilter,
+  Conv2DBackpropInput: conv2DBackpropInput,
+  DepthwiseConv2dNativeBackpropFilter: depthwiseBackpropFilter,
+  DepthwiseConv2dNativeBackpropInput: depthwiseBackpropInput,
+  MaxPoolGrad: maxPoolGrad,
+  UnsortedSegmentSum: unsortedSegmentSum
+}
+
+/** Stock wasm kernels ours call. */
+const CALLED = ['BatchMatMul', '_FusedMatMul', 'Transpose', 'Conv2D', 'Slice', 'Add', ...Object.values(ACTIVATIONS) as string[]]
+
+/** The names of the kernels registerFastWasmKernels replaces or adds. */
+export const FAST_WASM_KERNELS: readonly string[] = Object.keys(FAST)
+
+/**
+ * Registers the faster kernels on the wasm backend, replacing the stock ones
+ * (kept, to call and to restore). Idempotent. The wasm backend's package must
+ * be loaded first (its import registers its kernels, and would overwrite ours).
+ */
+export function registerFastWasmKernels (): void {
+  if (replaced !== null) return
+  for (const name of CALLED) {
+    const config = tf.getKernel(name, BACKEND)
+    if (config === undefined) throw new Error('registerFastWasmKernels: load @tensorflow/tfjs-backend-wasm first')
+    stockFuncs.set(name, config.kernelFunc as unknown as Kernel)
+  }
+  const saved = new Map<string, tf.KernelConfig | undefined>()
+  for (const [name, kernelFunc] of Object.entries(FAST)) {
+    const previous = tf.getKernel(name, BACKEND)
+    if (previous !== undefined) tf.unregisterKernel(name, BACKEND)
+    saved.set(name, previous)
+    // the stock setup (wasm function lookups) still has to run if the backend initialises later
+    tf.registerKernel({
+      kernelName: name,
+      backendName: BACKEND,
+      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+      setupFunc: previous?.setupFunc,
+      disposeFunc: previous?.disposeFunc
+    })
+  }
+  replaced = saved
+}
+
+/** Puts the stock wasm kernels back (a no-op when ours are not registered). */
+export function unregisterFastWasmKernels (): void {
+  if (replaced === null) return
+  for (const [name, previous] of replaced) {
+    tf.unregisterKernel(name, BACKEND)
+    if (previous !== undefined) tf.registerKernel(previous)
+  }
+  replaced = null
+}
+
+/** Whether the faster kernels are registered now. */
+export function fastWasmKernelsRegistered (): boolean {
+  return replaced !== null
+}
