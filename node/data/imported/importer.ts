@@ -1,38 +1,48 @@
 /**
- * `peer dataset import`: a CSV or JSON-lines file to a content-addressed data
- * set, in two streaming passes over the file, so memory does not grow with the
- * file's size (only with its row count, by about 9 bytes a row: the duplicate
- * table and one bit per row saying whether it was kept).
+ * `peer dataset import`: a CSV, JSON-lines or Parquet file to a
+ * content-addressed data set. Two engines read and clean the file and agree
+ * on every decision below, so a file imported by either gives the same data
+ * set (the same id):
  *
- * Pass 1 (scan) reads every row and decides:
+ * - DuckDB (duckdb.ts), the default: the file is parsed, typed, deduplicated
+ *   and profiled by the engine, in parallel, under a memory limit, spilling to
+ *   a temp dir inside the import's work dir when the data does not fit; only
+ *   the write pass (text hashing, Arrow shards) runs in JavaScript, streaming
+ *   DuckDB's result chunks.
+ * - JavaScript (scan-js.ts): two streaming passes through csv-parse; used only
+ *   when DuckDB's native binary cannot load (or with `engine: 'js'`). No
+ *   Parquet.
+ *
+ * The decisions (the same for both):
  * - missing values: a row whose label is missing is always dropped; with
  *   `missing: drop` so is a row missing any other (non-ignored) value; with
  *   `missing: fill` a missing value becomes the training rows' mean (numeric),
  *   their most frequent category (categorical) or '' (text);
  * - duplicates: a row equal to an earlier kept row in every non-ignored column
- *   is dropped (compared by a 64-bit hash of the values, see rowset.ts);
+ *   is dropped;
  * - which kept rows are held out for testing (a seeded draw per kept row);
  * - each column's type: the label; a --text column; numeric if every present
  *   value is a decimal number; otherwise categorical, unless it has more than
  *   `maxCategories` distinct values, in which case it is ignored (with a note
  *   saying to pass it as --text or --ignore);
  * - categories (sorted), classes (sorted, numerically if they are all numbers),
- *   fill values, and each numeric column's shift (its training mean).
+ *   fill values, and each numeric column's shift (its training mean, summed in
+ *   file order so that it is the same bit for bit however it is computed).
  *
- * Pass 2 (write) reads the file again, cleans each kept row and appends it to
- * its shard: the test shard, or training shard k mod N for the k-th training
- * row (round robin, so shards differ by at most one row and a file sorted by
- * label still spreads every class over every shard). Each training shard's
- * partial statistics are computed as it is written, and the description's
- * statistics are their combination in shard order (stats.ts): exactly what
- * the swarm computes from the shards.
+ * The write pass cleans each kept row and appends it to its shard: the test
+ * shard, or training shard k mod N for the k-th training row (round robin, so
+ * shards differ by at most one row and a file sorted by label still spreads
+ * every class over every shard). Each training shard's partial statistics are
+ * computed as it is written, and the description's statistics are their
+ * combination in shard order (stats.ts): exactly what the swarm computes from
+ * the shards.
  *
  * Everything is written into a temporary directory beside the destination and
  * renamed into place at the end, so no reader ever sees half a data set; bad
- * input is found in pass 1, before anything is written at all.
+ * input is found before any shard is written, and leaves nothing behind.
  */
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pidAlive } from '../../peer/datadir.ts'
 import { mixSeed } from '../random.ts'
@@ -41,11 +51,11 @@ import { ShardSchema, ShardWriter } from './arrow.ts'
 import type { WrittenShard } from './arrow.ts'
 import { DATASET_FORMAT, DESCRIPTION_FILE, columnWidth, datasetId } from './description.ts'
 import type { ColumnDescription, DatasetDescription, MissingMode, NormalizeMode, ShardFileDescription } from './description.ts'
-import { DataInputError, EmptyInputError, MissingColumnError, UnusableInputError } from './errors.ts'
-import { BitSet, HashSet64, rowHash } from './rowset.ts'
-import { openSource } from './source.ts'
-import type { InputFormat, RowSource } from './source.ts'
+import { DataInputError, MissingColumnError, UnusableInputError } from './errors.ts'
+import { formatOf } from './source.ts'
+import type { InputFormat } from './source.ts'
 import { StatsAccumulator, StatsLayout, combineAll, statsToDescription } from './stats.ts'
+import type { CleanRow } from './stats.ts'
 
 export const DEFAULT_SHARDS = 8
 export const MAX_SHARDS = 1024
@@ -80,7 +90,15 @@ export interface ImportOptions {
   /** How errors name the file (default: the path as given). */
   name?: string
   onProgress?: (p: ImportProgress) => void
+  /** `duckdb` (the default, when its native binary loads) or `js` (the streaming JavaScript reader: no Parquet). */
+  engine?: EngineName
+  /** DuckDB's memory limit (`SET memory_limit`: '512MB', '4GB'); beyond it the engine spills to the work dir. Default DEFAULT_MEMORY_LIMIT. */
+  memoryLimit?: string
+  /** DuckDB's worker threads (default: the CPUs this process may use). */
+  threads?: number
 }
+
+export type EngineName = 'duckdb' | 'js'
 
 export interface ImportProgress {
   phase: 'scan' | 'write'
@@ -95,6 +113,18 @@ export interface ColumnReport {
   missing: number
   categories?: number
   note?: string
+}
+
+/** Which engine cleaned the file, and with what limits (DuckDB's settings as it reports them, not as asked). */
+export interface EngineReport {
+  name: EngineName
+  version?: string
+  memoryLimit?: string
+  threads?: number
+  /** Where the engine spills (inside the import's work dir, removed with it). */
+  tempDirectory?: string
+  /** The most bytes the engine held in temporary files at once (0: everything fit in memory). */
+  spilledBytes?: number
 }
 
 export interface ImportReport {
@@ -114,23 +144,68 @@ export interface ImportReport {
   bytes: number
   /** The same data set was already there (same content, same id): nothing new was written. */
   existing: boolean
+  engine: EngineReport
 }
 
-const NUMBER = /^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/
+/** What both engines are given: the options resolved, the columns resolved. */
+export interface ScanSettings {
+  path: string
+  name: string
+  format: InputFormat
+  columns: string[]
+  labelAt: number
+  textAt: ReadonlySet<number>
+  ignoreAt: ReadonlySet<number>
+  /** Non-ignored columns, in order: what makes two rows duplicates. */
+  used: Uint32Array
+  missingMode: MissingMode
+  testFraction: number
+  seed: number
+  maxCategories: number
+  totalBytes: number
+  /** The import's work dir (inside the datasets root; removed at the end). */
+  work: string
+  memoryLimit: string
+  threads: number
+  progress: (p: ImportProgress, force?: boolean) => void
+}
 
-interface Profile {
+/** What an engine learnt about one column from the kept rows (`missing` from all rows read). */
+export interface Profile {
   missing: number
-  /** Every present value so far is a number. */
+  /** Every present value in the kept rows is a number. */
   numeric: boolean
+  /** Present values in the kept rows. */
   present: number
+  /** Numeric columns: present values in the training rows, and their sum in file order. */
   trainN: number
   trainSum: number
-  /** value → [training rows, all kept rows]; null once there are too many to be categories. */
+  /** value → [training rows, all kept rows]; null once there are too many to be categories (or not asked for). */
   counts: Map<string, [number, number]> | null
 }
 
+/** One engine's pass over the file, done; `write` streams the kept rows again, cleaned. */
+export interface Scan {
+  profiles: Profile[]
+  rowsRead: number
+  droppedMissing: number
+  droppedDuplicates: number
+  kept: number
+  /** The line the last data row starts on (for error messages; may read the file again). */
+  lastLine: () => Promise<number>
+  /** Each kept row in order, cleaned per `described` (see CleanRow), with its index among the kept rows. */
+  write: (described: ColumnDescription[], row: (clean: CleanRow, k: number) => void) => Promise<void>
+  engine: () => Promise<EngineReport>
+  close: () => Promise<void>
+}
+
+/** DuckDB's default memory limit: enough for it to work in memory on files of a few hundred MB, and to stay well inside a small machine's RAM on larger ones (it spills beyond). */
+export const DEFAULT_MEMORY_LIMIT = '1GB'
+
+export const NUMBER = /^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/
+
 /** Whether kept row k is held out for testing. */
-function isTestRow (k: number, seed: number, fraction: number): boolean {
+export function isTestRow (k: number, seed: number, fraction: number): boolean {
   return mixSeed(seed, k) / 4294967296 < fraction
 }
 
@@ -147,9 +222,11 @@ export async function importDataset (path: string, options: ImportOptions): Prom
   const testFraction = options.testFraction ?? DEFAULT_TEST_FRACTION
   const seed = options.seed ?? DEFAULT_SPLIT_SEED
   const maxCategories = options.maxCategories ?? DEFAULT_MAX_CATEGORIES
+  const format = options.format ?? formatOf(path)
   if (!Number.isInteger(shardsWanted) || shardsWanted < 1 || shardsWanted > MAX_SHARDS) throw new RangeError(`shards must be 1 … ${MAX_SHARDS}`)
   if (!isValidBucketCount(buckets)) throw new RangeError('buckets must be a power of two, 256 … 65536')
   if (!(testFraction >= 0 && testFraction <= 0.9)) throw new RangeError('testFraction must be in [0, 0.9]')
+  if (options.threads !== undefined && !(Number.isInteger(options.threads) && options.threads >= 1)) throw new RangeError('threads must be a positive integer')
   let before: ReturnType<typeof statSync>
   try {
     before = statSync(path)
@@ -158,113 +235,146 @@ export async function importDataset (path: string, options: ImportOptions): Prom
     throw new DataInputError({ file: name, line: 1, column: 1 }, e.code === 'ENOENT' ? 'no such file' : `cannot read: ${e.message}`)
   }
   if (!before.isFile()) throw new DataInputError({ file: name, line: 1, column: 1 }, 'not a file')
-  const totalBytes = before.size
 
-  // ---- pass 1: scan ----
-  const source = await openSource(path, { name, format: options.format })
-  const columns = source.columns
+  const [{ readColumns, scanWithJs }, duck] = await Promise.all([
+    import('./scan-js.ts'),
+    options.engine === 'js' ? null : import('./duckdb.ts').then(async m => await m.loadDuckDB())
+  ])
+  if (options.engine === 'duckdb' && duck === null) throw new Error('DuckDB (@duckdb/node-api) cannot load here: import with engine "js"')
+  if (format === 'parquet' && duck === null) throw new DataInputError({ file: name, line: 1, column: 1 }, 'reading Parquet needs DuckDB (@duckdb/node-api), which cannot load here')
+
+  // the header (CSV, JSON lines: read in JavaScript, with its checks; Parquet: the file's schema)
+  const columns = format === 'parquet' && duck !== null ? await duck.parquetColumns(path, name) : await readColumns(path, name, format)
   const indexOf = (col: string, role: string): number => {
     const i = columns.indexOf(col)
     if (i === -1) throw new MissingColumnError({ file: name, line: 1, column: col }, `no ${role} column "${col}" in the header (columns: ${columns.map(c => JSON.stringify(c)).join(', ')})`)
     return i
   }
-  let labelAt: number
-  let textAt: Set<number>
-  let ignoreAt: Set<number>
-  try {
-    labelAt = indexOf(options.label, 'label')
-    textAt = new Set((options.text ?? []).map(c => indexOf(c, '--text')))
-    ignoreAt = new Set((options.ignore ?? []).map(c => indexOf(c, '--ignore')))
-  } catch (err) {
-    await source.rows.return(undefined)
-    throw err
-  }
+  const labelAt = indexOf(options.label, 'label')
+  const textAt = new Set((options.text ?? []).map(c => indexOf(c, '--text')))
+  const ignoreAt = new Set((options.ignore ?? []).map(c => indexOf(c, '--ignore')))
   for (const i of [...textAt, ...ignoreAt]) {
-    if (i === labelAt) {
-      await source.rows.return(undefined)
-      throw new MissingColumnError({ file: name, line: 1, column: columns[i] }, `"${columns[i]}" is the label; it cannot also be --text or --ignore`)
-    }
-  }
-  const used = Uint32Array.from(columns.map((_, i) => i).filter(i => !ignoreAt.has(i)))
-  const profiles: Profile[] = columns.map(() => ({ missing: 0, numeric: true, present: 0, trainN: 0, trainSum: 0, counts: new Map() }))
-  const seen = new HashSet64()
-  const keep = new BitSet()
-  let rowsRead = 0
-  let droppedMissing = 0
-  let droppedDuplicates = 0
-  let kept = 0
-  let lastLine = 1
-  const progress = throttle(options.onProgress)
-  for await (const row of source.rows) {
-    const values = row.values
-    const r = rowsRead++
-    lastLine = row.line
-    let anyMissing = false
-    for (let k = 0; k < used.length; k++) {
-      const i = used[k]
-      if (values[i] === null) {
-        profiles[i].missing++
-        anyMissing = true
-      }
-    }
-    if (values[labelAt] === null || (missingMode === 'drop' && anyMissing)) {
-      droppedMissing++
-      continue
-    }
-    const [hi, lo] = rowHash(values, used)
-    if (!seen.add(hi, lo)) {
-      droppedDuplicates++
-      continue
-    }
-    keep.set(r)
-    const train = !isTestRow(kept++, seed, testFraction)
-    for (let k = 0; k < used.length; k++) {
-      const i = used[k]
-      const v = values[i]
-      if (v === null || textAt.has(i)) continue
-      const p = profiles[i]
-      p.present++
-      if (p.numeric) {
-        if (NUMBER.test(v)) {
-          if (train) { p.trainN++; p.trainSum += Number(v) }
-        } else p.numeric = false
-      }
-      if (p.counts !== null) {
-        let c = p.counts.get(v)
-        if (c === undefined) {
-          if (p.counts.size >= (i === labelAt ? MAX_CLASSES : maxCategories)) {
-            if (i === labelAt) {
-              await source.rows.return(undefined)
-              throw new UnusableInputError({ file: name, line: row.line, column: i + 1 }, `the label column "${columns[i]}" has more than ${MAX_CLASSES} distinct values: a classification label needs at most ${MAX_CLASSES} classes`)
-            }
-            p.counts = null
-            continue
-          }
-          c = [0, 0]
-          p.counts.set(v, c)
-        }
-        if (train) c[0]++
-        c[1]++
-      }
-    }
-    if ((r & 4095) === 0) progress({ phase: 'scan', bytes: source.bytesRead(), totalBytes, rows: rowsRead })
-  }
-  progress({ phase: 'scan', bytes: totalBytes, totalBytes, rows: rowsRead }, true)
-  if (rowsRead === 0) throw new EmptyInputError({ file: name, line: lastLine + 1, column: 1 }, 'no data rows: the file has a header and nothing else')
-  if (kept === 0) {
-    throw new UnusableInputError({ file: name, line: lastLine, column: 1 }, `no rows left to write: all ${rowsRead} were dropped (${droppedMissing} with missing values, ${droppedDuplicates} duplicates)`)
+    if (i === labelAt) throw new MissingColumnError({ file: name, line: 1, column: columns[i] }, `"${columns[i]}" is the label; it cannot also be --text or --ignore`)
   }
 
-  // ---- decide the schema ----
-  const described: ColumnDescription[] = columns.map((col, i) => {
-    const p = profiles[i]
-    if (ignoreAt.has(i)) return { name: col, type: 'ignored', missing: p.missing }
-    if (i === labelAt) {
+  // the work dir: DuckDB spills there; shards are written there and renamed into place
+  const root = options.outDir
+  const rootExisted = existsSync(root)
+  mkdirSync(root, { recursive: true })
+  removeStaleTemps(root)
+  const tmp = join(root, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
+  mkdirSync(tmp)
+  const settings: ScanSettings = {
+    path,
+    name,
+    format,
+    columns,
+    labelAt,
+    textAt,
+    ignoreAt,
+    used: Uint32Array.from(columns.map((_, i) => i).filter(i => !ignoreAt.has(i))),
+    missingMode,
+    testFraction,
+    seed,
+    maxCategories,
+    totalBytes: before.size,
+    work: tmp,
+    memoryLimit: options.memoryLimit ?? DEFAULT_MEMORY_LIMIT,
+    threads: options.threads ?? 0,
+    progress: throttle(options.onProgress)
+  }
+  let scan: Scan | null = null
+  try {
+    scan = duck !== null ? await duck.scanWithDuckDB(settings) : await scanWithJs(settings)
+    const described = decideSchema(settings, scan)
+    const label = described[labelAt]
+    const classes = label.categories as string[]
+    if (classes.length < 2) {
+      throw new UnusableInputError({ file: name, line: await scan.lastLine(), column: labelAt + 1 }, `the label column "${options.label}" has ${classes.length === 0 ? 'no values' : `only one class (${JSON.stringify(classes[0])})`} in the kept rows: a classifier needs at least two`)
+    }
+    const features = described.reduce((n, c) => n + (c.type === 'label' ? 0 : columnWidth(c, buckets)), 0)
+    if (features === 0) throw new UnusableInputError({ file: name, line: 1, column: 1 }, 'no feature columns: every column other than the label is ignored')
+
+    // ---- write ----
+    const out = new DatasetWriter(tmp, described, Math.max(1, Math.min(shardsWanted, countTrainRows(scan.kept, seed, testFraction))), buckets)
+    try {
+      await scan.write(described, (clean, k) => {
+        out.add(clean, isTestRow(k, seed, testFraction))
+        if ((k & 4095) === 0) settings.progress({ phase: 'write', bytes: Math.round(before.size * k / scan!.kept), totalBytes: before.size, rows: k })
+      })
+    } catch (err) {
+      out.abort()
+      throw err
+    }
+    if (out.rows !== scan.kept) throw new Error(`${name} changed during the import (${scan.kept} rows kept in the first pass, ${out.rows} in the second): import it again`)
+    const after = statSync(path)
+    if (after.size !== before.size || after.mtimeMs !== before.mtimeMs) throw new Error(`${name} changed during the import: import it again`)
+    settings.progress({ phase: 'write', bytes: before.size, totalBytes: before.size, rows: scan.rowsRead }, true)
+    const engine = await scan.engine()
+    const counts = { rowsRead: scan.rowsRead, droppedMissing: scan.droppedMissing, droppedDuplicates: scan.droppedDuplicates, rowsWritten: scan.kept }
+    await scan.close()
+    scan = null
+
+    const { files, trainRows, stats, layout } = out.finish()
+    const testShard = { ...files[files.length - 1], index: 0 }
+    const trainShards = files.slice(0, -1)
+    const description: DatasetDescription = {
+      format: DATASET_FORMAT,
+      label: options.label,
+      classes,
+      columns: described,
+      transform: { normalize, missing: missingMode, buckets, testFraction, splitSeed: seed },
+      features,
+      counts: { ...counts, trainRows, testRows: testShard.rows },
+      stats: statsToDescription(layout, stats),
+      shards: trainShards,
+      test: testShard
+    }
+    const id = datasetId(description)
+    writeFileSync(join(tmp, DESCRIPTION_FILE), describeJson(description))
+    const dir = join(root, id)
+    let existing = false
+    if (existsSync(dir)) {
+      existing = true
+      rmSync(tmp, { recursive: true, force: true })
+    } else {
+      renameSync(tmp, dir)
+    }
+    return {
+      ...counts,
+      columns: described.map(c => ({ name: c.name, type: c.type, missing: c.missing, ...(c.categories !== undefined ? { categories: c.categories.length } : {}), ...(c.note !== undefined ? { note: c.note } : {}) })),
+      shards: trainShards.length,
+      datasetId: id,
+      dir,
+      trainRows,
+      testRows: testShard.rows,
+      features,
+      classes,
+      bytes: files.reduce((n, f) => n + f.bytes, 0),
+      existing,
+      engine
+    }
+  } catch (err) {
+    if (scan !== null) await scan.close().catch(() => {})
+    rmSync(tmp, { recursive: true, force: true })
+    if (!rootExisted) try { rmdirSync(root) } catch {}
+    throw err
+  }
+}
+
+
+/** Each column's description from the engine's profiles (the rules at the top of this file). */
+function decideSchema (s: ScanSettings, scan: Scan): ColumnDescription[] {
+  const { missingMode, maxCategories } = s
+  return s.columns.map((col, i) => {
+    const p = scan.profiles[i]
+    if (s.ignoreAt.has(i)) return { name: col, type: 'ignored', missing: p.missing }
+    if (i === s.labelAt) {
       const values = [...(p.counts as Map<string, [number, number]>).keys()]
       const categories = p.numeric ? values.sort((a, b) => Number(a) - Number(b) || compareCategories(a, b)) : values.sort(compareCategories)
       return { name: col, type: 'label', categories, missing: p.missing }
     }
-    if (textAt.has(i)) return { name: col, type: 'text', missing: p.missing, ...(missingMode === 'fill' ? { fill: '' } : {}) }
+    if (s.textAt.has(i)) return { name: col, type: 'text', missing: p.missing, ...(missingMode === 'fill' ? { fill: '' } : {}) }
     if (p.present === 0) return { name: col, type: 'ignored', missing: p.missing, note: 'no values' }
     if (p.numeric) {
       const mean = p.trainN > 0 ? p.trainSum / p.trainN : 0
@@ -282,140 +392,80 @@ export async function importDataset (path: string, options: ImportOptions): Prom
     }
     return { name: col, type: 'categorical', categories, missing: p.missing, ...(missingMode === 'fill' ? { fill: mode } : {}) }
   })
-  const label = described[labelAt]
-  const classes = label.categories as string[]
-  if (classes.length < 2) {
-    throw new UnusableInputError({ file: name, line: lastLine, column: labelAt + 1 }, `the label column "${options.label}" has ${classes.length === 0 ? 'no values' : `only one class (${JSON.stringify(classes[0])})`} in the kept rows: a classifier needs at least two`)
+}
+
+/** The fill index of each categorical column (the position of its fill value; 0 without one). */
+export function fillIndices (described: readonly ColumnDescription[]): number[] {
+  return described.map(c => c.type === 'categorical' && typeof c.fill === 'string' ? Math.max(0, (c.categories ?? []).indexOf(c.fill)) : 0)
+}
+
+/** The shard files of one import, written as rows arrive: round robin over the training shards, and the test shard. */
+class DatasetWriter {
+  readonly layout: StatsLayout
+  private readonly writers: ShardWriter[] = []
+  private readonly test: ShardWriter
+  private readonly stats: StatsAccumulator[]
+  private readonly shardCount: number
+  private trainIndex = 0
+  rows = 0
+
+  constructor (dir: string, described: ColumnDescription[], shardCount: number, buckets: number) {
+    const shape = new ShardSchema(described)
+    this.layout = new StatsLayout({ columns: described, buckets })
+    this.shardCount = shardCount
+    try {
+      for (let s = 0; s < shardCount; s++) this.writers.push(new ShardWriter(join(dir, `shard-${s}.tmp`), shape))
+      this.test = new ShardWriter(join(dir, 'test.tmp'), shape)
+    } catch (err) {
+      this.abort()
+      throw err
+    }
+    this.writers.push(this.test)
+    this.stats = Array.from({ length: shardCount }, () => new StatsAccumulator(this.layout))
   }
 
-  // ---- pass 2: write ----
-  const root = options.outDir
-  mkdirSync(root, { recursive: true })
-  removeStaleTemps(root)
-  const tmp = join(root, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
-  mkdirSync(tmp)
-  const writers: ShardWriter[] = []
-  try {
-    const trainCount = countTrainRows(kept, seed, testFraction)
-    const shardCount = Math.max(1, Math.min(shardsWanted, trainCount))
-    const shape = new ShardSchema(described)
-    const layout = new StatsLayout({ columns: described, buckets })
-    for (let s = 0; s < shardCount; s++) writers.push(new ShardWriter(join(tmp, `shard-${s}.tmp`), shape))
-    const testWriter = new ShardWriter(join(tmp, 'test.tmp'), shape)
-    writers.push(testWriter)
-    const stats = Array.from({ length: shardCount }, () => new StatsAccumulator(layout))
-    const lookups = described.map(c => c.categories !== undefined ? new Map(c.categories.map((v, i) => [v, i])) : null)
-    const fillIndex = described.map((c, i) => c.type === 'categorical' && typeof c.fill === 'string' ? (lookups[i] as Map<string, number>).get(c.fill) ?? 0 : 0)
-
-    const again = await openSource(path, { name, format: options.format })
-    checkSameHeader(again, columns, name)
-    let r = 0
-    let k = 0
-    let trainIndex = 0
-    const clean = new Array<number | string | null>(described.length).fill(null)
-    for await (const row of again.rows) {
-      const i = r++
-      if (!keep.has(i)) continue
-      const test = isTestRow(k++, seed, testFraction)
-      for (let c = 0; c < described.length; c++) {
-        const col = described[c]
-        const v = row.values[c]
-        switch (col.type) {
-          case 'numeric': clean[c] = v === null ? col.fill as number : Number(v); break
-          case 'text': clean[c] = v ?? ''; break
-          case 'categorical': clean[c] = v === null ? fillIndex[c] : (lookups[c] as Map<string, number>).get(v) ?? fillIndex[c]; break
-          case 'label': clean[c] = (lookups[c] as Map<string, number>).get(v as string) as number; break
-          default: clean[c] = null
-        }
-      }
-      if (test) testWriter.append(clean)
-      else {
-        const s = trainIndex++ % shardCount
-        writers[s].append(clean)
-        stats[s].add(clean)
-      }
-      if ((i & 4095) === 0) progress({ phase: 'write', bytes: again.bytesRead(), totalBytes, rows: i })
+  add (clean: CleanRow, test: boolean): void {
+    this.rows++
+    if (test) this.test.append(clean)
+    else {
+      const s = this.trainIndex++ % this.shardCount
+      this.writers[s].append(clean)
+      this.stats[s].add(clean)
     }
-    if (r !== rowsRead || k !== kept) throw new Error(`${name} changed during the import (${rowsRead} rows in the first pass, ${r} in the second): import it again`)
-    const after = statSync(path)
-    if (after.size !== before.size || after.mtimeMs !== before.mtimeMs) throw new Error(`${name} changed during the import: import it again`)
-    progress({ phase: 'write', bytes: totalBytes, totalBytes, rows: rowsRead }, true)
+  }
 
-    const written: WrittenShard[] = writers.map(w => w.finish())
-    const files: ShardFileDescription[] = written.map((w, index) => {
+  /** Finishes every file and renames it to `<sha256>.arrow`; the test shard comes last. */
+  finish (): { files: ShardFileDescription[], trainRows: number, stats: Float64Array, layout: StatsLayout } {
+    const written: WrittenShard[] = this.writers.map(w => w.finish())
+    const files = written.map((w, index) => {
       const file = `${w.sha256}.arrow`
-      renameSync(w.path, join(tmp, file))
+      renameSync(w.path, join(w.path, '..', file))
       return { index, file, sha256: w.sha256, bytes: w.bytes, rows: w.rows }
     })
-    const testShard = { ...files[files.length - 1], index: 0 }
-    const trainShards = files.slice(0, -1)
-    const combined = combineAll(layout, stats.map(s => s.vector))
-    const description: DatasetDescription = {
-      format: DATASET_FORMAT,
-      label: options.label,
-      classes,
-      columns: described,
-      transform: { normalize, missing: missingMode, buckets, testFraction, splitSeed: seed },
-      features: described.reduce((n, c) => n + (c.type === 'label' ? 0 : columnWidth(c, buckets)), 0),
-      counts: { rowsRead, droppedMissing, droppedDuplicates, rowsWritten: kept, trainRows: trainIndex, testRows: testShard.rows },
-      stats: statsToDescription(layout, combined),
-      shards: trainShards,
-      test: testShard
-    }
-    if (description.features === 0) throw new UnusableInputError({ file: name, line: 1, column: 1 }, 'no feature columns: every column other than the label is ignored')
-    const id = datasetId(description)
-    writeFileSync(join(tmp, DESCRIPTION_FILE), describeJson(description))
-    const dir = join(root, id)
-    let existing = false
-    if (existsSync(dir)) {
-      existing = true
-      rmSync(tmp, { recursive: true, force: true })
-    } else {
-      renameSync(tmp, dir)
-    }
-    return {
-      rowsRead,
-      droppedMissing,
-      droppedDuplicates,
-      rowsWritten: kept,
-      columns: described.map(c => ({ name: c.name, type: c.type, missing: c.missing, ...(c.categories !== undefined ? { categories: c.categories.length } : {}), ...(c.note !== undefined ? { note: c.note } : {}) })),
-      shards: trainShards.length,
-      datasetId: id,
-      dir,
-      trainRows: trainIndex,
-      testRows: testShard.rows,
-      features: description.features,
-      classes,
-      bytes: files.reduce((n, f) => n + f.bytes, 0),
-      existing
-    }
-  } catch (err) {
-    for (const w of writers) w.abort()
-    rmSync(tmp, { recursive: true, force: true })
-    throw err
+    return { files, trainRows: this.trainIndex, stats: combineAll(this.layout, this.stats.map(s => s.vector)), layout: this.layout }
+  }
+
+  abort (): void {
+    for (const w of this.writers) w.abort()
   }
 }
 
 /** Work directories of imports whose process is gone (killed mid-write): never read, safe to remove. */
-function removeStaleTemps (root: string): void {
+export function removeStaleTemps (root: string): void {
   for (const name of readdirSync(root)) {
     const m = /^\.tmp-(\d+)-[0-9a-f]+$/.exec(name)
     if (m !== null && !pidAlive(Number(m[1]))) rmSync(join(root, name), { recursive: true, force: true })
   }
 }
 
-function countTrainRows (kept: number, seed: number, fraction: number): number {
+export function countTrainRows (kept: number, seed: number, fraction: number): number {
   let n = 0
   for (let k = 0; k < kept; k++) if (!isTestRow(k, seed, fraction)) n++
   return n
 }
 
-function checkSameHeader (source: RowSource, columns: string[], name: string): void {
-  if (source.columns.length !== columns.length || source.columns.some((c, i) => c !== columns[i])) throw new Error(`${name} changed during the import (its header differs): import it again`)
-}
-
 /** Progress callbacks at most every 100 ms (and always for the last one of a phase). */
-function throttle (f: ((p: ImportProgress) => void) | undefined): (p: ImportProgress, force?: boolean) => void {
+export function throttle (f: ((p: ImportProgress) => void) | undefined): (p: ImportProgress, force?: boolean) => void {
   let last = 0
   return (p, force = false) => {
     if (f === undefined) return

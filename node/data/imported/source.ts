@@ -26,7 +26,8 @@ export const MISSING_TOKENS: ReadonlySet<string> = new Set(['', 'na', 'n/a', 'na
 /** A JSON line longer than this is refused: a row is a record, not a document store. */
 export const MAX_JSON_LINE_CHARS = 16 * 1024 * 1024
 
-export type InputFormat = 'csv' | 'jsonl'
+/** Parquet is read by DuckDB only (duckdb.ts); this reader takes CSV and JSON lines. */
+export type InputFormat = 'csv' | 'jsonl' | 'parquet'
 
 export interface SourceRow {
   /** One value per column of the header, in header order; null where missing. */
@@ -45,9 +46,10 @@ export interface RowSource {
   bytesRead: () => number
 }
 
-/** `.jsonl`/`.ndjson`/`.json` are JSON lines; anything else is CSV (tab-separated for `.tsv`). */
+/** `.jsonl`/`.ndjson`/`.json` are JSON lines, `.parquet`/`.pq` Parquet; anything else is CSV (tab-separated for `.tsv`). */
 export function formatOf (file: string): InputFormat {
   const ext = extname(file).toLowerCase()
+  if (ext === '.parquet' || ext === '.pq') return 'parquet'
   return ext === '.jsonl' || ext === '.ndjson' || ext === '.json' ? 'jsonl' : 'csv'
 }
 
@@ -191,15 +193,21 @@ function firstInvalid (buf: Uint8Array): number {
   return buf.byteLength
 }
 
+/** The delimiter of a CSV file: a tab for `.tsv`, else a comma. */
+export function delimiterOf (path: string): string {
+  return extname(path).toLowerCase() === '.tsv' ? '\t' : ','
+}
+
 /** Opens `path` and reads its header; `rows` then yields the data rows. `name` is how errors name the file. */
 export async function openSource (path: string, options: { name?: string, format?: InputFormat } = {}): Promise<RowSource> {
   const file = options.name ?? basename(path)
   const format = options.format ?? formatOf(path)
+  if (format === 'parquet') throw new TypeError('openSource reads CSV and JSON lines; Parquet is read by DuckDB')
   const guard = new Utf8Guard(file)
   const input = createReadStream(path, { highWaterMark: 256 * 1024 })
   input.on('error', err => { guard.destroy(err) })
   input.pipe(guard)
-  const delimiter = extname(path).toLowerCase() === '.tsv' ? '\t' : ','
+  const delimiter = delimiterOf(path)
   const it = format === 'csv' ? csvRows(guard, file, delimiter) : jsonRows(guard, file)
   const first = await it.next()
   if (first.done === true) {

@@ -1,0 +1,313 @@
+/**
+ * The DuckDB engine of the import (see importer.ts for the rules it follows).
+ *
+ * DuckDB (`@duckdb/node-api`, an in-process database whose native binary
+ * ships in the npm package) parses the file in parallel and does everything
+ * that looks at all rows at once: missing values, duplicates, the test split,
+ * column types, categories and training means. JavaScript then streams the
+ * kept rows out of it, in file order, a result chunk at a time, to hash the
+ * text and write the Arrow shards (arrow.ts): DuckDB writes no Arrow IPC
+ * files, and the text features must be hashed as the trainer hashes them.
+ *
+ * Bounded memory: DuckDB runs with `memory_limit` (DEFAULT_MEMORY_LIMIT unless
+ * asked) and `temp_directory` inside the import's work dir, so a file larger
+ * than that spills there instead of failing, and the spill goes when the work
+ * dir does.
+ *
+ * Every value is read as text first (Parquet's typed columns are cast to
+ * text), so that a column is typed by the same rules whatever the format.
+ * Missing values are today's: an empty or blank field, or na, n/a, nan, null
+ * in any case, after trimming what JavaScript's `trim` trims.
+ *
+ * Exactly what the JavaScript engine computes:
+ * - row order: each table keeps insertion order (`preserve_insertion_order`),
+ *   so `rowid` is the row's place in the file;
+ * - the test split: `isTestRow`'s mixSeed spelled in SQL (IS_TEST below);
+ * - each numeric column's training mean: summed by one thread, in file order,
+ *   as the JavaScript engine adds; the parse of a decimal is correctly rounded
+ *   in both, so the sums agree bit for bit and a data set has one id;
+ * - categories are sorted in JavaScript (UTF-16 order, not DuckDB's bytes).
+ *
+ * Errors: DuckDB's CSV errors count rows, not lines, so when it refuses the
+ * file the JavaScript reader reads it again to find the first bad row and
+ * throws its error, with the line and column it names; only where that reader
+ * finds nothing wrong is DuckDB's own message passed on (MalformedInputError,
+ * at its row).
+ */
+import { availableParallelism } from 'node:os'
+import { join } from 'node:path'
+import type { DuckDBConnection, DuckDBDataChunk, DuckDBInstance } from '@duckdb/node-api'
+import { MalformedInputError, UnusableInputError } from './errors.ts'
+import { MAX_CLASSES, fillIndices } from './importer.ts'
+import type { EngineReport, Profile, Scan, ScanSettings } from './importer.ts'
+import { emptyError, findInputError, lineOfRow, nothingKept } from './scan-js.ts'
+import { delimiterOf } from './source.ts'
+
+type DuckModule = typeof import('@duckdb/node-api')
+
+/** The longest CSV row DuckDB accepts (its default is 2 MB; JSON lines are allowed 16 MB, see source.ts). */
+const MAX_LINE_BYTES = 16 * 1024 * 1024
+
+/** What JavaScript's `trim` and `\s` take as blank. */
+const BLANKS = '\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff'
+const BLANK_CLASS = '[\\t\\n\\x{0B}\\f\\r \\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}]'
+/** importer.ts's NUMBER, in RE2's syntax. */
+const NUMBER_RE2 = `${BLANK_CLASS}*[+-]?(\\d+(\\.\\d*)?|\\.\\d+)([eE][+-]?\\d+)?${BLANK_CLASS}*`
+
+export interface DuckEngine {
+  version: string
+  /** A Parquet file's column names. */
+  parquetColumns: (path: string, name: string) => Promise<string[]>
+  scanWithDuckDB: (s: ScanSettings) => Promise<Scan>
+}
+
+/** DuckDB, or null where its native binary cannot load (the import then uses the JavaScript engine). */
+export async function loadDuckDB (): Promise<DuckEngine | null> {
+  let duck: DuckModule
+  try {
+    duck = await import('@duckdb/node-api')
+    duck.version()
+  } catch {
+    return null
+  }
+  return {
+    version: duck.version(),
+    parquetColumns: async (path, name) => await parquetColumns(duck, path, name),
+    scanWithDuckDB: async s => await scan(duck, s)
+  }
+}
+
+/** A SQL string literal. */
+export function lit (s: string): string {
+  return `'${s.replaceAll("'", "''")}'`
+}
+
+/** The SQL macros that say whether kept row k is a test row: `isTestRow(k, seed, fraction)`, in 64-bit integers. */
+export function testRowMacros (seed: number, fraction: number): string {
+  const h0 = ((seed ^ 0x9e3779b9) >>> 0).toString()
+  // mixSeed(seed, k) / 2^32 < fraction  ⟺  mixSeed(seed, k) < ceil(fraction · 2^32), mixSeed being an integer
+  const threshold = Math.ceil(fraction * 4294967296).toString()
+  return [
+    `CREATE OR REPLACE MACRO mix_a(k) AS ((xor(${h0}::BIGINT, (k + 2135587861) % 4294967296)::HUGEINT * 2246822507) % 4294967296)::BIGINT;`,
+    'CREATE OR REPLACE MACRO mix_b(h) AS ((xor(h, h >> 13)::HUGEINT * 3266489909) % 4294967296)::BIGINT;',
+    `CREATE OR REPLACE MACRO is_test(k) AS (xor(mix_b(mix_a(k)), mix_b(mix_a(k)) >> 16) < ${threshold});`
+  ].join('\n')
+}
+
+async function open (duck: DuckModule, options: Record<string, string>): Promise<{ instance: DuckDBInstance, db: DuckDBConnection }> {
+  const instance = await duck.DuckDBInstance.create(':memory:', { preserve_insertion_order: 'true', ...options })
+  return { instance, db: await instance.connect() }
+}
+
+async function parquetColumns (duck: DuckModule, path: string, name: string): Promise<string[]> {
+  const { instance, db } = await open(duck, { threads: '1' })
+  try {
+    const r = await db.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${lit(path)})`)
+    return r.getRowObjectsJS().map(row => String(row.column_name))
+  } catch (err) {
+    throw new MalformedInputError({ file: name, line: 1, column: 1 }, `not a Parquet file DuckDB can read: ${firstLine(err)}`)
+  } finally {
+    db.closeSync()
+    instance.closeSync()
+  }
+}
+
+function firstLine (err: unknown): string {
+  return ((err as Error).message ?? String(err)).split('\n')[0]
+}
+
+/** A number out of a one-row result (counts come back as BIGINT). */
+function num (v: unknown): number {
+  return v === null || v === undefined ? 0 : Number(v)
+}
+
+async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
+  const { path, name, format, columns, labelAt, textAt, used, missingMode, maxCategories } = s
+  const threads = s.threads > 0 ? s.threads : availableParallelism()
+  const tempDirectory = join(s.work, 'duckdb')
+  const { instance, db } = await open(duck, { memory_limit: s.memoryLimit, threads: String(threads), temp_directory: tempDirectory })
+  let closed = false
+  const close = async (): Promise<void> => {
+    if (closed) return
+    closed = true
+    db.closeSync()
+    instance.closeSync()
+  }
+  let spilledBytes = 0
+  const noteSpill = async (): Promise<void> => {
+    const r = await db.runAndReadAll('SELECT coalesce(sum(size), 0)::DOUBLE AS bytes FROM duckdb_temporary_files()')
+    spilledBytes = Math.max(spilledBytes, num(r.getRowObjectsJS()[0].bytes))
+  }
+  const one = async (sql: string): Promise<Record<string, unknown>> => (await db.runAndReadAll(sql)).getRowObjectsJS()[0] as Record<string, unknown>
+  try {
+    await db.run([
+      `CREATE MACRO norm(v) AS CASE WHEN v IS NULL THEN NULL WHEN length(v) > 4 AND ascii(v[1]) > 32 AND ascii(v[-1]) > 32 THEN v WHEN lower(trim(v, ${lit(BLANKS)})) IN ('', 'na', 'n/a', 'nan', 'null') THEN NULL ELSE v END;`,
+      `CREATE MACRO to_number(v) AS CAST(trim(v, ${lit(BLANKS)}) AS DOUBLE);`,
+      testRowMacros(s.seed, s.testFraction)
+    ].join('\n'))
+
+    // ---- the file, as text, one row per data row in file order (rowid), missing values as NULL ----
+    const c = (i: number): string => `c${i}`
+    let relation: string
+    let values: (i: number) => string
+    if (format === 'csv') {
+      const spec = columns.map((_, i) => `${lit(c(i))}: 'VARCHAR'`).join(', ')
+      relation = `read_csv(${lit(path)}, columns = {${spec}}, header = true, auto_detect = false, delim = ${lit(delimiterOf(path))}, quote = '"', escape = '"', strict_mode = true, null_padding = false, max_line_size = ${MAX_LINE_BYTES}, encoding = 'utf-8')`
+      values = i => `norm(${c(i)})`
+    } else if (format === 'jsonl') {
+      const spec = columns.map(col => `${lit(col)}: 'JSON'`).join(', ')
+      relation = `read_json(${lit(path)}, format = 'newline_delimited', columns = {${spec}}, maximum_object_size = ${MAX_LINE_BYTES})`
+      values = i => `norm(${ident(columns[i])} ->> '$')`
+    } else {
+      relation = `read_parquet(${lit(path)})`
+      values = i => `norm(CAST(${ident(columns[i])} AS VARCHAR))`
+    }
+    try {
+      if (format === 'jsonl') await checkJsonLines(db, path, relation, columns)
+      await db.run(`CREATE TABLE src AS SELECT ${[...used].map(i => `${values(i)} AS ${c(i)}`).join(', ')} FROM ${relation}`)
+    } catch (err) {
+      if (format !== 'parquet') await findInputError(path, name, format)
+      throw engineInputError(err, name)
+    }
+    await noteSpill()
+    s.progress({ phase: 'scan', bytes: s.totalBytes, totalBytes: s.totalBytes, rows: 0 }, true)
+
+    // ---- missing values and duplicates ----
+    const label = c(labelAt)
+    const dropped = missingMode === 'drop' ? [...used].map(i => `${c(i)} IS NULL`).join(' OR ') : `${label} IS NULL`
+    const counts = await one(`SELECT count(*)::DOUBLE AS rows, count(*) FILTER (WHERE ${dropped})::DOUBLE AS dropped, ${[...used].map(i => `count(${c(i)})::DOUBLE AS ${c(i)}`).join(', ')} FROM src`)
+    const rowsRead = num(counts.rows)
+    const droppedMissing = num(counts.dropped)
+    const lastLine = async (): Promise<number> => format === 'parquet' ? Math.max(1, rowsRead) : await lineOfRow(path, name, format, rowsRead - 1)
+    if (rowsRead === 0) throw emptyError(name, format === 'parquet' ? 1 : await lineOfRow(path, name, format, 0))
+    const keys = [...used].map(c).join(', ')
+    // the first of equal rows is kept (the smallest rowid); k numbers the kept rows in file order
+    await db.run(`CREATE TABLE kept AS SELECT *, is_test(k) AS test FROM (
+        SELECT row_number() OVER (ORDER BY r) - 1 AS k, * FROM (SELECT min(rowid) AS r, ${keys} FROM src WHERE NOT (${dropped}) GROUP BY ${keys})
+      ) ORDER BY k`)
+    await noteSpill()
+    await db.run('DROP TABLE src')
+    const kept = num((await one('SELECT count(*)::DOUBLE AS n FROM kept')).n)
+    const droppedDuplicates = rowsRead - droppedMissing - kept
+    if (kept === 0) throw nothingKept(name, await lastLine(), rowsRead, droppedMissing, droppedDuplicates)
+
+    // ---- each column's profile over the kept rows ----
+    const profiles: Profile[] = columns.map((_, i) => ({ missing: used.includes(i) ? rowsRead - num(counts[c(i)]) : 0, numeric: true, present: 0, trainN: 0, trainSum: 0, counts: null }))
+    const typed = [...used].filter(i => !textAt.has(i))
+    if (typed.length > 0) {
+      const p = await one(`SELECT ${typed.map(i => `count(${c(i)})::DOUBLE AS p${i}, coalesce(bool_and(regexp_full_match(${c(i)}, ${lit(NUMBER_RE2)})), true) AS n${i}`).join(', ')} FROM kept`)
+      for (const i of typed) {
+        profiles[i].present = num(p[`p${i}`])
+        profiles[i].numeric = p[`n${i}`] === true
+      }
+    }
+    // training means: one thread, so that the sum runs in file order, as the JavaScript engine adds
+    const numeric = typed.filter(i => profiles[i].numeric && profiles[i].present > 0 && i !== labelAt)
+    if (numeric.length > 0) {
+      await db.run('SET threads = 1')
+      const m = await one(`SELECT ${numeric.map(i => `count(${c(i)}) FILTER (WHERE NOT test)::DOUBLE AS n${i}, coalesce(sum(to_number(${c(i)})) FILTER (WHERE NOT test), 0) AS s${i}`).join(', ')} FROM kept`)
+      await db.run(`SET threads = ${threads}`)
+      for (const i of numeric) {
+        profiles[i].trainN = num(m[`n${i}`])
+        profiles[i].trainSum = num(m[`s${i}`])
+      }
+    }
+    // categories: the label's always, and every other typed column that is not numeric
+    for (const i of typed.filter(i => i === labelAt || (!profiles[i].numeric && profiles[i].present > 0))) {
+      const limit = i === labelAt ? MAX_CLASSES : maxCategories
+      const r = await db.runAndReadAll(`SELECT ${c(i)} AS v, count(*) FILTER (WHERE NOT test)::DOUBLE AS train, count(*)::DOUBLE AS n FROM kept WHERE ${c(i)} IS NOT NULL GROUP BY ${c(i)} LIMIT ${limit + 1}`)
+      const rows = r.getRowObjectsJS()
+      if (rows.length > limit) {
+        if (i === labelAt) {
+          // where the JavaScript engine stops: the row that brings the 257th class
+          const at = await one(`SELECT r::DOUBLE AS r FROM (SELECT min(r) AS r FROM kept WHERE ${label} IS NOT NULL GROUP BY ${label}) ORDER BY r LIMIT 1 OFFSET ${MAX_CLASSES}`)
+          const line = format === 'parquet' ? num(at.r) + 1 : await lineOfRow(path, name, format, num(at.r))
+          throw new UnusableInputError({ file: name, line, column: i + 1 }, `the label column "${columns[i]}" has more than ${MAX_CLASSES} distinct values: a classification label needs at most ${MAX_CLASSES} classes`)
+        }
+        continue
+      }
+      profiles[i].counts = new Map(rows.map(row => [String(row.v), [num(row.train), num(row.n)]]))
+    }
+
+    return {
+      profiles,
+      rowsRead,
+      droppedMissing,
+      droppedDuplicates,
+      kept,
+      lastLine,
+      write: async (described, emit) => {
+        // categories as ENUMs, so DuckDB hands over each value's index (its one-hot position, its class)
+        const exprs: string[] = []
+        const at: number[] = []
+        for (let i = 0; i < described.length; i++) {
+          const col = described[i]
+          if (col.type === 'ignored') continue
+          at.push(i)
+          if (col.type === 'numeric') exprs.push(`to_number(${c(i)})`)
+          else if (col.type === 'text') exprs.push(c(i))
+          else {
+            await db.run(`CREATE TYPE e${i} AS ENUM (${(col.categories ?? []).map(lit).join(', ')})`)
+            exprs.push(`enum_code(TRY_CAST(${c(i)} AS e${i}))::INTEGER`)
+          }
+        }
+        const fillIndex = fillIndices(described)
+        const result = await db.stream(`SELECT ${exprs.join(', ')} FROM kept ORDER BY k`)
+        const clean = new Array<number | string | null>(described.length).fill(null)
+        let k = 0
+        for (let chunk: DuckDBDataChunk | null = await result.fetchChunk(); chunk !== null && chunk.rowCount > 0; chunk = await result.fetchChunk()) {
+          const vectors = at.map((_, j) => (chunk as DuckDBDataChunk).getColumnVector(j))
+          for (let row = 0; row < chunk.rowCount; row++) {
+            for (let j = 0; j < at.length; j++) {
+              const i = at[j]
+              const col = described[i]
+              const v = vectors[j].getItem(row) as number | string | null
+              switch (col.type) {
+                case 'numeric': clean[i] = v ?? col.fill as number; break
+                case 'text': clean[i] = v ?? ''; break
+                case 'categorical': clean[i] = v ?? fillIndex[i]; break
+                default: clean[i] = v
+              }
+            }
+            emit(clean, k++)
+          }
+        }
+        await noteSpill()
+      },
+      engine: async (): Promise<EngineReport> => {
+        const r = await one("SELECT current_setting('memory_limit') AS memory, current_setting('threads')::DOUBLE AS threads, current_setting('temp_directory') AS temp")
+        return { name: 'duckdb', version: duck.version(), memoryLimit: String(r.memory), threads: num(r.threads), tempDirectory: String(r.temp), spilledBytes }
+      },
+      close
+    }
+  } catch (err) {
+    await close()
+    throw err
+  }
+}
+
+/** A SQL identifier. */
+function ident (s: string): string {
+  return `"${s.replaceAll('"', '""')}"`
+}
+
+/**
+ * JSON lines DuckDB would read but the rules refuse: a line that is not an
+ * object, a key that is not a column, a value that is an array or an object.
+ * The JavaScript reader then names the first one.
+ */
+async function checkJsonLines (db: DuckDBConnection, path: string, relation: string, columns: string[]): Promise<void> {
+  const known = `[${columns.map(lit).join(', ')}]`
+  const odd = await db.runAndReadAll(`SELECT count(*)::DOUBLE AS n FROM read_ndjson_objects(${lit(path)}) WHERE json_type(json) <> 'OBJECT' OR len(list_filter(json_keys(json), x -> NOT list_contains(${known}, x))) > 0`)
+  const nested = await db.runAndReadAll(`SELECT count(*)::DOUBLE AS n FROM ${relation} WHERE ${columns.map(col => `json_type(${ident(col)}) IN ('ARRAY', 'OBJECT')`).join(' OR ')}`)
+  if (num(odd.getRowObjectsJS()[0].n) > 0 || num(nested.getRowObjectsJS()[0].n) > 0) throw new Error('JSON lines outside the rules')
+}
+
+/** DuckDB's refusal of the file, where the JavaScript reader found nothing wrong: its message, at the row it names. */
+function engineInputError (err: unknown, name: string): unknown {
+  const message = (err as Error).message ?? ''
+  if (!/^(Invalid Input|Conversion|Parser|IO) Error/.test(message)) return err
+  const line = /Line: (\d+)/.exec(message)
+  const what = message.split('\n').filter(l => l.trim() !== '' && !/^(Original Line|Possible)/.test(l)).slice(0, 2).join(': ')
+  return new MalformedInputError({ file: name, line: line !== null ? Number(line[1]) : 1, column: 1 }, `DuckDB cannot read it: ${what}`)
+}
