@@ -2,7 +2,10 @@
  * Training throughput of the trainer's net (node/trainer/model.ts: Adam,
  * lossAndGrads + optimizer.applyGradients) against a plain TensorFlow.js
  * model.fit of the same architecture, optimizer and batch size, on the same
- * backend, in one run.
+ * backend, in one run; and, on wasm, the same stock tf.LayersModel trained by
+ * tf.variableGrads + optimizer.applyGradients (the path a user's own model
+ * takes) with wasm's stock kernels and with the faster ones of
+ * node/trainer/kernels.ts (and model.fit with those too).
  *
  *   npx node scripts/bench-train.ts [--backend wasm|cpu] [--batch 128] [--scale 1]
  *
@@ -14,6 +17,7 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { parseArgs } from 'node:util'
 import * as tf from '@tensorflow/tfjs'
+import { registerFastWasmKernels, unregisterFastWasmKernels } from '../node/trainer/kernels.ts'
 import { createNet, parameterCount } from '../node/trainer/model.ts'
 import type { ModelConfig } from '../node/trainer/model.ts'
 
@@ -107,11 +111,81 @@ async function ours (c: Case, data: { x: Float32Array, y: Float32Array }): Promi
   }
 }
 
-/** model.fit of the same architecture (from toLayersModel), optimizer and batch size. */
-async function fit (c: Case, xs: tf.Tensor2D, ys: tf.Tensor2D): Promise<Runner> {
+/** Which wasm kernels a runner's rounds use: the stock ones, or with kernels.ts's faster ones registered. */
+type Kernels = 'stock' | 'fast'
+
+function useKernels (kernels: Kernels): void {
+  if (backend !== 'wasm') return
+  if (kernels === 'fast') registerFastWasmKernels()
+  else unregisterFastWasmKernels()
+}
+
+/** Runs a runner's warm-up and rounds with the given kernels registered. */
+async function withKernels (kernels: Kernels, make: () => Promise<Runner>): Promise<Runner> {
+  useKernels(kernels)
+  const runner = await make()
+  return {
+    async round () {
+      useKernels(kernels)
+      return await runner.round()
+    },
+    dispose: () => runner.dispose()
+  }
+}
+
+/** The stock Layers model of a case's architecture (its weights as the trainer's net would start). */
+function layersModel (c: Case): tf.LayersModel {
   const net = createNet(c.config)
   const model = net.toLayersModel()
   net.dispose()
+  return model
+}
+
+/**
+ * The stock model trained by stock autodiff: tf.variableGrads of the mean
+ * softmax cross-entropy + Adam's applyGradients, batches from host memory as
+ * in ours().
+ */
+async function tape (c: Case, data: { x: Float32Array, y: Float32Array }): Promise<Runner> {
+  const model = layersModel(c)
+  const vars = model.trainableWeights.map(w => w.read() as tf.Variable)
+  const optimizer = tf.train.adam(LR)
+  const rows = data.x.length / 784
+  let cursor = 0
+  const step = (): void => {
+    const start = (cursor++ * BATCH) % (rows - BATCH + 1)
+    const x = tf.tensor2d(data.x.subarray(start * 784, (start + BATCH) * 784), [BATCH, 784]) // the model reshapes images itself
+    const y = tf.tensor2d(data.y.subarray(start * 10, (start + BATCH) * 10), [BATCH, 10])
+    const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, vars)
+    optimizer.applyGradients(vars.map(v => ({ name: v.name, tensor: grads[v.name] })))
+    value.dataSync()
+    tf.dispose([x, y, value, grads])
+  }
+  try {
+    for (let i = 0; i < WARMUP_STEPS; i++) step()
+  } catch (err) {
+    optimizer.dispose()
+    model.dispose()
+    throw err
+  }
+  const steps = Math.max(2, Math.round(c.fitSteps * SCALE))
+  return {
+    async round () {
+      const t0 = performance.now()
+      for (let i = 0; i < steps; i++) step()
+      vars[0].dataSync()
+      return steps * BATCH / ((performance.now() - t0) / 1000)
+    },
+    dispose () {
+      optimizer.dispose()
+      model.dispose()
+    }
+  }
+}
+
+/** model.fit of the same architecture (from toLayersModel), optimizer and batch size. */
+async function fit (c: Case, xs: tf.Tensor2D, ys: tf.Tensor2D): Promise<Runner> {
+  const model = layersModel(c)
   model.compile({ optimizer: tf.train.adam(LR), loss: (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.losses.softmaxCrossEntropy(yTrue, yPred) })
   const epoch = async (steps: number): Promise<number> => {
     const n = steps * BATCH
@@ -149,34 +223,47 @@ const xs = tf.tensor2d(data.x, [rows, 784])
 const ys = tf.tensor2d(data.y, [rows, 10])
 
 console.log(`backend ${tf.getBackend()}, batch ${BATCH}, Adam lr ${LR}; samples/s, best of ${ROUNDS} alternating rounds (higher is better)`)
+if (backend === 'wasm') console.log('stock: wasm\'s own kernels; fast: with node/trainer/kernels.ts registered (what selectBackend does)')
+
+/** The loops compared for each case; the ratio column divides by the first. */
+const LOOPS: Array<{ column: string, kernels: Kernels, wasmOnly?: boolean, make: (c: Case) => Promise<Runner> }> = [
+  { column: 'ours', kernels: 'stock', make: async c => await ours(c, data) },
+  { column: 'model.fit stock', kernels: 'stock', make: async c => await fit(c, xs, ys) },
+  { column: 'variableGrads stock', kernels: 'stock', make: async c => await tape(c, data) },
+  { column: 'model.fit fast', kernels: 'fast', wasmOnly: true, make: async c => await fit(c, xs, ys) },
+  { column: 'variableGrads fast', kernels: 'fast', wasmOnly: true, make: async c => await tape(c, data) }
+]
+const loops = LOOPS.filter(l => backend === 'wasm' || l.wasmOnly !== true)
+
 const table: Array<Record<string, string>> = []
 for (const c of CASES) {
   const probe = createNet(c.config)
   const params = parameterCount(probe)
   probe.dispose()
-  const mine = await ours(c, data)
-  let theirs: Runner | null = null
-  try {
-    theirs = await fit(c, xs, ys)
-  } catch (err) {
-    console.log(`${c.name}: model.fit fails on ${tf.getBackend()}: ${(err as Error).message}`)
+  const runners: Array<Runner | null> = []
+  for (const l of loops) {
+    try {
+      runners.push(await withKernels(l.kernels, async () => await l.make(c)))
+    } catch (err) {
+      console.log(`${c.name}: ${l.column} fails on ${tf.getBackend()}: ${(err as Error).message}`)
+      runners.push(null)
+    }
   }
-  let best = 0
-  let bestFit = 0
+  const best = runners.map(() => 0)
   for (let r = 0; r < ROUNDS; r++) {
-    best = Math.max(best, await mine.round())
-    if (theirs !== null) bestFit = Math.max(bestFit, await theirs.round())
+    for (const [k, runner] of runners.entries()) {
+      if (runner !== null) best[k] = Math.max(best[k], await runner.round())
+    }
   }
-  mine.dispose()
-  theirs?.dispose()
-  table.push({
-    model: c.name,
-    params: params.toLocaleString('en-US'),
-    'ours samples/s': best.toFixed(0),
-    'model.fit samples/s': theirs === null ? 'n/a' : bestFit.toFixed(0),
-    speedup: theirs === null ? 'n/a' : `${(best / bestFit).toFixed(1)}x`
-  })
+  for (const runner of runners) runner?.dispose()
+  const row: Record<string, string> = { model: c.name, params: params.toLocaleString('en-US') }
+  for (const [k, l] of loops.entries()) row[l.column] = runners[k] === null ? 'fails' : best[k].toFixed(0)
+  if (runners[1] !== null) row['ours / model.fit stock'] = `${(best[0] / best[1]).toFixed(1)}x`
+  const fastTape = loops.findIndex(l => l.column === 'variableGrads fast')
+  if (fastTape >= 0 && runners[fastTape] !== null) row['variableGrads fast / ours'] = `${(best[fastTape] / best[0]).toFixed(2)}x`
+  table.push(row)
 }
+useKernels('fast')
 console.table(table)
 xs.dispose()
 ys.dispose()
