@@ -170,21 +170,24 @@ for (const n of peers) {
   for (const w of workers) w.child.send({ type: 'peers', peers: workers.map(x => ({ ids: x.ids, addrs: x.addrs, tcp: x.tcp })) })
   await Promise.all(workers.map(w => w.next('connected')))
   for (const mib of sizes) {
-    for (const kind of ringKinds) {
-      const times: number[] = []
-      const members = workers.map(w => w.ids[NODE_OF[kind]])
-      // Small rounds are over before the JIT has warmed up: a few more unmeasured ones (whichever kind ran first
-      // would look slower otherwise).
-      const warmup = mib < 1 ? 5 : 1
-      for (let i = 0; i < warmup + rounds; i++) {
+    // Round-robin over the kinds, one round of each in turn: the machine is shared, and its load drifts; this
+    // way every kind sees the same drift. Small rounds are over before the JIT has warmed up: a few more
+    // unmeasured ones (whichever kind ran first would look slower otherwise).
+    const times = new Map<RingKind, number[]>(ringKinds.map(k => [k, []]))
+    const warmup = mib < 1 ? 5 : 1
+    for (let i = 0; i < warmup + rounds; i++) {
+      for (const kind of ringKinds) {
+        const members = workers.map(w => w.ids[NODE_OF[kind]])
         const r = round++
         for (const w of workers) w.child.send({ type: 'run', transport: kind, round: r, members, bytes: Math.round(mib * MiB / 4) * 4 })
         const results = await Promise.all(workers.map(w => w.next('ran')))
         const failed = results.find(x => !x.ok)
         if (failed !== undefined) throw new Error(`${kind} N=${n} ${mib} MiB round failed: ${failed.reason}`)
-        if (i >= warmup) times.push(Math.max(...results.map(x => x.ms)))
+        if (i >= warmup) times.get(kind)?.push(Math.max(...results.map(x => x.ms)))
       }
-      const ms = median(times)
+    }
+    for (const kind of ringKinds) {
+      const ms = median(times.get(kind) ?? [])
       const algbw = mib * MiB / (ms / 1000)
       const name = kind === 'swarm' ? 'swarm' : `ring/${kind}`
       rows.push({ kind: name, n, mib, ms, algbw, busbw: algbw * 2 * (n - 1) / n })
