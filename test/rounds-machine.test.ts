@@ -172,3 +172,15 @@ test('rank: a later epoch wins over any round; in one epoch the larger group, th
   assert.ok(compareRank(rank(5, 2, 'a', 9), rank(5, 2, 'a', 8)) > 0)
   assert.equal(compareRank(rank(5, 2, 'a', 9), rank(5, 2, 'a', 9)), 0)
 })
+
+test('a member that sees a later attempt announced jumps to it instead of waiting out its own', async () => {
+  const h = harness({ self: 'c', attempt: 1 })
+  await settle()
+  h.actor.send({ type: 'ready.received', from: 'a', message: ready(7, 3) })
+  await settle()
+  assert.deepEqual(h.announced.map(a => a.attempt), [1, 3])
+  h.actor.send({ type: 'proposal.received', from: 'a', message: { t: 'propose', round: 7, attempt: 3, members: ['a', 'c'], weightsHash: 'h', epoch: 1 } })
+  const out = await toPromise(h.actor)
+  assert.equal(out.outcome, 'done')
+  assert.equal(out.attempt, 3)
+})

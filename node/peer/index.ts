@@ -30,6 +30,7 @@ import { Ring, createKeyedRingTransport, listenHostOf } from '../ring/index.ts'
 import { Rounds, compareRank, rankOf } from '../rounds/index.ts'
 import type { GroupRank, ReduceResult } from '../rounds/index.ts'
 import { StateSyncServer, fetchState, winningDonors } from '../state-sync/index.ts'
+import type { Candidate } from '../state-sync/index.ts'
 import type { ManifestStore } from '../manifest/index.ts'
 import { ApiServer } from '../api/index.ts'
 import { CheckpointStore, Trainer, createTrainerLogic, selectBackend } from '../trainer/index.ts'
@@ -129,7 +130,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   behind = false
   /** A stop was asked: no more catching up with the swarm. */
   stopping = false
-  syncs: Array<{ at: number, round: number, bytes: number, ms: number, donors: number }> = []
+  syncs: Array<{ at: number, round: number, bytes: number, ms: number, donors: number, from: string[], adopted: boolean }> = []
   shardSpecs: ShardSpec[] = []
   startedAt = Date.now()
 
@@ -422,15 +423,19 @@ export class Peer extends EventEmitter<PeerEvents> {
     return rankOf(p.group ?? null, p.round)
   }
 
-  /** Live members whose state wins over this peer's (by group, never by round alone), by the manifest's heartbeats. */
-  private othersAhead (): string[] {
+  /** Live members other than this peer, with the rank of their state as their heartbeats publish it. */
+  private candidates (): Candidate[] {
     const manifest = this.requireManifest()
     const self = this.requireNetwork().peerId
     const live = new Set(manifest.live())
-    const candidates = [...manifest.members()]
+    return [...manifest.members()]
       .filter(([peer]) => peer !== self && live.has(peer))
       .map(([peer, m]) => ({ peer, rank: { epoch: m.group?.epoch ?? 0, size: m.group?.size ?? 0, lead: m.group?.lead ?? '', round: m.round ?? 0 } }))
-    return winningDonors(this.myRank(), candidates)
+  }
+
+  /** Live members whose state wins over this peer's (by group, never by round alone), by the manifest's heartbeats. */
+  private othersAhead (): string[] {
+    return winningDonors(this.myRank(), this.candidates())
   }
 
   /** Fetches the swarm's state from the members ahead (all of them in parallel) and adopts it. */
@@ -441,19 +446,21 @@ export class Peer extends EventEmitter<PeerEvents> {
     const manifest = this.requireManifest()
     if (this.stopping) return
     let donors = this.othersAhead()
-    if (donors.length === 0) donors = manifest.live().filter(p => p !== network.peerId)
+    // left out of a round by members that rank as this peer does (other weights): take theirs, never a lower rank's
+    if (donors.length === 0) donors = this.candidates().filter(c => compareRank(c.rank, this.myRank()) >= 0).map(c => c.peer)
     if (donors.length === 0) return
     log.info({ why, donors: donors.length, round: trainer.progress.round }, 'fetching the swarm\'s state')
     const result = await fetchState({ network, donors, logger: log })
     if (result.checkpoint.jobId !== this.jobId) throw new Error(`donors sent state of job ${result.checkpoint.jobId}`)
     const theirs = rankOf(result.checkpoint.progress.group ?? null, result.checkpoint.progress.round)
-    if (compareRank(theirs, this.myRank()) >= 0) {
+    const adopted = compareRank(theirs, this.myRank()) >= 0
+    if (adopted) {
       await trainer.adopt(result.checkpoint)
       this.requireRounds().setRound(trainer.progress.round)
       this.requireRounds().setGroup(trainer.progress.group ?? null)
     }
     this.behind = false
-    this.syncs.push({ at: Date.now(), round: result.meta.round, bytes: result.bytes, ms: Math.round(result.ms), donors: result.donorsUsed.length })
+    this.syncs.push({ at: Date.now(), round: result.meta.round, bytes: result.bytes, ms: Math.round(result.ms), donors: result.donorsUsed.length, from: result.donorsUsed, adopted })
     if (this.syncs.length > 20) this.syncs.shift()
     log.info({ round: result.meta.round, bytes: result.bytes, ms: Math.round(result.ms), donors: result.donorsUsed.length }, 'state synced')
   }

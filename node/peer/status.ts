@@ -52,7 +52,7 @@ export interface PeerStatus {
   /** Membership changes this peer saw: members that joined, were lost, or left. */
   memberEvents: Array<{ at: number, kind: string, peer: string }>
   /** State fetched from the swarm (joins, catch-ups). */
-  syncs: Array<{ at: number, round: number, bytes: number, ms: number, donors: number }>
+  syncs: Array<{ at: number, round: number, bytes: number, ms: number, donors: number, from?: string[], adopted?: boolean }>
   training: {
     step: number
     epoch: number

@@ -6,6 +6,7 @@
  *                  │  └─(I am proposer, all ready or collect timeout)→ proposing → reducing
  *                  ├─(proposal without me)→ excluded
  *                  ├─(collect timeout, the ready members are no quorum of the last group)→ partitioned
+ *                  ├─(a member announced a later attempt)→ announcing (that attempt)
  *                  └─(no proposal in time)→ retrying → announcing (attempt + 1)
  *   reducing ─abort→ retrying;   any state ─round.cancel→ cancelled
  *
@@ -139,6 +140,9 @@ export const roundsMachine = setup({
   guards: {
     isCurrentReady: ({ context, event }) =>
       event.type === 'ready.received' && event.message.round === context.round && event.message.attempt >= context.attempt,
+    /** Another member is already at a later attempt of this round (it retried sooner, or this member came late). */
+    isLaterAttempt: ({ context, event }) =>
+      event.type === 'ready.received' && event.message.round === context.round && event.message.attempt > context.attempt,
     isCurrentProposal: ({ context, event }) =>
       event.type === 'proposal.received' && event.message.round === context.round && event.message.attempt >= context.attempt,
     proposalIncludesMe: ({ context, event }) =>
@@ -178,6 +182,16 @@ export const roundsMachine = setup({
     recordMembers: assign({
       expected: ({ event, context }) => event.type === 'members.changed' ? event.live : context.expected,
       excluded: ({ event, context }) => event.type === 'members.changed' && event.excluded !== undefined ? event.excluded : context.excluded
+    }),
+    /** Catches up with a member at a later attempt: waiting out this attempt's timeouts would only delay both. */
+    jumpToAttempt: assign({
+      attempt: ({ context, event }) => event.type === 'ready.received' ? Math.max(context.attempt, event.message.attempt) : context.attempt,
+      ready: ({ context, event }) => {
+        const to = event.type === 'ready.received' ? event.message.attempt : context.attempt
+        return Object.fromEntries(Object.entries(context.ready).filter(([, r]) => r.attempt >= to))
+      },
+      proposal: () => null,
+      collectTimedOut: () => false
     }),
     nextAttempt: assign({
       attempt: ({ context }) => context.attempt + 1,
@@ -234,6 +248,10 @@ export const roundsMachine = setup({
         { guard: 'noQuorum', target: 'partitioned' }
       ],
       on: {
+        'ready.received': [
+          { guard: 'isLaterAttempt', target: 'announcing', actions: ['recordReady', 'jumpToAttempt'] },
+          { guard: 'isCurrentReady', actions: 'recordReady' }
+        ],
         'proposal.received': [
           { guard: and(['isCurrentProposal', 'proposalIncludesMe', 'proposalHasQuorum']), target: 'reducing', actions: 'recordProposal' },
           { guard: and(['isCurrentProposal', 'proposalIncludesMe', not('proposalHasQuorum')]), target: 'partitioned' },

@@ -101,8 +101,15 @@ export const EXCLUSION_MS = 5 * 60_000
 /** Abort codes that name a peer as the cause and leave it out of the next attempts of the same round. */
 const SUSPECT_CODES = new Set(['peer-lost', 'timeout', 'invalid-frame', 'mismatch'])
 
-/** Messages kept for rounds at most this far ahead of ours (a member slightly ahead announces early). */
+/**
+ * Rounds ahead of ours whose messages are kept (the highest ones), and how many messages each: a member that
+ * is further behind than this is told so (`behind`), and what the swarm announces for its current round waits
+ * here until this peer has caught up to it.
+ */
 const LOOKAHEAD_ROUNDS = 4
+const MAX_KEPT_PER_ROUND = 4096
+/** While it waits for a proposal, a member repeats its `ready` this often: a member that just (re)connected, or whose gossip mesh is still forming, hears it. */
+const REANNOUNCE_MS = 1000
 /** Recent events kept for status. */
 const MAX_EVENTS = 50
 
@@ -214,17 +221,18 @@ export class Rounds extends EventEmitter<RoundsEvents> {
       // a round was agreed that this peer never reached: it is behind
       this.emit('behind', message.round)
     }
-    if (message.round < this.currentRound || message.round > this.currentRound + LOOKAHEAD_ROUNDS) {
-      if (message.round > this.currentRound + LOOKAHEAD_ROUNDS) this.emit('behind', message.round)
-      return
-    }
+    if (message.round < this.currentRound) return
+    if (message.round > this.currentRound + LOOKAHEAD_ROUNDS) this.emit('behind', message.round)
     if (this.actor !== null && message.round === this.currentRound) {
       this.deliver(from, message)
       return
     }
+    // kept for when this peer reaches that round (a member far behind syncs to the swarm's round, and the
+    // announcements made meanwhile are then current): only the highest few rounds, a bounded number each
     const list = this.inbox.get(message.round) ?? []
-    if (list.length < 4096) list.push({ from, message })
+    if (list.length < MAX_KEPT_PER_ROUND) list.push({ from, message })
     this.inbox.set(message.round, list)
+    if (this.inbox.size > LOOKAHEAD_ROUNDS) this.inbox.delete(Math.min(...this.inbox.keys()))
   }
 
   private deliver (from: string, message: RoundMessage): void {
@@ -416,7 +424,15 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     this.actor = actor
     const onAbort = (): void => { actor.send({ type: 'round.cancel' }) }
     signal?.addEventListener('abort', onAbort)
-    const membersTimer = setInterval(() => { actor.send({ type: 'members.changed', live: this.components.liveMembers(), excluded: this.excludedNow() }) }, 250)
+    let lastAnnounce = Date.now()
+    const membersTimer = setInterval(() => {
+      actor.send({ type: 'members.changed', live: this.components.liveMembers(), excluded: this.excludedNow() })
+      const snapshot = actor.getSnapshot()
+      if (snapshot.value === 'waiting' && Date.now() - lastAnnounce >= REANNOUNCE_MS) {
+        lastAnnounce = Date.now()
+        this.publish({ t: 'ready', round: req.round, attempt: snapshot.context.attempt, samples: req.samples, weightsHash: req.weightsHash, step: req.step, epoch: this.group?.epoch ?? 0 }).catch(() => {})
+      }
+    }, 250)
     actor.subscribe(s => { if (typeof s.value === 'string') this.status.state = s.value })
     actor.start()
     this.status.attempt = 1

@@ -77,6 +77,26 @@ const HASHES_KEPT = 16
 /** How long a peer without rows waits before looking again. */
 const IDLE_WAIT_MS = 200
 
+/**
+ * tfjs's Adam keeps β₁ᵗ and β₂ᵗ as running float32 products, but its `setWeights` recomputes them with `pow`,
+ * which differs in the last bits: a member restored from a checkpoint or the swarm's state would then apply
+ * the same sums to slightly different weights than the others, and drift apart round after round. Recompute
+ * them as the running product does (float32 multiplications are exact to repeat: `Math.fround(a · b)`).
+ */
+function exactAdamPowers (optimizer: tf.Optimizer): void {
+  const adam = optimizer as unknown as { beta1?: number, beta2?: number, accBeta1?: tf.Variable, accBeta2?: tf.Variable, iterations_?: number }
+  if (!(optimizer instanceof tf.AdamOptimizer) || adam.accBeta1 == null || adam.accBeta2 == null) return
+  const steps = adam.iterations_ ?? 0
+  const power = (beta: number): number => {
+    const b = Math.fround(beta)
+    let acc = b
+    for (let i = 0; i < steps; i++) acc = Math.fround(acc * b)
+    return acc
+  }
+  adam.accBeta1.assign(tf.scalar(power(adam.beta1 ?? 0.9)))
+  adam.accBeta2.assign(tf.scalar(power(adam.beta2 ?? 0.999)))
+}
+
 export function createOptimizer (job: Job): tf.Optimizer {
   switch (job.optimizer) {
     case 'sgd': return tf.train.sgd(job.learningRate)
@@ -489,6 +509,7 @@ export class Trainer {
       const tensors = inner.map(o => ({ name: o.name, tensor: tf.tensor(o.values, o.shape) }))
       await this.optimizer.setWeights(tensors)
       for (const t of tensors) t.tensor.dispose()
+      exactAdamPowers(this.optimizer)
     }
     const p = ckpt.progress as Partial<Progress>
     this.progress = {
