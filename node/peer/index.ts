@@ -475,7 +475,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     const result = await this.requireRounds().reduce({
       round: trainer.progress.round,
       vector,
-      weightsHash: trainer.weightsHash(),
+      weightsHash: () => trainer.weightsHash(),
       samples,
       step: trainer.progress.step
     })

@@ -35,7 +35,11 @@ export interface RoundsInit {
 export interface ReduceRequest {
   round: number
   vector: Float32Array
-  weightsHash: string
+  /**
+   * The hash of the weights the update was computed on: agreements announce it, and the ring's hello binds it
+   * (in a reused group every WEIGHTS_CHECK_EVERY rounds, where it costs a hash of the whole model otherwise).
+   */
+  weightsHash: () => string
   samples: number
   step: number
 }
@@ -110,6 +114,13 @@ const LOOKAHEAD_ROUNDS = 4
 const MAX_KEPT_PER_ROUND = 4096
 /** While it waits for a proposal, a member repeats its `ready` this often: a member that just (re)connected, or whose gossip mesh is still forming, hears it. */
 const REANNOUNCE_MS = 1000
+/**
+ * In a reused group the ring's hello binds the weights hash every this many rounds (every round of an
+ * agreement binds it): members of one group apply the same sums to the same weights, so their weights only
+ * differ after a fault, which the next check finds; hashing the whole model every round would cost more
+ * than the ring itself for small models.
+ */
+const WEIGHTS_CHECK_EVERY = 16
 /** Recent events kept for status. */
 const MAX_EVENTS = 50
 
@@ -351,7 +362,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     try {
       const others = group.members.filter(m => m !== self && !network.isConnected(m))
       if (others.length > 0) await this.components.prepare?.(others).catch(() => {})
-      result = await ring.run({ round: req.round, attempt: 0, members: group.members, self, vector: req.vector, stepTimeoutMs: this.stepTimeoutMs, tag: groupTag(group.epoch, req.weightsHash) }, controller.signal)
+      result = await ring.run({ round: req.round, attempt: 0, members: group.members, self, vector: req.vector, stepTimeoutMs: this.stepTimeoutMs, tag: groupTag(group.epoch, req.round % WEIGHTS_CHECK_EVERY === 0 ? req.weightsHash() : '') }, controller.signal)
     } finally {
       this.reuseAbort = null
       signal?.removeEventListener('abort', onAbort)
@@ -384,11 +395,12 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     const self = network.peerId
     const live = this.components.liveMembers()
     const pending = this.inbox.get(req.round) ?? []
+    const weightsHash = req.weightsHash()
     let stats: RoundStats | null = null
     const logic = roundsMachine.provide({
       actors: {
         announce: fromPromise(async ({ input }) => {
-          await this.publish({ t: 'ready', round: input.round, attempt: input.attempt, samples: req.samples, weightsHash: req.weightsHash, step: req.step, epoch: this.group?.epoch ?? 0 })
+          await this.publish({ t: 'ready', round: input.round, attempt: input.attempt, samples: req.samples, weightsHash, step: req.step, epoch: this.group?.epoch ?? 0 })
         }),
         propose: fromPromise(async ({ input }: { input: ProposeMessage }) => {
           logger.debug({ round: input.round, attempt: input.attempt, epoch: input.epoch, members: input.members, weightsHash: input.weightsHash, ready: actor.getSnapshot().context.ready, expected: actor.getSnapshot().context.expected, excluded: actor.getSnapshot().context.excluded }, 'proposing the round')
@@ -400,7 +412,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
           this.status.state = 'reducing'
           logger.debug({ round: input.round, attempt: input.attempt, epoch: input.epoch, members: input.members.length }, 'round agreed')
           await this.components.prepare?.(input.members.filter(m => m !== self)).catch(() => {})
-          const result = await ring.run({ round: input.round, attempt: input.attempt, members: input.members, self, vector: req.vector, stepTimeoutMs: this.stepTimeoutMs, tag: groupTag(input.epoch, req.weightsHash) }, abort)
+          const result = await ring.run({ round: input.round, attempt: input.attempt, members: input.members, self, vector: req.vector, stepTimeoutMs: this.stepTimeoutMs, tag: groupTag(input.epoch, weightsHash) }, abort)
           if (result.ok) {
             stats = result.stats
             req.vector = result.sum
@@ -420,7 +432,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
       }
     })
     // attempt 0 of every round belongs to the ring in the reused group; agreements start at attempt 1
-    const actor = createActor(logic, { input: { round: req.round, attempt: 1, self, weightsHash: req.weightsHash, expected: live, excluded: this.excludedNow(), epoch: this.group?.epoch ?? 0, base: this.quorumBase() } })
+    const actor = createActor(logic, { input: { round: req.round, attempt: 1, self, weightsHash, expected: live, excluded: this.excludedNow(), epoch: this.group?.epoch ?? 0, base: this.quorumBase() } })
     this.actor = actor
     const onAbort = (): void => { actor.send({ type: 'round.cancel' }) }
     signal?.addEventListener('abort', onAbort)
@@ -430,7 +442,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
       const snapshot = actor.getSnapshot()
       if (snapshot.value === 'waiting' && Date.now() - lastAnnounce >= REANNOUNCE_MS) {
         lastAnnounce = Date.now()
-        this.publish({ t: 'ready', round: req.round, attempt: snapshot.context.attempt, samples: req.samples, weightsHash: req.weightsHash, step: req.step, epoch: this.group?.epoch ?? 0 }).catch(() => {})
+        this.publish({ t: 'ready', round: req.round, attempt: snapshot.context.attempt, samples: req.samples, weightsHash, step: req.step, epoch: this.group?.epoch ?? 0 }).catch(() => {})
       }
     }, 250)
     actor.subscribe(s => { if (typeof s.value === 'string') this.status.state = s.value })
