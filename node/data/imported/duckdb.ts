@@ -53,6 +53,8 @@ const BLANKS = '\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u200
 const BLANK_CLASS = '[\\t\\n\\x{0B}\\f\\r \\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}]'
 /** importer.ts's NUMBER, in RE2's syntax. */
 const NUMBER_RE2 = `${BLANK_CLASS}*[+-]?(\\d+(\\.\\d*)?|\\.\\d+)([eE][+-]?\\d+)?${BLANK_CLASS}*`
+/** source.ts's missing values (blank, or na, n/a, nan, null in any case). RE2 gives up on a field at its first character that cannot match, so a long text costs nothing. */
+const MISSING_RE2 = `${BLANK_CLASS}*(?i:na|n/a|nan|null)?${BLANK_CLASS}*`
 
 export interface DuckEngine {
   version: string
@@ -82,15 +84,21 @@ export function lit (s: string): string {
   return `'${s.replaceAll("'", "''")}'`
 }
 
-/** The SQL macros that say whether kept row k is a test row: `isTestRow(k, seed, fraction)`, in 64-bit integers. */
+/**
+ * The SQL macros that say whether kept row k is a test row: `isTestRow(k, seed, fraction)`
+ * in BIGINT arithmetic. `Math.imul(x, c) >>> 0` is (x · c) mod 2^32, spelt as two
+ * products of x by 16-bit halves of c, which fit 64 bits.
+ */
 export function testRowMacros (seed: number, fraction: number): string {
   const h0 = ((seed ^ 0x9e3779b9) >>> 0).toString()
   // mixSeed(seed, k) / 2^32 < fraction  ⟺  mixSeed(seed, k) < ceil(fraction · 2^32), mixSeed being an integer
   const threshold = Math.ceil(fraction * 4294967296).toString()
+  const imul = (x: string, c: number): string => `((${x}) * ${c & 0xffff} + ((((${x}) * ${c >>> 16}) % 65536) << 16)) % 4294967296`
   return [
-    `CREATE OR REPLACE MACRO mix_a(k) AS ((xor(${h0}::BIGINT, (k + 2135587861) % 4294967296)::HUGEINT * 2246822507) % 4294967296)::BIGINT;`,
-    'CREATE OR REPLACE MACRO mix_b(h) AS ((xor(h, h >> 13)::HUGEINT * 3266489909) % 4294967296)::BIGINT;',
-    `CREATE OR REPLACE MACRO is_test(k) AS (xor(mix_b(mix_a(k)), mix_b(mix_a(k)) >> 16) < ${threshold});`
+    `CREATE OR REPLACE MACRO mix_a(k) AS ${imul(`xor(${h0}::BIGINT, (k + 2135587861) % 4294967296)`, 0x85ebca6b)};`,
+    `CREATE OR REPLACE MACRO mix_b(h) AS ${imul('xor(h, h >> 13)', 0xc2b2ae35)};`,
+    'CREATE OR REPLACE MACRO mix_c(h) AS xor(h, h >> 16);',
+    `CREATE OR REPLACE MACRO is_test(k) AS mix_c(mix_b(mix_a(k::BIGINT))) < ${threshold};`
   ].join('\n')
 }
 
@@ -141,8 +149,9 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
   const one = async (sql: string): Promise<Record<string, unknown>> => (await db.runAndReadAll(sql)).getRowObjectsJS()[0] as Record<string, unknown>
   try {
     await db.run([
-      `CREATE MACRO norm(v) AS CASE WHEN v IS NULL THEN NULL WHEN length(v) > 4 AND ascii(v[1]) > 32 AND ascii(v[-1]) > 32 THEN v WHEN lower(trim(v, ${lit(BLANKS)})) IN ('', 'na', 'n/a', 'nan', 'null') THEN NULL ELSE v END;`,
-      `CREATE MACRO to_number(v) AS CAST(trim(v, ${lit(BLANKS)}) AS DOUBLE);`,
+      `CREATE MACRO norm(v) AS CASE WHEN regexp_full_match(v, ${lit(MISSING_RE2)}) THEN NULL ELSE v END;`,
+      // only for values that match NUMBER_RE2; DuckDB's cast skips ASCII blanks, trim the others (slow, so only when needed)
+      `CREATE MACRO to_number(v) AS coalesce(TRY_CAST(v AS DOUBLE), CAST(trim(v, ${lit(BLANKS)}) AS DOUBLE));`,
       testRowMacros(s.seed, s.testFraction)
     ].join('\n'))
 
@@ -181,10 +190,10 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
     const lastLine = async (): Promise<number> => format === 'parquet' ? Math.max(1, rowsRead) : await lineOfRow(path, name, format, rowsRead - 1)
     if (rowsRead === 0) throw emptyError(name, format === 'parquet' ? 1 : await lineOfRow(path, name, format, 0))
     const keys = [...used].map(c).join(', ')
-    // the first of equal rows is kept (the smallest rowid); k numbers the kept rows in file order
-    await db.run(`CREATE TABLE kept AS SELECT *, is_test(k) AS test FROM (
-        SELECT row_number() OVER (ORDER BY r) - 1 AS k, * FROM (SELECT min(rowid) AS r, ${keys} FROM src WHERE NOT (${dropped}) GROUP BY ${keys})
-      ) ORDER BY k`)
+    // the first of equal rows is kept (the smallest rowid), equal meaning equal 64-bit hashes of the values, as in
+    // the JavaScript engine (rowset.ts); kept rows are stored in file order, so kept's rowid is k, the kept row's index
+    await db.run(`CREATE TABLE kept AS SELECT rowid AS r, ${keys} FROM src
+      WHERE rowid IN (SELECT min(rowid) FROM src WHERE NOT (${dropped}) GROUP BY hash(${keys})) ORDER BY r`)
     await noteSpill()
     await db.run('DROP TABLE src')
     const kept = num((await one('SELECT count(*)::DOUBLE AS n FROM kept')).n)
@@ -205,7 +214,7 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
     const numeric = typed.filter(i => profiles[i].numeric && profiles[i].present > 0 && i !== labelAt)
     if (numeric.length > 0) {
       await db.run('SET threads = 1')
-      const m = await one(`SELECT ${numeric.map(i => `count(${c(i)}) FILTER (WHERE NOT test)::DOUBLE AS n${i}, coalesce(sum(to_number(${c(i)})) FILTER (WHERE NOT test), 0) AS s${i}`).join(', ')} FROM kept`)
+      const m = await one(`SELECT ${numeric.map(i => `count(${c(i)}) FILTER (WHERE NOT is_test(rowid))::DOUBLE AS n${i}, coalesce(sum(to_number(${c(i)})) FILTER (WHERE NOT is_test(rowid)), 0) AS s${i}`).join(', ')} FROM kept`)
       await db.run(`SET threads = ${threads}`)
       for (const i of numeric) {
         profiles[i].trainN = num(m[`n${i}`])
@@ -215,7 +224,7 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
     // categories: the label's always, and every other typed column that is not numeric
     for (const i of typed.filter(i => i === labelAt || (!profiles[i].numeric && profiles[i].present > 0))) {
       const limit = i === labelAt ? MAX_CLASSES : maxCategories
-      const r = await db.runAndReadAll(`SELECT ${c(i)} AS v, count(*) FILTER (WHERE NOT test)::DOUBLE AS train, count(*)::DOUBLE AS n FROM kept WHERE ${c(i)} IS NOT NULL GROUP BY ${c(i)} LIMIT ${limit + 1}`)
+      const r = await db.runAndReadAll(`SELECT ${c(i)} AS v, count(*) FILTER (WHERE NOT is_test(rowid))::DOUBLE AS train, count(*)::DOUBLE AS n FROM kept WHERE ${c(i)} IS NOT NULL GROUP BY ${c(i)} LIMIT ${limit + 1}`)
       const rows = r.getRowObjectsJS()
       if (rows.length > limit) {
         if (i === labelAt) {
@@ -252,12 +261,15 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
           }
         }
         const fillIndex = fillIndices(described)
-        const result = await db.stream(`SELECT ${exprs.join(', ')} FROM kept ORDER BY k`)
+        // a plain scan keeps insertion order (preserve_insertion_order): rowid, checked, is k
+        const result = await db.stream(`SELECT rowid::DOUBLE AS k, ${exprs.join(', ')} FROM kept`)
         const clean = new Array<number | string | null>(described.length).fill(null)
         let k = 0
         for (let chunk: DuckDBDataChunk | null = await result.fetchChunk(); chunk !== null && chunk.rowCount > 0; chunk = await result.fetchChunk()) {
-          const vectors = at.map((_, j) => (chunk as DuckDBDataChunk).getColumnVector(j))
+          const vectors = at.map((_, j) => (chunk as DuckDBDataChunk).getColumnVector(j + 1))
+          const ks = chunk.getColumnVector(0)
           for (let row = 0; row < chunk.rowCount; row++) {
+            if (ks.getItem(row) !== k) throw new Error(`DuckDB returned kept row ${String(ks.getItem(row))} where row ${k} was due`)
             for (let j = 0; j < at.length; j++) {
               const i = at[j]
               const col = described[i]

@@ -199,8 +199,8 @@ export interface Scan {
   close: () => Promise<void>
 }
 
-/** DuckDB's default memory limit: enough for it to work in memory on files of a few hundred MB, and to stay well inside a small machine's RAM on larger ones (it spills beyond). */
-export const DEFAULT_MEMORY_LIMIT = '1GB'
+/** DuckDB's default memory limit: a few hundred MB of input are cleaned in memory; beyond, it spills to the work dir, so that the import (DuckDB and the JavaScript writer together) stays under 1 GB of RAM whatever the file's size. */
+export const DEFAULT_MEMORY_LIMIT = '512MB'
 
 export const NUMBER = /^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/
 
