@@ -2,7 +2,7 @@
  * How fast `peer dataset import` runs and how much memory it needs, and how
  * fast shards move between two peers.
  *
- *   npx node scripts/bench-import.ts [--mb 100] [--sizes 25,100] [--shards 8] [--keep]
+ *   npx node scripts/bench-import.ts [--mb 100] [--sizes 100,1000] [--shards 8] [--threads N] [--memory-limit 512MB] [--engine duckdb|js] [--keep]
  *
  * 1. Generates CSV files of about the given sizes (mixed numeric, categorical
  *    and free-text columns, quoted fields with commas, about 1% of values
@@ -10,22 +10,28 @@
  * 2. Imports each in a child process (`--missing drop --text body`), so that
  *    the child's peak resident memory (getrusage's maxrss) is the import's own;
  *    prints rows/s, MB/s and peak RSS. Two sizes show whether memory grows
- *    with the file: it must not (the import streams; the limit is 500 MB).
- * 3. Starts two in-process libp2p nodes (TCP, noise, yamux on loopback), one
+ *    with the file: it must not (DuckDB works under its memory limit and
+ *    spills beyond it; the JavaScript writer streams; the limit is 1 GB).
+ * 3. The reference, in another child: the same cleaning done directly in
+ *    DuckDB, as a user of DuckDB would write it (read_csv with its type
+ *    detection, drop rows with a missing value, drop duplicate rows, z-score
+ *    the numeric columns, write Parquet), with the same threads; then the
+ *    ratio of our time to DuckDB's. The counts must agree.
+ * 4. Starts two in-process libp2p nodes (TCP, noise, yamux on loopback), one
  *    holding the largest data set, and fetches all of its shards from the
  *    other: MB/s of hash-checked shard transfer.
  *
  * A benchmark that prints numbers, not a test (the machines are shared).
  */
 import { spawnSync } from 'node:child_process'
-import { createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs'
-import { tmpdir, cpus, loadavg } from 'node:os'
+import { createWriteStream, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs'
+import { availableParallelism, tmpdir, cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { once } from 'node:events'
 import { parseArgs } from 'node:util'
 import { seededRandom } from '../node/data/random.ts'
 
-const RSS_LIMIT_MB = 500
+const RSS_LIMIT_MB = 1024
 
 const { values: args } = parseArgs({
   options: {
@@ -33,18 +39,50 @@ const { values: args } = parseArgs({
     sizes: { type: 'string' },
     shards: { type: 'string', default: '8' },
     keep: { type: 'boolean', default: false },
+    threads: { type: 'string' },
+    'memory-limit': { type: 'string' },
+    engine: { type: 'string', default: 'duckdb' },
     'child-import': { type: 'string' },
+    'child-duckdb': { type: 'string' },
     out: { type: 'string' }
   }
 })
+
+const threads = args.threads !== undefined ? Number(args.threads) : availableParallelism()
 
 if (args['child-import'] !== undefined) {
   // the child: import one file, print one JSON line with the report, the time and the peak RSS
   const { importDataset } = await import('../node/data/imported/index.ts')
   const started = performance.now()
-  const report = await importDataset(args['child-import'], { label: 'label', text: ['body'], missing: 'drop', shards: Number(args.shards), outDir: args.out as string })
+  const report = await importDataset(args['child-import'], {
+    label: 'label', text: ['body'], missing: 'drop', shards: Number(args.shards), outDir: args.out as string,
+    engine: args.engine as 'duckdb' | 'js', threads, memoryLimit: args['memory-limit']
+  })
   const seconds = (performance.now() - started) / 1000
   process.stdout.write(`${JSON.stringify({ report, seconds, maxRssKb: process.resourceUsage().maxRSS })}\n`)
+  process.exit(0)
+}
+
+if (args['child-duckdb'] !== undefined) {
+  // the reference: the same cleaning, written directly in DuckDB's SQL
+  const { DuckDBInstance } = await import('@duckdb/node-api')
+  const started = performance.now()
+  const instance = await DuckDBInstance.create(':memory:', { threads: String(threads), ...(args['memory-limit'] !== undefined ? { memory_limit: args['memory-limit'] } : {}) })
+  const db = await instance.connect()
+  const quote = (s: string): string => `'${s.replaceAll("'", "''")}'`
+  await db.run(`CREATE TABLE raw AS SELECT * FROM read_csv(${quote(args['child-duckdb'])})`)
+  await db.run('CREATE TABLE clean AS SELECT DISTINCT * FROM raw WHERE COLUMNS(*) IS NOT NULL')
+  const types = (await db.runAndReadAll('DESCRIBE clean')).getRowObjectsJS().map(r => ({ name: String(r.column_name), type: String(r.column_type) }))
+  const numeric = types.filter(t => /^(DOUBLE|FLOAT|BIGINT|INTEGER|SMALLINT|TINYINT|DECIMAL)/.test(t.type)).map(t => t.name)
+  const id = (s: string): string => `"${s.replaceAll('"', '""')}"`
+  const moments = numeric.map((c, i) => `avg(${id(c)}) AS m${i}, stddev_pop(${id(c)}) AS s${i}`).join(', ')
+  const select = types.map(t => { const i = numeric.indexOf(t.name); return i === -1 ? id(t.name) : `(${id(t.name)} - m${i}) / s${i} AS ${id(t.name)}` }).join(', ')
+  await db.run(`COPY (SELECT ${select} FROM clean, (SELECT ${moments} FROM clean)) TO ${quote(join(args.out as string, 'clean.parquet'))} (FORMAT parquet)`)
+  const counts = (await db.runAndReadAll('SELECT (SELECT count(*) FROM raw)::DOUBLE AS read, (SELECT count(*) FROM clean)::DOUBLE AS kept')).getRowObjectsJS()[0]
+  const seconds = (performance.now() - started) / 1000
+  db.closeSync()
+  instance.closeSync()
+  process.stdout.write(`${JSON.stringify({ rowsRead: counts.read, rowsKept: counts.kept, numeric, seconds, maxRssKb: process.resourceUsage().maxRSS })}\n`)
   process.exit(0)
 }
 
@@ -105,13 +143,24 @@ try {
     const size = statSync(file).size
     console.log(`generated ${(size / 1e6).toFixed(1)} MB, ${rows} rows in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
     const dataDir = join(dir, `peer-${mb}`)
-    const child = spawnSync(process.execPath, [import.meta.filename, '--child-import', file, '--out', join(dataDir, 'datasets'), '--shards', args.shards], { encoding: 'utf8', maxBuffer: 1 << 24 })
+    const passOn = ['--shards', args.shards, '--threads', String(threads), '--engine', args.engine as string, ...(args['memory-limit'] !== undefined ? ['--memory-limit', args['memory-limit']] : [])]
+    const child = spawnSync(process.execPath, [import.meta.filename, '--child-import', file, '--out', join(dataDir, 'datasets'), ...passOn], { encoding: 'utf8', maxBuffer: 1 << 24 })
     if (child.status !== 0) throw new Error(`import failed: ${child.stderr}`)
-    const { report, seconds, maxRssKb } = JSON.parse(child.stdout.trim().split('\n').pop() as string) as { report: { rowsRead: number, rowsWritten: number, droppedMissing: number, droppedDuplicates: number, shards: number, datasetId: string, bytes: number }, seconds: number, maxRssKb: number }
+    const { report, seconds, maxRssKb } = JSON.parse(child.stdout.trim().split('\n').pop() as string) as { report: { rowsRead: number, rowsWritten: number, droppedMissing: number, droppedDuplicates: number, shards: number, datasetId: string, bytes: number, engine: { name: string, memoryLimit?: string, threads?: number, spilledBytes?: number } }, seconds: number, maxRssKb: number }
     const rssMb = maxRssKb / 1024
-    console.log(`import ${(size / 1e6).toFixed(0)} MB: ${report.rowsRead} rows read, ${report.droppedMissing} missing dropped, ${report.droppedDuplicates} duplicates dropped, ${report.rowsWritten} written to ${report.shards} shards (${(report.bytes / 1e6).toFixed(1)} MB of Arrow)`)
-    console.log(`  ${seconds.toFixed(1)} s: ${Math.round(report.rowsRead / seconds)} rows/s, ${(size / 1e6 / seconds).toFixed(1)} MB/s; peak RSS ${rssMb.toFixed(0)} MB ${rssMb < RSS_LIMIT_MB ? `(under ${RSS_LIMIT_MB} MB)` : `(OVER the ${RSS_LIMIT_MB} MB limit)`}`)
+    const e = report.engine
+    console.log(`import ${(size / 1e6).toFixed(0)} MB (${e.name}${e.name === 'duckdb' ? `, ${e.threads} threads, memory limit ${e.memoryLimit}, spilled ${((e.spilledBytes ?? 0) / 1e6).toFixed(0)} MB` : ''}): ${report.rowsRead} rows read, ${report.droppedMissing} missing dropped, ${report.droppedDuplicates} duplicates dropped, ${report.rowsWritten} written to ${report.shards} shards (${(report.bytes / 1e6).toFixed(1)} MB of Arrow)`)
+    console.log(`  ours:   ${seconds.toFixed(1)} s: ${Math.round(report.rowsRead / seconds)} rows/s, ${(size / 1e6 / seconds).toFixed(1)} MB/s; peak RSS ${rssMb.toFixed(0)} MB ${rssMb < RSS_LIMIT_MB ? `(under ${RSS_LIMIT_MB} MB)` : `(OVER the ${RSS_LIMIT_MB} MB limit)`}`)
     largest = { id: report.datasetId, dataDir }
+
+    const refDir = join(dir, `duckdb-${mb}`)
+    mkdirSync(refDir)
+    const ref = spawnSync(process.execPath, [import.meta.filename, '--child-duckdb', file, '--out', refDir, '--threads', String(threads), ...(args['memory-limit'] !== undefined ? ['--memory-limit', args['memory-limit']] : [])], { encoding: 'utf8', maxBuffer: 1 << 24 })
+    if (ref.status !== 0) throw new Error(`DuckDB reference failed: ${ref.stderr}`)
+    const r = JSON.parse(ref.stdout.trim().split('\n').pop() as string) as { rowsRead: number, rowsKept: number, numeric: string[], seconds: number, maxRssKb: number }
+    const same = r.rowsRead === report.rowsRead && r.rowsKept === report.rowsWritten
+    console.log(`  DuckDB: ${r.seconds.toFixed(1)} s: ${Math.round(r.rowsRead / r.seconds)} rows/s, ${(size / 1e6 / r.seconds).toFixed(1)} MB/s; peak RSS ${(r.maxRssKb / 1024).toFixed(0)} MB (read_csv, drop missing, DISTINCT, z-score ${r.numeric.join(', ')}, write Parquet: ${r.rowsRead} rows read, ${r.rowsKept} kept${same ? ', the same counts' : ', DIFFERENT counts'})`)
+    console.log(`  ratio: ours / DuckDB = ${(seconds / r.seconds).toFixed(2)}x the time, ${(maxRssKb / r.maxRssKb).toFixed(2)}x the peak RSS`)
   }
 
   if (largest !== null) {
