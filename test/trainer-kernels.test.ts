@@ -127,7 +127,9 @@ describe('fast wasm kernels equal the cpu kernels', () => {
       [4, 6, 5, [2, 3], [2, 3]],
       [32, 20, 48, [], []],
       [4, 300, 300, [], []], // a batch-sized a against a large b: transposes the small operands
-      [300, 4, 2, [2], [2]]
+      [300, 4, 2, [2], [2]],
+      [5, 6, 4, [1], [3]], // broadcast batch dimensions
+      [5, 6, 4, [3], []]
     ]
     for (const [m, k, n, ba, bb] of cases) {
       for (const transposeA of [false, true]) {
