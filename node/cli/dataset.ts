@@ -1,6 +1,6 @@
 /**
- * `peer dataset import FILE --label COL …` and `peer dataset ls`: bring a CSV
- * or JSON-lines file into the data dir as a data set a job can name.
+ * `peer dataset import FILE --label COL …` and `peer dataset ls`: bring a CSV,
+ * JSON-lines or Parquet file into the data dir as a data set a job can name.
  *
  * `dataset` is one entry in main's command list; its subcommands are parsed
  * here by a nested parser, from the words main hands over (main gives each
@@ -27,6 +27,9 @@ interface ImportFlags {
   missing: 'drop' | 'fill'
   buckets?: number
   testFraction?: number
+  memoryLimit?: string
+  threads?: number
+  engine?: 'duckdb' | 'js'
   json: boolean
   out?: string
   dataDir?: string
@@ -47,6 +50,11 @@ function parseBuckets (value: string): number {
   const n = Number(value)
   if (!/^\d+$/.test(value) || n < 256 || n > 65536 || (n & (n - 1)) !== 0) throw new InvalidArgumentError('expected a power of two from 256 to 65536')
   return n
+}
+
+function parseMemoryLimit (value: string): string {
+  if (!/^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$/i.test(value)) throw new InvalidArgumentError('expected a size such as 512MB or 4GB')
+  return value.trim()
 }
 
 function parseTestFraction (value: string): number {
@@ -77,8 +85,8 @@ export const datasetCommand = {
       .configureOutput({ writeOut: s => { ctx.stdout.write(s) }, writeErr: s => { ctx.stderr.write(s) } })
       .showHelpAfterError('(run `peer dataset help` for usage)')
     program.command('import')
-      .description('read a CSV or JSON-lines file, clean, type and shard it into a data set in the data dir')
-      .argument('<file>', 'CSV (header row, quoted fields, UTF-8) or JSON lines (.jsonl/.ndjson: one object per line)')
+      .description('read a CSV, JSON-lines or Parquet file, clean, type and shard it into a data set in the data dir')
+      .argument('<file>', 'CSV (header row, quoted fields, UTF-8), JSON lines (.jsonl/.ndjson: one object per line) or Parquet (.parquet)')
       .addOption(new Option('--label <col>', 'the column to predict (its values become classes)').makeOptionMandatory())
       .addOption(new Option('--text <col>', 'a free-text column, turned into hashed word n-grams (repeatable)').argParser(repeatable).default([]))
       .addOption(new Option('--ignore <col>', 'a column to leave out, such as an id (repeatable)').argParser(repeatable).default([]))
@@ -87,6 +95,9 @@ export const datasetCommand = {
       .addOption(new Option('--missing <how>', 'rows with a missing value: drop them, or fill (mean, most frequent category, empty text)').choices(['drop', 'fill']).default('drop'))
       .addOption(new Option('--buckets <n>', 'hash buckets per text column (power of two, default 4096)').argParser(parseBuckets))
       .addOption(new Option('--test-fraction <f>', 'share of rows held out for testing (default 0.15)').argParser(parseTestFraction))
+      .addOption(new Option('--memory-limit <size>', 'DuckDB\'s memory limit; beyond it, it spills to a temp dir in the data dir (default 512MB)').argParser(parseMemoryLimit))
+      .addOption(new Option('--threads <n>', 'DuckDB\'s threads (default: every CPU)').argParser(parsePositiveInt))
+      .addOption(new Option('--engine <name>', 'duckdb, or js: the JavaScript reader (CSV and JSON lines only; the fallback where DuckDB cannot load)').choices(['duckdb', 'js']))
       .addOption(new Option('--json', 'print the report as one JSON object').default(false))
       .addOption(new Option('--out <dir>', 'write the data set under this directory instead of <data-dir>/datasets'))
       .addOption(new Option('--data-dir <dir>', 'the peer\'s data dir (default: $PEER_HOME or ~/.peer)'))
@@ -132,6 +143,9 @@ async function runImport (ctx: CliContext, file: string, opts: ImportFlags): Pro
       missing: opts.missing,
       buckets: opts.buckets,
       testFraction: opts.testFraction,
+      memoryLimit: opts.memoryLimit,
+      threads: opts.threads,
+      engine: opts.engine,
       outDir,
       onProgress: bar?.update
     })
@@ -157,6 +171,8 @@ async function runImport (ctx: CliContext, file: string, opts: ImportFlags): Pro
   out(`          ${report.trainRows} for training in ${report.shards} shard${report.shards === 1 ? '' : 's'}, ${report.testRows} held out for testing`)
   out(`label     ${report.classes.length} classes: ${report.classes.slice(0, 10).join(', ')}${report.classes.length > 10 ? ', …' : ''}`)
   out(`features  ${report.features}`)
+  const e = report.engine
+  out(`engine    ${e.name === 'duckdb' ? `DuckDB ${e.version ?? ''}, ${e.threads ?? '?'} threads, memory limit ${e.memoryLimit ?? '?'}${(e.spilledBytes ?? 0) > 0 ? `, spilled ${((e.spilledBytes ?? 0) / 1e6).toFixed(0)} MB` : ''}` : 'JavaScript (DuckDB not used)'}`)
   out('columns')
   const width = Math.min(24, Math.max(...report.columns.map(c => c.name.length)))
   for (const c of report.columns) {

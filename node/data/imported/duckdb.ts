@@ -45,8 +45,12 @@ import { delimiterOf } from './source.ts'
 
 type DuckModule = typeof import('@duckdb/node-api')
 
-/** The longest CSV row DuckDB accepts (its default is 2 MB; JSON lines are allowed 16 MB, see source.ts). */
-const MAX_LINE_BYTES = 16 * 1024 * 1024
+/** The longest CSV row DuckDB accepts (its default). */
+const MAX_LINE_BYTES = 2 * 1024 * 1024
+/** DuckDB's CSV read buffer: each thread holds one, so it bounds the least memory limit that works (its default, 16 rows of the longest, is 32 MB). */
+const CSV_BUFFER_BYTES = 4 * MAX_LINE_BYTES
+/** The longest JSON line (source.ts's MAX_JSON_LINE_CHARS). */
+const MAX_JSON_BYTES = 16 * 1024 * 1024
 
 /** What JavaScript's `trim` and `\s` take as blank. */
 const BLANKS = '\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff'
@@ -102,8 +106,8 @@ export function testRowMacros (seed: number, fraction: number): string {
   ].join('\n')
 }
 
-async function open (duck: DuckModule, options: Record<string, string>): Promise<{ instance: DuckDBInstance, db: DuckDBConnection }> {
-  const instance = await duck.DuckDBInstance.create(':memory:', { preserve_insertion_order: 'true', ...options })
+async function open (duck: DuckModule, options: Record<string, string>, file = ':memory:'): Promise<{ instance: DuckDBInstance, db: DuckDBConnection }> {
+  const instance = await duck.DuckDBInstance.create(file, { preserve_insertion_order: 'true', ...options })
   return { instance, db: await instance.connect() }
 }
 
@@ -133,6 +137,7 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
   const { path, name, format, columns, labelAt, textAt, used, missingMode, maxCategories } = s
   const threads = s.threads > 0 ? s.threads : availableParallelism()
   const tempDirectory = join(s.work, 'duckdb')
+  // in memory, but its tables are evicted to temp_directory when they outgrow memory_limit
   const { instance, db } = await open(duck, { memory_limit: s.memoryLimit, threads: String(threads), temp_directory: tempDirectory })
   let closed = false
   const close = async (): Promise<void> => {
@@ -161,11 +166,11 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
     let values: (i: number) => string
     if (format === 'csv') {
       const spec = columns.map((_, i) => `${lit(c(i))}: 'VARCHAR'`).join(', ')
-      relation = `read_csv(${lit(path)}, columns = {${spec}}, header = true, auto_detect = false, delim = ${lit(delimiterOf(path))}, quote = '"', escape = '"', strict_mode = true, null_padding = false, max_line_size = ${MAX_LINE_BYTES}, encoding = 'utf-8')`
+      relation = `read_csv(${lit(path)}, columns = {${spec}}, header = true, auto_detect = false, delim = ${lit(delimiterOf(path))}, quote = '"', escape = '"', strict_mode = true, null_padding = false, max_line_size = ${MAX_LINE_BYTES}, buffer_size = ${CSV_BUFFER_BYTES}, encoding = 'utf-8')`
       values = i => `norm(${c(i)})`
     } else if (format === 'jsonl') {
       const spec = columns.map(col => `${lit(col)}: 'JSON'`).join(', ')
-      relation = `read_json(${lit(path)}, format = 'newline_delimited', columns = {${spec}}, maximum_object_size = ${MAX_LINE_BYTES})`
+      relation = `read_json(${lit(path)}, format = 'newline_delimited', columns = {${spec}}, maximum_object_size = ${MAX_JSON_BYTES})`
       values = i => `norm(${ident(columns[i])} ->> '$')`
     } else {
       relation = `read_parquet(${lit(path)})`

@@ -1,0 +1,189 @@
+/**
+ * The import through DuckDB: both engines (DuckDB, the JavaScript fallback)
+ * give the same data set (the same id) for the same file; Parquet in gives
+ * the data set its CSV gives; the memory limit, threads and temp dir are
+ * applied (read back from DuckDB), and a file larger than the limit spills to
+ * the work dir and still imports, leaving nothing behind. Real files, real
+ * DuckDB.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createWriteStream, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { once } from 'node:events'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { DuckDBInstance } from '@duckdb/node-api'
+import { allShards, importDataset, readDescription, readShard, shardPath } from '../node/data/imported/index.ts'
+import type { ImportOptions } from '../node/data/imported/index.ts'
+import { seededRandom } from '../node/data/random.ts'
+
+const CSV = [
+  'id,age,city,comment,score,label',
+  '1,34,Paris,"Great product, would buy again",4.5,pos',
+  '2,,Berlin,"Terrible.',
+  'Broke after a day",1.0,neg',
+  '3,29,Zürich,"Ça marche très bien — naïve café ☕",4.0,pos',
+  '3,29,Zürich,"Ça marche très bien — naïve café ☕",4.0,pos',
+  '4,51,Paris,"said ""meh"", then left",2.5,neg',
+  '5,40,Oslo,,3.0,pos',
+  '6,NA,Oslo,fine,3.5,pos',
+  '7,22,Paris,"ok, fine",,neg',
+  '8,38,Berlin,"bad, bad",1.5,neg',
+  '9,45,Oslo,"good value",4.0,pos',
+  ''
+].join('\n')
+
+function tempDir (): string {
+  return mkdtempSync(join(tmpdir(), 'peer-data-import-duckdb-'))
+}
+
+function rowsOf (dir: string): Array<Record<string, unknown>> {
+  const d = readDescription(dir)
+  return allShards(d).flatMap(s => [...readShard(shardPath(dir, s))].map(row => row.toJSON() as Record<string, unknown>))
+}
+
+async function sql (statements: string): Promise<void> {
+  const instance = await DuckDBInstance.create(':memory:')
+  const db = await instance.connect()
+  try {
+    await db.run(statements)
+  } finally {
+    db.closeSync()
+    instance.closeSync()
+  }
+}
+
+/** A CSV of `rows` distinct rows with long decimals (their sums depend on the order of addition) and text. */
+async function writeNumbers (path: string, rows: number, textWords: number): Promise<void> {
+  const rand = seededRandom(7)
+  const out = createWriteStream(path)
+  out.write('x,y,kind,body,label\n')
+  for (let i = 0; i < rows; i++) {
+    const words = Array.from({ length: textWords }, () => Math.floor(rand() * 1e9).toString(36)).join(' ')
+    const line = `${(rand() * 1e6 - 5e5).toPrecision(17)},${i % 97 === 0 ? '' : (rand() * 1e-3).toExponential(12)},k${i % 7},"${words}",${rand() < 0.4 ? 'a' : 'b'}\n`
+    if (!out.write(line)) await once(out, 'drain')
+  }
+  out.end()
+  await once(out, 'finish')
+}
+
+test('both engines give the same data set (CSV drop and fill, TSV, JSON lines)', async () => {
+  const dir = tempDir()
+  try {
+    const csv = join(dir, 'reviews.csv')
+    writeFileSync(csv, CSV)
+    const tsv = join(dir, 'rows.tsv')
+    writeFileSync(tsv, 'a\tnote\tlabel\n1\thello, world\tx\n2\tbye\ty\n2\tbye\ty\n3\t  NaN \tx\n')
+    const jsonl = join(dir, 'rows.jsonl')
+    writeFileSync(jsonl, [
+      '{"x": 1.5, "kind": "a", "ok": true, "y": "cat"}',
+      '{"x": null, "kind": "b", "ok": false, "y": "dog"}',
+      '',
+      '{"kind": "a", "ok": true, "y": "dog"}',
+      '{"x": 2.5, "kind": "b", "ok": false, "y": "cat"}',
+      '{"x": 1.5, "kind": "a", "ok": true, "y": "cat"}',
+      '{"x": 3, "kind": "N/A", "ok": true, "y": "dog"}',
+      '{"x": 4, "kind": "c", "ok": true, "y": "dog"}'
+    ].join('\n'))
+    const cases: Array<[string, Omit<ImportOptions, 'outDir'>]> = [
+      [csv, { label: 'label', text: ['comment'], ignore: ['id'], shards: 2, testFraction: 0.3 }],
+      [csv, { label: 'label', text: ['comment'], missing: 'fill', shards: 3, testFraction: 0.3, normalize: 'minmax' }],
+      [tsv, { label: 'label', shards: 1, testFraction: 0, missing: 'fill' }],
+      [jsonl, { label: 'y', shards: 1, testFraction: 0 }]
+    ]
+    for (const [file, options] of cases) {
+      const duck = await importDataset(file, { ...options, outDir: join(dir, 'duck') })
+      const js = await importDataset(file, { ...options, outDir: join(dir, 'js'), engine: 'js' })
+      assert.equal(duck.engine.name, 'duckdb')
+      assert.equal(js.engine.name, 'js')
+      const { engine: _a, dir: _b, ...duckRest } = duck
+      const { engine: _c, dir: _d, ...jsRest } = js
+      assert.deepEqual(duckRest, jsRest, `${file} ${JSON.stringify(options)}`)
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('training means are summed in file order: the same id from both engines on 20,000 rows of long decimals', async () => {
+  const dir = tempDir()
+  try {
+    const file = join(dir, 'numbers.csv')
+    await writeNumbers(file, 20_000, 3)
+    const options = { label: 'label', text: ['body'], shards: 4, buckets: 256 }
+    const duck = await importDataset(file, { ...options, outDir: join(dir, 'duck'), threads: 2 })
+    const js = await importDataset(file, { ...options, outDir: join(dir, 'js'), engine: 'js' })
+    assert.equal(duck.rowsRead, 20_000)
+    assert.equal(duck.droppedMissing, Math.ceil(20_000 / 97))
+    assert.equal(duck.datasetId, js.datasetId)
+    const d = readDescription(duck.dir)
+    assert.equal(d.columns.find(c => c.name === 'x')?.shift, readDescription(js.dir).columns.find(c => c.name === 'x')?.shift)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('Parquet in: the same data set as the CSV it was written from; typed columns read by the same rules', async () => {
+  const dir = tempDir()
+  try {
+    const csv = join(dir, 'reviews.csv')
+    writeFileSync(csv, CSV)
+    const parquet = join(dir, 'reviews.parquet')
+    // DuckDB's own reading of the CSV: age becomes VARCHAR (it holds 'NA'), score DOUBLE, id BIGINT; '' becomes NULL
+    await sql(`COPY (SELECT * FROM read_csv('${csv}')) TO '${parquet}' (FORMAT parquet)`)
+    const options = { label: 'label', text: ['comment'], ignore: ['id'], shards: 2, testFraction: 0 }
+    const fromCsv = await importDataset(csv, { ...options, outDir: join(dir, 'a') })
+    const fromParquet = await importDataset(parquet, { ...options, outDir: join(dir, 'b') })
+    assert.equal(fromParquet.rowsRead, 10)
+    assert.equal(fromParquet.droppedMissing, 4)
+    assert.equal(fromParquet.droppedDuplicates, 1)
+    assert.equal(fromParquet.rowsWritten, 5)
+    assert.deepEqual(fromParquet.columns, fromCsv.columns)
+    assert.equal(fromParquet.datasetId, fromCsv.datasetId)
+    assert.deepEqual(rowsOf(fromParquet.dir).map(x => [x.age, x.score, x.city, x.label]), [[34, 4.5, 'Paris', 'pos'], [51, 2.5, 'Paris', 'neg'], [45, 4, 'Oslo', 'pos'], [29, 4, 'Zürich', 'pos'], [38, 1.5, 'Berlin', 'neg']])
+
+    // booleans, integers, doubles and NaN (missing) straight from Parquet's types; with fill: the mean, the most frequent category
+    const typed = join(dir, 'typed.parquet')
+    await sql(`COPY (SELECT * FROM (VALUES (1::INTEGER, 0.5::DOUBLE, true, 'x'), (2, 'NaN'::DOUBLE, false, 'y'), (3, 1.5, NULL, 'x'), (4, 2.5, false, 'y'))
+      t(n, v, flag, label)) TO '${typed}' (FORMAT parquet)`)
+    const t = await importDataset(typed, { label: 'label', shards: 1, testFraction: 0, missing: 'fill', outDir: join(dir, 'c') })
+    assert.deepEqual(t.columns.map(c => [c.name, c.type, c.missing]), [['n', 'numeric', 0], ['v', 'numeric', 1], ['flag', 'categorical', 1], ['label', 'label', 0]])
+    assert.deepEqual(rowsOf(t.dir).map(x => [x.n, x.v, x.flag, x.label]), [[1, 0.5, 'true', 'x'], [2, 1.5, 'false', 'y'], [3, 1.5, 'false', 'x'], [4, 2.5, 'false', 'y']])
+
+    // a missing label column, and a file that is not Parquet
+    await assert.rejects(importDataset(typed, { label: 'nope', outDir: join(dir, 'd') }), (err: Error) => err.name === 'MissingColumnError')
+    const broken = join(dir, 'broken.parquet')
+    writeFileSync(broken, 'PAR1 this is not parquet')
+    await assert.rejects(importDataset(broken, { label: 'label', outDir: join(dir, 'e') }), (err: Error & { file?: string }) => err.name === 'MalformedInputError' && err.file === broken)
+    assert.equal(existsSync(join(dir, 'd')), false)
+    assert.equal(existsSync(join(dir, 'e')), false)
+    // the JavaScript engine does not read Parquet
+    await assert.rejects(importDataset(typed, { label: 'label', outDir: join(dir, 'f'), engine: 'js' }), (err: Error) => err.name === 'DataInputError')
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('memory limit, threads and temp dir are applied; a file larger than the limit spills and imports the same', async () => {
+  const dir = tempDir()
+  try {
+    const file = join(dir, 'big.csv')
+    await writeNumbers(file, 300_000, 24) // about 63 MB, every row distinct
+    const options = { label: 'label', text: ['body'], shards: 2, buckets: 256 }
+    const out = join(dir, 'small')
+    const small = await importDataset(file, { ...options, outDir: out, memoryLimit: '64MB', threads: 1 })
+    assert.equal(small.rowsRead, 300_000)
+    assert.equal(small.engine.name, 'duckdb')
+    assert.equal(small.engine.threads, 1)
+    assert.match(small.engine.memoryLimit ?? '', /^61(\.\d+)? MiB$/) // DuckDB reports 64 MB as 61.0 MiB
+    assert.ok((small.engine.tempDirectory ?? '').startsWith(join(out, '.tmp-')), small.engine.tempDirectory)
+    assert.ok((small.engine.spilledBytes ?? 0) > 0, `spilled ${small.engine.spilledBytes}`)
+    assert.deepEqual(readdirSync(out), [small.datasetId]) // the work dir and its spill are gone
+    const roomy = await importDataset(file, { ...options, outDir: join(dir, 'roomy'), memoryLimit: '1GB', threads: 2 })
+    assert.equal(roomy.engine.spilledBytes, 0)
+    assert.equal(roomy.engine.threads, 2)
+    assert.equal(roomy.datasetId, small.datasetId)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
