@@ -21,7 +21,11 @@
  *
  * Exactly what the JavaScript engine computes:
  * - row order: each table keeps insertion order (`preserve_insertion_order`),
- *   so `rowid` is the row's place in the file;
+ *   so the source table's `rowid` is the row's place in the file, and the kept
+ *   rows, stored in that order, have their index k as `rowid` (the write pass
+ *   checks it row by row);
+ * - duplicates: equal 64-bit hashes of the non-ignored values (DuckDB's
+ *   `hash`), the first in file order kept; rowset.ts says why a hash will do;
  * - the test split: `isTestRow`'s mixSeed spelled in SQL (IS_TEST below);
  * - each numeric column's training mean: summed by one thread, in file order,
  *   as the JavaScript engine adds; the parse of a decimal is correctly rounded

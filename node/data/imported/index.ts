@@ -1,6 +1,6 @@
 /**
- * Data sets users bring: `peer dataset import` turns a CSV or JSON-lines file
- * into a content-addressed data set (`<data-dir>/datasets/<id>/`: Arrow IPC
+ * Data sets users bring: `peer dataset import` turns a CSV, JSON-lines or
+ * Parquet file (read through DuckDB, see importer.ts) into a content-addressed data set (`<data-dir>/datasets/<id>/`: Arrow IPC
  * shards and a `dataset.json` description), which a job names by its id and
  * the trainer loads like a built-in one.
  *
@@ -18,7 +18,8 @@ import type { DatasetDescription } from './description.ts'
 import { StatsLayout } from './stats.ts'
 
 export { importDataset, DEFAULT_BUCKETS, DEFAULT_SHARDS, DEFAULT_TEST_FRACTION, DEFAULT_SPLIT_SEED, MAX_SHARDS } from './importer.ts'
-export type { ColumnReport, ImportOptions, ImportProgress, ImportReport } from './importer.ts'
+export { DEFAULT_MEMORY_LIMIT } from './importer.ts'
+export type { ColumnReport, EngineName, EngineReport, ImportOptions, ImportProgress, ImportReport } from './importer.ts'
 export {
   DATASET_FORMAT, DESCRIPTION_FILE, MAX_DESCRIPTION_BYTES, MISSING_MODES, NORMALIZE_MODES, datasetId, parseDescription
 } from './description.ts'
