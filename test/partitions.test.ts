@@ -26,13 +26,18 @@ async function all (): Promise<StatusJson[] | undefined> {
 
 /** Every named peer in one ring of `n` members, training. */
 async function inOneRing (names: string[], what: string, timeoutMs: number): Promise<StatusJson[]> {
+  let last: StatusJson[] | undefined
   return await waitFor(what, async () => {
     const ss = await swarm.statuses(names)
     if (ss === undefined) return undefined
+    last = ss
     const ids = ss.map(s => s.peerId).sort()
     const ok = ss.every(s => (s.state === 'training' || s.state === 'reducing') && [...(s.ring?.members ?? [])].sort().join() === ids.join() && s.partition == null)
     return ok ? ss : undefined
-  }, timeoutMs, 200)
+  }, timeoutMs, 200).catch((err: Error) => {
+    const seen = (last ?? []).map(s => `${s.state} r${s.ring?.round} ${s.ring?.state} [${s.ring?.members.length}] group ${s.ring?.group?.epoch} partition ${s.partition != null} syncs ${s.syncs.length} last ${JSON.stringify(s.ring?.events.slice(-3).map(e => e.detail))}`)
+    throw new Error(`${err.message}; last seen: ${seen.join(' | ')}`)
+  })
 }
 
 test('a swarm of 3 that has seen a crash and a join', async () => {

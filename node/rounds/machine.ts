@@ -264,14 +264,13 @@ export const roundsMachine = setup({
       }
     },
     proposing: {
+      // fixed on entry: readies that arrive while it is published must not change the list this member runs
+      entry: assign({ proposal: ({ context }) => proposalOf(context) }),
       invoke: {
         src: 'propose',
-        input: ({ context }) => proposalOf(context),
-        onDone: {
-          target: 'reducing',
-          actions: assign({ proposal: ({ context }) => proposalOf(context) })
-        },
-        onError: 'retrying'
+        input: ({ context }) => context.proposal as ProposeMessage,
+        onDone: 'reducing',
+        onError: { target: 'retrying', actions: assign({ proposal: () => null }) }
       }
     },
     reducing: {

@@ -418,6 +418,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
             req.vector = result.sum
             return { ok: true as const }
           }
+          if (result.code === 'cancelled') return { ok: false as const, reason: result.reason }
           this.status.aborted += 1
           this.blame(result.culprit, result.code === 'peer-aborted' ? result.cause : result.code, input.round)
           actor.send({ type: 'members.changed', live: this.components.liveMembers(), excluded: this.excludedNow() })
