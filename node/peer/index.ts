@@ -132,6 +132,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   stopping = false
   syncs: Array<{ at: number, round: number, bytes: number, ms: number, donors: number, from: string[], adopted: boolean }> = []
   shardSpecs: ShardSpec[] = []
+  /** The newest checkpoint (if any) is in the trainer: before that its step would read as lost progress. */
+  restored = false
   startedAt = Date.now()
 
   constructor (options: PeerOptions) {
@@ -376,6 +378,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       await this.requireTrainer().restore(ckpt)
       this.options.logger.info({ step: ckpt.progress.step, samples: ckpt.progress.samples }, 'resumed from checkpoint')
     }
+    this.restored = true
     this.requireRounds().setRound(this.requireTrainer().progress.round)
     this.requireRounds().setGroup(this.requireTrainer().progress.group ?? null)
     await this.waitForPeers(signal)

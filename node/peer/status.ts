@@ -133,7 +133,8 @@ export function buildStatus (peer: Peer): PeerStatus {
     partition: peer.rounds?.status.partition ?? null,
     syncs: peer.syncs,
     memberEvents: peer.manifest?.events.slice(-20) ?? [],
-    training: trainer === null
+    // null until the checkpoint is loaded: a restarted peer never shows step 0 for progress it still has
+    training: trainer === null || !peer.restored
       ? null
       : {
           step: trainer.progress.step,
