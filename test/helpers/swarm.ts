@@ -17,7 +17,7 @@ export interface StatusJson {
   manifest: { deltasReceived: number, deltasRejected: number, syncs: number, syncsFailed: number } | null
   ring?: { round: number, members: string[], state: string, phase?: string | null, completed: number, aborted: number, fastRounds?: number, agreedRounds?: number, group?: { epoch: number, members: string[] } | null, events: Array<{ kind: string, round: number, detail: string, culprit?: string }> }
   partition?: { since: number, reachable: number, needed: number } | null
-  syncs: Array<{ round: number, bytes: number, ms: number, donors: number, from?: string[], adopted?: boolean }>
+  syncs: Array<{ at?: number, round: number, bytes: number, ms: number, donors: number, from?: string[], adopted?: boolean }>
   training: { step: number, epoch: number, samples?: number, weightsHash: string, accuracy: number | null, hashes?: Array<{ round: number, hash: string }> } | null
   network?: { reconnect: { attempts: number, reconnects: number, pending: Array<{ peerId: string, attempt: number, nextAttemptAt: number | null }> } | null } | null
 }
