@@ -2,10 +2,10 @@
  * The `/peer/status/1.0.0` service: answers other members with this peer's
  * summary, asks them for theirs, and puts a swarm-wide view together.
  */
-import * as lp from 'it-length-prefixed'
 import type { Libp2p, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
+import { readFrame, writeFrames } from '../../protocols/common/framing.ts'
 import {
   InvalidMessageError, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MAX_STREAMS, REQUEST_TIMEOUT_MS, STATUS_PROTOCOL,
   StatusRequestError, TimeoutError, decodeRequest, decodeResponse, encodeRequest, encodeResponse
@@ -25,20 +25,6 @@ export interface StatusServiceComponents {
 export interface StatusServiceInit {
   /** Per-request timeout, dial included (default REQUEST_TIMEOUT_MS). */
   timeoutMs?: number
-}
-
-/** Reads exactly one length-prefixed frame of at most `max` bytes; null when the stream ends first. */
-async function readFrame (source: Stream['source'], max: number): Promise<Uint8Array | null> {
-  try {
-    for await (const frame of lp.decode(source, { maxDataLength: max })) return frame.subarray()
-  } catch (err) {
-    const name = (err as Error).name
-    if (name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError' || name === 'InvalidMessageLengthError') {
-      throw new InvalidMessageError(`frame larger than ${max} bytes`)
-    }
-    throw err
-  }
-  return null
 }
 
 function describe (err: unknown): string {
@@ -84,11 +70,12 @@ export class StatusService {
       } catch (err) {
         answer = encodeResponse({ ok: false, error: describe(err).slice(0, 512) })
       }
-      await stream.sink([lp.encode.single(answer).subarray()])
+      await writeFrames(stream, answer)
       await stream.close()
       this.served += 1
     } catch (err) {
-      if ((err as Error).name === 'InvalidMessageError') this.rejected += 1
+      // an invalid request counts as rejected; one cut short (the asker went away mid-frame) does not
+      if ((err as Error).name === 'InvalidMessageError' && (err as InvalidMessageError).kind !== 'truncated') this.rejected += 1
       this.components.logger?.debug({ err: describe(err) }, 'status request failed')
       stream.abort(err as Error)
     } finally {
@@ -105,7 +92,7 @@ export class StatusService {
     try {
       await this.components.prepare?.(peer)
       stream = await this.components.node.dialProtocol(peerIdFromString(peer), STATUS_PROTOCOL, { signal: deadline })
-      await stream.sink([lp.encode.single(encodeRequest({ op: 'status' })).subarray()])
+      await writeFrames(stream, encodeRequest({ op: 'status' }))
       const frame = await readFrame(stream.source, MAX_RESPONSE_BYTES)
       if (frame === null) throw new StatusRequestError(`${peer} closed the stream without answering`)
       const res = decodeResponse(frame)

@@ -1,14 +1,17 @@
 /**
  * The frames of `/peer/shard/1.0.0` and their encoders and decoders. Integers
  * are little-endian. Every frame sits behind an unsigned varint length prefix
- * and is never larger than MAX_FRAME_BYTES.
+ * (protocols/common/framing.ts) and is never larger than MAX_FRAME_BYTES.
  */
 import {
   CHUNK_BYTES, DESCRIPTION_KEY_BYTES, ERROR_HEADER_BYTES, FRAME_DATA, FRAME_ERROR, FRAME_HEADER, FRAME_REQUEST, HEADER_BYTES,
   KIND_DESCRIPTION, KIND_SHARD, MAX_DESCRIPTION_BYTES, MAX_FRAME_BYTES, MAX_REASON_BYTES, MAX_SHARD_BYTES, REQUEST_HEADER_BYTES,
   SHARD_KEY_BYTES
 } from './constants.ts'
+import { FrameDecoder as CommonFrameDecoder } from '../common/framing.ts'
 import { InvalidMessageError } from './errors.ts'
+
+export { encodeLengthPrefix, prefixed } from '../common/framing.ts'
 
 /** Ask for a shard by the sha256 of its file, or a data set's description by the data set's id. */
 export type ShardRequest =
@@ -128,89 +131,12 @@ export function decodeResponse (frame: Uint8Array): ShardResponse {
   }
 }
 
-/** The unsigned varint length prefix of a frame. */
-export function encodeLengthPrefix (length: number): Uint8Array {
-  const out: number[] = []
-  let n = length
-  while (n >= 0x80) {
-    out.push((n & 0x7f) | 0x80)
-    n = Math.floor(n / 128)
-  }
-  out.push(n)
-  return Uint8Array.from(out)
-}
-
-/** A frame with its length prefix, ready to send. */
-export function prefixed (frame: Uint8Array): Uint8Array {
-  const prefix = encodeLengthPrefix(frame.byteLength)
-  const out = new Uint8Array(prefix.byteLength + frame.byteLength)
-  out.set(prefix)
-  out.set(frame, prefix.byteLength)
-  return out
-}
-
 /**
- * Cuts a byte stream into frames. A length prefix longer than needed for
- * MAX_FRAME_BYTES, a frame above the limit, an empty frame or a stream that
- * ends inside a frame throw InvalidMessageError; nothing larger than the
- * limit is ever allocated.
+ * Cuts a byte stream into frames of at most MAX_FRAME_BYTES (or `maxFrameBytes`): the shared decoder of
+ * protocols/common with this protocol's limit as its default.
  */
-export class FrameDecoder {
-  readonly maxFrameBytes: number
-  private readonly maxPrefixBytes: number
-  private prefix = 0
-  private prefixBytes = 0
-  private partial: Uint8Array | null = null
-  private filled = 0
-
+export class FrameDecoder extends CommonFrameDecoder {
   constructor (maxFrameBytes: number = MAX_FRAME_BYTES) {
-    if (!Number.isInteger(maxFrameBytes) || maxFrameBytes < 1 || maxFrameBytes >= 2 ** 28) throw new RangeError('maxFrameBytes must be 1 … 2^28−1')
-    this.maxFrameBytes = maxFrameBytes
-    let bytes = 1
-    while (2 ** (7 * bytes) <= maxFrameBytes) bytes++
-    this.maxPrefixBytes = bytes
-  }
-
-  push (chunk: Uint8Array): Uint8Array[] {
-    const frames: Uint8Array[] = []
-    let at = 0
-    while (at < chunk.byteLength) {
-      if (this.partial === null) {
-        const byte = chunk[at++]
-        this.prefix += (byte & 0x7f) * 2 ** (7 * this.prefixBytes)
-        this.prefixBytes++
-        if ((byte & 0x80) !== 0) {
-          if (this.prefixBytes >= this.maxPrefixBytes) throw new InvalidMessageError(`length prefix longer than ${this.maxPrefixBytes} bytes`, 'too-large')
-          continue
-        }
-        const length = this.prefix
-        this.prefix = 0
-        this.prefixBytes = 0
-        if (length === 0) throw new InvalidMessageError('empty frame')
-        if (length > this.maxFrameBytes) throw new InvalidMessageError(`frame of ${length} bytes exceeds ${this.maxFrameBytes}`, 'too-large')
-        if (chunk.byteLength - at >= length) {
-          frames.push(chunk.subarray(at, at + length))
-          at += length
-          continue
-        }
-        this.partial = new Uint8Array(length)
-        this.filled = 0
-        continue
-      }
-      const take = Math.min(this.partial.byteLength - this.filled, chunk.byteLength - at)
-      this.partial.set(chunk.subarray(at, at + take), this.filled)
-      this.filled += take
-      at += take
-      if (this.filled === this.partial.byteLength) {
-        frames.push(this.partial)
-        this.partial = null
-      }
-    }
-    return frames
-  }
-
-  /** The stream ended: throws if it ended inside a frame. */
-  end (): void {
-    if (this.partial !== null || this.prefixBytes > 0) throw new InvalidMessageError('stream ended inside a frame', 'truncated')
+    super(maxFrameBytes)
   }
 }

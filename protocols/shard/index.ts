@@ -16,7 +16,9 @@
  *   const r = decodeResponse(frame) // throws InvalidMessageError on anything malformed
  * }
  */
-import { FrameDecoder } from './codec.ts'
+import { decodeFrames as decodeCommonFrames } from '../common/framing.ts'
+import type { ByteSource } from '../common/framing.ts'
+import { MAX_FRAME_BYTES } from './constants.ts'
 
 export * from './constants.ts'
 export {
@@ -31,15 +33,10 @@ export {
 export type { InvalidMessageKind } from './errors.ts'
 
 /**
- * Decodes a byte stream into frames (not yet interpreted). Throws
- * InvalidMessageError, and only that, for anything the bytes say; errors of
- * the source itself (a reset stream) pass through unchanged.
+ * Decodes a byte stream into frames (not yet interpreted) of at most MAX_FRAME_BYTES (or `maxFrameBytes`).
+ * Throws InvalidMessageError, and only that, for anything the bytes say; errors of the source itself (a reset
+ * stream) pass through unchanged.
  */
-export async function * decodeFrames (source: AsyncIterable<Uint8Array | Iterable<Uint8Array>>, maxFrameBytes?: number): AsyncGenerator<Uint8Array> {
-  const decoder = new FrameDecoder(maxFrameBytes)
-  for await (const chunk of source) {
-    const parts = chunk instanceof Uint8Array ? [chunk] : chunk
-    for (const part of parts) yield * decoder.push(part)
-  }
-  decoder.end()
+export function decodeFrames (source: ByteSource, maxFrameBytes: number = MAX_FRAME_BYTES): AsyncGenerator<Uint8Array> {
+  return decodeCommonFrames(source, maxFrameBytes)
 }
