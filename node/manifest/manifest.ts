@@ -4,7 +4,7 @@ import type { Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Job } from '../../protocols/job/index.ts'
 import {
-  InvalidMessageError, MAX_DELTA_BYTES, MAX_SYNC_STREAMS, SYNC_PROTOCOL, SYNC_TIMEOUT_MS,
+  InvalidMessageError, MAX_DELTA_BYTES, SYNC_PROTOCOL, SYNC_TIMEOUT_MS,
   decodeDelta, decodeSync, encodeDelta, encodeSync, manifestTopic
 } from '../../protocols/manifest/index.ts'
 import type { ClaimValue, MemberValue, ShardInfo, WireEntry } from '../../protocols/manifest/index.ts'
@@ -13,7 +13,8 @@ import { planClaims, unownedShards } from './claims.ts'
 import { LwwMap } from './crdt.ts'
 import type { Entry } from './crdt.ts'
 import { HlcClock } from './hlc.ts'
-import { readFrame, writeFrame } from './sync.ts'
+import { readFrame, syncHandler, writeFrame } from './sync.ts'
+import type { ProtocolHandler } from '../../protocols/common/index.ts'
 import { DEFAULT_HEARTBEAT_MS, DEFAULT_MEMBER_TIMEOUT_MS } from './constants.ts'
 
 /** The LevelDB sublevel the manifest persists into: key → { value, clock }. */
@@ -113,6 +114,7 @@ export class Manifest extends EventEmitter<ManifestEvents> {
   /** Recent membership changes as this peer saw them (for status). */
   readonly events: Array<{ at: number, kind: 'joined' | 'lost' | 'left', peer: string }> = []
   private stopped = false
+  private readonly syncHandler: ProtocolHandler
   private readonly onConnect = (peer: string): void => { void this.syncWith(peer) }
 
   constructor (components: ManifestComponents, init: ManifestInit = {}) {
@@ -126,6 +128,7 @@ export class Manifest extends EventEmitter<ManifestEvents> {
     this.now = init.now ?? Date.now
     this.me = components.network.peerId
     this.clock = new HlcClock(this.me, this.now)
+    this.syncHandler = syncHandler(components.network.node, (stream, peer) => { void this.answerSync(stream, peer) })
   }
 
   /** Reads the persisted replica back from LevelDB. */
@@ -143,11 +146,8 @@ export class Manifest extends EventEmitter<ManifestEvents> {
 
   /** Answers sync requests and syncs with every peer that connects. */
   start (): void {
-    const { network } = this.components
-    void network.node.handle(SYNC_PROTOCOL, ({ stream, connection }) => {
-      void this.answerSync(stream, connection.remotePeer.toString())
-    }, { maxInboundStreams: MAX_SYNC_STREAMS, maxOutboundStreams: MAX_SYNC_STREAMS })
-    network.on('peer.connected', this.onConnect)
+    void this.syncHandler.start()
+    this.components.network.on('peer.connected', this.onConnect)
   }
 
   /** Joins the job's gossip topic and starts heartbeats and claims; resolves after the first heartbeat. */
@@ -355,7 +355,7 @@ export class Manifest extends EventEmitter<ManifestEvents> {
     const { network } = this.components
     network.off('peer.connected', this.onConnect)
     if (this.topic !== null) network.unsubscribe(this.topic)
-    await network.node.unhandle(SYNC_PROTOCOL).catch(() => {})
+    await this.syncHandler.stop()
   }
 
   // ---- remote writes ----

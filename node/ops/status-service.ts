@@ -5,7 +5,7 @@
 import type { Libp2p, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
-import { readFrame, writeFrames } from '../../protocols/common/framing.ts'
+import { ProtocolHandler, readFrame, writeFrames } from '../../protocols/common/index.ts'
 import {
   InvalidMessageError, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MAX_STREAMS, REQUEST_TIMEOUT_MS, STATUS_PROTOCOL,
   StatusRequestError, TimeoutError, decodeRequest, decodeResponse, encodeRequest, encodeResponse
@@ -35,27 +35,27 @@ function describe (err: unknown): string {
 export class StatusService {
   private readonly components: StatusServiceComponents
   private readonly timeoutMs: number
-  private started = false
+  private readonly handler: ProtocolHandler
   served = 0
   rejected = 0
 
   constructor (components: StatusServiceComponents, init: StatusServiceInit = {}) {
     this.components = components
     this.timeoutMs = init.timeoutMs ?? REQUEST_TIMEOUT_MS
+    this.handler = new ProtocolHandler(components.node, { protocol: STATUS_PROTOCOL, maxInboundStreams: MAX_STREAMS, maxOutboundStreams: MAX_STREAMS }, ({ stream }) => { void this.serve(stream) })
   }
 
+  get isStarted (): boolean {
+    return this.handler.isStarted
+  }
+
+  /** Answers status requests on `/peer/status/1.0.0`. */
   async start (): Promise<void> {
-    await this.components.node.handle(STATUS_PROTOCOL, ({ stream }) => { void this.serve(stream) }, {
-      maxInboundStreams: MAX_STREAMS,
-      maxOutboundStreams: MAX_STREAMS
-    })
-    this.started = true
+    await this.handler.start()
   }
 
   async stop (): Promise<void> {
-    if (!this.started) return
-    this.started = false
-    await this.components.node.unhandle(STATUS_PROTOCOL).catch(() => {})
+    await this.handler.stop()
   }
 
   private async serve (stream: Stream): Promise<void> {

@@ -20,8 +20,10 @@ import { open, rename, rm } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import type { PeerId, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
+import type { PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { ProtocolHandler } from '../../protocols/common/index.ts'
+import type { Registrar } from '../../protocols/common/index.ts'
 import {
   CHUNK_BYTES, DIAL_TIMEOUT_MS, IDLE_TIMEOUT_MS, InvalidMessageError, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, REQUEST_TIMEOUT_MS,
   SHARD_PROTOCOL, ShardFetchError, ShardHashMismatchError, ShardNotFoundError, ShardUnavailableError, TimeoutError,
@@ -37,10 +39,8 @@ export {
   InvalidMessageError, ShardFetchError, ShardHashMismatchError, ShardNotFoundError, ShardUnavailableError, TimeoutError, SHARD_PROTOCOL
 } from '../../protocols/shard/index.ts'
 
-/** The parts of a libp2p node the service and the fetchers use. */
-export interface ShardNode {
-  handle: (protocol: string, handler: StreamHandler, options?: StreamHandlerOptions) => Promise<void>
-  unhandle: (protocol: string) => Promise<void>
+/** The parts of a libp2p node the service (a registrar) and the fetchers (a dialer) use. */
+export interface ShardNode extends Registrar {
   dialProtocol: (peer: PeerId, protocols: string | string[], options?: { signal?: AbortSignal }) => Promise<Stream>
 }
 
@@ -107,30 +107,30 @@ export interface ShardServiceInit {
 /** Serves this peer's shard files and descriptions on `/peer/shard/1.0.0`. */
 export class ShardService {
   private readonly components: ShardServiceComponents
-  private readonly init: ShardServiceInit
-  private started = false
+  private readonly handler: ProtocolHandler
   /** Files served in full, and their bytes (for status and benchmarks). */
   served = 0
   bytesServed = 0
 
   constructor (components: ShardServiceComponents, init: ShardServiceInit = {}) {
     this.components = components
-    this.init = init
+    this.handler = new ProtocolHandler(components.node, {
+      protocol: SHARD_PROTOCOL,
+      maxInboundStreams: init.maxInboundStreams ?? MAX_INBOUND_STREAMS,
+      maxOutboundStreams: MAX_OUTBOUND_STREAMS
+    }, ({ stream }) => { void this.serve(stream) })
+  }
+
+  get isStarted (): boolean {
+    return this.handler.isStarted
   }
 
   async start (): Promise<void> {
-    if (this.started) return
-    await this.components.node.handle(SHARD_PROTOCOL, ({ stream }) => { void this.serve(stream) }, {
-      maxInboundStreams: this.init.maxInboundStreams ?? MAX_INBOUND_STREAMS,
-      maxOutboundStreams: MAX_OUTBOUND_STREAMS
-    })
-    this.started = true
+    await this.handler.start()
   }
 
   async stop (): Promise<void> {
-    if (!this.started) return
-    this.started = false
-    await this.components.node.unhandle(SHARD_PROTOCOL).catch(() => {})
+    await this.handler.stop()
   }
 
   private async serve (stream: Stream): Promise<void> {

@@ -7,13 +7,14 @@
  *
  * @example
  * const server = new StateSyncServer({ network, snapshot: () => trainer.swarmSnapshot(), logger })
- * server.start()
+ * await server.start()
  * const { checkpoint } = await fetchState({ network, donors: ['12D3…', '12D3…'] })
  */
 import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Stream } from '@libp2p/interface'
+import { ProtocolHandler } from '../../protocols/common/index.ts'
 import {
   InvalidMessageError, MAX_FRAME_BYTES, MAX_REQUESTS_PER_STREAM, MAX_STREAMS, PART_BYTES, REQUEST_TIMEOUT_MS,
   SNAPSHOTS_KEPT, STATE_SYNC_PROTOCOL, StateSyncError,
@@ -45,22 +46,28 @@ export interface StateSyncServerComponents {
 /** Serves this peer's state to joiners. */
 export class StateSyncServer {
   private readonly components: StateSyncServerComponents
+  private readonly handler: ProtocolHandler
   private readonly snapshots: Snapshot[] = []
   private making: Promise<Snapshot> | null = null
   served = 0
 
   constructor (components: StateSyncServerComponents) {
     this.components = components
+    this.handler = new ProtocolHandler(components.network.node, {
+      protocol: STATE_SYNC_PROTOCOL, maxInboundStreams: MAX_STREAMS, maxOutboundStreams: MAX_STREAMS
+    }, ({ stream }) => { void this.serve(stream) })
   }
 
-  start (): void {
-    void this.components.network.node.handle(STATE_SYNC_PROTOCOL, ({ stream }) => {
-      void this.serve(stream)
-    }, { maxInboundStreams: MAX_STREAMS, maxOutboundStreams: MAX_STREAMS })
+  get isStarted (): boolean {
+    return this.handler.isStarted
+  }
+
+  async start (): Promise<void> {
+    await this.handler.start()
   }
 
   async stop (): Promise<void> {
-    await this.components.network.node.unhandle(STATE_SYNC_PROTOCOL).catch(() => {})
+    await this.handler.stop()
   }
 
   private async current (): Promise<Snapshot> {

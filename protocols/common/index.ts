@@ -1,11 +1,20 @@
 /**
- * What the wire protocols share: the error classes every one of them throws (`InvalidMessageError` for any
- * input that is not a valid message, `TimeoutError`, `NotStartedError`). Protocols re-export them from their
+ * What the wire protocols share (see docs/architecture.md): the error classes every one of them throws
+ * (`InvalidMessageError` for any input that is not a valid message, `TimeoutError`, `NotStartedError`), the
+ * bounded length-prefixed framing (`framing.ts`), and `ProtocolHandler`, the start/stop/isStarted of a
+ * service that registers one protocol's handler (`service.ts`). Protocols re-export the errors from their
  * own `errors.ts`, so importers keep importing from the protocol they use.
  *
  * @example
- * import { InvalidMessageError } from '../common/index.ts'
- * if (frame.byteLength > MAX_FRAME_BYTES) throw new InvalidMessageError(`frame of ${frame.byteLength} bytes`, 'too-large')
+ * import { InvalidMessageError, ProtocolHandler, readFrame, writeFrames } from '../common/index.ts'
+ * const handler = new ProtocolHandler(node, { protocol, maxInboundStreams: 4, maxOutboundStreams: 4 }, ({ stream }) => { void serve(stream) })
+ * await handler.start()                                  // registers; stop() removes it
+ * const frame = await readFrame(stream.source, MAX_REQUEST_BYTES) // InvalidMessageError ('too-large') before buffering an oversized frame
+ * await writeFrames(stream, answer)
  */
 export { InvalidMessageError, NotStartedError, TimeoutError } from './errors.ts'
 export type { InvalidMessageKind } from './errors.ts'
+export { FrameDecoder, decodeFrames, encodeLengthPrefix, framed, prefixed, readFrame, writeFrames } from './framing.ts'
+export type { ByteSource, Framed } from './framing.ts'
+export { ProtocolHandler } from './service.ts'
+export type { ProtocolHandlerInit, Registrar } from './service.ts'

@@ -8,10 +8,10 @@ import {
   KIND_DESCRIPTION, KIND_SHARD, MAX_DESCRIPTION_BYTES, MAX_FRAME_BYTES, MAX_REASON_BYTES, MAX_SHARD_BYTES, REQUEST_HEADER_BYTES,
   SHARD_KEY_BYTES
 } from './constants.ts'
-import { FrameDecoder as CommonFrameDecoder } from '../common/framing.ts'
+import { FrameDecoder as CommonFrameDecoder } from '../common/index.ts'
 import { InvalidMessageError } from './errors.ts'
 
-export { encodeLengthPrefix, prefixed } from '../common/framing.ts'
+export { encodeLengthPrefix, prefixed } from '../common/index.ts'
 
 /** Ask for a shard by the sha256 of its file, or a data set's description by the data set's id. */
 export type ShardRequest =

@@ -16,8 +16,8 @@
  *   const r = decodeResponse(frame) // throws InvalidMessageError on anything malformed
  * }
  */
-import { decodeFrames as decodeCommonFrames } from '../common/framing.ts'
-import type { ByteSource } from '../common/framing.ts'
+import { decodeFrames as decodeCommonFrames } from '../common/index.ts'
+import type { ByteSource } from '../common/index.ts'
 import { MAX_FRAME_BYTES } from './constants.ts'
 
 export * from './constants.ts'
