@@ -165,7 +165,7 @@ try {
 
   if (largest !== null) {
     const [{ createLibp2p }, { tcp }, { noise }, { yamux }, shards] = await Promise.all([
-      import('libp2p'), import('@libp2p/tcp'), import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'), import('../node/shards/index.ts')
+      import('libp2p'), import('@libp2p/tcp'), import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'), import('../node/shard-transfer/index.ts')
     ])
     const make = async (): Promise<Awaited<ReturnType<typeof createLibp2p>>> => await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] })
     const holder = await make()

@@ -22,7 +22,7 @@ import {
   FrameDecoder, MAX_FRAME_BYTES, SHARD_PROTOCOL, decodeFrames, decodeRequest, decodeResponse, encodeData, encodeError,
   encodeHeader, encodeRequest, prefixed
 } from '../protocols/shard/index.ts'
-import { ShardService, createDataDirShardStore, fetchDataset, fetchDescription, fetchShard, localShards } from '../node/shards/index.ts'
+import { ShardService, createDataDirShardStore, fetchDataset, fetchDescription, fetchShard, localShards } from '../node/shard-transfer/index.ts'
 import { datasetsRoot, importDataset, readDescription } from '../node/data/imported/index.ts'
 import { loadDataset } from '../node/data/dataset.ts'
 import { seededRandom } from '../node/data/random.ts'

@@ -1,7 +1,7 @@
 /**
  * `/peer/shard/1.0.0`: fetch a data set's shard by the sha256 of its file, or
  * its description by the data set's id, from a peer that holds it. No I/O
- * here: `node/shards` serves and fetches; this folder says what bytes are valid.
+ * here: `node/shard-transfer` serves and fetches; this folder says what bytes are valid.
  *
  * One request per stream. The asker sends one request frame
  * (type, kind, key) and closes its side; the holder answers with an error
