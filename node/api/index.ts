@@ -6,6 +6,8 @@
  * `/status` and `/stop` are built in; other parts add routes (node/ops:
  * `/metrics`, `/dashboard`, `/history`, `/swarm`, `/export`, `/eval`).
  *
+ * Where this folder sits among the others: docs/architecture.md.
+ *
  * @example
  * const client = await ApiClient.fromDataDir('/home/me/.peer')
  * const status = await client.status()

@@ -7,6 +7,8 @@
  *   content-addressed data set in the data dir (`imported/`), named `ds-…`;
  * - a fixed seeded train/test split, seeded epoch orders, and batches.
  *
+ * Where this folder sits among the others: docs/architecture.md.
+ *
  * @example
  * const d = loadDataset('spam')                                // built in
  * const mine = loadDataset('ds-0123456789abcdef', { dataDir })   // imported

@@ -4,6 +4,8 @@
  * hybrid logical clocks, persisted in LevelDB, gossiped as deltas, reconciled
  * in full with every newly connected peer.
  *
+ * Where this folder sits among the others: docs/architecture.md.
+ *
  * @example
  * const manifest = new Manifest({ network, store, logger })
  * await manifest.load(); manifest.start()

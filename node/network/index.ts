@@ -9,6 +9,8 @@
  * cannot open one; with an allow-list, the connection gater refuses every peer
  * not on it once the handshake has proven who it is.
  *
+ * Where this folder sits among the others: docs/architecture.md.
+ *
  * @example
  * const net = await startNetwork({ privateKey, psk, allow: null, listen: ['/ip4/127.0.0.1/tcp/0'], join: [], mdns: false, logger })
  * net.subscribe(topic, (from, data) => { … }, (from, data) => isValid(data))

@@ -16,6 +16,8 @@
  * It is called by the peer once it has joined (trainer, rounds, api and
  * network exist), and stopped first when the peer closes.
  *
+ * Where this folder sits among the others: docs/architecture.md.
+ *
  * @example
  * this.ops = await startOps(this)
  * // on close

@@ -3,6 +3,8 @@
  * backend, starts the control API, restores the newest checkpoint, runs the
  * trainer, and shuts everything down in order.
  *
+ * Where this folder sits among the others: docs/architecture.md.
+ *
  * @example
  * const peer = await startPeer({ dataDir, backend: 'auto', checkpointEvery: 100, logger })
  * peer.on('evaluation', e => console.log(e.accuracy))

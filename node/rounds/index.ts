@@ -1,7 +1,11 @@
 /**
- * Rounds: which members sum their updates in round r, and in which order,
- * agreed over gossip (every member announces `ready`; the lowest ready peer
- * proposes the ordered list), then summed with the ring all-reduce.
+ * Rounds: which members sum their updates in round r, and in which order.
+ * A group (an epoch and an ordered member list) is agreed over gossip (every
+ * member announces `ready`; the lowest ready peer proposes the list) and
+ * reused round after round while it is stable; each round is summed with the
+ * ring all-reduce (docs/rounds.md).
+ *
+ * Where this folder sits among the others: docs/architecture.md.
  *
  * @example
  * const rounds = new Rounds({ network, ring, liveMembers: () => manifest.live(), logger })

@@ -3,6 +3,8 @@
  * data dir, the join token that carries it with the bootstrap addresses, and allow-lists of peer ids. No I/O
  * beyond the data dir and the files named; nothing here logs, and no error message repeats a key.
  *
+ * Where this folder sits among the others: docs/architecture.md.
+ *
  * @example
  * const { key } = await resolveSwarmKey(dataDir, { given: token?.key, open: false, joining: false })
  * const token = encodeJoinToken({ addresses: network.addresses(), key }) // 'peer1.eyJhIjpbIi9pcDQv…'

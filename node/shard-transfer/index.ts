@@ -1,11 +1,15 @@
 /**
- * Shards shared between peers: a peer that holds a data set serves its shard
- * files (and its description) over `/peer/shard/1.0.0`; a peer that needs one
- * fetches it by hash from a peer that has it, writes it to a temporary file,
+ * Shard transfer (which peer owns which shard is decided in
+ * node/manifest/claims.ts; this folder only moves the bytes): a peer that
+ * holds a data set serves its shard files (and its description) over
+ * `/peer/shard/1.0.0`; a peer that needs one fetches it by hash from a peer
+ * that has it, writes it to a temporary file,
  * checks the sha256 and only then renames it into place, so nothing
  * half-written or corrupt is ever read as a shard. A hash mismatch throws
  * ShardHashMismatchError and leaves nothing behind, so the caller can ask
  * another peer (`fetchDataset` does that for a whole data set).
+ *
+ * Where this folder sits among the others: docs/architecture.md.
  *
  * @example
  * const service = new ShardService({ node, store: createDataDirShardStore(dataDir), logger })

@@ -5,6 +5,8 @@
  * any of them can serve any part; a part that fails is fetched from another
  * donor, and parts already fetched are kept if the whole fetch is retried.
  *
+ * Where this folder sits among the others: docs/architecture.md.
+ *
  * @example
  * const server = new StateSyncServer({ network, snapshot: () => trainer.swarmSnapshot(), logger })
  * await server.start()

@@ -3,6 +3,8 @@
  *
  * `createTrainerLogic(trainer, checkpoints)` gives the trainer machine with its
  * work wired to a Trainer; the root actor invokes it.
+ *
+ * Where this folder sits among the others: docs/architecture.md.
  */
 import { fromPromise } from 'xstate'
 import { trainerMachine } from './machine.ts'

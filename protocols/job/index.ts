@@ -3,6 +3,8 @@
  * defined once by the peer that creates the swarm, travels in the manifest,
  * and is identified by a hash of its canonical form.
  *
+ * Where this folder sits among the others: docs/architecture.md.
+ *
  * @example
  * const job = parseJob({ dataset: 'mnist', model: 'mlp', epochs: 3 })
  * jobId(job) // '3f1c…' (same bytes in, same id out, on every machine)

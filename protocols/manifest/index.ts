@@ -3,6 +3,8 @@
  * state exchanged over `/peer/manifest-sync/1.0.0` when peers connect. JSON,
  * size-bounded, every entry validated against the schema of its key.
  *
+ * Where this folder sits among the others: docs/architecture.md.
+ *
  * @example
  * const bytes = encodeDelta({ entries })
  * const { entries } = decodeDelta(bytes) // throws InvalidMessageError on anything else

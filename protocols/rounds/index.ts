@@ -4,6 +4,8 @@
  * member list of (r, attempt). Gossip topic `/peer/rounds/1.0.0/<jobId>`,
  * JSON, bounded, validated.
  *
+ * Where this folder sits among the others: docs/architecture.md.
+ *
  * @example
  * encodeRoundMessage({ t: 'ready', round: 7, attempt: 0, samples: 64, weightsHash: 'ab…', step: 7 })
  */

@@ -10,6 +10,8 @@
  * hashes what it receives and keeps it only if the hash is the one it asked
  * for; the holder is trusted for nothing.
  *
+ * Where this folder sits among the others: docs/architecture.md.
+ *
  * @example
  * stream.sink([prefixed(encodeRequest({ kind: 'shard', sha256 }))])
  * for await (const frame of decodeFrames(stream.source)) {

@@ -7,6 +7,8 @@
  * Frames are length-prefixed, at most MAX_FRAME_BYTES; the first byte says
  * what follows: 1 = JSON (request, metadata or error), 2 = a part's bytes.
  *
+ * Where this folder sits among the others: docs/architecture.md.
+ *
  * @example
  * encodeRequest({ op: 'meta' })
  * encodeRequest({ op: 'part', snapshot: 'ab12…', index: 3 })

@@ -6,6 +6,8 @@
  * other input is an InvalidMessageError. `peer status --swarm` and the
  * dashboard gather every live member's summary this way.
  *
+ * Where this folder sits among the others: docs/architecture.md.
+ *
  * @example
  * const frame = encodeResponse({ ok: true, status: summary })
  * const res = decodeResponse(frame) // { ok: true, status } | { ok: false, error }

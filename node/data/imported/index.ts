@@ -4,6 +4,8 @@
  * shards and a `dataset.json` description), which a job names by its id and
  * the trainer loads like a built-in one.
  *
+ * Where this folder sits among the others: docs/architecture.md (node/data).
+ *
  * @example
  * const report = await importDataset('mails.csv', { label: 'spam', text: ['body'], outDir: datasetsRoot(dataDir) })
  * const dataset = loadDataset(report.datasetId, { dataDir })   // node/data/dataset.ts
