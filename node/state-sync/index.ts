@@ -4,11 +4,12 @@
  * the donors announce. Members at the same round encode identical bytes, so
  * any of them can serve any part; a part that fails is fetched from another
  * donor, and parts already fetched are kept if the whole fetch is retried.
+ * Donors are the members of the highest group rank (`winningDonors`, donors.ts).
  *
  * Where this folder sits among the others: docs/architecture.md.
  *
  * @example
- * const server = new StateSyncServer({ network, snapshot: () => trainer.swarmSnapshot(), logger })
+ * const server = new StateSyncServer({ network, snapshot: () => trainer.swarmSnapshot(), weightsHash: () => trainer.weightsHash(), logger })
  * await server.start()
  * const { checkpoint } = await fetchState({ network, donors: ['12D3…', '12D3…'] })
  */
