@@ -10,9 +10,13 @@
  *   after the heal one ring of four within 20 s, one model, and the training side never took the held side's
  *   state.
  *
+ * Where the swarm does not do so yet, the assertion is a `todo` naming what was seen (STALE_RING below, and
+ * `partition.reachable` counting connections that hang across the split); nothing is weakened.
+ *
  * Waits are deadlines on conditions; the only fixed waits are the faults' own durations. Skipped, saying
  * why, where namespaces cannot be made. `NETLAB_LOG_LEVEL=debug` passes `--log-level debug` to the peers
- * (their stderr tails are printed when a test fails).
+ * (their stderr tails are printed when a test fails; with `NETLAB_LOG_DIR=DIR`, their whole stderr goes to
+ * DIR/<host>.log).
  */
 import { test } from 'node:test'
 import type { TestContext } from 'node:test'
