@@ -192,8 +192,10 @@ async function handle (msg: Message): Promise<void> {
     case 'run': {
       const vector = vectorOf(msg.bytes)
       const self = ids[NODE_OF[msg.transport]]
+      const cpu = process.cpuUsage()
       const result = await rings[msg.transport].run({ round: msg.round, attempt: 0, members: msg.members, self, vector })
-      send({ type: 'ran', ok: result.ok, ms: result.stats.ms, reason: result.ok ? undefined : result.reason })
+      const used = process.cpuUsage(cpu)
+      send({ type: 'ran', ok: result.ok, ms: result.stats.ms, cpuMs: (used.user + used.system) / 1000, reason: result.ok ? undefined : result.reason })
       return
     }
     case 'stream-send': {

@@ -157,7 +157,8 @@ async function gloo (n: number): Promise<Array<{ mib: number, ms: number }>> {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
-interface Row { kind: string, n: number, mib: number, ms: number, algbw: number, busbw: number }
+/** `cpuMs`: the CPU time (user + system) of the busiest member's process in a round, median over rounds. */
+interface Row { kind: string, n: number, mib: number, ms: number, algbw: number, busbw: number, cpuMs?: number }
 const loadBefore = loadavg()[0]
 const rows: Row[] = []
 const links: Array<{ kind: string, mib: number, ms: number, mbps: number }> = []
@@ -174,6 +175,7 @@ for (const n of peers) {
     // way every kind sees the same drift. Small rounds are over before the JIT has warmed up: a few more
     // unmeasured ones (whichever kind ran first would look slower otherwise).
     const times = new Map<RingKind, number[]>(ringKinds.map(k => [k, []]))
+    const cpuTimes = new Map<RingKind, number[]>(ringKinds.map(k => [k, []]))
     const warmup = mib < 1 ? 5 : 1
     for (let i = 0; i < warmup + rounds; i++) {
       for (const kind of ringKinds) {
@@ -183,15 +185,19 @@ for (const n of peers) {
         const results = await Promise.all(workers.map(w => w.next('ran')))
         const failed = results.find(x => !x.ok)
         if (failed !== undefined) throw new Error(`${kind} N=${n} ${mib} MiB round failed: ${failed.reason}`)
-        if (i >= warmup) times.get(kind)?.push(Math.max(...results.map(x => x.ms)))
+        if (i >= warmup) {
+          times.get(kind)?.push(Math.max(...results.map(x => x.ms)))
+          cpuTimes.get(kind)?.push(Math.max(...results.map(x => x.cpuMs)))
+        }
       }
     }
     for (const kind of ringKinds) {
       const ms = median(times.get(kind) ?? [])
       const algbw = mib * MiB / (ms / 1000)
       const name = kind === 'swarm' ? 'swarm' : `ring/${kind}`
-      rows.push({ kind: name, n, mib, ms, algbw, busbw: algbw * 2 * (n - 1) / n })
-      log(`${name} N=${n} ${mib} MiB: ${ms.toFixed(1)} ms`)
+      const cpuMs = median(cpuTimes.get(kind) ?? [])
+      rows.push({ kind: name, n, mib, ms, algbw, busbw: algbw * 2 * (n - 1) / n, cpuMs })
+      log(`${name} N=${n} ${mib} MiB: ${ms.toFixed(1)} ms (cpu ${cpuMs.toFixed(1)} ms)`)
     }
     if (n === peers[0] && (kinds.includes('libp2p') || kinds.includes('plain') || kinds.includes('tcp'))) {
       // Reference b: one link between two processes: one libp2p stream (with and without noise), one socket.
@@ -237,9 +243,9 @@ if (args.json === true) {
 } else {
   console.log(`\nall-reduce on 127.0.0.1, ${cpus().length} CPUs, median of ${rounds} rounds (slowest member), MB = 10^6 bytes`)
   console.log(`load average ${loadBefore.toFixed(1)} before, ${loadavg()[0].toFixed(1)} after (other processes share these CPUs: compare within a run, not across runs)\n`)
-  console.log('kind               N   size           ms      algbw MB/s  busbw MB/s')
+  console.log('kind               N   size           ms      algbw MB/s  busbw MB/s  cpu ms')
   for (const r of rows) {
-    console.log(`${r.kind.padEnd(18)} ${String(r.n).padStart(1)}  ${`${r.mib} MiB`.padStart(12)} ${r.ms.toFixed(2).padStart(8)}  ${MB(r.algbw)}     ${MB(r.busbw)}`)
+    console.log(`${r.kind.padEnd(18)} ${String(r.n).padStart(1)}  ${`${r.mib} MiB`.padStart(12)} ${r.ms.toFixed(2).padStart(8)}  ${MB(r.algbw)}     ${MB(r.busbw)}  ${r.cpuMs === undefined ? '' : r.cpuMs.toFixed(1).padStart(6)}`)
   }
   console.log('\none link between two processes (reference b)')
   for (const l of links) console.log(`${l.kind.padEnd(16)} ${`${l.mib} MiB`.padStart(7)} ${l.ms.toFixed(1).padStart(8)} ms  ${MB(l.mbps)} MB/s`)

@@ -77,14 +77,17 @@ export function addChecked (dst: Float32Array, at: number, src: Float32Array): n
   return -1
 }
 
-/** Copies `src` into `dst` at `at`; returns the index of the first non-finite value, or −1. */
+/**
+ * Copies `src` into `dst` at `at`; returns the index of the first non-finite value, or −1 (one pass, as
+ * addChecked; on a bad value `dst` is left part-copied: the round aborts and it is thrown away).
+ */
 export function copyChecked (dst: Float32Array, at: number, src: Float32Array): number {
   const n = src.length
   for (let k = 0; k < n; k++) {
     const v = src[k]
     if (v - v !== 0) return k
+    dst[at + k] = v
   }
-  dst.set(src, at)
   return -1
 }
 

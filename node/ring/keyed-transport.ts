@@ -28,9 +28,9 @@ import {
   decodeKeyResponse, deriveSessionKey, encodeKeyRequest, encodeKeyResponse
 } from '../../protocols/ring-key/index.ts'
 import type { RecordCipher } from '../../protocols/ring-key/index.ts'
-import { SocketOutboundChannel, SocketRingTransport } from './socket-transport.ts'
+import { SocketInboundChannel, SocketOutboundChannel, SocketRingTransport } from './socket-transport.ts'
 import type { TcpAddress } from './socket-transport.ts'
-import { StreamInboundChannel, timeoutSignal } from './transport.ts'
+import { timeoutSignal } from './transport.ts'
 import type { RingTransport } from './transport.ts'
 
 export interface KeyedRingTransportOptions {
@@ -264,16 +264,11 @@ class KeyedTransport extends SocketRingTransport implements KeyedRingTransport {
         return session.key
       }
     })
-    const records = (async function * () {
-      for await (const chunk of socket) {
-        // Records that authenticated before a bad one are still the sender's: they are read first, then the error.
-        const frames = opener.push(chunk as Uint8Array)
-        if (frames.length > 0) yield frames
-        if (opener.failure !== null) throw opener.failure
-      }
-      opener.end()
-    })()
-    const channel = new StreamInboundChannel('(unauthenticated)', records, err => { socket.destroy(err) }, { wholeFrames: true })
+    // Each record is one frame. Whatever does not check out destroys the socket at once; records that
+    // authenticated before a bad one are still the sender's and are read first, then the error (a lost stream).
+    const channel: SocketInboundChannel = new SocketInboundChannel('(unauthenticated)', socket, opener, err => { socket.destroy(err) }, {
+      sourceError: (err: Error): Error => new StreamClosedError(`stream from ${channel.peer} failed: ${err.message}`)
+    })
     channel.read(timeoutSignal(OPEN_TIMEOUT_MS, 'the open record')).then(first => {
       const sessionId = opener.sessionId
       if (first === null || session === undefined || sessionId === null) throw new UnknownSessionError('connection closed before it proved a session')

@@ -10,7 +10,7 @@ import type { Server, Socket } from 'node:net'
 import { once } from 'node:events'
 import { DIAL_TIMEOUT_MS, NotStartedError, SEND_HIGH_WATER_BYTES, StreamClosedError } from '../../protocols/allreduce/index.ts'
 import { InboundRegistry, raceAbort, timeoutSignal } from './transport.ts'
-import type { InboundChannel, OutboundChannel, RingTransport, StreamInboundChannel } from './transport.ts'
+import type { InboundChannel, OutboundChannel, RegisteredInboundChannel, RingTransport } from './transport.ts'
 
 export interface TcpAddress {
   host: string
@@ -23,6 +23,160 @@ export interface TcpAddress {
  */
 export type FrameWriter = (parts: Uint8Array[]) => Uint8Array[]
 
+/**
+ * Cuts a socket's bytes into frames: a FrameDecoder (length prefixes) or a RecordOpener (sealed records). `push`
+ * returns the frames a chunk completes; it throws on bad input, or returns the good frames before a bad one and
+ * sets `failure`. `end` throws if the stream stopped inside a frame.
+ */
+export interface FrameSource {
+  push (chunk: Uint8Array): Uint8Array[]
+  end (): void
+  readonly failure?: Error | null
+}
+
+interface PendingRead {
+  resolve: (frame: Uint8Array | null) => void
+  reject: (err: Error) => void
+  signal: AbortSignal
+  onAbort: () => void
+}
+
+/**
+ * Frames from a socket, cut as the bytes arrive (in the socket's 'data' handler, no async iteration per chunk)
+ * and handed straight to the waiting reader. Nothing is read ahead of the reader: the socket is paused while a
+ * frame is queued and resumed only when a read finds none, so what a neighbour sends ahead waits in the socket
+ * buffers and holds it back. A frame is the reader's until its next `read`.
+ */
+export class SocketInboundChannel implements RegisteredInboundChannel {
+  #peer: string
+  readonly #socket: Socket
+  readonly #source: FrameSource
+  readonly #onClose: (err?: Error) => void
+  readonly #sourceError: (err: Error) => Error
+  readonly #frames: Uint8Array[] = []
+  readonly #closeListeners: Array<() => void> = []
+  #reader: PendingRead | null = null
+  #ended = false
+  #error: Error | undefined
+  #closed = false
+
+  /**
+   * `onClose(err)` is called once the channel is closed, or failed (with the error): destroy the socket there.
+   * `sourceError` maps what `source` throws to what the reader sees (default: as it is).
+   */
+  constructor (peer: string, socket: Socket, source: FrameSource, onClose: (err?: Error) => void, init: { sourceError?: (err: Error) => Error } = {}) {
+    this.#peer = peer
+    this.#socket = socket
+    this.#source = source
+    this.#onClose = onClose
+    this.#sourceError = init.sourceError ?? (err => err)
+    socket.on('data', (chunk: Buffer) => { this.#onData(chunk) })
+    socket.on('end', () => {
+      try {
+        this.#source.end()
+        this.#settle()
+      } catch (err) {
+        this.#settle(this.#sourceError(err as Error))
+      }
+    })
+    socket.on('error', err => { this.#settle(new StreamClosedError(`stream from ${this.#peer} failed: ${err.message}`)) })
+    socket.on('close', () => { this.#settle(new StreamClosedError(`stream from ${this.#peer} closed`)) })
+  }
+
+  get peer (): string {
+    return this.#peer
+  }
+
+  /** Names the sender, for transports that learn it from the stream's first frame (before the channel is registered). */
+  identify (peer: string): void {
+    this.#peer = peer
+  }
+
+  get open (): boolean {
+    return !this.#closed && !this.#ended && this.#error === undefined
+  }
+
+  onClosed (listener: () => void): void {
+    if (!this.open) listener()
+    else this.#closeListeners.push(listener)
+  }
+
+  read (signal: AbortSignal): Promise<Uint8Array | null> {
+    const frame = this.#frames.shift()
+    if (frame !== undefined) return Promise.resolve(frame)
+    if (this.#error !== undefined) return Promise.reject(this.#error)
+    if (this.#ended || this.#closed) return Promise.resolve(null)
+    if (signal.aborted) return Promise.reject(signal.reason)
+    if (this.#reader !== null) return Promise.reject(new Error('one read at a time'))
+    return new Promise<Uint8Array | null>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.#reader = null
+        reject(signal.reason)
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.#reader = { resolve, reject, signal, onAbort }
+      // The previous frame is the reader's no more: take the next bytes.
+      this.#socket.resume()
+    })
+  }
+
+  unread (frame: Uint8Array): void {
+    this.#frames.unshift(frame)
+  }
+
+  close (err?: Error): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#frames.length = 0
+    this.#notifyClosed()
+    this.#wake()
+    this.#onClose(err)
+  }
+
+  #onData (chunk: Uint8Array): void {
+    if (!this.open) return
+    let frames: Uint8Array[]
+    try {
+      frames = this.#source.push(chunk)
+    } catch (err) {
+      this.#settle(this.#sourceError(err as Error))
+      return
+    }
+    for (const frame of frames) this.#frames.push(frame)
+    // Frames that came before a bad one are still the sender's: they are read first, then the error.
+    const failure = this.#source.failure
+    if (failure != null) this.#settle(this.#sourceError(failure))
+    else if (this.#frames.length > (this.#reader === null ? 0 : 1)) this.#socket.pause()
+    this.#wake()
+  }
+
+  /** Hands the waiting reader a frame, the error or the end, whichever is there. */
+  #wake (): void {
+    const reader = this.#reader
+    if (reader === null) return
+    const frame = this.#frames.shift()
+    if (frame === undefined && this.open) return
+    this.#reader = null
+    reader.signal.removeEventListener('abort', reader.onAbort)
+    if (frame !== undefined) reader.resolve(frame)
+    else if (this.#error !== undefined) reader.reject(this.#error)
+    else reader.resolve(null)
+  }
+
+  #settle (err?: Error): void {
+    if (this.#ended || this.#error !== undefined || this.#closed) return
+    if (err !== undefined) this.#error = err
+    else this.#ended = true
+    this.#notifyClosed()
+    this.#wake()
+    if (err !== undefined) this.#onClose(err)
+  }
+
+  #notifyClosed (): void {
+    for (const listener of this.#closeListeners.splice(0)) listener()
+  }
+}
+
 /** One socket to a successor; the listener never writes on it. */
 export class SocketOutboundChannel implements OutboundChannel {
   readonly peer: string
@@ -31,8 +185,13 @@ export class SocketOutboundChannel implements OutboundChannel {
   readonly #highWater: number
   readonly #closed: Promise<never>
   #failure: Error | undefined
-  /** Settles when the last write so far has been handed to the kernel. */
-  #lastWrite: Promise<void> = Promise.resolve()
+  /** Frames written and not yet handed to the kernel, and the flushes waiting for none to be left. */
+  #unwritten = 0
+  readonly #flushes: Array<() => void> = []
+  readonly #written = (err?: Error | null): void => {
+    // A failed write fails the socket ('error'): the flushes waiting then reject through #closed.
+    if (err == null && --this.#unwritten === 0) for (const resolve of this.#flushes.splice(0)) resolve()
+  }
 
   constructor (peer: string, socket: Socket, write: FrameWriter, highWaterBytes = SEND_HIGH_WATER_BYTES) {
     this.peer = peer
@@ -80,7 +239,8 @@ export class SocketOutboundChannel implements OutboundChannel {
 
   async flush (signal: AbortSignal): Promise<void> {
     if (this.#failure !== undefined) throw this.#failure
-    await raceAbort(Promise.race([this.#lastWrite, this.#closed]), signal)
+    if (this.#unwritten === 0) return
+    await raceAbort(Promise.race([new Promise<void>(resolve => { this.#flushes.push(resolve) }), this.#closed]), signal)
   }
 
   close (): void {
@@ -88,15 +248,13 @@ export class SocketOutboundChannel implements OutboundChannel {
     this.#socket.destroy()
   }
 
-  /** Writes corked (one writev), remembering when the last buffer has been handed to the kernel. */
+  /** Writes corked (one writev), counting the frame until its last buffer has been handed to the kernel. */
   #writeAll (buffers: Uint8Array[]): void {
     const socket = this.#socket
     socket.cork()
     for (let i = 0; i < buffers.length - 1; i++) socket.write(buffers[i])
-    this.#lastWrite = new Promise<void>((resolve, reject) => {
-      socket.write(buffers[buffers.length - 1], err => { if (err != null) reject(err); else resolve() })
-    })
-    this.#lastWrite.catch(() => {})
+    this.#unwritten++
+    socket.write(buffers[buffers.length - 1], this.#written)
     socket.uncork()
   }
 }
@@ -104,7 +262,7 @@ export class SocketOutboundChannel implements OutboundChannel {
 /** The shared body of the socket transports; see the file's header. */
 export abstract class SocketRingTransport implements RingTransport {
   readonly #listen: TcpAddress
-  readonly #inbound = new InboundRegistry()
+  readonly #inbound = new InboundRegistry<SocketInboundChannel>()
   readonly #outbound = new Map<string, SocketOutboundChannel>()
   readonly #dialing = new Map<string, Promise<SocketOutboundChannel>>()
   readonly #sockets = new Set<Socket>()
@@ -186,7 +344,7 @@ export abstract class SocketRingTransport implements RingTransport {
   }
 
   /** Registers an inbound channel whose sender is known (newest per peer wins). */
-  protected register (channel: StreamInboundChannel): void {
+  protected register (channel: SocketInboundChannel): void {
     if (this.#server === undefined) {
       channel.close(new StreamClosedError('transport stopped'))
       return

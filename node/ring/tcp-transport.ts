@@ -5,11 +5,11 @@
  */
 import type { Socket } from 'node:net'
 import {
-  IDENT_TIMEOUT_MS, MAX_FRAME_BYTES, StreamClosedError, decodeFrame, encodeIdent, encodeLengthPrefix
+  FrameDecoder, IDENT_TIMEOUT_MS, MAX_FRAME_BYTES, StreamClosedError, decodeFrame, encodeIdent, encodeLengthPrefix
 } from '../../protocols/allreduce/index.ts'
-import { SocketOutboundChannel, SocketRingTransport } from './socket-transport.ts'
+import { SocketInboundChannel, SocketOutboundChannel, SocketRingTransport } from './socket-transport.ts'
 import type { FrameWriter, TcpAddress } from './socket-transport.ts'
-import { StreamInboundChannel, timeoutSignal } from './transport.ts'
+import { timeoutSignal } from './transport.ts'
 import type { RingTransport } from './transport.ts'
 
 export type { TcpAddress }
@@ -55,10 +55,10 @@ class TcpTransport extends SocketRingTransport implements TcpRingTransport {
   }
 
   protected accept (socket: Socket): void {
-    const channel = new StreamInboundChannel('(unidentified)', socket, err => {
+    const channel = new SocketInboundChannel('(unidentified)', socket, new FrameDecoder(MAX_FRAME_BYTES), err => {
       if (err !== undefined) socket.destroy(err)
       else socket.destroy()
-    }, { maxFrameBytes: MAX_FRAME_BYTES })
+    })
     const signal = timeoutSignal(IDENT_TIMEOUT_MS, 'the ident frame')
     channel.read(signal).then(frame => {
       const ident = frame === null ? null : decodeFrame(frame)

@@ -179,13 +179,19 @@ export class StreamInboundChannel implements InboundChannel {
   }
 }
 
+/** An inbound channel a transport keeps in its registry: it says when it closes, and can be closed with a reason. */
+export interface RegisteredInboundChannel extends InboundChannel {
+  onClosed (listener: () => void): void
+  close (err?: Error): void
+}
+
 /** The newest open inbound channel per peer, and the readers waiting for one. */
-export class InboundRegistry {
-  readonly #channels = new Map<string, StreamInboundChannel>()
-  readonly #waiters = new Map<string, Set<(channel: StreamInboundChannel) => void>>()
+export class InboundRegistry<C extends RegisteredInboundChannel = StreamInboundChannel> {
+  readonly #channels = new Map<string, C>()
+  readonly #waiters = new Map<string, Set<(channel: C) => void>>()
 
   /** Registers a new channel from its peer; an older one from the same peer is closed (the peer gave up on it). */
-  add (channel: StreamInboundChannel): void {
+  add (channel: C): void {
     const previous = this.#channels.get(channel.peer)
     this.#channels.set(channel.peer, channel)
     channel.onClosed(() => {
@@ -199,7 +205,7 @@ export class InboundRegistry {
     }
   }
 
-  get (peer: string, signal: AbortSignal): Promise<StreamInboundChannel> {
+  get (peer: string, signal: AbortSignal): Promise<C> {
     const current = this.#channels.get(peer)
     if (current?.open === true) return Promise.resolve(current)
     if (signal.aborted) return Promise.reject(signal.reason)
@@ -210,7 +216,7 @@ export class InboundRegistry {
         this.#waiters.set(peer, waiters)
       }
       const set = waiters
-      const wake = (channel: StreamInboundChannel): void => {
+      const wake = (channel: C): void => {
         signal.removeEventListener('abort', onAbort)
         resolve(channel)
       }
