@@ -9,7 +9,7 @@ import { runExchange } from './exchange.ts'
 import type { ExchangePlan, ExchangeProgress } from './exchange.ts'
 import { ringMachine, ringStateName } from './machine.ts'
 import type { AbortNotice, ExchangeInput, RingEvent } from './machine.ts'
-import type { RingTransport } from './transport.ts'
+import type { OutboundChannel, RingTransport } from './transport.ts'
 
 export interface RoundSpec {
   round: number
@@ -124,6 +124,8 @@ export class Ring {
   #queue: Promise<void> = Promise.resolve()
   #actor: Actor<typeof ringMachine> | null = null
   #status: RingStatus | null = null
+  /** Outbound channels a failed round found stalled: closed when the next round starts. */
+  readonly #stale: OutboundChannel[] = []
 
   constructor (components: RingComponents, init: RingInit = {}) {
     assertLittleEndian()
@@ -194,6 +196,7 @@ export class Ring {
     if (!this.#started) return { ok: false, code: 'stopped', cause: 'stopped', reason: 'ring is not started', stats: stats(0) }
     if (signal?.aborted === true) return { ok: false, code: 'cancelled', cause: 'cancelled', reason: 'cancelled before the round started', stats: stats(0) }
 
+    for (const channel of this.#stale.splice(0)) channel.close()
     const n = spec.members.length
     const rank = spec.members.indexOf(spec.self)
     const succ = spec.members[(rank + 1) % n]
@@ -290,6 +293,12 @@ export class Ring {
       signal?.removeEventListener('abort', onCancel)
       this.#actor = null
       actor.stop()
+    }
+    if (!result.ok && progress.out !== null && (result.code === 'timeout' || result.code === 'peer-lost' || result.cause === 'timeout')) {
+      // A connection that stalled may still read as open: after a partition that dropped packets, TCP's retry
+      // timer has backed off to tens of seconds and nothing moves on it until it fires. The next round opens a
+      // fresh one rather than queue behind it (closed then, not now: the abort notice may still be on its way).
+      this.#stale.push(progress.out)
     }
     if (result.ok) {
       this.#log(`${tag}: ${n} members, ${spec.vector.byteLength} bytes in ${result.stats.ms.toFixed(1)} ms (${(result.stats.algbw / 1e6).toFixed(1)} MB/s algbw)`)
