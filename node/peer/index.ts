@@ -134,6 +134,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   stopping = false
   syncs: Array<{ at: number, round: number, bytes: number, ms: number, donors: number, from: string[], adopted: boolean }> = []
   shardSpecs: ShardSpec[] = []
+  /** The last round ended without a quorum of this peer's group. */
+  private partitioned = false
   /** The newest checkpoint (if any) is in the trainer: before that its step would read as lost progress. */
   restored = false
   startedAt = Date.now()
@@ -155,7 +157,11 @@ export class Peer extends EventEmitter<PeerEvents> {
           }),
           {
             reduce: async (vector, samples) => await this.reduce(vector, samples),
-            resync: async () => { await this.catchUp('left out of a round') },
+            resync: async () => {
+              // without a quorum only a state that wins over this peer's is worth fetching (none: wait and retry)
+              if (this.partitioned) await this.catchUp('no quorum of its group', false)
+              else await this.catchUp('left out of a round')
+            },
             onEvaluation: e => {
               log.info({ epoch: e.epoch, step: e.step, loss: e.loss, accuracy: e.accuracy }, 'evaluation')
               this.emit('evaluation', e)
@@ -444,25 +450,27 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   /** Fetches the swarm's state from the members ahead (all of them in parallel) and adopts it. */
-  private async catchUp (why: string): Promise<void> {
+  private async catchUp (why: string, fallback = true): Promise<void> {
     const log = this.options.logger
     const trainer = this.requireTrainer()
     const network = this.requireNetwork()
-    const manifest = this.requireManifest()
     if (this.stopping) return
     let donors = this.othersAhead()
     // left out of a round by members that rank as this peer does (other weights): take theirs, never a lower rank's
-    if (donors.length === 0) donors = this.candidates().filter(c => compareRank(c.rank, this.myRank()) >= 0).map(c => c.peer)
+    if (donors.length === 0 && fallback) donors = this.candidates().filter(c => compareRank(c.rank, this.myRank()) >= 0).map(c => c.peer)
     if (donors.length === 0) return
     log.info({ why, donors: donors.length, round: trainer.progress.round }, 'fetching the swarm\'s state')
     const result = await fetchState({ network, donors, logger: log })
     if (result.checkpoint.jobId !== this.jobId) throw new Error(`donors sent state of job ${result.checkpoint.jobId}`)
     const theirs = rankOf(result.checkpoint.progress.group ?? null, result.checkpoint.progress.round)
+    const before = this.myRank()
     const adopted = compareRank(theirs, this.myRank()) >= 0
     if (adopted) {
       await trainer.adopt(result.checkpoint)
       this.requireRounds().setRound(trainer.progress.round)
       this.requireRounds().setGroup(trainer.progress.group ?? null)
+      // the winning side's state: this peer is rejoining, no longer cut off
+      if (compareRank(theirs, before) > 0) this.requireRounds().clearPartition()
     }
     this.behind = false
     this.syncs.push({ at: Date.now(), round: result.meta.round, bytes: result.bytes, ms: Math.round(result.ms), donors: result.donorsUsed.length, from: result.donorsUsed, adopted })
@@ -484,6 +492,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       samples,
       step: trainer.progress.step
     })
+    this.partitioned = !result.ok && result.outcome === 'partitioned'
     if (!result.ok) return null
     trainer.progress.group = result.group
     if (result.stats !== null) {

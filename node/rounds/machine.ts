@@ -81,6 +81,8 @@ export interface RoundsOutput {
   /** The epoch of the agreed group (that of the proposal). */
   epoch: number
   aborts: number
+  /** The members this one heard ready for its last attempt (itself included): whom it reaches, as far as it can tell. */
+  ready: string[]
 }
 
 const notProvided = <I, O>(name: string) => fromPromise<O, I>(async () => {
@@ -306,7 +308,8 @@ export const roundsMachine = setup({
       attempt: context.attempt,
       members: context.proposal?.members ?? [],
       epoch: context.proposal?.epoch ?? 0,
-      aborts: context.aborts
+      aborts: context.aborts,
+      ready: Object.keys(readyNow(context)).sort()
     }
   }
 })

@@ -271,6 +271,11 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     this.reuse = false
   }
 
+  /** This peer took the winning side's state: it is rejoining, no longer cut off. */
+  clearPartition (): void {
+    this.status.partition = null
+  }
+
   /** The last group without the members that left cleanly: what a new group needs a quorum of. */
   private quorumBase (): string[] | null {
     if (this.group === null) return null
@@ -290,9 +295,12 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     else this.status.agreedRounds += 1
   }
 
-  private partitioned (): void {
+  /** `heard`: the members whose announcements reached this one in the agreement that found no quorum. */
+  private partitioned (heard: string[]): void {
     const base = this.quorumBase() ?? []
-    const reachable = new Set([this.components.network.peerId, ...(this.components.reachable?.() ?? [])])
+    // members it heard from, not members it has a connection to: across a split that drops packets, connections
+    // stay open (and read as connected) until they time out
+    const reachable = new Set([this.components.network.peerId, ...heard])
     this.status.partition = {
       since: this.status.partition?.since ?? Date.now(),
       reachable: base.filter(p => reachable.has(p)).length,
@@ -467,7 +475,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
       return { ok: false, outcome: 'excluded', members: [] }
     }
     if (output.outcome === 'partitioned') {
-      this.partitioned()
+      this.partitioned(output.ready)
       return { ok: false, outcome: 'partitioned', members: [] }
     }
     if (output.outcome !== 'done') {
