@@ -252,8 +252,9 @@ function held (s: PartitionLab, host: string, during: Look[]): { step: number, p
 }
 
 /**
- * A todo while the held side counts its hung connections as members it reaches: after a split its TCP
- * connections stay open (nothing refuses them) until libp2p gives up on them, about 10 s here.
+ * The held side never claims to reach enough members: after a split its TCP connections stay open (nothing
+ * refuses them) until libp2p gives up on them, about 10 s here, so it must count whom it heard, not whom it
+ * is connected to.
  */
 async function partitionTellsTheTruth (t: TestContext, host: string, untrue: string[]): Promise<void> {
   await t.test(`${host}'s partition.reachable never counts members across the split`, () => {
