@@ -25,8 +25,14 @@ export interface RoundSpec {
    * other weights.
    */
   tag?: string
-  /** This member's contribution. Not modified; the sum comes back as a new array. */
+  /** This member's contribution. Not modified; the sum comes back as a new array (or in `into`). */
   vector: Float32Array
+  /**
+   * Where to sum (same length as `vector`, not `vector` itself): the result's `sum` is then this array. Callers
+   * that run round after round pass the same buffer each time, so that no vector-sized array is allocated per
+   * round (external memory that drives V8's full collections, tens of ms each).
+   */
+  into?: Float32Array
   /** Longest a step may take (default: the ring's, DEFAULT_STEP_TIMEOUT_MS unless set). */
   stepTimeoutMs?: number
   /** Longest connecting (dial, hellos) may take (default: the ring's, DEFAULT_CONNECT_TIMEOUT_MS unless set). */
@@ -207,7 +213,7 @@ export class Ring {
       members: [...spec.members],
       tag: spec.tag,
       rank,
-      work: spec.vector.slice(),
+      work: spec.into !== undefined && spec.into.length === spec.vector.length && spec.into !== spec.vector ? (spec.into.set(spec.vector), spec.into) : spec.vector.slice(),
       blockElements: blockElementsFor(spec.vector.length, n, this.#blockElements)
     }
     const progress: ExchangeProgress = { bytesSent: 0, bytesReceived: 0, staleFrames: 0, out: null, reading: false, sending: false }

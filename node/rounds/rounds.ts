@@ -256,6 +256,20 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     await this.components.network.publish(this.topic, encodeRoundMessage(message))
   }
 
+  /**
+   * The ring's working buffer, reused from round to round (the sum a round returns is this buffer: valid until
+   * the next round). Two, alternating, so that a sum still being read is never the next round's input.
+   */
+  private readonly work: Float32Array[] = []
+  private workFor (vector: Float32Array): Float32Array {
+    const free = this.work.find(w => w.length === vector.length && w !== vector)
+    if (free !== undefined) return free
+    const w = new Float32Array(vector.length)
+    this.work.push(w)
+    if (this.work.length > 2) this.work.shift()
+    return w
+  }
+
   /** The last agreed group (null before the first agreement). */
   get lastGroup (): Group | null {
     return this.group
@@ -311,8 +325,9 @@ export class Rounds extends EventEmitter<RoundsEvents> {
   }
 
   /**
-   * Takes part in round `req.round`: returns the sum of the members' vectors, or says that this peer was left
-   * out (it must then fetch the swarm's state) or holds no quorum (it must not advance).
+   * Takes part in round `req.round`: returns the sum of the members' vectors (in a buffer these rounds reuse:
+   * read it before the next round), or says that this peer was left out (it must then fetch the swarm's state)
+   * or holds no quorum (it must not advance).
    *
    * In a stable group (the members of the last agreed group are exactly the live members, none suspected or
    * excluded, nobody asked for an agreement) the ring starts at once with the group's members (attempt 0);
@@ -370,7 +385,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     try {
       const others = group.members.filter(m => m !== self && !network.isConnected(m))
       if (others.length > 0) await this.components.prepare?.(others).catch(() => {})
-      result = await ring.run({ round: req.round, attempt: 0, members: group.members, self, vector: req.vector, stepTimeoutMs: this.stepTimeoutMs, tag: groupTag(group.epoch, req.round % WEIGHTS_CHECK_EVERY === 0 ? req.weightsHash() : '') }, controller.signal)
+      result = await ring.run({ round: req.round, attempt: 0, members: group.members, self, vector: req.vector, into: this.workFor(req.vector), stepTimeoutMs: this.stepTimeoutMs, tag: groupTag(group.epoch, req.round % WEIGHTS_CHECK_EVERY === 0 ? req.weightsHash() : '') }, controller.signal)
     } finally {
       this.reuseAbort = null
       signal?.removeEventListener('abort', onAbort)
@@ -420,7 +435,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
           this.status.state = 'reducing'
           logger.debug({ round: input.round, attempt: input.attempt, epoch: input.epoch, members: input.members.length }, 'round agreed')
           await this.components.prepare?.(input.members.filter(m => m !== self)).catch(() => {})
-          const result = await ring.run({ round: input.round, attempt: input.attempt, members: input.members, self, vector: req.vector, stepTimeoutMs: this.stepTimeoutMs, tag: groupTag(input.epoch, weightsHash) }, abort)
+          const result = await ring.run({ round: input.round, attempt: input.attempt, members: input.members, self, vector: req.vector, into: this.workFor(req.vector), stepTimeoutMs: this.stepTimeoutMs, tag: groupTag(input.epoch, weightsHash) }, abort)
           if (result.ok) {
             stats = result.stats
             req.vector = result.sum

@@ -128,6 +128,9 @@ export class Trainer {
   private epochEnded = false
   private readonly rate: Array<{ t: number, n: number }> = []
   private hashCache: { step: number, hash: string } | null = null
+  /** The update vector flattenUpdate fills and the gradients unflattenUpdate makes, reused (see there). */
+  private flatBuffer: Float32Array | null = null
+  private gradBuffer: Float32Array | null = null
   /** Weights hashes of recent rounds (see noteHash). */
   readonly hashes: Array<{ round: number, hash: string }> = []
 
@@ -371,7 +374,11 @@ export class Trainer {
    * divided by its last element is the sample-weighted average.
    */
   flattenUpdate (update: Update): Float32Array {
-    const out = new Float32Array(this.parameterCount + 1)
+    // one buffer, reused step after step: a vector-sized array per step is external memory that drives V8's
+    // full collections (a 1 MB model: one every few hundred ms, each a pause of 10-20 ms the ring waits out)
+    if (this.flatBuffer?.length !== this.parameterCount + 1) this.flatBuffer = new Float32Array(this.parameterCount + 1)
+    const out = this.flatBuffer
+    out.fill(0)
     let offset = 0
     for (const g of update.grads) {
       const values = g.dataSync() as Float32Array
@@ -386,10 +393,15 @@ export class Trainer {
   unflattenUpdate (sum: Float32Array, loss: number): Update {
     const total = sum[sum.length - 1]
     const grads: tf.Tensor[] = []
+    // into one reused buffer (see flattenUpdate); the tensors may view it (the cpu backend does not copy), so
+    // they are to be applied before the next call
+    if (this.gradBuffer?.length !== sum.length - 1) this.gradBuffer = new Float32Array(sum.length - 1)
+    const buffer = this.gradBuffer
     let offset = 0
     for (const v of this.net.variables) {
-      const values = new Float32Array(v.size)
+      const values = buffer.subarray(offset, offset + v.size)
       if (total > 0) for (let i = 0; i < v.size; i++) values[i] = sum[offset + i] / total
+      else values.fill(0)
       grads.push(tf.tensor(values, v.shape))
       offset += v.size
     }
