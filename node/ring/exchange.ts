@@ -131,14 +131,14 @@ export async function runExchange (
     const succ = plan.members[(plan.rank + 1) % n]
     const pred = plan.members[(plan.rank - 1 + n) % n]
     const hash = membersHash(plan.members, plan.tag)
-    const [out, inbound] = await Promise.all([
-      openSuccessor(transport, plan, succ, hash, progress, local.signal),
-      findHello(transport, plan, pred, hash, progress, local.signal)
-    ])
-    if (local.signal.aborted) return
-    emit({ type: 'ring.connected' })
-    await transfer(plan, out, inbound, progress, emit, local.signal)
-    await commit(plan, out, inbound, progress, local.signal)
+    // The sender starts once its own hello is out: step 0's blocks need nothing from the predecessor, so they
+    // travel with (not one hop after) the hellos. The receiver starts once the predecessor's hello checked out.
+    const outbound = openSuccessor(transport, plan, succ, hash, progress, local.signal)
+    const inbound = findHello(transport, plan, pred, hash, progress, local.signal)
+    outbound.catch(() => {})
+    inbound.catch(() => {})
+    await transfer(plan, outbound, inbound, progress, emit, local.signal)
+    await commit(plan, await outbound, await inbound, progress, local.signal)
     if (!local.signal.aborted) emit({ type: 'round.committed' })
   } catch (err) {
     if (err instanceof Stop) stop(err.event)
@@ -231,8 +231,10 @@ async function findHello (transport: RingTransport, plan: ExchangePlan, pred: st
       }
     } catch (err) {
       // A stream that ended or broke before this round's hello: the predecessor dials again after a failure,
-      // so wait for its next stream (until the connect timeout).
-      if (err instanceof Stop && err.event.type === 'peer.lost' && !inbound.open && !signal.aborted) continue
+      // so wait for its next stream (until the connect timeout); unless this member's own channel to its
+      // successor broke too (its own side is cut off: waiting would only run into the timeout).
+      const ownSideUp = progress.out === null || progress.out.open
+      if (err instanceof Stop && err.event.type === 'peer.lost' && !inbound.open && ownSideUp && !signal.aborted) continue
       throw err
     }
   }
@@ -272,8 +274,11 @@ async function commit (plan: ExchangePlan, out: OutboundChannel, inbound: Inboun
   }
 }
 
-/** The two loops of the data path, run until every step is done. */
-async function transfer (plan: ExchangePlan, out: OutboundChannel, inbound: InboundChannel, progress: ExchangeProgress, emit: (event: RingEvent) => void, signal: AbortSignal): Promise<void> {
+/**
+ * The two loops of the data path, run until every step is done: the sender once the successor's channel is open,
+ * the receiver once the predecessor's hello has checked out; `ring.connected` once both are.
+ */
+async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>, inbound: Promise<InboundChannel>, progress: ExchangeProgress, emit: (event: RingEvent) => void, signal: AbortSignal): Promise<void> {
   const n = plan.members.length
   const steps = stepCount(n)
   const spans = chunkSpans(plan.work.length, n)
@@ -295,8 +300,9 @@ async function transfer (plan: ExchangePlan, out: OutboundChannel, inbound: Inbo
   let stepsSent = 0
   let stepsReceived = 0
   let stepsReported = 0
+  let connected = false
   const report = (): void => {
-    while (stepsReported < Math.min(stepsSent, stepsReceived) && !signal.aborted) {
+    while (connected && stepsReported < Math.min(stepsSent, stepsReceived) && !signal.aborted) {
       emit({ type: 'step.done', step: stepsReported++ })
     }
   }
@@ -306,7 +312,8 @@ async function transfer (plan: ExchangePlan, out: OutboundChannel, inbound: Inbo
   })
   aborted.catch(() => {})
 
-  const receiver = async (): Promise<void> => {
+  const receiver = async (channel: Promise<InboundChannel>): Promise<void> => {
+    const inbound = await channel
     const scratch = { buf: new Float32Array(0) }
     for (let t = 0; t < steps; t++) {
       const chunk = recvChunk(rank, t, n)
@@ -341,7 +348,8 @@ async function transfer (plan: ExchangePlan, out: OutboundChannel, inbound: Inbo
     }
   }
 
-  const sender = async (): Promise<void> => {
+  const sender = async (channel: Promise<OutboundChannel>): Promise<void> => {
+    const out = await channel
     for (let t = 0; t < steps; t++) {
       const chunk = sendChunk(rank, t, n)
       const { start, length } = spans[chunk]
@@ -373,9 +381,19 @@ async function transfer (plan: ExchangePlan, out: OutboundChannel, inbound: Inbo
 
   // Whichever loop fails first ends the round; the other one is stopped through the shared signal.
   await new Promise<void>((resolve, reject) => {
-    let pending = 2
+    let pending = 3
     const done = (): void => { if (--pending === 0) resolve() }
-    receiver().then(done, reject)
-    sender().then(done, reject)
+    Promise.all([outbound, inbound]).then(() => {
+      if (signal.aborted) {
+        reject(signal.reason)
+        return
+      }
+      connected = true
+      emit({ type: 'ring.connected' })
+      report()
+      done()
+    }, reject)
+    receiver(inbound).then(done, reject)
+    sender(outbound).then(done, reject)
   })
 }
