@@ -210,7 +210,7 @@ class KeyedTransport extends SocketRingTransport implements KeyedRingTransport {
     const key = deriveSessionKey({ dialerShare: share, listenerShare: response.share, sessionId: response.sessionId, dialer: this.#self, listener: peer })
     const socket = await this.connectSocket(peer, { host, port: response.port }, signal)
     const sealer = new RecordSealer(key, { cipher: this.#cipher, maxRecordBytes: MAX_FRAME_BYTES })
-    const channel = new SocketOutboundChannel(peer, socket, parts => sealer.seal(parts), this.#options.highWaterBytes)
+    const channel = new SocketOutboundChannel(peer, socket, parts => sealer.seal(parts), this.#options.highWaterBytes, { ownsWritten: true })
     channel.writeRaw(sealer.opening(response.sessionId))
     return channel
   }
@@ -267,7 +267,9 @@ class KeyedTransport extends SocketRingTransport implements KeyedRingTransport {
     // Each record is one frame. Whatever does not check out destroys the socket at once; records that
     // authenticated before a bad one are still the sender's and are read first, then the error (a lost stream).
     const channel: SocketInboundChannel = new SocketInboundChannel('(unauthenticated)', socket, opener, err => { socket.destroy(err) }, {
-      sourceError: (err: Error): Error => new StreamClosedError(`stream from ${channel.peer} failed: ${err.message}`)
+      sourceError: (err: Error): Error => new StreamClosedError(`stream from ${channel.peer} failed: ${err.message}`),
+      // The opener copies what it keeps of a chunk, and a record's plaintext is a buffer of its own.
+      owned: true
     })
     channel.read(timeoutSignal(OPEN_TIMEOUT_MS, 'the open record')).then(first => {
       const sessionId = opener.sessionId

@@ -24,6 +24,21 @@ export interface TcpAddress {
 export type FrameWriter = (parts: Uint8Array[]) => Uint8Array[]
 
 /**
+ * Frees a buffer of its own at once rather than at the next garbage collection, when it is one (a whole
+ * ArrayBuffer, larger than anything Buffer's pool hands out). The data path allocates a buffer per record on
+ * each side (node:crypto has no in-place cipher) and one per socket read; V8 counts them as external memory
+ * and, left to the collector, they force a full mark-compact of the whole heap every few MiB. Only for
+ * buffers nothing else holds.
+ */
+export function freeNow (bytes: Uint8Array): void {
+  const buffer = bytes.buffer as ArrayBuffer & { readonly detached?: boolean, transfer?: (length: number) => ArrayBuffer }
+  if (bytes.byteOffset !== 0 || bytes.byteLength !== buffer.byteLength || bytes.byteLength <= FREE_MIN_BYTES) return
+  if (buffer instanceof ArrayBuffer && buffer.detached === false && buffer.transfer !== undefined) buffer.transfer(0)
+}
+/** Above Buffer's pool (4 KiB) with room: smaller buffers are cheap to leave to the collector anyway. */
+const FREE_MIN_BYTES = 16 * 1024
+
+/**
  * Cuts a socket's bytes into frames: a FrameDecoder (length prefixes) or a RecordOpener (sealed records). `push`
  * returns the frames a chunk completes; it throws on bad input, or returns the good frames before a bad one and
  * sets `failure`. `end` throws if the stream stopped inside a frame.
@@ -53,6 +68,9 @@ export class SocketInboundChannel implements RegisteredInboundChannel {
   readonly #source: FrameSource
   readonly #onClose: (err?: Error) => void
   readonly #sourceError: (err: Error) => Error
+  readonly #owned: boolean
+  /** The frame the reader holds (until its next read), when it is ours to free. */
+  #lent: Uint8Array | null = null
   readonly #frames: Uint8Array[] = []
   readonly #closeListeners: Array<() => void> = []
   #reader: PendingRead | null = null
@@ -62,14 +80,17 @@ export class SocketInboundChannel implements RegisteredInboundChannel {
 
   /**
    * `onClose(err)` is called once the channel is closed, or failed (with the error): destroy the socket there.
-   * `sourceError` maps what `source` throws to what the reader sees (default: as it is).
+   * `sourceError` maps what `source` throws to what the reader sees (default: as it is). With `owned`, the
+   * source copies what it keeps of a chunk and makes each frame a buffer of its own (the keyed transport's
+   * records): chunks are then freed once cut, frames once the reader is back for the next one.
    */
-  constructor (peer: string, socket: Socket, source: FrameSource, onClose: (err?: Error) => void, init: { sourceError?: (err: Error) => Error } = {}) {
+  constructor (peer: string, socket: Socket, source: FrameSource, onClose: (err?: Error) => void, init: { sourceError?: (err: Error) => Error, owned?: boolean } = {}) {
     this.#peer = peer
     this.#socket = socket
     this.#source = source
     this.#onClose = onClose
     this.#sourceError = init.sourceError ?? (err => err)
+    this.#owned = init.owned === true
     socket.on('data', (chunk: Buffer) => { this.#onData(chunk) })
     socket.on('end', () => {
       try {
@@ -102,8 +123,12 @@ export class SocketInboundChannel implements RegisteredInboundChannel {
   }
 
   read (signal: AbortSignal): Promise<Uint8Array | null> {
+    if (this.#lent !== null) {
+      freeNow(this.#lent)
+      this.#lent = null
+    }
     const frame = this.#frames.shift()
-    if (frame !== undefined) return Promise.resolve(frame)
+    if (frame !== undefined) return Promise.resolve(this.#lend(frame))
     if (this.#error !== undefined) return Promise.reject(this.#error)
     if (this.#ended || this.#closed) return Promise.resolve(null)
     if (signal.aborted) return Promise.reject(signal.reason)
@@ -121,7 +146,13 @@ export class SocketInboundChannel implements RegisteredInboundChannel {
   }
 
   unread (frame: Uint8Array): void {
+    if (frame === this.#lent) this.#lent = null
     this.#frames.unshift(frame)
+  }
+
+  #lend (frame: Uint8Array): Uint8Array {
+    if (this.#owned) this.#lent = frame
+    return frame
   }
 
   close (err?: Error): void {
@@ -142,6 +173,7 @@ export class SocketInboundChannel implements RegisteredInboundChannel {
       this.#settle(this.#sourceError(err as Error))
       return
     }
+    if (this.#owned) freeNow(chunk)
     for (const frame of frames) this.#frames.push(frame)
     // Frames that came before a bad one are still the sender's: they are read first, then the error.
     const failure = this.#source.failure
@@ -158,7 +190,7 @@ export class SocketInboundChannel implements RegisteredInboundChannel {
     if (frame === undefined && this.open) return
     this.#reader = null
     reader.signal.removeEventListener('abort', reader.onAbort)
-    if (frame !== undefined) reader.resolve(frame)
+    if (frame !== undefined) reader.resolve(this.#lend(frame))
     else if (this.#error !== undefined) reader.reject(this.#error)
     else reader.resolve(null)
   }
@@ -188,12 +220,22 @@ export class SocketOutboundChannel implements OutboundChannel {
   /** Frames written and not yet handed to the kernel, and the flushes waiting for none to be left. */
   #unwritten = 0
   readonly #flushes: Array<() => void> = []
+  readonly #ownsWritten: boolean
+  /** With ownsWritten: the buffers of each frame not yet handed to the kernel, oldest first. */
+  readonly #inFlight: Uint8Array[][] = []
   readonly #written = (err?: Error | null): void => {
     // A failed write fails the socket ('error'): the flushes waiting then reject through #closed.
-    if (err == null && --this.#unwritten === 0) for (const resolve of this.#flushes.splice(0)) resolve()
+    if (err != null) return
+    if (this.#ownsWritten) for (const buffer of this.#inFlight.shift() ?? []) freeNow(buffer)
+    if (--this.#unwritten === 0) for (const resolve of this.#flushes.splice(0)) resolve()
   }
 
-  constructor (peer: string, socket: Socket, write: FrameWriter, highWaterBytes = SEND_HIGH_WATER_BYTES) {
+  /**
+   * With `ownsWritten`, the buffers `write` returns are its own (sealed records): each is freed once the kernel
+   * has it (see freeNow).
+   */
+  constructor (peer: string, socket: Socket, write: FrameWriter, highWaterBytes = SEND_HIGH_WATER_BYTES, init: { ownsWritten?: boolean } = {}) {
+    this.#ownsWritten = init.ownsWritten === true
     this.peer = peer
     this.#socket = socket
     this.#write = write
@@ -254,6 +296,7 @@ export class SocketOutboundChannel implements OutboundChannel {
     socket.cork()
     for (let i = 0; i < buffers.length - 1; i++) socket.write(buffers[i])
     this.#unwritten++
+    if (this.#ownsWritten) this.#inFlight.push(buffers)
     socket.write(buffers[buffers.length - 1], this.#written)
     socket.uncork()
   }
