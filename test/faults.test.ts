@@ -14,7 +14,7 @@ import type { StatusJson } from './helpers/swarm.ts'
 
 /** Fast failure detection, so the test does not wait long for each fault to be noticed. */
 const TIMING = ['--heartbeat-ms', '500', '--member-timeout', '2500', '--round-timeout', '4000', '--step-timeout', '2000', '--progress-every', '600']
-const JOB = ['--epochs', '14', '--checkpoint-every', '20']
+const JOB = ['--epochs', '40', '--checkpoint-every', '20']
 
 let swarm: LocalSwarm
 /** Every step seen per peer process (a restarted peer starts from its checkpoint, then syncs): never backwards. */

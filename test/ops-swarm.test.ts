@@ -22,8 +22,12 @@ import type { PeerChild } from './helpers/peer-process.ts'
 import type { StatusJson } from './helpers/swarm.ts'
 import { NO_PROMTOOL, parsePrometheus, promtoolCheck, valueOf } from './ops-prometheus.ts'
 
-/** A small, quick job: 3 peers finish 2 epochs in seconds, slow enough for the dashboard to watch it move. */
-const JOB = ['--epochs', '2', '--hidden', '32', '--batch-size', '32', '--shards', '12', '--seed', '7']
+/**
+ * A small, quick job: 3 peers finish it in seconds, slow enough for the dashboard to watch it move (rounds in a
+ * reused group take milliseconds: 2 epochs could end before a browser has drawn two points).
+ */
+const EPOCHS = 10
+const JOB = ['--epochs', String(EPOCHS), '--hidden', '32', '--batch-size', '32', '--shards', '12', '--seed', '7']
 const LIVENESS = ['--heartbeat-ms', '500', '--member-timeout', '4000', '--min-peers', '3']
 const LOCAL = ['--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--progress-every', '60']
 const NAMES = ['a', 'b', 'c']
@@ -258,7 +262,7 @@ function fileHandler (dir: string): tf.io.IOHandler {
 }
 
 test('an exported model loads with tf.loadLayersModel and reproduces the peer\'s test accuracy; peer eval agrees', async () => {
-  const done = await waitFor('the swarm to finish its 2 epochs', async () => {
+  const done = await waitFor(`the swarm to finish its ${EPOCHS} epochs`, async () => {
     const s = await Promise.all(NAMES.map(statusOf))
     return s.every(x => x?.state === 'done') ? s as StatusJson[] : undefined
   }, 90_000)
