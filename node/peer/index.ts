@@ -316,7 +316,6 @@ export class Peer extends EventEmitter<PeerEvents> {
       ring: this.requireRing(),
       liveMembers: () => manifest.live(),
       hasLeft: peer => manifest.members().get(peer)?.state === 'left',
-      reachable: () => network.connectedPeers().map(p => p.peerId),
       prepare: async members => { await this.connectTo(members) },
       logger: log.child({ name: 'peer:rounds' })
     }, { collectTimeoutMs: options.collectTimeoutMs, stepTimeoutMs: options.stepTimeoutMs })

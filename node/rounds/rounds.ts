@@ -21,8 +21,6 @@ export interface RoundsComponents {
   prepare?: (members: string[]) => Promise<void>
   /** Whether a member said it left (cleanly): a member that left no longer counts towards a quorum. */
   hasLeft?: (peer: string) => boolean
-  /** Members this peer has a connection to now (for status while it is partitioned). */
-  reachable?: () => string[]
   logger: Logger
 }
 

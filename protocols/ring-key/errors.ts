@@ -1,15 +1,5 @@
-/** What went wrong with a message, a preamble or a record header. */
-export type InvalidMessageKind = 'too-large' | 'truncated' | 'malformed'
-
-/** Bytes that are not a valid key message, preamble or record header (bad type, version, size or length). */
-export class InvalidMessageError extends Error {
-  override name = 'InvalidMessageError'
-  readonly kind: InvalidMessageKind
-  constructor (message: string, kind: InvalidMessageKind = 'malformed') {
-    super(message)
-    this.kind = kind
-  }
-}
+/** Bytes that are not a valid key message, preamble or record header: the error every protocol shares. */
+export { InvalidMessageError, type InvalidMessageKind } from '../common/index.ts'
 
 /** A data connection named a session this listener never issued, has expired, or has already given to a connection. */
 export class UnknownSessionError extends Error {
