@@ -145,6 +145,8 @@ export class Rounds extends EventEmitter<RoundsEvents> {
   private reuse = false
   /** Aborts the ring of a round run in the reused group (a member asked for an agreement instead). */
   private reuseAbort: AbortController | null = null
+  /** A round in the reused group that failed, until the agreement after it tells a fault from a clean leave. */
+  private groupFailure: { round: number, group: Group, code: string, reason: string, culprit?: string } | null = null
   rejected = 0
 
   constructor (components: RoundsComponents, init: RoundsInit = {}) {
@@ -397,17 +399,28 @@ export class Rounds extends EventEmitter<RoundsEvents> {
       return { ok: true, sum: result.sum, members: group.members, attempt: 0, stats: result.stats, group }
     }
     if (signal?.aborted === true) return { ok: false, outcome: 'cancelled', members: group.members }
-    const left = group.members.filter(p => this.components.hasLeft?.(p) === true)
-    if (left.length > 0) {
-      // a member left cleanly while this round started in the group: no fault, the members agree without it
-      this.event({ kind: 'members', round: req.round, detail: `group ${group.epoch} ended: ${left.length} member(s) left` })
-    } else if (result.code !== 'cancelled') {
-      this.status.aborted += 1
+    if (result.code !== 'cancelled') {
       this.blame(result.culprit, result.code === 'peer-aborted' ? result.cause : result.code, req.round)
-      this.event({ kind: 'aborted', round: req.round, detail: `group ${group.epoch}: ${result.code}: ${result.reason}`, culprit: result.culprit })
-      this.components.logger.warn({ round: req.round, epoch: group.epoch, reason: result.reason, culprit: result.culprit }, 'round in the group aborted')
+      // told apart once the agreement that follows has run: a member that was leaving cleanly (its goodbye
+      // still on its way over gossip when this round started) is no fault, and by then it is known to have left
+      this.groupFailure = { round: req.round, group, code: result.code, reason: result.reason, culprit: result.culprit }
     }
     return null
+  }
+
+  /** Counts the failed round in the reused group (see reduceInGroup) as an abort, or as a member that left. */
+  private settleGroupFailure (): void {
+    const f = this.groupFailure
+    if (f === null) return
+    this.groupFailure = null
+    const left = f.group.members.filter(p => this.components.hasLeft?.(p) === true)
+    if (left.length > 0) {
+      this.event({ kind: 'members', round: f.round, detail: `group ${f.group.epoch} ended: ${left.length} member(s) left` })
+      return
+    }
+    this.status.aborted += 1
+    this.event({ kind: 'aborted', round: f.round, detail: `group ${f.group.epoch}: ${f.code}: ${f.reason}`, culprit: f.culprit })
+    this.components.logger.warn({ round: f.round, epoch: f.group.epoch, reason: f.reason, culprit: f.culprit }, 'round in the group aborted')
   }
 
   /** A round whose members are agreed first (ready → proposal), starting a new group. */
@@ -479,6 +492,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
       clearInterval(membersTimer)
       signal?.removeEventListener('abort', onAbort)
       this.actor = null
+      this.settleGroupFailure()
     }
     if (output.outcome === 'cancelled' && this.behindRound !== null) {
       const ahead = this.behindRound
