@@ -17,3 +17,7 @@ export { DATASETS, UnknownDatasetError, epochOrder, gatherBatch, loadDataset, sp
 export type { Dataset, DatasetName, Examples, LoadOptions } from './dataset.ts'
 export { SPAM_BUCKETS, SPAM_CLASSES } from './spam.ts'
 export * from './imported/index.ts'
+export { loadJobDataset, resolveJobData } from './resolve.ts'
+export type { JobData, JobDataComponents } from './resolve.ts'
+export { cutShards, importedShardSpecs, rowsOf, shardId } from './shards.ts'
+export type { ShardSpec } from './shards.ts'

@@ -17,13 +17,9 @@ import type { Logger } from 'pino'
 import { jobId as computeJobId, parseJob } from '../../protocols/job/index.ts'
 import type { Job, JobInput } from '../../protocols/job/index.ts'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { join } from 'node:path'
-import { loadDataset } from '../data/dataset.ts'
-import type { Dataset } from '../data/dataset.ts'
-import { datasetsRoot, isDatasetId, readDescription } from '../data/imported/index.ts'
-import { cutShards, importedShardSpecs, rowsOf } from '../data/shards.ts'
-import { ShardService, createDataDirShardStore, fetchDataset } from '../shard-transfer/index.ts'
-import type { ShardSpec } from '../data/shards.ts'
+import { resolveJobData } from '../data/index.ts'
+import type { JobData } from '../data/index.ts'
+import { ShardService, createDataDirShardStore } from '../shard-transfer/index.ts'
 import { ReconnectService, loadOrCreateKey, startNetwork } from '../network/index.ts'
 import { resolveSwarmKey } from '../security/index.ts'
 import type { Network } from '../network/index.ts'
@@ -133,7 +129,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   /** A stop was asked: no more catching up with the swarm. */
   stopping = false
   syncs: Array<{ at: number, round: number, bytes: number, ms: number, donors: number, from: string[], adopted: boolean }> = []
-  shardSpecs: ShardSpec[] = []
+  /** The job's data set and shards, once the job is resolved. */
+  data: JobData | null = null
   /** The last round ended without a quorum of this peer's group. */
   private partitioned = false
   /** The newest checkpoint (if any) is in the trainer: before that its step would read as lost progress. */
@@ -295,15 +292,11 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.jobId = computeJobId(this.job)
     manifest.jobId = this.jobId
     await meta.put('job', this.job)
-    const dataset = await this.loadJobDataset(this.job.dataset)
-    this.shardSpecs = isDatasetId(this.job.dataset)
-      ? importedShardSpecs(readDescription(join(datasetsRoot(options.dataDir), this.job.dataset), this.job.dataset))
-      : cutShards(dataset.train, this.job.shards)
-    this.trainer = new Trainer({ job: this.job, jobId: this.jobId, dataset })
+    const data = await resolveJobData({ dataDir: options.dataDir, node: network.node, peers: () => network.connectedPeers().map(p => p.peerId), logger: log }, this.job)
+    this.data = data
+    this.trainer = new Trainer({ job: this.job, jobId: this.jobId, dataset: data.dataset })
     this.trainer.setRows(new Uint32Array(0))
-    if (manifest.job() === undefined) {
-      await manifest.createJob(this.job, new Map(this.shardSpecs.map(s => [s.id, { index: s.index, rows: s.rows, hash: s.hash }])))
-    }
+    if (manifest.job() === undefined) await manifest.createJob(this.job, data.records())
     manifest.on('change', () => { this.updateRows() })
     await manifest.attachJob(this.jobId)
     // a restarted peer finds its swarm again through the members it knew, and any member lost later is redialled
@@ -331,26 +324,6 @@ export class Peer extends EventEmitter<PeerEvents> {
     log.info({ job: this.jobId, peerId: network.peerId }, swarmJob !== undefined ? 'joined the swarm' : 'swarm ready')
   }
 
-  /**
-   * The job's data set: built in, or imported (`ds-…`). An imported data set
-   * this peer does not hold (whole) is fetched from the swarm's members,
-   * shard by shard, each checked against its hash.
-   */
-  private async loadJobDataset (name: string): Promise<Dataset> {
-    const dataDir = this.options.dataDir
-    try {
-      return loadDataset(name, { dataDir })
-    } catch (err) {
-      if (!isDatasetId(name) || !['IncompleteDatasetError', 'DatasetNotFoundError'].includes((err as Error).name)) throw err
-    }
-    const network = this.requireNetwork()
-    const peers = network.connectedPeers().map(p => p.peerId)
-    this.options.logger.info({ dataset: name, peers: peers.length }, 'fetching the data set from the swarm')
-    const r = await fetchDataset(network.node, peers, name, dataDir)
-    this.options.logger.info({ dataset: name, ms: r.ms, bytes: r.bytes }, 'data set fetched')
-    return loadDataset(name, { dataDir })
-  }
-
   /** Dials every --join address, retrying until the join timeout; returns the peers reached. */
   private async dialJoinPeers (): Promise<string[]> {
     const { options } = this
@@ -374,8 +347,8 @@ export class Peer extends EventEmitter<PeerEvents> {
 
   /** Points the trainer at the rows of the shards this peer owns now. */
   private updateRows (): void {
-    if (this.trainer === null || this.manifest === null) return
-    this.trainer.setRows(rowsOf(this.shardSpecs, this.manifest.mine()))
+    if (this.trainer === null || this.manifest === null || this.data === null) return
+    this.trainer.setRows(this.data.rowsOf(this.manifest.mine()))
   }
 
   private async restore (signal?: AbortSignal): Promise<void> {
