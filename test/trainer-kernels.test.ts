@@ -129,7 +129,10 @@ describe('fast wasm kernels equal the cpu kernels', () => {
       [4, 300, 300, [], []], // a batch-sized a against a large b: transposes the small operands
       [300, 4, 2, [2], [2]],
       [5, 6, 4, [1], [3]], // broadcast batch dimensions
-      [5, 6, 4, [3], []]
+      [5, 6, 4, [3], []],
+      [5, 6, 4, [], [3]],
+      [16, 8, 16, [24], [24]], // attention-sized: many small products
+      [7, 9, 33, [4], [1]]
     ]
     for (const [m, k, n, ba, bb] of cases) {
       for (const transposeA of [false, true]) {
@@ -143,15 +146,19 @@ describe('fast wasm kernels equal the cpu kernels', () => {
   })
 
   it('_FusedMatMul: transposes, batches (where the stock wasm kernel adds the bias wrongly), activations', async () => {
-    for (const batch of [1, 3]) {
+    // [batch of a, batch of b]: a shared b (a's batch as one tall matrix), or a batch of both
+    for (const [batchA, batchB] of [[1, 1], [3, 3], [3, 1], [1, 3]]) {
       for (const activation of ['linear', 'relu', 'leakyrelu', 'sigmoid']) {
         for (const transposeA of [false, true]) {
           for (const transposeB of [false, true]) {
-            // the kernel takes rank-3 operands (tf.fused.matMul reshapes to them)
-            const a = normal(transposeA ? [batch, 12, 8] : [batch, 8, 12])
-            const b = normal(transposeB ? [batch, 10, 12] : [batch, 12, 10])
-            const bias = normal([10])
-            await compareKernel('_FusedMatMul', { a, b, bias }, { transposeA, transposeB, activation, leakyreluAlpha: 0.2 }, `_FusedMatMul batch=${batch} ${activation} tA=${transposeA} tB=${transposeB}`)
+            for (const biased of [true, false]) {
+              // the kernel takes rank-3 operands (tf.fused.matMul reshapes to them)
+              const a = normal(transposeA ? [batchA, 12, 8] : [batchA, 8, 12])
+              const b = normal(transposeB ? [batchB, 10, 12] : [batchB, 12, 10])
+              const inputs: Record<string, Data> = biased ? { a, b, bias: normal([10]) } : { a, b }
+              await compareKernel('_FusedMatMul', inputs, { transposeA, transposeB, activation, leakyreluAlpha: 0.2 },
+                `_FusedMatMul batch=${batchA}/${batchB} ${activation} tA=${transposeA} tB=${transposeB} bias=${biased}`)
+            }
           }
         }
       }
@@ -369,4 +376,67 @@ describe('gradients of stock Layers models: wasm with the fast kernels equal cpu
       model.dispose()
     })
   }
+})
+
+// ---------------------------------------------------------------- a causal attention block in tf ops
+
+/**
+ * One pre-norm transformer block as a GPT writes it: layer norm, causal
+ * multi-head self-attention (batched matMuls with transposes, softmax), an
+ * MLP, residuals; loss = mean squared error of its output.
+ */
+function attentionLoss (p: Record<string, tf.Tensor>, x: tf.Tensor3D, target: tf.Tensor3D, heads: number): tf.Scalar {
+  const [batch, time, dim] = x.shape
+  const hd = dim / heads
+  const norm = (h: tf.Tensor, g: tf.Tensor, b: tf.Tensor): tf.Tensor => {
+    const { mean, variance } = tf.moments(h, -1, true)
+    return tf.add(tf.mul(tf.div(tf.sub(h, mean), tf.sqrt(tf.add(variance, 1e-5))), g), b)
+  }
+  const split = (h: tf.Tensor): tf.Tensor => tf.transpose(tf.reshape(h, [batch, time, heads, hd]), [0, 2, 1, 3]) // [b, heads, t, hd]
+  const h = norm(x, p.g1, p.b1)
+  const flat = tf.reshape(h, [batch * time, dim])
+  const q = split(tf.matMul(flat, p.wq))
+  const k = split(tf.matMul(flat, p.wk))
+  const v = split(tf.matMul(flat, p.wv))
+  const mask = tf.linalg.bandPart(tf.ones([time, time]), -1, 0) // lower triangle
+  const scores = tf.add(tf.div(tf.matMul(q, k, false, true), Math.sqrt(hd)), tf.mul(tf.sub(1, mask), -1e9))
+  const attended = tf.matMul(tf.softmax(scores), v) // [b, heads, t, hd]
+  // (tf.matMul of rank 3 by rank 2 has no gradient in TF.js: its gradient of b keeps the batch)
+  const merged = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [batch * time, dim])
+  const r = tf.add(x, tf.reshape(tf.matMul(merged, p.wo), [batch, time, dim]))
+  const m = tf.reshape(norm(r, p.g2, p.b2), [batch * time, dim])
+  const mlp = tf.matMul(tf.relu(tf.add(tf.matMul(m, p.w1), p.c1)), p.w2)
+  const out = tf.add(r, tf.reshape(mlp, [batch, time, dim]))
+  return tf.losses.meanSquaredError(target, out) as tf.Scalar
+}
+
+describe('gradients of a causal attention block in tf ops: wasm with the fast kernels equal cpu', () => {
+  it('layer norm, batched matMuls with transposes, causal softmax, MLP', async () => {
+    const [batch, time, dim, heads] = [3, 8, 16, 4]
+    const shapes: Record<string, number[]> = {
+      g1: [dim], b1: [dim], wq: [dim, dim], wk: [dim, dim], wv: [dim, dim], wo: [dim, dim], g2: [dim], b2: [dim], w1: [dim, 2 * dim], c1: [2 * dim], w2: [2 * dim, dim]
+    }
+    const values = Object.fromEntries(Object.entries(shapes).map(([name, shape]) => [name, normal(shape)]))
+    for (const d of Object.values(values)) for (let i = 0; i < d.values.length; i++) d.values[i] *= 0.3
+    const input = normal([batch, time, dim])
+    const target = normal([batch, time, dim])
+    const run = (): { loss: number, grads: Record<string, Float32Array> } => tf.tidy(() => {
+      const vars = Object.fromEntries(Object.entries(values).map(([name, d]) => [name, tf.variable(tf.tensor(d.values, d.shape), true)]))
+      const x = tf.tensor3d(input.values as Float32Array, input.shape as [number, number, number])
+      const y = tf.tensor3d(target.values as Float32Array, target.shape as [number, number, number])
+      const { value, grads } = tf.variableGrads(() => attentionLoss(vars, x, y, heads), Object.values(vars))
+      const out = { loss: value.dataSync()[0], grads: Object.fromEntries(Object.entries(vars).map(([name, v]) => [name, grads[v.name].dataSync() as Float32Array])) }
+      tf.dispose(Object.values(vars))
+      return out
+    })
+    await tf.setBackend('cpu')
+    const expected = run()
+    await tf.setBackend('wasm')
+    run()
+    const tensors = tf.memory().numTensors
+    const actual = run()
+    assert.equal(tf.memory().numTensors, tensors, 'tensors leaked')
+    assert.ok(Math.abs(actual.loss - expected.loss) <= TOLERANCE * Math.max(1, Math.abs(expected.loss)), `loss ${actual.loss} vs ${expected.loss}`)
+    for (const name of Object.keys(shapes)) assertClose(actual.grads[name], expected.grads[name], `attention: gradient of ${name}`)
+  })
 })

@@ -12,8 +12,14 @@
  *   plain product, choosing between `op(a)·op(b)` and `(op(b)ᵀ·op(a)ᵀ)ᵀ`
  *   whichever copies fewer elements: for `dy·Wᵀ` that transposes the two
  *   batch-sized operands rather than a large kernel. `_FusedMatMul` with
- *   transposes gets the same (operands only); with batched operands and a
- *   bias, where the stock kernel adds the bias wrongly, it runs unfused.
+ *   transposes gets the same (operands only).
+ * - Batched `BatchMatMul` (batch > 1, as attention's q·kᵀ and scores·v) runs
+ *   as a naive loop too: XNNPACK serves only one pair of matrices. Replaced
+ *   by one XNNPACK product per pair, through views of the operands
+ *   registered with the wasm side (no copies), or by one tall product where b
+ *   is shared (`[batch, m, k]·[k, n]`). `_FusedMatMul` with a batched a and a
+ *   shared b runs as that tall product, fused; with batched b, where the stock
+ *   kernel also adds the bias wrongly, as product, bias and activation.
  * - `Conv2DBackpropFilter` is missing (autodiff of conv2d throws). Written as
  *   one forward convolution: the batch becomes the channel axis and `dy`
  *   slides over `x` as a filter, dilated by the stride.
@@ -91,6 +97,109 @@ function channelsLast (kernel: string, dataFormat: unknown): 'channelsLast' {
 
 // ---------------------------------------------------------------- matMul
 
+type WasmMatMul = (aId: number, aShape: Uint8Array, aRank: number, bId: number, bShape: Uint8Array, bRank: number,
+  transposeA: boolean, transposeB: boolean, outId: number) => void
+
+/** wasm's own BatchMatMul entry point, per backend instance (it is bound to one wasm module). */
+const wasmMatMuls = new WeakMap<BackendWasm, WasmMatMul>()
+
+function wasmMatMul (backend: BackendWasm): WasmMatMul {
+  let f = wasmMatMuls.get(backend)
+  if (f === undefined) {
+    const module = backend.wasm as unknown as { cwrap: (name: string, ret: null, args: string[]) => WasmMatMul }
+    f = module.cwrap('BatchMatMul', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number'])
+    wasmMatMuls.set(backend, f)
+  }
+  return f
+}
+
+function shapeBytes (shape: number[]): Uint8Array {
+  return new Uint8Array(new Int32Array(shape).buffer)
+}
+
+/** The wasm-side id and heap offset (bytes) of a tensor. */
+function place (backend: BackendWasm, info: Info): { id: number, offset: number } {
+  const data = backend.dataIdMap.get(info.dataId) as unknown as { id: number, memoryOffset: number }
+  return { id: data.id, offset: data.memoryOffset }
+}
+
+/**
+ * Offsets (in matrices) into a's and b's batch of each output matrix, with
+ * numpy broadcasting of the batch dimensions.
+ */
+function batchIndex (aBatch: number[], bBatch: number[], outBatch: number[]): { a: Int32Array, b: Int32Array } {
+  const n = size(outBatch)
+  const a = new Int32Array(n)
+  const b = new Int32Array(n)
+  const r = outBatch.length
+  const index = new Array<number>(r).fill(0)
+  const flat = (shape: number[]): number => {
+    let at = 0
+    const off = r - shape.length
+    for (let d = 0; d < shape.length; d++) at = at * shape[d] + (shape[d] === 1 ? 0 : index[d + off])
+    return at
+  }
+  for (let i = 0; i < n; i++) {
+    a[i] = flat(aBatch)
+    b[i] = flat(bBatch)
+    for (let d = r - 1; d >= 0; d--) {
+      if (++index[d] < outBatch[d]) break
+      index[d] = 0
+    }
+  }
+  return { a, b }
+}
+
+/**
+ * C = a·b (no transposes), batched, on XNNPACK's fully-connected operator:
+ * wasm's own kernel uses it only for a single matrix pair and runs any batch
+ * as a naive loop. A shared (batch-1) b makes a's batch one tall matrix; else
+ * each pair of matrices runs on its own, through views registered with the
+ * wasm side at offsets into the operands (no copies).
+ */
+function product (backend: BackendWasm, a: Info, b: Info): Info {
+  const ra = a.shape.length
+  const rb = b.shape.length
+  const [m, k] = a.shape.slice(ra - 2)
+  const n = b.shape[rb - 1]
+  const aBatch = a.shape.slice(0, -2)
+  const bBatch = b.shape.slice(0, -2)
+  const outBatch = tf.backend_util.assertAndGetBroadcastShape(aBatch, bBatch)
+  const batchA = size(aBatch)
+  const batchB = size(bBatch)
+  const batch = size(outBatch)
+  if (m * k * n === 0 || b.shape[rb - 2] !== k) return call('BatchMatMul', backend, { a, b }, { transposeA: false, transposeB: false })
+  const run = wasmMatMul(backend)
+  const out = backend.makeOutput([...outBatch, m, n], 'float32')
+  const bShape = shapeBytes([1, k, n])
+  if (batchB === 1 && batchA === batch) {
+    run(place(backend, a).id, shapeBytes([1, batchA * m, k]), 3, place(backend, b).id, bShape, 3, false, false, place(backend, out).id)
+    return out
+  }
+  const index = batchIndex(aBatch, bBatch, outBatch)
+  const pa = place(backend, a)
+  const pb = place(backend, b)
+  const po = place(backend, out)
+  const aShape = shapeBytes([1, m, k])
+  const wasm = backend.wasm
+  const view = (offset: number, elements: number): number => {
+    const id = (backend as unknown as { dataIdNextNumber: number }).dataIdNextNumber++
+    wasm.tfjs.registerTensor(id, elements, offset)
+    return id
+  }
+  for (let i = 0; i < batch; i++) {
+    const va = batchA === 1 ? pa.id : view(pa.offset + 4 * index.a[i] * m * k, m * k)
+    // XNNPACK packs b into its operator, cached under b's id until that id is disposed
+    const vb = batchB === 1 ? pb.id : view(pb.offset + 4 * index.b[i] * k * n, k * n)
+    const vo = view(po.offset + 4 * i * m * n, m * n)
+    run(va, aShape, 3, vb, bShape, 3, false, false, vo)
+    if (va !== pa.id) wasm.tfjs.disposeData(va)
+    if (vb !== pb.id) wasm.tfjs.disposeData(vb)
+    wasm.tfjs.disposeData(vo)
+  }
+  return out
+}
+
 /** C = op(a)·op(b), batched, with transposes made explicit. */
 function batchMatMul (args: Args): Info {
   const { backend, attrs } = args
@@ -102,13 +211,14 @@ function batchMatMul (args: Args): Info {
   const rb = b.shape.length
   const innerA = a.shape[tA ? ra - 2 : ra - 1]
   const innerB = b.shape[tB ? rb - 1 : rb - 2]
-  if ((!tA && !tB) || a.dtype !== 'float32' || b.dtype !== 'float32' || innerA !== innerB) return stock('BatchMatMul')(args)
+  if (a.dtype !== 'float32' || b.dtype !== 'float32' || innerA !== innerB) return stock('BatchMatMul')(args)
+  if (!tA && !tB) return product(backend, a, b)
   const m = a.shape[tA ? ra - 1 : ra - 2]
   const n = b.shape[tB ? rb - 2 : rb - 1]
   const batch = Math.max(size(a.shape.slice(0, -2)), size(b.shape.slice(0, -2)))
   const sa = size(a.shape)
   const sb = size(b.shape)
-  const plain = (x: Info, y: Info): Info => call('BatchMatMul', backend, { a: x, b: y }, { transposeA: false, transposeB: false })
+  const plain = (x: Info, y: Info): Info => product(backend, x, y)
   // elements copied: transposing the flagged operands, or the others and the product
   const direct = (tA ? sa : 0) + (tB ? sb : 0)
   const flipped = batch * m * n + (tA ? 0 : sa) + (tB ? 0 : sb)
@@ -146,14 +256,31 @@ function fusedMatMul (args: Args): Info {
   const tA = attrs.transposeA === true
   const tB = attrs.transposeB === true
   if (a.dtype !== 'float32' || b.dtype !== 'float32') return stock('_FusedMatMul')(args)
-  const batched = size(a.shape.slice(0, -2)) > 1 || size(b.shape.slice(0, -2)) > 1
-  if (batched && bias !== undefined) {
+  const batchA = size(a.shape.slice(0, -2))
+  const batchB = size(b.shape.slice(0, -2))
+  if (batchA > 1 && batchB === 1 && !tA && a.shape.length === 3 && b.shape.length === 3) {
+    // a's batch as one tall matrix against the shared b: the stock kernel's fused path, on one matrix pair
+    const [m, k] = a.shape.slice(-2)
+    const outShape = [...tf.backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2)), m, b.shape[b.shape.length - (tB ? 2 : 1)]]
+    const tall = call('Reshape', backend, { x: a }, { shape: [1, batchA * m, k] })
+    const y = tB ? swapLast(backend, b) : b
+    const out = stock('_FusedMatMul')({ inputs: { ...args.inputs, a: tall, b: y }, backend, attrs: { ...attrs, transposeA: false, transposeB: false } })
+    free(backend, tall)
+    if (tB) free(backend, y)
+    out.shape = outShape
+    return out
+  }
+  if (batchA > 1 || batchB > 1) {
     const activation = String(attrs.activation ?? 'linear')
     const kernel = ACTIVATIONS[activation]
     if (kernel === undefined && activation !== 'linear') return stock('_FusedMatMul')(args) // the stock kernel names what it does not support
-    const product = batchMatMul({ inputs: { a, b }, backend, attrs: { transposeA: tA, transposeB: tB } })
-    const biased = call('Add', backend, { a: product, b: bias })
-    free(backend, product)
+    const c = batchMatMul({ inputs: { a, b }, backend, attrs: { transposeA: tA, transposeB: tB } })
+    if (bias === undefined && kernel === undefined) return c
+    let biased = c
+    if (bias !== undefined) {
+      biased = call('Add', backend, { a: c, b: bias })
+      free(backend, c)
+    }
     if (kernel === undefined) return biased
     const out = kernel === 'Prelu'
       ? call(kernel, backend, { x: biased, alpha: preluActivationWeights })
@@ -421,7 +548,7 @@ const FAST: Record<string, Kernel> = {
 }
 
 /** Stock wasm kernels ours call. */
-const CALLED = ['BatchMatMul', '_FusedMatMul', 'Transpose', 'Conv2D', 'Slice', 'Add', ...Object.values(ACTIVATIONS) as string[]]
+const CALLED = ['BatchMatMul', '_FusedMatMul', 'Transpose', 'Conv2D', 'Slice', 'Add', 'Reshape', ...Object.values(ACTIVATIONS) as string[]]
 
 /** The names of the kernels registerFastWasmKernels replaces or adds. */
 export const FAST_WASM_KERNELS: readonly string[] = Object.keys(FAST)
