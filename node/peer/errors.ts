@@ -6,10 +6,4 @@ export class CorruptDataDirError extends Error {
   override name = 'CorruptDataDirError'
 }
 
-export class JobConflictError extends Error {
-  override name = 'JobConflictError'
-}
-
-export class JoinFailedError extends Error {
-  override name = 'JoinFailedError'
-}
+export { JobConflictError, JoinFailedError } from '../network/errors.ts'

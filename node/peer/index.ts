@@ -14,28 +14,26 @@ import { EventEmitter } from 'node:events'
 import { createActor, fromPromise } from 'xstate'
 import type { Actor } from 'xstate'
 import type { Logger } from 'pino'
-import { jobId as computeJobId, parseJob } from '../../protocols/job/index.ts'
 import type { Job, JobInput } from '../../protocols/job/index.ts'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { resolveJobData } from '../data/index.ts'
 import type { JobData } from '../data/index.ts'
 import { ShardService, createDataDirShardStore } from '../shard-transfer/index.ts'
-import { ReconnectService, loadOrCreateKey, startNetwork } from '../network/index.ts'
+import { ReconnectService, joinSwarm, loadOrCreateKey, startNetwork } from '../network/index.ts'
 import { resolveSwarmKey } from '../security/index.ts'
 import type { Network } from '../network/index.ts'
 import { Manifest } from '../manifest/index.ts'
 import { Ring, createKeyedRingTransport, listenHostOf } from '../ring/index.ts'
 import { Rounds, compareRank, rankOf } from '../rounds/index.ts'
-import type { GroupRank, ReduceResult } from '../rounds/index.ts'
+import type { GroupRank } from '../rounds/index.ts'
 import { StateSyncServer, fetchState, winningDonors } from '../state-sync/index.ts'
 import type { Candidate } from '../state-sync/index.ts'
 import type { ManifestStore } from '../manifest/index.ts'
 import { ApiServer } from '../api/index.ts'
 import { CheckpointStore, Trainer, createTrainerLogic, selectBackend } from '../trainer/index.ts'
-import type { BackendChoice, BackendName, BinaryStore, Evaluation, Update } from '../trainer/index.ts'
+import type { BackendChoice, BackendName, BinaryStore, Evaluation } from '../trainer/index.ts'
 import { openDataDir } from './store.ts'
 import type { PeerDb } from './store.ts'
-import { JobConflictError, JoinFailedError } from './errors.ts'
 import { peerMachine, peerStateName } from './machine.ts'
 import { buildStatus } from './status.ts'
 import type { PeerStatus } from './status.ts'
@@ -84,8 +82,6 @@ export interface PeerOptions {
 const CONNECT_TIMEOUT_MS = 3000
 /** How often a peer waiting for --min-peers looks again. */
 const PEER_WAIT_POLL_MS = 250
-/** Pause between rounds of dialling the --join peers. */
-const JOIN_RETRY_MS = 1000
 
 export interface RoundFigures {
   round: number
@@ -251,9 +247,9 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   /**
-   * Resolves the job and joins the swarm. A peer given --join adopts the
-   * swarm's job (and refuses to train another); the first peer creates the
-   * job and its shards in the manifest.
+   * Resolves the job and joins the swarm (node/network/join.ts), then wires
+   * what trains it: its data, the trainer, the manifest's shards, redialling,
+   * rounds, state sync and operations.
    */
   private async join (): Promise<void> {
     const { options } = this
@@ -261,36 +257,11 @@ export class Peer extends EventEmitter<PeerEvents> {
     const network = this.requireNetwork()
     const manifest = this.requireManifest()
     const meta = this.requireDb().sublevel<string, unknown>('meta', { valueEncoding: 'json' })
-    const storedRaw = (await meta.get('job')) ?? manifest.job()
-    const stored = storedRaw !== undefined ? parseJob(storedRaw) : undefined
-    const asked = options.job !== undefined ? parseJob(options.job) : undefined
-    if (asked !== undefined && stored !== undefined && computeJobId(stored) !== computeJobId(asked)) {
-      throw new JobConflictError(`data dir ${options.dataDir} holds job ${computeJobId(stored)} (${describeJob(stored)}), not the job asked for ${computeJobId(asked)} (${describeJob(asked)}); start without job options to resume it, or use another --data-dir`)
-    }
-    const mine = asked ?? stored
-    if (mine !== undefined) manifest.jobId = computeJobId(mine)
-
-    let swarmJob: Job | undefined
-    if (options.join.length > 0) {
-      const conflicts: Array<{ peer: string, jobId: string | null }> = []
-      const onConflict = (c: { peer: string, jobId: string | null }): void => { conflicts.push(c) }
-      manifest.on('job.conflict', onConflict)
-      try {
-        const joined = await this.dialJoinPeers()
-        for (const peer of joined) await manifest.syncWith(peer)
-        if (conflicts.length > 0) {
-          const c = conflicts[0]
-          throw new JobConflictError(`the swarm at ${options.join.join(', ')} trains job ${c.jobId ?? '(none)'}, but this peer ${asked !== undefined ? 'was asked for' : 'holds'} job ${manifest.jobId ?? '-'}${mine !== undefined ? ` (${describeJob(mine)})` : ''}; start it without job options and on a fresh --data-dir to join that swarm`)
-        }
-        swarmJob = manifest.job()
-        if (swarmJob === undefined) throw new JoinFailedError(`joined ${joined.join(', ')} but could not get the swarm's job from them`)
-      } finally {
-        manifest.off('job.conflict', onConflict)
-      }
-    }
-    this.job = swarmJob ?? mine ?? parseJob({})
-    this.jobId = computeJobId(this.job)
-    manifest.jobId = this.jobId
+    const joined = await joinSwarm({ dial: async (address, signal) => await network.dial(address, signal), manifest }, {
+      dataDir: options.dataDir, join: options.join, joinTimeoutMs: options.joinTimeoutMs, asked: options.job, stored: await meta.get('job')
+    })
+    this.job = joined.job
+    this.jobId = joined.jobId
     await meta.put('job', this.job)
     const data = await resolveJobData({ dataDir: options.dataDir, node: network.node, peers: () => network.connectedPeers().map(p => p.peerId), logger: log }, this.job)
     this.data = data
@@ -321,28 +292,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     // metrics, dashboard and swarm status (node/ops) once everything they read exists
     const { startOps } = await import('../ops/index.ts')
     this.ops = await startOps(this)
-    log.info({ job: this.jobId, peerId: network.peerId }, swarmJob !== undefined ? 'joined the swarm' : 'swarm ready')
-  }
-
-  /** Dials every --join address, retrying until the join timeout; returns the peers reached. */
-  private async dialJoinPeers (): Promise<string[]> {
-    const { options } = this
-    const network = this.requireNetwork()
-    const deadline = Date.now() + options.joinTimeoutMs
-    let lastError: unknown
-    while (Date.now() < deadline) {
-      const reached: string[] = []
-      for (const addr of options.join) {
-        try {
-          reached.push(await network.dial(addr, AbortSignal.timeout(Math.max(1000, Math.min(5000, deadline - Date.now())))))
-        } catch (err) {
-          lastError = err
-        }
-      }
-      if (reached.length > 0) return [...new Set(reached)]
-      await sleep(JOIN_RETRY_MS)
-    }
-    throw new JoinFailedError(`could not reach any --join peer (${options.join.join(', ')}) within ${options.joinTimeoutMs / 1000} s: ${(lastError as Error)?.message ?? 'no answer'}`)
+    log.info({ job: this.jobId, peerId: network.peerId }, joined.joined ? 'joined the swarm' : 'swarm ready')
   }
 
   /** Points the trainer at the rows of the shards this peer owns now. */
@@ -533,10 +483,6 @@ export class Peer extends EventEmitter<PeerEvents> {
   status (): PeerStatus {
     return buildStatus(this)
   }
-}
-
-function describeJob (job: Job): string {
-  return `${job.dataset}/${job.model}, ${job.epochs} epochs, batch ${job.batchSize}`
 }
 
 export async function startPeer (options: PeerOptions): Promise<Peer> {
