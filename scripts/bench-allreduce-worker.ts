@@ -161,6 +161,9 @@ const vectorOf = (bytes: number): Float32Array => {
   return v
 }
 
+/** The sum buffers, one per size, reused by every round (as the rounds' `into`). */
+const sums = new Map<number, Float32Array>()
+
 let socketServer: ReturnType<typeof createServer> | undefined
 
 process.on('message', (msg: Message) => {
@@ -193,7 +196,10 @@ async function handle (msg: Message): Promise<void> {
       const vector = vectorOf(msg.bytes)
       const self = ids[NODE_OF[msg.transport]]
       const cpu = process.cpuUsage()
-      const result = await rings[msg.transport].run({ round: msg.round, attempt: 0, members: msg.members, self, vector })
+      // As the rounds do: the sum goes into a buffer kept from round to round.
+      const into = sums.get(msg.bytes) ?? new Float32Array(msg.bytes / 4)
+      sums.set(msg.bytes, into)
+      const result = await rings[msg.transport].run({ round: msg.round, attempt: 0, members: msg.members, self, vector, into })
       const used = process.cpuUsage(cpu)
       send({ type: 'ran', ok: result.ok, ms: result.stats.ms, cpuMs: (used.user + used.system) / 1000, reason: result.ok ? undefined : result.reason })
       return

@@ -10,8 +10,8 @@
  *
  * Then it passes the done tokens round (see `commit`). It reports to the machine (`ring.connected`,
  * `step.done`, `round.committed`, `peer.lost`, `frame.invalid`, …) and stops,
- * without another word, when its signal aborts. It works on a copy of the caller's vector, so an aborted
- * round leaves nothing behind: no one ever sees a partial sum.
+ * without another word, when its signal aborts. It sums into a working vector of its own (never the caller's,
+ * which it only reads), so an aborted round leaves nothing behind: no one ever sees a partial sum.
  */
 import {
   InvalidMessageError, decodeFrame, encodeDataHeader, encodeDone, encodeHello, membersHash
@@ -28,7 +28,13 @@ export interface ExchangePlan {
   /** Hashed with the member list into the hello (RoundSpec.tag). */
   tag?: string
   rank: number
-  /** The working vector: a copy of the caller's, summed in place. */
+  /** The caller's vector: read, never written (step 0 sends from it, the adding reads it). */
+  input: Float32Array
+  /**
+   * The working vector, of the same length (never `input` itself). Nothing is copied into it up front: every
+   * chunk is first written by the step that receives it (a reduce step writes input + received, an all-gather
+   * step the received sum), and by the end every chunk has been written.
+   */
   work: Float32Array
   blockElements: number
 }
@@ -73,6 +79,21 @@ export function addChecked (dst: Float32Array, at: number, src: Float32Array): n
     const v = src[k]
     if (v - v !== 0) return k
     dst[at + k] += v
+  }
+  return -1
+}
+
+/**
+ * Writes `base + src` into `dst` at `at` (all three at the same offset `at`, `src` from 0); returns the index of
+ * the first non-finite value of `src`, or −1 (as addChecked: a reduce step's first touch of a chunk, so that the
+ * caller's vector need not be copied into the working one first).
+ */
+export function addCheckedFrom (dst: Float32Array, base: Float32Array, at: number, src: Float32Array): number {
+  const n = src.length
+  for (let k = 0; k < n; k++) {
+    const v = src[k]
+    if (v - v !== 0) return k
+    dst[at + k] = base[at + k] + v
   }
   return -1
 }
@@ -283,6 +304,7 @@ async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>,
   const steps = stepCount(n)
   const spans = chunkSpans(plan.work.length, n)
   const work = plan.work
+  const input = plan.input
   const rank = plan.rank
 
   // Receiver progress: the step being received and the elements of it received so far.
@@ -333,7 +355,8 @@ async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>,
           throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `${frame.length} elements at ${where} overrun the chunk of ${length}` })
         }
         const values = floatsOf(frame.payload, scratch)
-        const bad = reduce ? addChecked(work, start + recvOffset, values) : copyChecked(work, start + recvOffset, values)
+        // Each reduce step receives a chunk no earlier step wrote: its sum is the caller's part plus the block.
+        const bad = reduce ? addCheckedFrom(work, input, start + recvOffset, values) : copyChecked(work, start + recvOffset, values)
         if (bad >= 0) {
           throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `non-finite value (${values[bad]}) at element ${recvOffset + bad} of chunk ${chunk}, step ${t}` })
         }
@@ -359,7 +382,9 @@ async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>,
           await Promise.race([new Promise<void>(resolve => { waiter = { step: t - 1, upto: offset + count, resolve } }), aborted])
         }
         const header = encodeDataHeader({ round: plan.round, attempt: plan.attempt, step: t, chunk, offset, length: count })
-        const payload = new Uint8Array(work.buffer, work.byteOffset + (start + offset) * 4, count * 4)
+        // Step 0 sends this member's own chunk, straight from the caller's vector; later steps what was received.
+        const from = t === 0 ? input : work
+        const payload = new Uint8Array(from.buffer, from.byteOffset + (start + offset) * 4, count * 4)
         await sendFrame(out, [header, payload], progress, signal)
       }
       if (t === steps - 1) {

@@ -213,7 +213,8 @@ export class Ring {
       members: [...spec.members],
       tag: spec.tag,
       rank,
-      work: spec.into !== undefined && spec.into.length === spec.vector.length && spec.into !== spec.vector ? (spec.into.set(spec.vector), spec.into) : spec.vector.slice(),
+      input: spec.vector,
+      work: workFor(spec, n),
       blockElements: blockElementsFor(spec.vector.length, n, this.#blockElements)
     }
     const progress: ExchangeProgress = { bytesSent: 0, bytesReceived: 0, staleFrames: 0, out: null, reading: false, sending: false }
@@ -317,6 +318,18 @@ export class Ring {
       : { round: spec.round, attempt: spec.attempt, ok, code: result.code, cause: result.cause, reason: result.reason, ...(result.culprit !== undefined ? { culprit: result.culprit } : {}), stats: s }
     return result
   }
+}
+
+/**
+ * Where a round sums: the caller's `into` when it fits, else a new array. Alone (N = 1) the sum is the vector
+ * itself, copied; otherwise nothing is copied (the exchange writes every chunk of it).
+ */
+function workFor (spec: RoundSpec, n: number): Float32Array {
+  const into = spec.into !== undefined && spec.into.length === spec.vector.length && spec.into !== spec.vector ? spec.into : null
+  if (n > 1) return into ?? new Float32Array(spec.vector.length)
+  if (into === null) return spec.vector.slice()
+  into.set(spec.vector)
+  return into
 }
 
 /**
