@@ -228,6 +228,39 @@ describe('fast wasm kernels equal the cpu kernels', () => {
     }
   })
 
+  it('Tile: ranks 1-4, rows of one element, int32 and bool', async () => {
+    const cases: Array<[number[], number[]]> = [[[5], [3]], [[2, 3], [2, 1]], [[4, 4, 1], [1, 1, 6]], [[1, 1, 7], [3, 4, 1]], [[2, 3, 2, 2], [2, 1, 3, 2]], [[3, 1], [1, 1]]]
+    for (const [shape, reps] of cases) await compareKernel('Tile', { x: normal(shape) }, { reps }, `Tile ${shape} reps ${reps}`)
+    await compareKernel('Tile', { x: ints([3, 2], -9, 9) }, { reps: [2, 3] }, 'Tile int32')
+    const bools: Data = { shape: [2, 3], values: Int32Array.from([1, 0, 0, 1, 1, 0]), dtype: 'int32' }
+    await tf.setBackend('cpu')
+    const expected = tf.tidy(() => tf.tile(tf.cast(tf.tensor(bools.values, bools.shape, 'int32'), 'bool'), [2, 2]).dataSync())
+    await tf.setBackend('wasm')
+    const actual = tf.tidy(() => tf.tile(tf.cast(tf.tensor(bools.values, bools.shape, 'int32'), 'bool'), [2, 2]).dataSync())
+    assert.deepEqual(Array.from(actual), Array.from(expected), 'Tile bool')
+  })
+
+  it('Identity shares its input\'s buffer, and the input can be disposed first', async () => {
+    await tf.setBackend('wasm')
+    const x = tf.tensor([1, 2, 3])
+    const y = tf.engine().runKernel('Identity', { x }) as tf.Tensor
+    x.dispose()
+    assert.deepEqual(Array.from(y.dataSync()), [1, 2, 3])
+    y.dispose()
+    await compareKernel('Identity', { x: normal([4, 3]) }, {}, 'Identity')
+  })
+
+  it('GatherV2: axes, batch dimensions, rows of one element, int32; an index out of range throws', async () => {
+    await compareKernel('GatherV2', { x: normal([10, 4]), indices: ints([7], 0, 10) }, { axis: 0, batchDims: 0 }, 'GatherV2 rows')
+    await compareKernel('GatherV2', { x: normal([10, 4]), indices: ints([3, 5], 0, 10) }, { axis: 0, batchDims: 0 }, 'GatherV2 rows, rank-2 indices')
+    await compareKernel('GatherV2', { x: normal([3, 10, 2]), indices: ints([6], 0, 10) }, { axis: 1, batchDims: 0 }, 'GatherV2 axis 1')
+    await compareKernel('GatherV2', { x: normal([4, 9]), indices: ints([5], 0, 9) }, { axis: 1, batchDims: 0 }, 'GatherV2 last axis')
+    await compareKernel('GatherV2', { x: normal([2, 6, 3]), indices: ints([2, 4], 0, 6) }, { axis: 1, batchDims: 1 }, 'GatherV2 batchDims 1')
+    await compareKernel('GatherV2', { x: ints([8, 2], -5, 5), indices: ints([4], 0, 8) }, { axis: 0, batchDims: 0 }, 'GatherV2 int32')
+    await tf.setBackend('wasm')
+    assert.throws(() => tf.tidy(() => tf.gather(tf.zeros([3, 2]), tf.tensor1d([0, 3], 'int32'))), /index value 3 is not in \[0, 2\]/)
+  })
+
   it('UnsortedSegmentSum: repeated, missing and out-of-range segment ids', async () => {
     await compareKernel('UnsortedSegmentSum', { x: normal([7, 4]), segmentIds: ints([7], -1, 6) }, { numSegments: 5 }, 'UnsortedSegmentSum [7,4]')
     await compareKernel('UnsortedSegmentSum', { x: normal([5, 2, 3]), segmentIds: ints([5], 0, 4) }, { numSegments: 4 }, 'UnsortedSegmentSum [5,2,3]')
@@ -319,6 +352,20 @@ const MODELS: ModelCase[] = [
     outputs: 5
   },
   {
+    name: 'embedding + dense and layerNormalization over a sequence + globalMaxPooling1d',
+    make: () => tf.sequential({
+      layers: [
+        tf.layers.embedding({ inputDim: 30, outputDim: 8, inputLength: 7 }),
+        tf.layers.dense({ units: 12, activation: 'relu' }), // on rank 3
+        tf.layers.layerNormalization(),
+        tf.layers.globalMaxPooling1d({}),
+        tf.layers.dense({ units: 5 })
+      ]
+    }),
+    input: () => ints([BATCH, 7], 0, 30),
+    outputs: 5
+  },
+  {
     name: 'layerNormalization',
     make: () => tf.sequential({ layers: [tf.layers.dense({ inputShape: [20], units: 24 }), tf.layers.layerNormalization(), tf.layers.dense({ units: 5 })] }),
     input: () => normal([BATCH, 20]),
@@ -376,6 +423,23 @@ describe('gradients of stock Layers models: wasm with the fast kernels equal cpu
       model.dispose()
     })
   }
+})
+
+describe('fast gradients equal TF.js\'s own', () => {
+  it('tile: ranks 1-4 (on cpu, with and without the fast gradient)', async () => {
+    await tf.setBackend('cpu')
+    const cases: Array<[number[], number[]]> = [[[5], [3]], [[2, 3], [2, 1]], [[4, 4, 1], [1, 1, 6]], [[1, 1, 7], [3, 4, 1]], [[2, 3, 2, 2], [2, 1, 3, 2]], [[3, 1], [1, 1]]]
+    for (const [shape, reps] of cases) {
+      const x = normal(shape)
+      const w = normal(shape.map((s, i) => s * reps[i]))
+      const grad = (): Float32Array => tf.tidy(() => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.tile(t, reps), tf.tensor(w.values, w.shape))))(tf.tensor(x.values, shape)).dataSync() as Float32Array)
+      const fast = grad()
+      unregisterFastWasmKernels()
+      const own = grad()
+      registerFastWasmKernels()
+      assertClose(fast, own, `tile gradient ${shape} reps ${reps}`)
+    }
+  })
 })
 
 // ---------------------------------------------------------------- a causal attention block in tf ops

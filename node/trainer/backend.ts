@@ -9,7 +9,7 @@ import { createRequire } from 'node:module'
 import * as tf from '@tensorflow/tfjs'
 
 import { BACKENDS, BACKEND_PACKAGES } from './backends.ts'
-import { registerFastWasmKernels } from './kernels.ts'
+import { registerFastGradients, registerFastWasmKernels } from './kernels.ts'
 import type { BackendChoice, BackendName } from './backends.ts'
 
 export { BACKENDS, BACKEND_PACKAGES, isBackendChoice } from './backends.ts'
@@ -49,6 +49,7 @@ export async function loadBackend (name: BackendName): Promise<void> {
   try {
     if (name !== 'cpu') await import(pkg)
     if (name === 'wasm') registerFastWasmKernels() // stock autodiff without wasm's slow and missing kernels
+    else registerFastGradients()
     const ok = await tf.setBackend(TF_NAMES[name])
     if (!ok) throw new Error(`tf.setBackend('${TF_NAMES[name]}') returned false`)
     await tf.ready()

@@ -33,10 +33,15 @@
  *   (the gradient of `gather`, so of embeddings) are missing: loops over the
  *   wasm heap.
  *
+ * - Gradients (any backend): `tile`'s gradient slices and adds once per
+ *   repetition (layerNormalization of a [64, 64, 32] sequence: 4,096 of each,
+ *   seconds a step); replaced by one reshape and sum.
+ *
  * Usage: load the wasm backend (`import '@tensorflow/tfjs-backend-wasm'`),
- * then call `registerFastWasmKernels()` once; backend.ts does it when it
- * selects wasm. `unregisterFastWasmKernels()` puts the stock kernels back (for
- * benchmarks and tests).
+ * then call `registerFastWasmKernels()` once (it registers the gradients
+ * too); backend.ts does it when it selects wasm, and registers the gradients
+ * alone for the other backends. `unregisterFastWasmKernels()` puts the stock
+ * kernels and gradients back (for benchmarks and tests).
  */
 import * as tf from '@tensorflow/tfjs'
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm'
@@ -509,6 +514,42 @@ function maxPoolGrad (args: Args): Info {
   return out
 }
 
+/**
+ * gather (the forward pass of embeddings) as row copies; wasm's kernel
+ * computes a source index per output element. Same index check and error.
+ */
+function gatherV2 (args: Args): Info {
+  const { backend, attrs } = args
+  const x = args.inputs.x as Info
+  const indices = args.inputs.indices as Info
+  if (x.dtype === 'string') return stock('GatherV2')(args)
+  const axis = tf.util.parseAxisParam(attrs.axis as number, x.shape)[0]
+  const info = tf.backend_util.segment_util.collectGatherOpShapeInfo(x as tf.TensorInfo as tf.Tensor, indices as tf.TensorInfo as tf.Tensor, axis, (attrs.batchDims ?? 0) as number)
+  const { batchSize, outerSize, dimSize, sliceSize } = info
+  const out = backend.makeOutput(info.outputShape, x.dtype)
+  const idx = backend.typedArrayFromHeap(indices)
+  for (let i = 0; i < idx.length; i++) {
+    const v = idx[i]
+    if (!(v >= 0 && v <= dimSize - 1)) throw new Error(`GatherV2: the index value ${v} is not in [0, ${dimSize - 1}]`)
+  }
+  if (size(x.shape) === 0 || size(info.outputShape) === 0) return out
+  const src = backend.typedArrayFromHeap(x)
+  const dst = backend.typedArrayFromHeap(out)
+  const n = idx.length / batchSize
+  let to = 0
+  for (let b = 0; b < batchSize; b++) {
+    for (let o = 0; o < outerSize; o++) {
+      const base = (b * outerSize + o) * dimSize * sliceSize
+      for (let j = 0; j < n; j++, to += sliceSize) {
+        const from = base + idx[b * n + j] * sliceSize
+        if (sliceSize === 1) dst[to] = src[from]
+        else dst.set(src.subarray(from, from + sliceSize), to)
+      }
+    }
+  }
+  return out
+}
+
 /** out[ids[k], ...] += x[k, ...]; ids outside [0, numSegments) are dropped. */
 function unsortedSegmentSum (args: Args): Info {
   const { backend, attrs } = args
@@ -533,6 +574,116 @@ function unsortedSegmentSum (args: Args): Info {
   return out
 }
 
+// ---------------------------------------------------------------- tile, identity
+
+/**
+ * tile as block copies: each row of x is copied (or filled, for rows of one
+ * element) into place, and each finished block is repeated by copyWithin;
+ * wasm's kernel computes a source index per output element.
+ */
+function tile (args: Args): Info {
+  const { backend, attrs } = args
+  const x = args.inputs.x as Info
+  const reps = attrs.reps as number[]
+  if (x.dtype === 'string' || x.shape.length === 0 || reps.length !== x.shape.length) return stock('Tile')(args)
+  const shape = x.shape
+  const r = shape.length
+  const outShape = shape.map((s, i) => s * reps[i])
+  const out = backend.makeOutput(outShape, x.dtype)
+  if (size(outShape) === 0) return out
+  const src = backend.typedArrayFromHeap(x)
+  const dst = backend.typedArrayFromHeap(out)
+  // strides (elements) of x and of the output
+  const xs = new Array<number>(r)
+  const os = new Array<number>(r)
+  xs[r - 1] = 1
+  os[r - 1] = 1
+  for (let d = r - 2; d >= 0; d--) {
+    xs[d] = xs[d + 1] * shape[d + 1]
+    os[d] = os[d + 1] * outShape[d + 1]
+  }
+  const fill = (d: number, from: number, to: number): void => {
+    const s = shape[d]
+    if (d === r - 1) {
+      if (s === 1) dst.fill(src[from], to, to + reps[d])
+      else for (let k = 0; k < reps[d]; k++) dst.set(src.subarray(from, from + s), to + k * s)
+      return
+    }
+    for (let i = 0; i < s; i++) fill(d + 1, from + i * xs[d], to + i * os[d])
+    const block = s * os[d]
+    for (let k = 1; k < reps[d]; k++) dst.copyWithin(to + k * block, to, to + block)
+  }
+  fill(0, 0, 0)
+  return out
+}
+
+/** identity shares x's buffer (tensors are immutable), as the cpu backend does; wasm's copies it. */
+function identity (args: Args): Info {
+  const x = args.inputs.x as Info
+  if (x.dtype === 'string') return stock('Identity')(args)
+  args.backend.incRef(x.dataId)
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype }
+}
+
+// ---------------------------------------------------------------- gradients (any backend)
+
+/**
+ * The gradient of `tile`: dy viewed as [r0, s0, r1, s1, …] (r the
+ * repetitions, s x's shape) summed over the r axes. TF.js's own slices dy
+ * once per repetition and adds the pieces, one kernel pair per repetition:
+ * Layers' layerNormalization tiles its moments over batch × time, so a
+ * [64, 64, 32] input costs 4,096 slices and adds (seconds per step).
+ */
+const tileGrad: tf.GradConfig = {
+  kernelName: 'Tile',
+  inputsToSave: ['x'],
+  gradFunc: (dy, saved, attrs) => {
+    const [x] = saved
+    const reps = (attrs as unknown as { reps: number[] }).reps
+    return {
+      x: () => {
+        const g = dy as tf.Tensor
+        const shape: number[] = []
+        const axes: number[] = []
+        x.shape.forEach((s, i) => {
+          if (reps[i] > 1) { axes.push(shape.length); shape.push(reps[i]) }
+          if (s > 1) shape.push(s)
+        })
+        const summed = axes.length === 0 ? g : tf.sum(tf.reshape(g, shape), axes)
+        return tf.reshape(summed, x.shape)
+      }
+    }
+  }
+}
+
+const FAST_GRADIENTS: tf.GradConfig[] = [tileGrad]
+
+/** The gradients ours replaced, to restore; null while ours are not registered. */
+let replacedGradients: Map<string, tf.GradConfig | undefined> | null = null
+
+/**
+ * Registers faster gradient functions (backend-independent: they are
+ * TF.js's gradients written with fewer kernels). Idempotent.
+ */
+export function registerFastGradients (): void {
+  if (replacedGradients !== null) return
+  const saved = new Map<string, tf.GradConfig | undefined>()
+  for (const config of FAST_GRADIENTS) {
+    saved.set(config.kernelName, tf.getGradient(config.kernelName) as tf.GradConfig | undefined)
+    tf.registerGradient(config)
+  }
+  replacedGradients = saved
+}
+
+/** Puts TF.js's own gradients back. */
+export function unregisterFastGradients (): void {
+  if (replacedGradients === null) return
+  for (const [name, previous] of replacedGradients) {
+    if (previous !== undefined) tf.registerGradient(previous)
+  }
+  replacedGradients = null
+}
+
 // ---------------------------------------------------------------- registration
 
 /** Ours, by kernel name. */
@@ -544,11 +695,14 @@ const FAST: Record<string, Kernel> = {
   DepthwiseConv2dNativeBackpropFilter: depthwiseBackpropFilter,
   DepthwiseConv2dNativeBackpropInput: depthwiseBackpropInput,
   MaxPoolGrad: maxPoolGrad,
-  UnsortedSegmentSum: unsortedSegmentSum
+  UnsortedSegmentSum: unsortedSegmentSum,
+  Tile: tile,
+  GatherV2: gatherV2,
+  Identity: identity
 }
 
 /** Stock wasm kernels ours call. */
-const CALLED = ['BatchMatMul', '_FusedMatMul', 'Transpose', 'Conv2D', 'Slice', 'Add', 'Reshape', ...Object.values(ACTIVATIONS) as string[]]
+const CALLED = ['BatchMatMul', '_FusedMatMul', 'Transpose', 'Conv2D', 'Slice', 'Add', 'Reshape', 'Tile', 'Identity', ...Object.values(ACTIVATIONS) as string[]]
 
 /** The names of the kernels registerFastWasmKernels replaces or adds. */
 export const FAST_WASM_KERNELS: readonly string[] = Object.keys(FAST)
@@ -559,6 +713,7 @@ export const FAST_WASM_KERNELS: readonly string[] = Object.keys(FAST)
  * be loaded first (its import registers its kernels, and would overwrite ours).
  */
 export function registerFastWasmKernels (): void {
+  registerFastGradients()
   if (replaced !== null) return
   for (const name of CALLED) {
     const config = tf.getKernel(name, BACKEND)
@@ -584,6 +739,7 @@ export function registerFastWasmKernels (): void {
 
 /** Puts the stock wasm kernels back (a no-op when ours are not registered). */
 export function unregisterFastWasmKernels (): void {
+  unregisterFastGradients()
   if (replaced === null) return
   for (const [name, previous] of replaced) {
     tf.unregisterKernel(name, BACKEND)
