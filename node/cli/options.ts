@@ -46,7 +46,11 @@ export function jobOptions (): Option[] {
   return [
     new Option('--job <file>', 'job file (JSON); flags below override its fields'),
     new Option('--dataset <name>', `data set: ${BUILTIN_DATASETS.join(', ')}, or an imported data set's id (peer dataset ls)`).argParser(parseDatasetName),
-    new Option('--model <preset>', 'model preset').choices(['mlp', 'cnn']),
+    new Option('--model <preset>', 'model preset (gpt: a byte-level transformer, for a language-model data set)').choices(['mlp', 'cnn', 'gpt']),
+    new Option('--layers <n>', 'gpt: transformer blocks (default 2)').argParser(parsePositiveInt),
+    new Option('--dim <n>', 'gpt: embedding width, a multiple of --heads (default 64)').argParser(parsePositiveInt),
+    new Option('--heads <n>', 'gpt: attention heads (default 4)').argParser(parsePositiveInt),
+    new Option('--context <n>', 'gpt: tokens the model sees at once (default: the data set\'s)').argParser(parsePositiveInt),
     new Option('--hidden <widths>', 'hidden layer widths, e.g. 256,128').argParser(parseIntList),
     new Option('--batch-size <n>', 'batch size per peer').argParser(parsePositiveInt),
     new Option('--lr <rate>', 'learning rate').argParser(parsePositiveNumber),
@@ -65,6 +69,10 @@ export interface JobFlags {
   dataset?: string
   model?: string
   hidden?: number[]
+  layers?: number
+  dim?: number
+  heads?: number
+  context?: number
   batchSize?: number
   lr?: number
   optimizer?: string
@@ -97,6 +105,11 @@ export function jobFromFlags (flags: JobFlags): Job | undefined {
   if (flags.dataset !== undefined) overrides.dataset = flags.dataset as Job['dataset']
   if (flags.model !== undefined) overrides.model = flags.model as Job['model']
   if (flags.hidden !== undefined) overrides.hidden = flags.hidden
+  const gpt = { layers: flags.layers, dim: flags.dim, heads: flags.heads, context: flags.context }
+  if (Object.values(gpt).some(v => v !== undefined)) {
+    const given = Object.fromEntries(Object.entries(gpt).filter(([, v]) => v !== undefined))
+    overrides.gpt = { ...(base.gpt as JobInput['gpt']), ...given }
+  }
   if (flags.batchSize !== undefined) overrides.batchSize = flags.batchSize
   if (flags.lr !== undefined) overrides.learningRate = flags.lr
   if (flags.optimizer !== undefined) overrides.optimizer = flags.optimizer as Job['optimizer']

@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path'
 import { DATASETS_DIR, isDatasetId, loadImportedDataset } from './imported/index.ts'
+import { loadSpamText } from './lm.ts'
 import { loadMnistExamples } from './mnist.ts'
 import { mixSeed, permutation } from './random.ts'
 import { SPAM_CLASSES, countNgrams, documentFrequencies, loadSpamCorpus, spamExamples } from './spam.ts'
@@ -28,7 +29,7 @@ export interface Dataset {
   test: Examples
 }
 
-export const DATASETS = ['mnist', 'spam'] as const
+export const DATASETS = ['mnist', 'spam', 'spam-text'] as const
 export type DatasetName = typeof DATASETS[number]
 
 /** The split never depends on the job's seed, so every job is evaluated on the same held-out rows. */
@@ -71,6 +72,8 @@ export function loadDataset (name: string, options: LoadOptions = {}): Dataset {
     }
     case 'spam':
       return loadSpam()
+    case 'spam-text':
+      return loadSpamText()
     default:
       throw new UnknownDatasetError(`unknown dataset "${name}" (known: ${DATASETS.join(', ')}, or an imported data set's id)`)
   }

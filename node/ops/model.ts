@@ -74,6 +74,11 @@ export async function evaluateModel (trainer: Trainer): Promise<Evaluation> {
   const step = trainer.progress.step
   const round = trainer.progress.round
   const weightsHash = trainer.weightsHash()
+  if (trainer.net.evaluateRows !== undefined) {
+    // a language model: loss per token (nats), next-token accuracy; no classes to break it down by
+    const { loss, accuracy } = trainer.net.evaluateRows(test.x, test.n)
+    return { rows: test.n, loss, accuracy, perClass: [], step, round, weightsHash, ms: Math.round(performance.now() - started), bitsPerByte: loss / Math.LN2 }
+  }
   const { loss, predicted } = tf.tidy(() => {
     const xs = tf.tensor2d(test.x, [test.n, test.features])
     const ys = tf.tensor2d(y, [test.n, classes])

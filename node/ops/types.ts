@@ -74,6 +74,8 @@ export interface Evaluation {
   round: number
   weightsHash: string
   ms: number
+  /** A language model (gpt): the loss (nats per byte token) in bits per byte. */
+  bitsPerByte?: number
 }
 
 /** The model as `peer export` writes it: model.json's content and the weights file (base64). */

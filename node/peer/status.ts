@@ -62,7 +62,10 @@ export interface PeerStatus {
     stepsPerEpoch: number
     loss: number | null
     accuracy: number | null
+    /** Mean loss on the held-out split at the last evaluation (a gpt job: cross-entropy in nats per token). */
     testLoss: number | null
+    /** A gpt job: testLoss in bits per byte (nats / ln 2: a token is a byte); null for other models. */
+    bitsPerByte: number | null
     samplesPerSec: number
     weightsHash: string | null
     /** Where a step's time goes (ms, smoothed): computing the update, reducing it with the swarm (waiting included), applying it. */
@@ -145,6 +148,7 @@ export function buildStatus (peer: Peer): PeerStatus {
           loss: trainer.loss,
           accuracy: evaluation?.accuracy ?? null,
           testLoss: evaluation?.loss ?? null,
+          bitsPerByte: evaluation !== null && trainer.job.model === 'gpt' ? evaluation.loss / Math.LN2 : null,
           samplesPerSec: Math.round(trainer.samplesPerSec),
           weightsHash: trainer.weightsHash(),
           timing: {

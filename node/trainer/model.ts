@@ -22,7 +22,7 @@
  */
 import * as tf from '@tensorflow/tfjs'
 
-export type ModelPreset = 'mlp' | 'cnn'
+export type ModelPreset = 'mlp' | 'cnn' | 'gpt'
 
 export interface ModelConfig {
   preset: ModelPreset
@@ -55,6 +55,12 @@ export interface Net {
    * with `tf.losses.softmaxCrossEntropy` as the loss.
    */
   toLayersModel (): tf.LayersModel
+  /**
+   * For nets whose rows are not (features → class) pairs (a language model,
+   * gpt.ts): mean loss and accuracy over `n` rows of `x`, in batches.
+   * Evaluation uses it instead of `predict` where it is there.
+   */
+  evaluateRows?: (x: Float32Array, n: number) => { loss: number, accuracy: number }
   dispose (): void
 }
 

@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs'
 import type { Job } from '../../protocols/job/index.ts'
 import { epochOrder, gatherBatch } from '../data/dataset.ts'
 import type { Dataset } from '../data/dataset.ts'
+import { createGptNet, gptOptionsOf } from './gpt.ts'
 import { createNet } from './model.ts'
 import type { Net } from './model.ts'
 import type { Checkpoint } from './checkpoint.ts'
@@ -138,13 +139,16 @@ export class Trainer {
     this.job = init.job
     this.jobId = init.jobId
     this.dataset = init.dataset
-    this.net = createNet({
+    const modelConfig = {
       preset: init.job.model,
       hidden: init.job.hidden,
       inputShape: init.job.model === 'cnn' ? init.dataset.inputShape : [init.dataset.features],
       classes: init.dataset.classes,
       seed: init.job.seed
-    })
+    }
+    this.net = init.job.model === 'gpt'
+      ? createGptNet(modelConfig, gptOptionsOf(init.job.gpt, init.dataset.features))
+      : createNet(modelConfig)
     this.optimizer = createOptimizer(init.job)
     this.rows = Uint32Array.from({ length: init.dataset.train.n }, (_, i) => i)
   }
@@ -344,10 +348,18 @@ export class Trainer {
     return this.epochEnded
   }
 
-  /** Loss and accuracy on the held-out test rows. */
+  /**
+   * Loss and accuracy on the held-out test rows (a language model: mean
+   * cross-entropy per token in nats, and next-token accuracy).
+   */
   async evaluate (): Promise<Evaluation> {
     await yieldToEventLoop()
     const test = this.dataset.test
+    if (this.net.evaluateRows !== undefined) {
+      const { loss, accuracy } = this.net.evaluateRows(test.x, test.n)
+      this.lastEvaluation = { epoch: this.epoch, step: this.progress.step, loss, accuracy }
+      return this.lastEvaluation
+    }
     const classes = this.dataset.classes
     const y = new Float32Array(test.n * classes)
     for (let i = 0; i < test.n; i++) y[i * classes + test.y[i]] = 1

@@ -19,7 +19,7 @@ export { InvalidJobError } from './errors.ts'
 export const MAX_JOB_BYTES = 64 * 1024
 
 /** Built-in data sets, by name. */
-export const BUILTIN_DATASETS = ['mnist', 'spam'] as const
+export const BUILTIN_DATASETS = ['mnist', 'spam', 'spam-text'] as const
 /** An imported data set is named by its content address: `ds-` and 16 hex digits (see node/data/imported). */
 export const IMPORTED_DATASET_ID = /^ds-[0-9a-f]{16}$/
 
@@ -29,9 +29,18 @@ export function isDatasetName (name: string): boolean {
 }
 
 export const jobSchema = z.object({
-  /** A built-in data set (`mnist`, `spam`) or an imported one's id (`ds-…`, from `peer dataset import`). */
+  /** A built-in data set (`mnist`, `spam`, `spam-text`: text for `gpt`) or an imported one's id (`ds-…`, from `peer dataset import`). */
   dataset: z.string().refine(isDatasetName, { message: `expected ${BUILTIN_DATASETS.join(', ')} or an imported data set id (ds- and 16 hex digits)` }).default('mnist'),
-  model: z.enum(['mlp', 'cnn']).default('mlp'),
+  /** `mlp`, `cnn`, or `gpt` (a decoder-only transformer on byte tokens; needs a language-model data set, see `gpt`). */
+  model: z.enum(['mlp', 'cnn', 'gpt']).default('mlp'),
+  /** The gpt model's size (model `gpt` only; absent: the defaults, and the data set's context). */
+  gpt: z.object({
+    layers: z.number().int().min(1).max(64).default(2),
+    dim: z.number().int().min(8).max(8192).default(64),
+    heads: z.number().int().min(1).max(128).default(4),
+    /** Tokens the model sees at once; absent: the data set's (its rows hold context + 1 tokens). */
+    context: z.number().int().min(1).max(8192).optional()
+  }).strict().refine(g => g.dim % g.heads === 0, { message: 'dim must be a multiple of heads' }).optional(),
   /** Widths of the hidden dense layers. */
   hidden: z.array(z.number().int().min(1).max(8192)).max(8).default([256, 128]),
   batchSize: z.number().int().min(1).max(65536).default(64),
@@ -50,7 +59,7 @@ export const jobSchema = z.object({
   /** Outer optimizer (H > 1): SGD with Nesterov momentum on the averaged delta. */
   outerLearningRate: z.number().positive().max(10).default(0.7),
   outerMomentum: z.number().min(0).max(0.999).default(0.9)
-}).strict()
+}).strict().refine(j => j.gpt === undefined || j.model === 'gpt', { message: 'gpt options are for model gpt only', path: ['gpt'] })
 
 export type Job = z.infer<typeof jobSchema>
 export type JobInput = z.input<typeof jobSchema>
