@@ -17,6 +17,12 @@ interface ExportFlags {
   operands?: string[]
 }
 
+/** What the exported model outputs, as the peer recorded it in model.json's metadata. */
+function outputOf (modelJson: Record<string, unknown>): string {
+  const peer = (modelJson.userDefinedMetadata as { peer?: { output?: unknown } } | undefined)?.peer
+  return typeof peer?.output === 'string' && peer.output.startsWith('probabilities') ? 'probabilities (its own softmax)' : 'logits'
+}
+
 /** Only these names are ever written: a weights file name from the peer cannot point elsewhere. */
 const SAFE_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 
@@ -55,7 +61,7 @@ export const exportCommand = {
       ctx.stdout.write(`${JSON.stringify(written)}\n`)
     } else {
       ctx.stdout.write(`exported the model at step ${model.step} (weights ${model.weightsHash}${model.accuracy !== null ? `, last test accuracy ${model.accuracy.toFixed(4)}` : ''}) to ${dir}\n`)
-      ctx.stdout.write(`  model.json, ${model.weightsFile} (${weights.byteLength} bytes); load it with tf.loadLayersModel('file://${join(dir, 'model.json')}') (tfjs-node) or an IO handler; its output is logits\n`)
+      ctx.stdout.write(`  model.json, ${model.weightsFile} (${weights.byteLength} bytes); load it with tf.loadLayersModel('file://${join(dir, 'model.json')}') (tfjs-node) or an IO handler; its output is ${outputOf(model.modelJson)}\n`)
     }
     return EXIT_OK
   }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
 import { InvalidArgumentError, Option } from 'commander'
-import { BUILTIN_DATASETS, InvalidJobError, isDatasetName, parseJob, parseJobJson } from '../../protocols/job/index.ts'
+import { BUILTIN_DATASETS, InvalidJobError, MODEL_PRESETS, isDatasetName, isModelName, parseJob, parseJobJson } from '../../protocols/job/index.ts'
 import type { Job, JobInput } from '../../protocols/job/index.ts'
 import { UsageError } from './context.ts'
 
@@ -46,7 +47,7 @@ export function jobOptions (): Option[] {
   return [
     new Option('--job <file>', 'job file (JSON); flags below override its fields'),
     new Option('--dataset <name>', `data set: ${BUILTIN_DATASETS.join(', ')}, or an imported data set's id (peer dataset ls)`).argParser(parseDatasetName),
-    new Option('--model <preset>', 'model preset (gpt: a byte-level transformer, for a language-model data set)').choices(['mlp', 'cnn', 'gpt']),
+    new Option('--model <preset|path>', `model: a preset (${MODEL_PRESETS.join(', ')}; gpt: a byte-level transformer, for a language-model data set), a TF.js Layers model's model.json (stored in the data dir), or a stored model's id (mdl-…)`),
     new Option('--layers <n>', 'gpt: transformer blocks (default 2)').argParser(parsePositiveInt),
     new Option('--dim <n>', 'gpt: embedding width, a multiple of --heads (default 64)').argParser(parsePositiveInt),
     new Option('--heads <n>', 'gpt: attention heads (default 4)').argParser(parsePositiveInt),
@@ -84,8 +85,23 @@ export interface JobFlags {
   outerMomentum?: number
 }
 
-/** The job from --job and the job flags, validated; undefined when none was given. */
-export function jobFromFlags (flags: JobFlags): Job | undefined {
+/**
+ * A job's `model` as written: a preset or a model id as it is, anything else the path of a TF.js Layers
+ * model.json, imported into the data dir's model store (UsageError naming the file and the layer at fault).
+ */
+async function modelName (value: string, base: string, dataDir: string): Promise<string> {
+  if (isModelName(value)) return value
+  const { importModel } = await import('../models/index.ts')
+  try {
+    return (await importModel(dataDir, resolve(base, value))).id
+  } catch (err) {
+    if ((err as Error).name === 'InvalidModelError') throw new UsageError(`--model ${value}: ${(err as Error).message}${/no such file/.test((err as Error).message) ? ` (presets: ${MODEL_PRESETS.join(', ')})` : ''}`)
+    throw err
+  }
+}
+
+/** The job from --job and the job flags, validated; undefined when none was given. A model path is imported into `dataDir`. */
+export async function jobFromFlags (flags: JobFlags, dataDir: string): Promise<Job | undefined> {
   let base: Record<string, unknown> = {}
   if (flags.job !== undefined) {
     let text: string
@@ -93,6 +109,17 @@ export function jobFromFlags (flags: JobFlags): Job | undefined {
       text = readFileSync(flags.job, 'utf8')
     } catch (err) {
       throw new UsageError(`cannot read job file ${flags.job}: ${(err as Error).message}`)
+    }
+    try {
+      // a model path in the file is relative to the file
+      const raw = JSON.parse(text) as unknown
+      if (raw !== null && typeof raw === 'object' && typeof (raw as { model?: unknown }).model === 'string' && flags.model === undefined) {
+        const model = (raw as { model: string }).model
+        if (!isModelName(model)) text = JSON.stringify({ ...raw, model: await modelName(model, dirname(resolve(flags.job)), dataDir) })
+      }
+    } catch (err) {
+      if (err instanceof UsageError) throw new UsageError(`${flags.job}: ${err.message.replace(/^--model /, 'model ')}`)
+      // not JSON: parseJobJson says so
     }
     try {
       base = { ...parseJobJson(text) }
@@ -103,7 +130,7 @@ export function jobFromFlags (flags: JobFlags): Job | undefined {
   }
   const overrides: Partial<JobInput> = {}
   if (flags.dataset !== undefined) overrides.dataset = flags.dataset as Job['dataset']
-  if (flags.model !== undefined) overrides.model = flags.model as Job['model']
+  if (flags.model !== undefined) overrides.model = await modelName(flags.model, process.cwd(), dataDir)
   if (flags.hidden !== undefined) overrides.hidden = flags.hidden
   const gpt = { layers: flags.layers, dim: flags.dim, heads: flags.heads, context: flags.context }
   if (Object.values(gpt).some(v => v !== undefined)) {

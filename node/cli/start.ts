@@ -87,8 +87,8 @@ export const startCommand = {
     return cmd
   },
   async execute (ctx: CliContext, flags: StartFlags): Promise<number> {
-    const job = jobFromFlags(flags)
     const dataDir = resolveDataDir(flags.dataDir, ctx.env)
+    const job = await jobFromFlags(flags, dataDir)
     // the peer and its dependencies load only when a peer starts, so `peer status` stays quick
     const [{ pino }, { startPeer }] = await Promise.all([import('pino'), import('../peer/index.ts')])
     // JSON logs for machines; readable ones on a terminal

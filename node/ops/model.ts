@@ -41,7 +41,7 @@ export async function exportModel (trainer: Trainer): Promise<ExportedModel> {
           round,
           weightsHash,
           testAccuracy: accuracy,
-          output: 'logits (apply softmax for probabilities)'
+          output: trainer.net.outputs === 'probabilities' ? 'probabilities (the model\'s own softmax)' : 'logits (apply softmax for probabilities)'
         }
       }
     }

@@ -17,6 +17,7 @@ import type { Logger } from 'pino'
 import type { Job, JobInput } from '../../protocols/job/index.ts'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { resolveJobData } from '../data/index.ts'
+import { ModelService, resolveJobModel } from '../models/index.ts'
 import type { JobData } from '../data/index.ts'
 import { ShardService, createDataDirShardStore } from '../shard-transfer/index.ts'
 import { ReconnectService, joinSwarm, loadOrCreateKey, startNetwork } from '../network/index.ts'
@@ -30,7 +31,7 @@ import { StateSyncServer, fetchState, winningDonors } from '../state-sync/index.
 import type { Candidate } from '../state-sync/index.ts'
 import type { ManifestStore } from '../manifest/index.ts'
 import { ApiServer } from '../api/index.ts'
-import { CheckpointStore, Trainer, createTrainerLogic, selectBackend } from '../trainer/index.ts'
+import { CheckpointStore, Trainer, createLayersNet, createTrainerLogic, selectBackend } from '../trainer/index.ts'
 import type { BackendChoice, BackendName, BinaryStore, Evaluation } from '../trainer/index.ts'
 import { openDataDir } from './store.ts'
 import type { PeerDb } from './store.ts'
@@ -120,6 +121,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   stateServer: StateSyncServer | null = null
   ops: { stop: () => Promise<void> } | null = null
   shardService: ShardService | null = null
+  /** Serves this data dir's user models (`mdl-…`) to joiners. */
+  modelService: ModelService | null = null
   /** Set when others are at a later round: the next step fetches the swarm's state first. */
   behind = false
   /** A stop was asked: no more catching up with the swarm. */
@@ -240,6 +243,8 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.manifest.start()
     this.shardService = new ShardService({ node: this.network.node, store: createDataDirShardStore(options.dataDir), logger: log.child({ name: 'peer:shards' }) })
     await this.shardService.start()
+    this.modelService = new ModelService({ node: this.network.node, dataDir: options.dataDir, logger: log.child({ name: 'peer:models' }) })
+    await this.modelService.start()
     // The ring's bytes go over direct TCP, keyed over libp2p (docs/ring.md): its listener on libp2p's interface.
     const ringLog = (msg: string): void => { log.debug({ name: 'peer:ring' }, msg) }
     this.ring = new Ring({ transport: createKeyedRingTransport(this.network.node, { host: listenHostOf(options.listen), logger: ringLog }), logger: ringLog }, { stepTimeoutMs: options.stepTimeoutMs })
@@ -263,9 +268,13 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.job = joined.job
     this.jobId = joined.jobId
     await meta.put('job', this.job)
-    const data = await resolveJobData({ dataDir: options.dataDir, node: network.node, peers: () => network.connectedPeers().map(p => p.peerId), logger: log }, this.job)
+    const peers = (): string[] => network.connectedPeers().map(p => p.peerId)
+    const data = await resolveJobData({ dataDir: options.dataDir, node: network.node, peers, logger: log }, this.job)
     this.data = data
-    this.trainer = new Trainer({ job: this.job, jobId: this.jobId, dataset: data.dataset })
+    // a user's model (mdl-…): from the data dir, or fetched from the swarm, before the trainer is built
+    const model = await resolveJobModel({ dataDir: options.dataDir, node: network.node, peers, logger: log }, this.job)
+    const net = model !== null ? await createLayersNet(model, { features: data.dataset.features, classes: data.dataset.classes, seed: this.job.seed }) : undefined
+    this.trainer = new Trainer({ job: this.job, jobId: this.jobId, dataset: data.dataset, ...(net !== undefined ? { net } : {}) })
     this.trainer.setRows(new Uint32Array(0))
     if (manifest.job() === undefined) await manifest.createJob(this.job, data.records())
     manifest.on('change', () => { this.updateRows() })
@@ -437,6 +446,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     await this.stateServer?.stop().catch(() => {})
     await this.ring?.stop().catch(() => {})
     await this.shardService?.stop().catch(() => {})
+    await this.modelService?.stop().catch(() => {})
     if (this.manifest !== null) {
       await this.manifest.leave().catch(err => { log.debug({ err }, 'leaving the manifest failed') })
       await this.manifest.stop().catch(() => {})

@@ -22,6 +22,8 @@ export type { StepReport, TrainerOutput } from './machine.ts'
 export { BACKENDS, BACKEND_PACKAGES, BackendUnavailableError, currentBackend, isBackendChoice, selectBackend } from './backend.ts'
 export type { BackendChoice, BackendName } from './backend.ts'
 export { CheckpointMismatchError, CorruptCheckpointError } from './errors.ts'
+export { InvalidModelError, checkLayersModel, createLayersNet, inspectTopology } from './layers-net.ts'
+export type { LayersModelSource, TopologyInfo } from './layers-net.ts'
 
 export interface TrainerHooks {
   /**

@@ -36,17 +36,25 @@ export interface ModelConfig {
 }
 
 export interface Net {
-  readonly config: ModelConfig
-  /** All trainable parameters, in a fixed order (per layer: kernel, bias), with stable names. */
+  /** A preset's config, or (a user's Layers model, layers-net.ts) `{ preset: 'layers', model: 'mdl-…', … }`. */
+  readonly config: ModelConfig | { preset: 'layers', model: string, inputShape: number[], classes: number, seed: number }
+  /**
+   * All parameters, in a fixed order (per layer: kernel, bias), with stable names. Trainable ones first; a
+   * variable with `trainable` false (batch normalisation's moving statistics) is state the swarm averages.
+   */
   readonly variables: tf.Variable[]
+  /** What the exported model outputs: logits (the presets), or probabilities (a user model ending in softmax). */
+  readonly outputs?: 'logits' | 'probabilities'
   /** Logits for a flat [batch, features] input. */
   predict (x: tf.Tensor2D): tf.Tensor2D
   /**
    * Mean softmax cross-entropy of one batch and its gradient for each
-   * variable (same order as `variables`). `y` is one-hot [batch, classes].
+   * variable (same order as `variables`); for a non-trainable variable, its
+   * value after this step's update instead of a gradient (the trainer assigns
+   * it). `y` is one-hot [batch, classes]; `step` seeds dropout masks.
    * The caller disposes the returned tensors.
    */
-  lossAndGrads (x: tf.Tensor2D, y: tf.Tensor2D): { loss: tf.Scalar, grads: tf.Tensor[] }
+  lossAndGrads (x: tf.Tensor2D, y: tf.Tensor2D, step?: number): { loss: tf.Scalar, grads: tf.Tensor[] }
   /** Fraction of rows whose arg-max logit is the arg-max of `y`. */
   accuracy (x: tf.Tensor2D, y: tf.Tensor2D): number
   /**

@@ -11,7 +11,7 @@ import { epochOrder, gatherBatch } from '../data/dataset.ts'
 import type { Dataset } from '../data/dataset.ts'
 import { createGptNet, gptOptionsOf } from './gpt.ts'
 import { createNet } from './model.ts'
-import type { Net } from './model.ts'
+import type { ModelPreset, Net } from './model.ts'
 import type { Checkpoint } from './checkpoint.ts'
 import { CheckpointMismatchError } from './errors.ts'
 
@@ -63,6 +63,8 @@ export interface TrainerInit {
   job: Job
   jobId: string
   dataset: Dataset
+  /** The job's net when it is not a preset (a user's Layers model: layers-net.ts, built before the trainer). */
+  net?: Net
 }
 
 /** Names of the outer optimizer's state (H > 1) inside a checkpoint's optimizer group. */
@@ -140,15 +142,15 @@ export class Trainer {
     this.jobId = init.jobId
     this.dataset = init.dataset
     const modelConfig = {
-      preset: init.job.model,
+      preset: init.job.model as ModelPreset,
       hidden: init.job.hidden,
       inputShape: init.job.model === 'cnn' ? init.dataset.inputShape : [init.dataset.features],
       classes: init.dataset.classes,
       seed: init.job.seed
     }
-    this.net = init.job.model === 'gpt'
+    this.net = init.net ?? (init.job.model === 'gpt'
       ? createGptNet(modelConfig, gptOptionsOf(init.job.gpt, init.dataset.features))
-      : createNet(modelConfig)
+      : createNet(modelConfig))
     this.optimizer = createOptimizer(init.job)
     this.rows = Uint32Array.from({ length: init.dataset.train.n }, (_, i) => i)
   }
@@ -225,7 +227,7 @@ export class Trainer {
     const { loss, grads } = tf.tidy(() => {
       const x = tf.tensor2d(batch.x, [batch.n, train.features])
       const y = tf.tensor2d(batch.y, [batch.n, this.dataset.classes])
-      return this.net.lossAndGrads(x, y)
+      return this.net.lossAndGrads(x, y, this.progress.step)
     })
     const lossValue = (await loss.data())[0]
     loss.dispose()
@@ -244,7 +246,12 @@ export class Trainer {
       return
     }
     const named: Record<string, tf.Tensor> = {}
-    this.net.variables.forEach((v, i) => { named[v.name] = update.grads[i] })
+    // a non-trainable variable's "gradient" is its new value, averaged over the swarm (see Net.lossAndGrads)
+    this.net.variables.forEach((v, i) => {
+      if (v.trainable) named[v.name] = update.grads[i]
+      // a copy: the update's tensors may view unflattenUpdate's reused buffer
+      else tf.tidy(() => { v.assign(tf.tensor((update.grads[i].dataSync() as Float32Array).slice(), v.shape)) })
+    })
     this.optimizer.applyGradients(named)
     for (const g of update.grads) g.dispose()
     this.loss = this.loss === null ? update.loss : LOSS_SMOOTHING * this.loss + (1 - LOSS_SMOOTHING) * update.loss

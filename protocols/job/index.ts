@@ -28,11 +28,24 @@ export function isDatasetName (name: string): boolean {
   return (BUILTIN_DATASETS as readonly string[]).includes(name) || IMPORTED_DATASET_ID.test(name)
 }
 
+/** Built-in model presets, by name. */
+export const MODEL_PRESETS = ['mlp', 'cnn', 'gpt'] as const
+/** A user's own TF.js Layers model is named by its content address: `mdl-` and 16 hex digits (see node/models). */
+export const USER_MODEL_ID = /^mdl-[0-9a-f]{16}$/
+
+/** True for a name a job may carry as its model. */
+export function isModelName (name: string): boolean {
+  return (MODEL_PRESETS as readonly string[]).includes(name) || USER_MODEL_ID.test(name)
+}
+
 export const jobSchema = z.object({
   /** A built-in data set (`mnist`, `spam`, `spam-text`: text for `gpt`) or an imported one's id (`ds-…`, from `peer dataset import`). */
   dataset: z.string().refine(isDatasetName, { message: `expected ${BUILTIN_DATASETS.join(', ')} or an imported data set id (ds- and 16 hex digits)` }).default('mnist'),
-  /** `mlp`, `cnn`, or `gpt` (a decoder-only transformer on byte tokens; needs a language-model data set, see `gpt`). */
-  model: z.enum(['mlp', 'cnn', 'gpt']).default('mlp'),
+  /**
+   * `mlp`, `cnn`, `gpt` (a decoder-only transformer on byte tokens; needs a language-model data set, see `gpt`),
+   * or a user model's id (`mdl-…`: `peer start --model path/model.json` stores it, node/models).
+   */
+  model: z.string().refine(isModelName, { message: `expected ${MODEL_PRESETS.join(', ')} or a model id (mdl- and 16 hex digits, from --model path/model.json)` }).default('mlp'),
   /** The gpt model's size (model `gpt` only; absent: the defaults, and the data set's context). */
   gpt: z.object({
     layers: z.number().int().min(1).max(64).default(2),
@@ -41,7 +54,7 @@ export const jobSchema = z.object({
     /** Tokens the model sees at once; absent: the data set's (its rows hold context + 1 tokens). */
     context: z.number().int().min(1).max(8192).optional()
   }).strict().refine(g => g.dim % g.heads === 0, { message: 'dim must be a multiple of heads' }).optional(),
-  /** Widths of the hidden dense layers. */
+  /** Widths of the hidden dense layers (presets only). */
   hidden: z.array(z.number().int().min(1).max(8192)).max(8).default([256, 128]),
   batchSize: z.number().int().min(1).max(65536).default(64),
   learningRate: z.number().positive().max(10).default(0.001),

@@ -1,0 +1,216 @@
+/**
+ * The user's own model: importing a TF.js Layers model.json into the data
+ * dir's store (content-addressed, checked), the errors a bad file gets (the
+ * CLI exits 2 naming the file and the layer), the Net over it (seeded
+ * initialisation, batch-norm statistics as averaged state, softmax taken off
+ * for training and put back for export), and the `/peer/model/1.0.0` codec's
+ * bounds.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import * as tf from '@tensorflow/tfjs'
+import { importModel, loadModel, modelsRoot, readModelFiles } from '../node/models/index.ts'
+import { Trainer, createLayersNet } from '../node/trainer/index.ts'
+import { loadDataset } from '../node/data/index.ts'
+import { parseJob, jobId } from '../protocols/job/index.ts'
+import { MAX_WEIGHTS_BYTES, decodeResponse, encodeHeader, encodeRequest, decodeRequest } from '../protocols/model/index.ts'
+import { main } from '../node/cli/main.ts'
+import { tempDir } from './helpers/peer-process.ts'
+import { kerasStyleCnn, saveToDir } from './helpers/layers-model.ts'
+
+function sink (): { stream: Writable, text: () => string } {
+  let text = ''
+  return { stream: new Writable({ write (chunk, _enc, cb) { text += String(chunk); cb() } }), text: () => text }
+}
+
+async function startWith (args: string[]): Promise<{ code: number, stderr: string }> {
+  const out = sink()
+  const err = sink()
+  const code = await main(['start', ...args], { stdout: out.stream, stderr: err.stream, env: {} })
+  return { code, stderr: err.text() }
+}
+
+function denseModel (activation: string = 'softmax'): tf.Sequential {
+  const m = tf.sequential()
+  m.add(tf.layers.dense({ inputShape: [784], units: 16, activation: 'relu' }))
+  m.add(tf.layers.dense({ units: 10, activation: activation as 'softmax' }))
+  return m
+}
+
+test('bad model files get a clear error naming the problem, and peer start exits 2', async () => {
+  const dir = await tempDir('peer-models-')
+  try {
+    const dataDir = join(dir.path, 'data')
+    const missing = await startWith(['--data-dir', dataDir, '--model', join(dir.path, 'nope', 'model.json')])
+    assert.equal(missing.code, 2)
+    assert.match(missing.stderr, /no such file/)
+    assert.match(missing.stderr, /presets: mlp, cnn/)
+
+    const badJson = join(dir.path, 'bad.json')
+    writeFileSync(badJson, '{"modelTopology": {')
+    const bad = await startWith(['--data-dir', dataDir, '--model', badJson])
+    assert.equal(bad.code, 2)
+    assert.match(bad.stderr, /bad\.json is not JSON/)
+
+    // a layer TensorFlow.js does not have (Keras's Lambda), named in the error
+    const path = await saveToDir(denseModel(), join(dir.path, 'lambda'), { weights: false })
+    const json = JSON.parse(readFileSync(path, 'utf8'))
+    json.modelTopology.config.layers.splice(1, 0, { class_name: 'Lambda', config: { name: 'my_lambda', function: 'x * 2' } })
+    writeFileSync(path, JSON.stringify(json))
+    const lambda = await startWith(['--data-dir', dataDir, '--model', path])
+    assert.equal(lambda.code, 2)
+    assert.match(lambda.stderr, /unsupported layer "my_lambda" \(class Lambda\)/)
+
+    // the same through a job file, the model path relative to it
+    const jobFile = join(dir.path, 'lambda', 'job.json')
+    writeFileSync(jobFile, JSON.stringify({ model: './model.json', epochs: 1 }))
+    const viaJob = await startWith(['--data-dir', dataDir, '--job', jobFile])
+    assert.equal(viaJob.code, 2)
+    assert.match(viaJob.stderr, /job\.json: model \.\/model\.json: .*unsupported layer "my_lambda"/)
+
+    // an output activation softmax cross-entropy cannot train
+    const sigmoid = await saveToDir(denseModel('sigmoid'), join(dir.path, 'sigmoid'), { weights: false })
+    await assert.rejects(importModel(dataDir, sigmoid), (err: Error) => err.name === 'InvalidModelError' && /output layer "dense_Dense\d+" .*sigmoid/.test(err.message))
+
+    // a graph model is not a layers model
+    const graph = join(dir.path, 'graph.json')
+    writeFileSync(graph, JSON.stringify({ format: 'graph-model', modelTopology: { node: [] } }))
+    await assert.rejects(importModel(dataDir, graph), /is a graph-model, not a layers-model/)
+
+    // weights that do not match their manifest
+    const short = await saveToDir(denseModel(), join(dir.path, 'short'))
+    const weights = readFileSync(join(dir.path, 'short', 'weights.bin'))
+    writeFileSync(join(dir.path, 'short', 'weights.bin'), weights.subarray(0, weights.byteLength - 4))
+    await assert.rejects(importModel(dataDir, short), /weights files hold \d+ bytes, the manifest describes \d+/)
+    const gone = await saveToDir(denseModel(), join(dir.path, 'gone'))
+    const gj = JSON.parse(readFileSync(gone, 'utf8'))
+    gj.weightsManifest[0].paths = ['./other.bin']
+    writeFileSync(gone, JSON.stringify(gj))
+    await assert.rejects(importModel(dataDir, gone), /cannot read weights file .*other\.bin: no such file/)
+    gj.weightsManifest[0].paths = ['https://example.com/w.bin']
+    writeFileSync(gone, JSON.stringify(gj))
+    await assert.rejects(importModel(dataDir, gone), /must be relative to the model\.json/)
+
+    // nothing half-written is left in the store
+    let stored: string[] = []
+    try { stored = readdirSync(modelsRoot(dataDir)) } catch {}
+    assert.deepEqual(stored, [])
+  } finally {
+    await dir.remove()
+  }
+})
+
+test('a model is stored content-addressed, re-hashed on read, and its weights kept', async () => {
+  const dir = await tempDir('peer-models-')
+  try {
+    const model = denseModel()
+    const withWeights = await saveToDir(model, join(dir.path, 'w'))
+    const without = await saveToDir(model, join(dir.path, 'n'), { weights: false })
+    const a = await importModel(dir.path, withWeights)
+    const b = await importModel(dir.path, withWeights)
+    const c = await importModel(dir.path, without)
+    assert.match(a.id, /^mdl-[0-9a-f]{16}$/)
+    assert.equal(a.id, b.id)
+    assert.notEqual(a.id, c.id)
+    assert.equal(a.info.parameters, 784 * 16 + 16 + 16 * 10 + 10)
+    assert.equal(a.info.output.activation, 'softmax')
+
+    // fine-tuning starts from the file's weights
+    const source = loadModel(dir.path, a.id)
+    const net = await createLayersNet(source, { features: 784, classes: 10, seed: 1 })
+    const expected = model.getWeights().map(w => Array.from(w.dataSync()))
+    assert.deepEqual(net.variables.map(v => Array.from(v.dataSync())), expected)
+    net.dispose()
+
+    // a damaged file is refused
+    const weightsPath = join(modelsRoot(dir.path), a.id, 'weights.bin')
+    const bytes = readFileSync(weightsPath)
+    bytes[0] ^= 1
+    writeFileSync(weightsPath, bytes)
+    assert.throws(() => readModelFiles(dir.path, a.id), (err: Error) => err.name === 'CorruptModelError')
+  } finally {
+    await dir.remove()
+  }
+})
+
+test('without weights the net is initialised from the job seed, the same on every member', async () => {
+  const dir = await tempDir('peer-models-')
+  try {
+    const { id } = await importModel(dir.path, await saveToDir(kerasStyleCnn(), join(dir.path, 'cnn'), { weights: false }))
+    const source = loadModel(dir.path, id)
+    const values = async (seed: number): Promise<number[][]> => {
+      const net = await createLayersNet(source, { features: 784, classes: 10, seed })
+      const v = net.variables.map(x => Array.from(x.dataSync()))
+      net.dispose()
+      return v
+    }
+    const [one, again, other] = [await values(7), await values(7), await values(8)]
+    assert.deepEqual(one, again)
+    assert.notDeepEqual(one, other)
+  } finally {
+    await dir.remove()
+  }
+})
+
+test('batch-norm moving statistics are state: unchanged by computing, set when the update is applied', async () => {
+  const dir = await tempDir('peer-models-')
+  try {
+    const { id } = await importModel(dir.path, await saveToDir(kerasStyleCnn(), join(dir.path, 'cnn'), { weights: false }))
+    const dataset = loadDataset('mnist')
+    const job = parseJob({ model: id, batchSize: 32, seed: 3 })
+    const net = await createLayersNet(loadModel(dir.path, id), { features: dataset.features, classes: dataset.classes, seed: job.seed })
+    assert.equal(net.outputs, 'probabilities')
+    const state = net.variables.filter(v => !v.trainable)
+    assert.deepEqual(state.map(v => v.name.replace(/_\d+$/, '').split('/').pop()), ['moving_mean', 'moving_variance'])
+    const trainer = new Trainer({ job, jobId: jobId(job), dataset, net })
+    const before = state.map(v => Array.from(v.dataSync()))
+    const hash = trainer.weightsHash()
+    const update = await trainer.computeUpdate()
+    assert.deepEqual(state.map(v => Array.from(v.dataSync())), before, 'computing a step leaves the moving statistics alone')
+    assert.equal(trainer.weightsHash(), hash)
+    // the swarm's path: flattened, summed (here alone), unflattened, applied
+    const vector = trainer.flattenUpdate(update)
+    for (const g of update.grads) g.dispose()
+    trainer.applyUpdate(trainer.unflattenUpdate(vector, update.loss), update.samples)
+    const after = state.map(v => Array.from(v.dataSync()))
+    assert.notDeepEqual(after, before, 'applying the update moves the statistics')
+    assert.ok(after[0].some(x => x !== 0))
+    // the exported model keeps the user's softmax and the trained weights
+    const exported = net.toLayersModel()
+    const x = tf.tensor2d(dataset.test.x.subarray(0, 784 * 4), [4, 784])
+    const probs = (exported.predict(tf.reshape(x, [4, 28, 28, 1])) as tf.Tensor).arraySync() as number[][]
+    for (const row of probs) assert.ok(Math.abs(row.reduce((s, p) => s + p, 0) - 1) < 1e-4, 'softmax rows sum to 1')
+    const logits = net.predict(x).arraySync()
+    assert.deepEqual(probs.map(r => r.indexOf(Math.max(...r))), logits.map(r => r.indexOf(Math.max(...r))))
+    exported.dispose()
+    trainer.dispose()
+  } finally {
+    await dir.remove()
+  }
+})
+
+test('a model whose input or output does not fit the data set is refused, naming the layer', async () => {
+  const dir = await tempDir('peer-models-')
+  try {
+    const { id } = await importModel(dir.path, await saveToDir(denseModel(), join(dir.path, 'd'), { weights: false }))
+    await assert.rejects(createLayersNet(loadModel(dir.path, id), { features: 100, classes: 10, seed: 1 }), /takes 784 values per example, the data set has 100 features/)
+    await assert.rejects(createLayersNet(loadModel(dir.path, id), { features: 784, classes: 2, seed: 1 }), /output layer "dense_Dense\d+" gives shape \[None, 10\], the data set has 2 classes/)
+  } finally {
+    await dir.remove()
+  }
+})
+
+test('/peer/model/1.0.0 frames are bounded', () => {
+  assert.equal(decodeRequest(encodeRequest('mdl-0123456789abcdef')), 'mdl-0123456789abcdef')
+  assert.throws(() => encodeRequest('mdl-xyz'), /mdl- and 16/)
+  assert.throws(() => decodeRequest(new Uint8Array([1, 2, 3])), (err: Error) => err.name === 'InvalidMessageError')
+  const head = decodeResponse(encodeHeader(100, 4096))
+  assert.deepEqual(head, { type: 'header', jsonBytes: 100, weightsBytes: 4096 })
+  const big = encodeHeader(100, 0)
+  new DataView(big.buffer).setBigUint64(9, BigInt(MAX_WEIGHTS_BYTES) + 1n, true)
+  assert.throws(() => decodeResponse(big), (err: Error) => err.name === 'InvalidMessageError' && (err as Error & { kind: string }).kind === 'too-large')
+  assert.throws(() => decodeResponse(new Uint8Array([9])), /unknown frame type/)
+})
