@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import {
-  DESCRIPTION_FILE, allShards, datasetsRoot, importDataset, listDatasets, loadImportedShard, readDescription, readShard, shardPath
+  DESCRIPTION_FILE, allShards, datasetsRoot, importDataset, listDatasets, loadImportedDataset, loadImportedShard, readDescription, readShard, shardPath
 } from '../node/data/imported/index.ts'
 import { importedShardSpecs } from '../node/data/shards.ts'
 import type { ImportOptions } from '../node/data/imported/index.ts'
@@ -154,17 +154,21 @@ test('the same file and options give the same id; the data set loads with loadDa
     assert.equal(ds.train.n, a.trainRows)
     assert.equal(ds.test.n, a.testRows)
     assert.equal(ds.train.n + ds.test.n, 9)
-    assert.equal(ds.train.x.length, ds.train.n * ds.features)
+    // whole in memory (the trainer streams the training rows from the shard files instead)
+    const dense = loadImportedDataset(a.dir)
+    assert.equal(dense.train.n, ds.train.n)
+    assert.deepEqual(dense.test, ds.test)
+    assert.equal(dense.train.x.length, ds.train.n * ds.features)
     // z-scored age over the training rows has mean 0
     let sum = 0
-    for (let i = 0; i < ds.train.n; i++) sum += ds.train.x[i * ds.features]
+    for (let i = 0; i < ds.train.n; i++) sum += dense.train.x[i * ds.features]
     assert.ok(Math.abs(sum / ds.train.n) < 1e-5)
     // the manifest's shards are the shard files, over contiguous ranges of the training rows
     const specs = importedShardSpecs(readDescription(a.dir))
     assert.equal(specs.length, 3)
     assert.equal(specs.reduce((n, s) => n + s.rows, 0), ds.train.n)
     const middle = loadImportedShard(a.dir, readDescription(a.dir), 1)
-    assert.deepEqual(middle.x, ds.train.x.subarray(specs[1].start * ds.features, specs[1].end * ds.features))
+    assert.deepEqual(middle.x, dense.train.x.subarray(specs[1].start * ds.features, specs[1].end * ds.features))
     const listed = listDatasets(datasetsRoot(dir))
     assert.equal(listed.length, 1)
     assert.equal(listed[0].shardsPresent, listed[0].shards + 1)

@@ -23,7 +23,7 @@ import {
   encodeHeader, encodeRequest, prefixed
 } from '../protocols/shard/index.ts'
 import { ShardService, createDataDirShardStore, fetchDataset, fetchDescription, fetchShard, localShards } from '../node/shard-transfer/index.ts'
-import { datasetsRoot, importDataset, readDescription } from '../node/data/imported/index.ts'
+import { datasetsRoot, importDataset, loadImportedDataset, readDescription } from '../node/data/imported/index.ts'
 import { loadDataset } from '../node/data/dataset.ts'
 import { seededRandom } from '../node/data/random.ts'
 
@@ -130,8 +130,8 @@ describe('shard fetch between libp2p nodes', () => {
     assert.equal(r.fetched.filter(f => f.peer === corrupt.peerId.toString()).length, d.shards.length) // all but the bad one
     assert.deepEqual(localShards(askerDir, id).sort(), [...d.shards.map(s => s.sha256), d.test.sha256].sort())
     assert.equal(readdirSync(join(datasetsRoot(askerDir), id)).filter(f => f.endsWith('.part')).length, 0)
-    const mine = loadDataset(id, { dataDir: askerDir })
-    const theirs = loadDataset(id, { dataDir: holderDir })
+    const mine = loadImportedDataset(join(datasetsRoot(askerDir), id), id)
+    const theirs = loadImportedDataset(join(datasetsRoot(holderDir), id), id)
     assert.equal(mine.train.n, theirs.train.n)
     assert.deepEqual(mine.train.x, theirs.train.x)
     assert.deepEqual(mine.test.y, theirs.test.y)

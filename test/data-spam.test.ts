@@ -19,13 +19,15 @@ test('spam loads with the expected shape, split and features', () => {
   assert.deepEqual(d.inputShape, [SPAM_BUCKETS])
   assert.equal(d.train.n + d.test.n, 6046)
   assert.equal(d.test.n, Math.round(6046 * 0.15))
-  assert.equal(d.train.x.length, d.train.n * d.features)
-  const spam = d.train.y.reduce((a, b) => a + b, 0) + d.test.y.reduce((a, b) => a + b, 0)
+  const train = d.train.examples
+  assert.ok(train !== null, 'in memory')
+  assert.equal(train.x.length, d.train.n * d.features)
+  const spam = train.y.reduce((a, b) => a + b, 0) + d.test.y.reduce((a, b) => a + b, 0)
   assert.equal(spam, 1896)
   // every e-mail has words, and its vector has unit L2 norm
   for (const r of [0, 1, 100, d.train.n - 1]) {
     let norm = 0
-    for (let i = 0; i < d.features; i++) norm += d.train.x[r * d.features + i] ** 2
+    for (let i = 0; i < d.features; i++) norm += train.x[r * d.features + i] ** 2
     assert.ok(Math.abs(norm - 1) < 1e-4, `row ${r}: norm² ${norm}`)
   }
   assert.ok(ms < 15_000, `loading took ${ms.toFixed(0)} ms`)

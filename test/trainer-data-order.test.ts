@@ -1,7 +1,9 @@
 /**
  * The data position moves past a peer's own batch, not the swarm's: two trainer machines, each on its own
  * rows, summing their updates with the real ring over TCP sockets, visit every one of their rows exactly once
- * per pass (before, each peer's cursor moved by the swarm's sample count and skipped rows).
+ * per pass (before, each peer's cursor moved by the swarm's sample count and skipped rows). A shard that
+ * changes owner mid-run starts a new pass on both: each pass still visits its row set exactly once, and the
+ * swarm keeps every row of the data set in some peer's passes.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -11,7 +13,8 @@ import { join } from 'node:path'
 import { createActor, toPromise } from 'xstate'
 import { Level } from 'level'
 import { jobId, parseJob } from '../protocols/job/index.ts'
-import { epochOrder, loadDataset } from '../node/data/dataset.ts'
+import { loadDataset } from '../node/data/dataset.ts'
+import { RowSet } from '../node/data/stream/index.ts'
 import { CheckpointStore, Trainer, createTrainerLogic, selectBackend } from '../node/trainer/index.ts'
 import type { BinaryStore } from '../node/trainer/index.ts'
 import { Ring, createTcpRingTransport } from '../node/ring/index.ts'
@@ -26,7 +29,10 @@ test('2 peers reducing with the ring visit each of their rows exactly once per p
   const job = parseJob({ hidden: [16], batchSize: 16, seed: 5 })
   const ids = ['peerA', 'peerB']
   // unequal row counts, neither a multiple of the batch: the passes of the two peers do not line up
-  const rows = [Uint32Array.from({ length: 200 }, (_, i) => i), Uint32Array.from({ length: 312 }, (_, i) => 1000 + i)]
+  const before = [RowSet.fromRanges([[0, 200]]), RowSet.fromRanges([[1000, 1312]])]
+  // at round `moveAt`, rows 150..200 (a "shard") move from the first peer to the second
+  const moveAt = 70
+  const after = [RowSet.fromRanges([[0, 150]]), RowSet.fromRanges([[150, 200], [1000, 1312]])]
   const addresses = new Map<string, TcpAddress>()
   const transports: TcpRingTransport[] = ids.map(self => createTcpRingTransport({ self, resolve: peer => addresses.get(peer) }))
   const rings = transports.map(transport => new Ring({ transport }))
@@ -35,18 +41,21 @@ test('2 peers reducing with the ring visit each of their rows exactly once per p
       await r.start()
       addresses.set(ids[i], transports[i].address())
     }
-    const rounds = 60
+    const rounds = 120
     const visits = ids.map(() => new Map<number, number[]>())
+    /** The row set of each pass of each peer. */
+    const passRows = ids.map(() => new Map<number, RowSet>())
     const trainers = ids.map((_, i) => {
       const t = new Trainer({ job, jobId: jobId(job), dataset })
-      t.setRows(rows[i])
+      t.setRows(before[i])
       const compute = t.computeUpdate.bind(t)
       t.computeUpdate = async () => {
+        if (t.progress.round === moveAt) t.setRows(after[i])
         const update = await compute()
-        const { pass, cursor } = t.progress
-        const order = epochOrder(rows[i].length, job.seed, pass)
+        const { pass } = t.progress
+        passRows[i].set(pass, t.progress.round < moveAt ? before[i] : after[i])
         const seen = visits[i].get(pass) ?? []
-        for (let k = cursor; k < cursor + update.samples; k++) seen.push(rows[i][order[k]])
+        seen.push(...t.lastBatchRows)
         visits[i].set(pass, seen)
         return update
       }
@@ -71,15 +80,22 @@ test('2 peers reducing with the ring visit each of their rows exactly once per p
     const outputs = await Promise.all(actors.map(async a => await toPromise(a)))
     for (const out of outputs) assert.equal((out as { reason: string }).reason, 'stopped')
     assert.equal(trainers[0].weightsHash(), trainers[1].weightsHash(), 'identical weights after every round')
+    const covered = new Set<number>()
     for (const [i, t] of trainers.entries()) {
       assert.equal(t.progress.round, rounds)
-      const full = [...visits[i]].filter(([pass]) => pass < t.progress.pass)
-      assert.ok(full.length >= 2, `peer ${i} completed ${full.length} passes`)
-      for (const [pass, seen] of full) {
-        assert.equal(seen.length, rows[i].length, `peer ${i} pass ${pass}: ${seen.length} samples for ${rows[i].length} rows`)
-        assert.deepEqual([...seen].sort((a, b) => a - b), [...rows[i]], `peer ${i} pass ${pass}: every row once`)
+      for (const [pass, seen] of visits[i]) {
+        const set = passRows[i].get(pass) as RowSet
+        assert.equal(new Set(seen).size, seen.length, `peer ${i} pass ${pass}: no row twice`)
+        assert.ok(seen.every(r => set.has(r)), `peer ${i} pass ${pass}: only its own rows`)
+        // a pass that ended (not the one the ownership change cut short, not the last one) visited its set whole
+        const ended = pass < t.progress.pass && visits[i].has(pass + 1) && passRows[i].get(pass + 1) === set
+        if (ended) assert.deepEqual([...seen].sort((a, b) => a - b), [...set.toArray()], `peer ${i} pass ${pass}: every row once`)
+        for (const r of seen) covered.add(r)
       }
+      const full = [...visits[i].keys()].filter(pass => pass < t.progress.pass && passRows[i].get(pass + 1) === passRows[i].get(pass))
+      assert.ok(full.length >= 2, `peer ${i} completed ${full.length} passes over one row set`)
     }
+    assert.equal(covered.size, 512, 'every row of the set was trained on')
   } finally {
     for (const r of rings) await r.stop().catch(() => {})
     await db.close()

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict'
 import * as tf from '@tensorflow/tfjs'
 import { jobId, parseJob } from '../protocols/job/index.ts'
 import { gatherBatch, loadDataset } from '../node/data/dataset.ts'
+import type { Examples } from '../node/data/dataset.ts'
 import { Trainer, selectBackend } from '../node/trainer/index.ts'
 import type { Update } from '../node/trainer/index.ts'
 
@@ -21,7 +22,7 @@ function trainer (): Trainer {
 }
 
 function gradientOf (t: Trainer, rows: number[]): Update {
-  const b = gatherBatch(dataset.train, rows, 0, rows.length, dataset.classes)
+  const b = gatherBatch(dataset.train.examples as Examples, rows, 0, rows.length, dataset.classes)
   const { loss, grads } = tf.tidy(() => t.net.lossAndGrads(tf.tensor2d(b.x, [b.n, dataset.features]), tf.tensor2d(b.y, [b.n, dataset.classes])))
   const value = loss.dataSync()[0]
   loss.dispose()

@@ -1,15 +1,23 @@
 /**
  * Data sets a job can name, with a fixed, seeded train/test split, and batches
- * drawn in a seeded order per epoch so that a restarted peer resumes exactly
+ * drawn in a seeded order per pass so that a restarted peer resumes exactly
  * where it stopped.
+ *
+ * Built-in data sets live in memory. An imported data set's training rows are
+ * read from its shard files a window at a time (node/data/stream), so that a
+ * peer's memory does not grow with the data set; its test split is a bounded,
+ * evenly spread sample of the test shard.
  */
 import { join } from 'node:path'
-import { DATASETS_DIR, isDatasetId, loadImportedDataset } from './imported/index.ts'
+import { DATASETS_DIR, isDatasetId, missingShards, readDescription } from './imported/index.ts'
+import { IncompleteDatasetError } from './imported/errors.ts'
 import { loadSpamText } from './lm.ts'
 import { loadMnistExamples } from './mnist.ts'
 import { mixSeed, permutation } from './random.ts'
 import { SPAM_CLASSES, countNgrams, documentFrequencies, loadSpamCorpus, spamExamples } from './spam.ts'
 import { idfWeights } from './text.ts'
+import { StreamedRows, loadTestSample } from './stream/streamed.ts'
+import type { RowSet } from './stream/rows.ts'
 
 /** Dense examples: `n` rows of `features` floats, and a class label per row. */
 export interface Examples {
@@ -25,8 +33,64 @@ export interface Dataset {
   inputShape: number[]
   features: number
   classes: number
-  train: Examples
+  train: TrainingRows
   test: Examples
+}
+
+/** One batch: features, one-hot labels, and which training rows they are. */
+export interface Batch {
+  x: Float32Array
+  y: Float32Array
+  n: number
+  rows: Uint32Array
+}
+
+/** A data set's training rows, in memory or on disk. */
+export interface TrainingRows {
+  readonly n: number
+  readonly features: number
+  /** The rows themselves when they are in memory (built-in data sets); null when they are read from shard files. */
+  readonly examples: Examples | null
+  /** A reader of batches in the seeded order of each pass (see BatchReader). */
+  batches: (seed: number, classes: number) => BatchReader
+}
+
+/**
+ * Batches of passes over sets of rows. Pass `pass` over a set visits every row
+ * of it exactly once, in an order fixed by the seed, the pass and the set.
+ */
+export interface BatchReader {
+  /** The rows at positions `[cursor, cursor + size)` of pass `pass` over `rows` (fewer at the pass's end). */
+  read: (rows: RowSet, pass: number, cursor: number, size: number) => Promise<Batch>
+  close: () => Promise<void>
+}
+
+/** Training rows in memory: a pass is a seeded permutation of the whole set. */
+export class MemoryRows implements TrainingRows {
+  readonly examples: Examples
+
+  constructor (examples: Examples) {
+    this.examples = examples
+  }
+
+  get n (): number { return this.examples.n }
+  get features (): number { return this.examples.features }
+
+  batches (seed: number, classes: number): BatchReader {
+    const from = this.examples
+    let cached: { rows: RowSet, pass: number, order: Uint32Array } | null = null
+    return {
+      read: async (rows, pass, cursor, size) => {
+        if (cached === null || cached.pass !== pass || !cached.rows.equals(rows)) {
+          const all = rows.toArray()
+          cached = { rows, pass, order: epochOrder(all.length, seed, pass).map(i => all[i]) }
+        }
+        const b = gatherBatch(from, cached.order, cursor, size, classes)
+        return { ...b, rows: cached.order.slice(cursor, cursor + b.n) }
+      },
+      close: async () => {}
+    }
+  }
 }
 
 export const DATASETS = ['mnist', 'spam', 'spam-text'] as const
@@ -44,10 +108,16 @@ export class UnknownDatasetError extends Error {
 export interface LoadOptions {
   /** Where imported data sets live (`<dataDir>/datasets/<id>/`); needed for an imported data set's id. */
   dataDir?: string
+  /**
+   * Imported data sets: makes a training shard's file present (fetches it), called before a batch reads a shard
+   * that is not on disk (`shardId`: `s0000`…, as the manifest names shards). With it, loading needs only the
+   * description and the test shard; without it, every shard must be here (IncompleteDatasetError).
+   */
+  ensureShard?: (shardId: string) => Promise<void>
 }
 
-/** Imported data sets loaded by this process, by directory (a data set never changes: its id is its content). */
-const importedCache = new Map<string, Dataset>()
+/** Test samples of imported data sets loaded by this process, by directory (a data set never changes: its id is its content). */
+const testCache = new Map<string, Examples>()
 
 /**
  * A data set by name: `mnist`, `spam`, or an imported data set's id (`ds-…`),
@@ -57,18 +127,22 @@ export function loadDataset (name: string, options: LoadOptions = {}): Dataset {
   if (isDatasetId(name)) {
     if (options.dataDir === undefined) throw new UnknownDatasetError(`data set ${name} is an imported one: loading it needs the data dir that holds it`)
     const dir = join(options.dataDir, DATASETS_DIR, name)
-    let dataset = importedCache.get(dir)
-    if (dataset === undefined) {
-      dataset = loadImportedDataset(dir, name)
-      importedCache.set(dir, dataset)
+    const d = readDescription(dir, name)
+    const missing = missingShards(dir, d).filter(s => options.ensureShard === undefined || s === d.test)
+    if (missing.length > 0) throw new IncompleteDatasetError(`data set ${name}: ${missing.length} of ${d.shards.length + 1} shards are not in ${dir} yet: fetch them from a peer that has them`, missing.map(s => s.sha256))
+    let test = testCache.get(dir)
+    if (test === undefined) {
+      test = loadTestSample(dir, d)
+      testCache.set(dir, test)
     }
-    return dataset
+    const train = new StreamedRows({ dir, description: d, ensureShard: options.ensureShard })
+    return { name, inputShape: [d.features], features: d.features, classes: d.classes.length, train, test }
   }
   switch (name) {
     case 'mnist': {
       const all = loadMnistExamples()
       const { train, test } = split(all, TEST_FRACTION, SPLIT_SEED)
-      return { name, inputShape: [28, 28, 1], features: all.features, classes: 10, train, test }
+      return { name, inputShape: [28, 28, 1], features: all.features, classes: 10, train: new MemoryRows(train), test }
     }
     case 'spam':
       return loadSpam()
@@ -139,6 +213,6 @@ function loadSpam (): Dataset {
   const idf = idfWeights(documentFrequencies(counts, trainRows), trainRows.length)
   const train = spamExamples(counts, corpus.labels, trainRows, idf)
   const test = spamExamples(counts, corpus.labels, testRows, idf)
-  spamCache = { name: 'spam', inputShape: [counts.buckets], features: counts.buckets, classes: SPAM_CLASSES.length, train, test }
+  spamCache = { name: 'spam', inputShape: [counts.buckets], features: counts.buckets, classes: SPAM_CLASSES.length, train: new MemoryRows(train), test }
   return spamCache
 }

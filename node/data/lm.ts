@@ -17,6 +17,7 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
+import { MemoryRows } from './dataset.ts'
 import type { Dataset, Examples } from './dataset.ts'
 import { permutation } from './random.ts'
 
@@ -59,7 +60,7 @@ export function unigramEntropyBits (tokens: Uint8Array): number {
 
 /** An LM Dataset from training and test text. */
 export function lmDataset (name: string, train: Uint8Array, test: Uint8Array, context: number): Dataset {
-  return { name, inputShape: [context + 1], features: context + 1, classes: LM_CLASSES, train: lmWindows(train, context), test: lmWindows(test, context) }
+  return { name, inputShape: [context + 1], features: context + 1, classes: LM_CLASSES, train: new MemoryRows(lmWindows(train, context)), test: lmWindows(test, context) }
 }
 
 /**

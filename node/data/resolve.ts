@@ -18,6 +18,7 @@ import type { Dataset } from './dataset.ts'
 import { datasetsRoot, isDatasetId, readDescription } from './imported/index.ts'
 import { cutShards, importedShardSpecs, rowsOf } from './shards.ts'
 import type { ShardSpec } from './shards.ts'
+import type { RowSet } from './stream/index.ts'
 
 export interface JobDataComponents {
   dataDir: string
@@ -32,8 +33,8 @@ export interface JobData {
   dataset: Dataset
   /** The job's shards over `dataset.train`, in index order. */
   shards: ShardSpec[]
-  /** The training rows of the shards with these ids, ascending (ids not among `shards` are ignored). */
-  rowsOf: (ids: Iterable<string>) => Uint32Array
+  /** The training rows of the shards with these ids (ids not among `shards` are ignored). */
+  rowsOf: (ids: Iterable<string>) => RowSet
   /** The shards as the manifest records them when it creates the job. */
   records: () => Map<string, { index: number, rows: number, hash: string }>
 }

@@ -4,8 +4,9 @@
  * samples of it; a shard's hash covers its features and labels.
  */
 import { createHash } from 'node:crypto'
-import type { Examples } from './dataset.ts'
+import type { Examples, TrainingRows } from './dataset.ts'
 import type { DatasetDescription } from './imported/description.ts'
+import { RowSet } from './stream/rows.ts'
 
 export interface ShardSpec {
   id: string
@@ -20,8 +21,10 @@ export function shardId (index: number): string {
   return `s${String(index).padStart(4, '0')}`
 }
 
-/** `count` shards over `from`'s rows, sizes differing by at most one. */
-export function cutShards (from: Examples, count: number): ShardSpec[] {
+/** `count` shards over `from`'s rows (in memory: a built-in data set's), sizes differing by at most one. */
+export function cutShards (rows: Examples | TrainingRows, count: number): ShardSpec[] {
+  const from = 'x' in rows ? rows : rows.examples
+  if (from === null) throw new TypeError('cutShards needs the rows in memory (an imported data set was cut into shards at import)')
   const n = from.n
   const out: ShardSpec[] = []
   for (let i = 0; i < count; i++) {
@@ -36,16 +39,15 @@ export function cutShards (from: Examples, count: number): ShardSpec[] {
   return out
 }
 
-/** The training rows of a set of shards, ascending. */
-export function rowsOf (shards: ShardSpec[], ids: Iterable<string>): Uint32Array {
+/** The training rows of a set of shards. */
+export function rowsOf (shards: ShardSpec[], ids: Iterable<string>): RowSet {
   const byId = new Map(shards.map(s => [s.id, s]))
-  const rows: number[] = []
-  for (const id of [...ids].sort()) {
+  const ranges: Array<[number, number]> = []
+  for (const id of ids) {
     const s = byId.get(id)
-    if (s === undefined) continue
-    for (let r = s.start; r < s.end; r++) rows.push(r)
+    if (s !== undefined) ranges.push([s.start, s.end])
   }
-  return Uint32Array.from(rows)
+  return RowSet.fromRanges(ranges)
 }
 
 /**

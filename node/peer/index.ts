@@ -16,7 +16,7 @@ import type { Actor } from 'xstate'
 import type { Logger } from 'pino'
 import type { Job, JobInput } from '../../protocols/job/index.ts'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { resolveJobData } from '../data/index.ts'
+import { RowSet, resolveJobData } from '../data/index.ts'
 import { ModelService, resolveJobModel } from '../models/index.ts'
 import type { JobData } from '../data/index.ts'
 import { ShardService, createDataDirShardStore } from '../shard-transfer/index.ts'
@@ -275,7 +275,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     const model = await resolveJobModel({ dataDir: options.dataDir, node: network.node, peers, logger: log }, this.job)
     const net = model !== null ? await createLayersNet(model, { features: data.dataset.features, classes: data.dataset.classes, seed: this.job.seed }) : undefined
     this.trainer = new Trainer({ job: this.job, jobId: this.jobId, dataset: data.dataset, ...(net !== undefined ? { net } : {}) })
-    this.trainer.setRows(new Uint32Array(0))
+    this.trainer.setRows(RowSet.empty)
     if (manifest.job() === undefined) await manifest.createJob(this.job, data.records())
     manifest.on('change', () => { this.updateRows() })
     await manifest.attachJob(this.jobId)

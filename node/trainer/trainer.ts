@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto'
 import { setTimeout as sleep, setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import * as tf from '@tensorflow/tfjs'
 import type { Job } from '../../protocols/job/index.ts'
-import { epochOrder, gatherBatch } from '../data/dataset.ts'
-import type { Dataset } from '../data/dataset.ts'
+import type { BatchReader, Dataset } from '../data/dataset.ts'
+import { RowSet } from '../data/stream/index.ts'
 import { createGptNet, gptOptionsOf } from './gpt.ts'
 import { createNet } from './model.ts'
 import type { ModelPreset, Net } from './model.ts'
@@ -120,10 +120,11 @@ export class Trainer {
   lastEvaluation: Evaluation | null = null
   readonly timing = new StepTiming()
   /** The training rows this peer trains on (its shards' rows; all rows when alone). */
-  private rows: Uint32Array
-  /** `rows` in the seeded order of pass `orderPass`. */
-  private order: Uint32Array = new Uint32Array(0)
-  private orderPass = -1
+  private rows: RowSet
+  /** Reads the batches of each pass over `rows` (from memory, or from the shard files with read-ahead). */
+  private readonly batches: BatchReader
+  /** The training rows of the last batch computed (which rows, for tests and figures). */
+  lastBatchRows: Uint32Array = new Uint32Array(0)
   /** H > 1: the agreed weights at the last averaging, and the outer optimizer's momentum. */
   private anchor: Float32Array | null = null
   private outerMomentum: Float32Array | null = null
@@ -152,7 +153,8 @@ export class Trainer {
       ? createGptNet(modelConfig, gptOptionsOf(init.job.gpt, init.dataset.features))
       : createNet(modelConfig))
     this.optimizer = createOptimizer(init.job)
-    this.rows = Uint32Array.from({ length: init.dataset.train.n }, (_, i) => i)
+    this.rows = RowSet.all(init.dataset.train.n)
+    this.batches = init.dataset.train.batches(init.job.seed, init.dataset.classes)
   }
 
   /** Completed passes over the whole training set (swarm-wide samples / rows). */
@@ -164,10 +166,9 @@ export class Trainer {
    * Trains on these rows from now on (the rows of the shards this peer owns).
    * A change of rows starts a new pass over the new set.
    */
-  setRows (rows: Uint32Array): void {
-    if (rows.length === this.rows.length && rows.every((r, i) => r === this.rows[i])) return
+  setRows (rows: RowSet): void {
+    if (rows.equals(this.rows)) return
     this.rows = rows
-    this.orderPass = -1
     if (this.progress.cursor > 0) {
       this.progress.pass += 1
       this.progress.cursor = 0
@@ -175,7 +176,7 @@ export class Trainer {
   }
 
   get rowCount (): number {
-    return this.rows.length
+    return this.rows.size
   }
 
   get stepsPerEpoch (): number {
@@ -208,24 +209,19 @@ export class Trainer {
   async computeUpdate (): Promise<Update> {
     // tfjs kernels run synchronously here; give I/O (the control API, the network) a turn every step.
     await yieldToEventLoop()
-    const train = this.dataset.train
-    if (this.rows.length === 0) {
+    if (this.rows.size === 0) {
       // no shards yet (a joiner before its first claims land): wait a little rather than spin
       await sleep(IDLE_WAIT_MS)
       return { grads: [], loss: 0, samples: 0 }
     }
-    if (this.progress.cursor >= this.rows.length) {
+    if (this.progress.cursor >= this.rows.size) {
       this.progress.pass += 1
       this.progress.cursor = 0
     }
-    if (this.orderPass !== this.progress.pass) {
-      const perm = epochOrder(this.rows.length, this.job.seed, this.progress.pass)
-      this.order = perm.map(i => this.rows[i])
-      this.orderPass = this.progress.pass
-    }
-    const batch = gatherBatch(train, this.order, this.progress.cursor, this.job.batchSize, this.dataset.classes)
+    const batch = await this.batches.read(this.rows, this.progress.pass, this.progress.cursor, this.job.batchSize)
+    this.lastBatchRows = batch.rows
     const { loss, grads } = tf.tidy(() => {
-      const x = tf.tensor2d(batch.x, [batch.n, train.features])
+      const x = tf.tensor2d(batch.x, [batch.n, this.dataset.features])
       const y = tf.tensor2d(batch.y, [batch.n, this.dataset.classes])
       return this.net.lossAndGrads(x, y, this.progress.step)
     })
@@ -466,7 +462,6 @@ export class Trainer {
     // the data position is this peer's own: keep it
     this.progress.pass = pass
     this.progress.cursor = cursor
-    this.orderPass = -1
     this.loss = loss
     this.lastEvaluation = evaluation
   }
@@ -562,5 +557,6 @@ export class Trainer {
   dispose (): void {
     this.net.dispose()
     this.optimizer.dispose()
+    void this.batches.close()
   }
 }

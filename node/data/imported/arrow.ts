@@ -185,23 +185,27 @@ export function readShard (path: string): Table {
   return tableFromIPC(readFileSync(path))
 }
 
-/** Row i's dictionary index in a dictionary-encoded column, read from the chunks without decoding strings. */
+/**
+ * Row i's dictionary index in a dictionary-encoded column, read from the chunks without decoding strings.
+ * (A chunk's `values` start at its first row: slicing a Data moves the values buffer along, and `offset` is
+ * left for the validity bitmap.)
+ */
 export function dictionaryIndices (vec: Vector): Int32Array {
   const out = new Int32Array(vec.length)
   let at = 0
   for (const data of vec.data) {
-    out.set((data.values as Int32Array).subarray(data.offset, data.offset + data.length), at)
+    out.set((data.values as Int32Array).subarray(0, data.length), at)
     at += data.length
   }
   return out
 }
 
-/** The float64 values of a numeric column. */
+/** The float64 values of a numeric column (see dictionaryIndices on the chunks' offsets). */
 export function float64Values (vec: Vector): Float64Array {
   const out = new Float64Array(vec.length)
   let at = 0
   for (const data of vec.data) {
-    out.set((data.values as Float64Array).subarray(data.offset, data.offset + data.length), at)
+    out.set((data.values as Float64Array).subarray(0, data.length), at)
     at += data.length
   }
   return out

@@ -30,7 +30,7 @@ export {
   DATASETS_DIR, allShards, checkDescription, datasetsRoot, isDatasetId, listDatasets, loadImportedDataset, loadImportedShard,
   missingShards, readDescription, readVerifiedShard, shardPath, shardRanges
 } from './store.ts'
-export type { DatasetEntry } from './store.ts'
+export type { DatasetEntry, DenseDataset } from './store.ts'
 export {
   StatsAccumulator, StatsLayout, combineAll, combineStats, emptyStats, finalizeStats, fromRingSum, partialStats,
   partialStatsOfTable, ringVectorLength, statsFromDescription, toRingVector

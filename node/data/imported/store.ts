@@ -149,12 +149,18 @@ export function loadImportedShard (dir: string, d: DatasetDescription, index: nu
   return transform.examples(readVerifiedShard(dir, shard))
 }
 
+/** A data set with its training rows in memory, as dense arrays. */
+export interface DenseDataset extends Omit<Dataset, 'train'> {
+  train: Examples
+}
+
 /**
- * An imported data set as the trainer sees it: the training shards' rows in
- * shard order (shard i's rows are `shardRanges(d)[i]`), and the test shard.
- * Every shard must be here and match its hash.
+ * An imported data set whole in memory, as dense arrays (for tools and tests;
+ * the trainer streams the training rows instead: `loadDataset`): the training
+ * shards' rows in shard order (shard i's rows are `shardRanges(d)[i]`), and
+ * the whole test shard. Every shard must be here and match its hash.
  */
-export function loadImportedDataset (dir: string, id?: string): Dataset {
+export function loadImportedDataset (dir: string, id?: string): DenseDataset {
   const d = readDescription(dir, id)
   const name = id ?? datasetId(d)
   const missing = missingShards(dir, d)

@@ -1,0 +1,278 @@
+/**
+ * An imported data set's training rows, read from its shard files: a pass
+ * (order.ts) is a sequence of windows; the reader decodes the window a batch
+ * needs and, meanwhile, the next one (the next pass's first at a pass's
+ * end), so that the file reads and most of the decoding happen while the
+ * trainer computes or waits on the swarm. At most two windows are held, plus
+ * the open files' indexes: memory does not grow with the data set.
+ *
+ * A shard that is not on disk is asked for through `ensureShard` (the peer
+ * fetches it) before it is opened; only the shards holding the asked rows
+ * are ever opened.
+ */
+import { existsSync } from 'node:fs'
+import { Table } from 'apache-arrow'
+import type { Batch, BatchReader, Examples, TrainingRows } from '../dataset.ts'
+import type { DatasetDescription } from '../imported/description.ts'
+import { IncompleteDatasetError } from '../imported/errors.ts'
+import { readVerifiedShard, shardPath } from '../imported/store.ts'
+import { FeatureTransform } from '../imported/transform.ts'
+import { shardId } from '../shards.ts'
+import { PassOrder, blocksOf } from './order.ts'
+import type { Block } from './order.ts'
+import type { RowSet } from './rows.ts'
+import { ShardFile } from './shard-file.ts'
+
+/**
+ * Features (float32) one block holds at most: with the rows of a record batch (8192) as the upper bound, this
+ * sets how many rows a block has (4096 for 128 features, 1304 for 402, 128 for 4096 text buckets).
+ */
+export const BLOCK_BYTES = 2 * 1024 * 1024
+/** Blocks per window: rows are shuffled across this many random places of the set; a window holds 16 MiB of features at most. */
+export const BLOCKS_PER_WINDOW = 8
+/** Rows per block at most (the importer's record batch size: a block reads one or two record batches). */
+const MAX_BLOCK_ROWS = 8192
+/** The test split kept in memory for evaluation, at most (an evenly spread sample of the test shard beyond it). */
+export const MAX_TEST_BYTES = 24 * 1024 * 1024
+/** Shard files kept open at once (each holds a handle and its record-batch index). */
+const MAX_OPEN_FILES = 64
+
+/** Rows per block for rows of `features` floats. */
+export function blockRowsFor (features: number): number {
+  return Math.max(1, Math.min(MAX_BLOCK_ROWS, Math.floor(BLOCK_BYTES / (4 * Math.max(1, features)))))
+}
+
+export interface StreamedRowsInit {
+  /** The data set's directory (`<dataDir>/datasets/<id>`). */
+  dir: string
+  description: DatasetDescription
+  /** Makes shard `shardId`'s file present (see LoadOptions.ensureShard); absent: a missing shard is an IncompleteDatasetError. */
+  ensureShard?: (shardId: string) => Promise<void>
+  /** Rows per block (default: blockRowsFor(features)) and blocks per window (BLOCKS_PER_WINDOW); the order depends on both. */
+  blockRows?: number
+  blocksPerWindow?: number
+}
+
+export class StreamedRows implements TrainingRows {
+  readonly n: number
+  readonly features: number
+  readonly examples = null
+  readonly blockRows: number
+  readonly blocksPerWindow: number
+  /** Each training shard's first global row, then the row count. */
+  readonly shardStarts: number[]
+  private readonly init: StreamedRowsInit
+  private readonly transform: FeatureTransform
+
+  constructor (init: StreamedRowsInit) {
+    const d = init.description
+    this.init = init
+    this.features = d.features
+    this.n = d.counts.trainRows
+    this.blockRows = init.blockRows ?? blockRowsFor(d.features)
+    this.blocksPerWindow = init.blocksPerWindow ?? BLOCKS_PER_WINDOW
+    this.transform = new FeatureTransform(d)
+    this.shardStarts = [0]
+    for (const s of d.shards) this.shardStarts.push(this.shardStarts[this.shardStarts.length - 1] + s.rows)
+  }
+
+  batches (seed: number, classes: number): StreamedBatches {
+    return new StreamedBatches(this, this.init, this.transform, seed, classes)
+  }
+}
+
+interface LoadedWindow {
+  /** Per block of the window, its rows. */
+  parts: Examples[]
+  /** Window-local row where each part starts. */
+  offsets: number[]
+  perm: Uint32Array
+  blocks: Block[]
+}
+
+interface PassKey {
+  rows: RowSet
+  pass: number
+  order: PassOrder
+}
+
+export class StreamedBatches implements BatchReader {
+  private readonly source: StreamedRows
+  private readonly init: StreamedRowsInit
+  private readonly transform: FeatureTransform
+  private readonly seed: number
+  private readonly classes: number
+  /** The orders of the pass being read and of the one after it. */
+  private passes: PassKey[] = []
+  /** Loaded or loading windows, by `${pass}:${window}` (for the current row set). */
+  private readonly windows = new Map<string, Promise<LoadedWindow>>()
+  private readonly files = new Map<number, Promise<ShardFile>>()
+  private closed = false
+  /** Figures for status and benchmarks: windows loaded, and rows decoded. */
+  readonly stats = { windows: 0, rows: 0, waits: 0 }
+
+  constructor (source: StreamedRows, init: StreamedRowsInit, transform: FeatureTransform, seed: number, classes: number) {
+    this.source = source
+    this.init = init
+    this.transform = transform
+    this.seed = seed
+    this.classes = classes
+  }
+
+  async read (rows: RowSet, pass: number, cursor: number, size: number): Promise<Batch> {
+    const order = this.orderOf(rows, pass)
+    const end = Math.min(cursor + size, order.size)
+    const n = Math.max(0, end - cursor)
+    const f = this.source.features
+    const x = new Float32Array(n * f)
+    const y = new Float32Array(n * this.classes)
+    const ids = new Uint32Array(n)
+    let pos = cursor
+    let i = 0
+    let w = -1
+    while (pos < end) {
+      w = order.windowAt(pos)
+      const win = await this.window(order, pass, w)
+      const { start, rows: count } = order.windows[w]
+      const stop = Math.min(end, start + count)
+      for (; pos < stop; pos++, i++) {
+        const j = win.perm[pos - start]
+        let k = win.offsets.length - 1
+        while (win.offsets[k] > j) k--
+        const part = win.parts[k]
+        const r = j - win.offsets[k]
+        x.set(part.x.subarray(r * f, (r + 1) * f), i * f)
+        y[i * this.classes + part.y[r]] = 1
+        ids[i] = win.blocks[k].start + r
+      }
+    }
+    if (w >= 0) this.readAhead(rows, pass, order, w)
+    return { x, y, n, rows: ids }
+  }
+
+  async close (): Promise<void> {
+    this.closed = true
+    this.windows.clear()
+    const files = [...this.files.values()]
+    this.files.clear()
+    for (const f of files) await f.then(async file => { await file.close() }, () => {})
+  }
+
+  /** The order of pass `pass` over `rows`; a new row set drops every window read for the old one. */
+  private orderOf (rows: RowSet, pass: number): PassOrder {
+    if (this.passes.length > 0 && !this.passes[0].rows.equals(rows)) {
+      this.passes = []
+      this.windows.clear()
+    }
+    let key = this.passes.find(p => p.pass === pass)
+    if (key === undefined) {
+      key = { rows, pass, order: new PassOrder(blocksOf(rows, this.source.shardStarts, this.source.blockRows), this.source.blocksPerWindow, this.seed, pass) }
+      this.passes = [...this.passes.filter(p => p.pass === pass - 1 || p.pass === pass + 1), key].sort((a, b) => a.pass - b.pass).slice(-2)
+    }
+    return key.order
+  }
+
+  /** Starts loading the window after `w` (the next pass's first after the last), and forgets every window before `w`. */
+  private readAhead (rows: RowSet, pass: number, order: PassOrder, w: number): void {
+    let next: { pass: number, order: PassOrder, w: number }
+    if (w + 1 < order.windows.length) next = { pass, order, w: w + 1 }
+    else next = { pass: pass + 1, order: this.orderOf(rows, pass + 1), w: 0 }
+    const keep = new Set([`${pass}:${w}`, `${next.pass}:${next.w}`])
+    for (const key of this.windows.keys()) if (!keep.has(key)) this.windows.delete(key)
+    if (next.order.windows.length > 0) void this.window(next.order, next.pass, next.w).catch(() => {})
+  }
+
+  private async window (order: PassOrder, pass: number, w: number): Promise<LoadedWindow> {
+    const key = `${pass}:${w}`
+    let loading = this.windows.get(key)
+    if (loading === undefined) {
+      loading = this.load(order, w)
+      this.windows.set(key, loading)
+      // a failed load (a shard not there yet) is tried again by the next read
+      loading.catch(() => { if (this.windows.get(key) === loading) this.windows.delete(key) })
+    } else {
+      this.stats.waits += 1
+    }
+    return await loading
+  }
+
+  private async load (order: PassOrder, w: number): Promise<LoadedWindow> {
+    const { blocks } = order.windows[w]
+    const starts = this.source.shardStarts
+    const parts = await Promise.all(blocks.map(async b => {
+      const file = await this.file(b.shard)
+      return await file.read(b.start - starts[b.shard], b.end - starts[b.shard], this.transform)
+    }))
+    const offsets: number[] = []
+    let at = 0
+    for (const p of parts) {
+      offsets.push(at)
+      at += p.n
+    }
+    this.stats.windows += 1
+    this.stats.rows += at
+    return { parts, offsets, perm: order.rowPermutation(w), blocks }
+  }
+
+  /** Shard `index`'s file, opened (fetched first through ensureShard when it is not on disk). */
+  private async file (index: number): Promise<ShardFile> {
+    if (this.closed) throw new Error('the batch reader is closed')
+    let opening = this.files.get(index)
+    if (opening !== undefined) {
+      // most recently used last
+      this.files.delete(index)
+      this.files.set(index, opening)
+      return await opening
+    }
+    opening = this.openFile(index)
+    this.files.set(index, opening)
+    opening.catch(() => { if (this.files.get(index) === opening) this.files.delete(index) })
+    while (this.files.size > MAX_OPEN_FILES) {
+      const [oldest, file] = this.files.entries().next().value as [number, Promise<ShardFile>]
+      this.files.delete(oldest)
+      void file.then(async f => { await f.close() }, () => {})
+    }
+    return await opening
+  }
+
+  private async openFile (index: number): Promise<ShardFile> {
+    const { dir, description: d, ensureShard } = this.init
+    const shard = d.shards[index]
+    const path = shardPath(dir, shard)
+    if (!existsSync(path) && ensureShard !== undefined) await ensureShard(shardId(index))
+    if (!existsSync(path)) throw new IncompleteDatasetError(`shard ${index} (${shard.file}) is not in ${dir}: fetch it from a peer that has it`, [shard.sha256])
+    return await ShardFile.open(path, shard)
+  }
+}
+
+/**
+ * The test split for evaluation: every row of the test shard when its
+ * features fit in MAX_TEST_BYTES, else that many rows spread evenly over it
+ * (the same rows on every peer). Decoded a record batch at a time.
+ */
+export function loadTestSample (dir: string, d: DatasetDescription, maxBytes = MAX_TEST_BYTES): Examples {
+  const table = readVerifiedShard(dir, d.test)
+  const transform = new FeatureTransform(d)
+  const f = d.features
+  const total = table.numRows
+  const keep = Math.min(total, Math.max(1, Math.floor(maxBytes / (4 * Math.max(1, f)))))
+  const x = new Float32Array(keep * f)
+  const y = new Uint8Array(keep)
+  let at = 0
+  let row = 0
+  for (const batch of table.batches) {
+    const picked: number[] = []
+    for (let i = 0; i < batch.numRows; i++, row++) {
+      // row r is kept when floor(r · keep / total) steps up: exactly `keep` rows, evenly spread
+      if (Math.floor((row + 1) * keep / total) > Math.floor(row * keep / total)) picked.push(i)
+    }
+    if (picked.length === 0) continue
+    const part = transform.examples(new Table([batch]))
+    for (const i of picked) {
+      x.set(part.x.subarray(i * f, (i + 1) * f), at * f)
+      y[at] = part.y[i]
+      at++
+    }
+  }
+  return { x, y, n: at, features: f }
+}

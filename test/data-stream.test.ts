@@ -1,0 +1,170 @@
+/**
+ * Streaming reads of an imported data set (node/data/stream): the block-and-window order of a pass visits
+ * every row once and is the same for the same seed and pass; batches read from the shard files hold exactly
+ * the rows (features and labels) the dense loader builds; a reader started at a cursor continues the pass
+ * exactly (a restart mid-pass); a trainer restored from a checkpoint goes on with the same batches; and only
+ * the shards asked for are opened, a missing one through the `ensureShard` hook. The data set has numeric,
+ * categorical and text columns, so that every column kind is decoded from sliced record batches.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { copyFileSync, cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { datasetsRoot, importDataset, loadImportedDataset, readDescription, shardPath } from '../node/data/imported/index.ts'
+import type { DatasetDescription } from '../node/data/imported/index.ts'
+import { loadDataset } from '../node/data/dataset.ts'
+import type { Batch, Dataset } from '../node/data/dataset.ts'
+import { PassOrder, RowSet, StreamedRows, blocksOf } from '../node/data/stream/index.ts'
+import { jobId, parseJob } from '../protocols/job/index.ts'
+import { Trainer, selectBackend } from '../node/trainer/index.ts'
+
+await selectBackend('wasm')
+
+const base = mkdtempSync(join(tmpdir(), 'peer-stream-'))
+const rowsIn = ['x1,x2,colour,note,label']
+for (let i = 0; i < 3000; i++) {
+  const x1 = ((i * 7919) % 1000) / 100
+  const x2 = ((i * 104729) % 997) / 100
+  rowsIn.push(`${x1},${x2},${['red', 'green', 'blue', 'grey'][i % 4]},word${i % 17} and word${i % 5},${x1 + x2 > 10 ? 'high' : 'low'}`)
+}
+const csv = join(base, 'points.csv')
+writeFileSync(csv, `${rowsIn.join('\n')}\n`)
+const holder = join(base, 'holder')
+const report = await importDataset(csv, { label: 'label', text: ['note'], buckets: 256, shards: 4, outDir: datasetsRoot(holder) })
+const id = report.datasetId
+const description: DatasetDescription = readDescription(report.dir)
+const dense = loadImportedDataset(report.dir, id)
+/** Each shard's first training row, then the row count. */
+const starts = [0]
+for (const s of description.shards) starts.push(starts[starts.length - 1] + s.rows)
+/** Small blocks and windows, so that 2,500 rows make many of each. */
+const SMALL = { blockRows: 100, blocksPerWindow: 3 }
+
+function streamed (dataDir = holder, ensureShard?: (shardId: string) => Promise<void>): Dataset {
+  const d = loadDataset(id, { dataDir, ...(ensureShard !== undefined ? { ensureShard } : {}) })
+  return { ...d, train: new StreamedRows({ dir: join(datasetsRoot(dataDir), id), description, ensureShard, ...SMALL }) }
+}
+
+async function readPass (d: Dataset, rows: RowSet, pass: number, from = 0, size = 37): Promise<Batch[]> {
+  const reader = d.train.batches(11, d.classes)
+  const out: Batch[] = []
+  try {
+    for (let cursor = from; cursor < rows.size; cursor += size) out.push(await reader.read(rows, pass, cursor, size))
+  } finally {
+    await reader.close()
+  }
+  return out
+}
+
+test.after(() => { rmSync(base, { recursive: true, force: true }) })
+
+test('a pass of the block-and-window order visits every row once, the same way for the same seed and pass', () => {
+  const shardStarts = [0, 250, 500, 900, 1000]
+  const rows = RowSet.fromRanges([[120, 640], [900, 1000]])
+  const blocks = blocksOf(rows, shardStarts, 64)
+  for (const b of blocks) {
+    assert.ok(b.start >= shardStarts[b.shard] && b.end <= shardStarts[b.shard + 1], 'a block stays in its shard')
+    assert.ok(b.end - b.start <= 64)
+    // aligned to its shard's first row: the same row is in the same block whatever else the set holds
+    assert.equal(Math.floor((b.start - shardStarts[b.shard]) / 64), Math.floor((b.end - 1 - shardStarts[b.shard]) / 64))
+  }
+  const visit = (pass: number): number[] => {
+    const order = new PassOrder(blocks, 3, 7, pass)
+    const out: number[] = []
+    for (let pos = 0; pos < order.size; pos++) {
+      const w = order.windowAt(pos)
+      out.push(order.rowOf(w, order.rowPermutation(w)[pos - order.windows[w].start]))
+    }
+    return out
+  }
+  const p0 = visit(0)
+  assert.equal(p0.length, rows.size)
+  assert.deepEqual([...p0].sort((a, b) => a - b), [...rows.toArray()])
+  assert.deepEqual(visit(0), p0, 'deterministic')
+  assert.notDeepEqual(visit(1), p0, 'another pass, another order')
+})
+
+test('batches read from the shard files hold the rows the dense loader builds, each once per pass', async () => {
+  const d = streamed()
+  assert.equal(d.train.examples, null, 'not in memory')
+  assert.equal(d.train.n, dense.train.n)
+  assert.deepEqual(d.test, dense.test, 'a small test split is kept whole')
+  const all = RowSet.all(d.train.n)
+  const batches = await readPass(d, all, 0)
+  const f = d.features
+  const seen: number[] = []
+  for (const b of batches) {
+    for (let i = 0; i < b.n; i++) {
+      const r = b.rows[i]
+      seen.push(r)
+      assert.deepEqual(b.x.subarray(i * f, (i + 1) * f), dense.train.x.subarray(r * f, (r + 1) * f), `row ${r}'s features`)
+      assert.equal(b.y[i * d.classes + dense.train.y[r]], 1, `row ${r}'s label`)
+    }
+  }
+  assert.deepEqual([...seen].sort((a, b) => a - b), [...all.toArray()], 'every row once')
+  // shuffled across shards, not shard after shard
+  const shardOf = (r: number): number => { let k = 0; while (r >= starts[k + 1]) k++; return k }
+  const firstWindow = new Set(seen.slice(0, 300).map(shardOf))
+  assert.ok(firstWindow.size > 1, 'the first window mixes shards')
+})
+
+test('a reader started mid-pass continues exactly where the pass was (a restart)', async () => {
+  const rows = RowSet.fromRanges([[100, 1700], [1800, 2400]])
+  const whole = (await readPass(streamed(), rows, 3, 0, 25)).flatMap(b => [...b.rows])
+  const cursor = 25 * 31
+  const rest = (await readPass(streamed(), rows, 3, cursor, 25)).flatMap(b => [...b.rows])
+  assert.deepEqual(rest, whole.slice(cursor))
+  assert.deepEqual([...whole].sort((a, b) => a - b), [...rows.toArray()])
+})
+
+test('a trainer restored from its checkpoint mid-pass reads the same batches as one that went on', async () => {
+  const job = parseJob({ hidden: [8], batchSize: 64, seed: 4, epochs: 1 })
+  const d = streamed()
+  const a = new Trainer({ job, jobId: jobId(job), dataset: d })
+  const step = async (t: Trainer): Promise<Uint32Array> => {
+    const u = await t.computeUpdate()
+    t.applyUpdate(u)
+    return t.lastBatchRows
+  }
+  try {
+    for (let i = 0; i < 20; i++) await step(a)
+    const ckpt = await a.capture()
+    assert.ok(ckpt.progress.cursor > 0 && ckpt.progress.pass === 0, 'mid-pass')
+    const b = new Trainer({ job, jobId: jobId(job), dataset: streamed() })
+    try {
+      await b.restore(ckpt)
+      for (let i = 0; i < 30; i++) assert.deepEqual(await step(b), await step(a), `step ${20 + i}`)
+      assert.equal(b.weightsHash(), a.weightsHash())
+    } finally {
+      b.dispose()
+    }
+  } finally {
+    a.dispose()
+  }
+})
+
+test('only the shards asked for are opened; a missing one is asked for through ensureShard', async () => {
+  const dataDir = join(base, 'partial')
+  cpSync(join(datasetsRoot(holder), id), join(datasetsRoot(dataDir), id), { recursive: true })
+  const missing = description.shards[2]
+  rmSync(shardPath(join(datasetsRoot(dataDir), id), missing))
+  assert.throws(() => loadDataset(id, { dataDir }), { name: 'IncompleteDatasetError' }, 'without a hook every shard must be here')
+  const asked: string[] = []
+  let fetch = false
+  const d = streamed(dataDir, async shardId => {
+    asked.push(shardId)
+    if (fetch) copyFileSync(shardPath(report.dir, missing), shardPath(join(datasetsRoot(dataDir), id), missing))
+  })
+  const mine = RowSet.fromRanges([[starts[0], starts[2]], [starts[3], starts[4]]])
+  const got = (await readPass(d, mine, 0)).flatMap(b => [...b.rows])
+  assert.equal(got.length, mine.size)
+  assert.deepEqual(asked, [], 'shards 0, 1 and 3 are here: nothing asked for')
+  const theirs = RowSet.fromRanges([[starts[2], starts[3]]])
+  await assert.rejects(readPass(d, theirs, 0), { name: 'IncompleteDatasetError' }, 'the hook did not bring it')
+  assert.deepEqual(asked, ['s0002'])
+  fetch = true
+  const fetched = (await readPass(d, theirs, 0)).flatMap(b => [...b.rows])
+  assert.deepEqual([...fetched].sort((a, b) => a - b), [...theirs.toArray()])
+  assert.deepEqual(asked, ['s0002', 's0002'])
+})
