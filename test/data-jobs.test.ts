@@ -23,7 +23,7 @@ test('the spam job (SpamAssassin, hashed n-grams) trains to at least 0.95 test a
   }
 })
 
-test('2 peers, one holding an imported data set: the other fetches its shards (hash-checked) and both train', async () => {
+test('2 peers, one holding an imported data set: the other fetches its shards (hash-checked, R = 2: all of them) and both train', async () => {
   const swarm = await LocalSwarm.create()
   try {
     const rows = ['x1,x2,colour,label']
@@ -44,11 +44,15 @@ test('2 peers, one holding an imported data set: the other fetches its shards (h
       return all !== undefined && all.every(s => (s.ring?.completed ?? 0) >= 5 && s.job?.dataset === datasetId) ? all : undefined
     }, 90_000)
     assert.equal(both[1].job?.id, both[0].job?.id)
-    // the fetched copy lists the same shards with the same hashes
-    const listed = await Promise.all(['holder', 'other'].map(async n => await runPeer(['dataset', 'ls', '--json', '--data-dir', swarm.dataDir(n)])))
-    const sets = listed.map(l => (JSON.parse(l.stdout) as Array<Record<string, unknown>>).map(({ dir: _dir, ...rest }) => rest))
+    // the fetched copy lists the same shards with the same hashes; with R = 2 of 2 peers, each holds every shard
+    // (the replicas may still be on their way once training runs: the owned shards come first)
+    const sets = await waitFor('every shard on both peers', async () => {
+      const listed = await Promise.all(['holder', 'other'].map(async n => await runPeer(['dataset', 'ls', '--json', '--data-dir', swarm.dataDir(n)])))
+      const all = listed.map(l => (JSON.parse(l.stdout) as Array<Record<string, unknown>>).map(({ dir: _dir, copies: _copies, belowReplicas: _below, ...rest }) => rest))
+      return all[1][0]?.shardsPresent === all[0][0]?.shardsPresent ? all : undefined
+    }, 30_000)
     assert.deepEqual(sets[1], sets[0])
-    assert.equal(sets[1][0].shardsPresent, sets[0][0].shardsPresent, 'every shard arrived')
+    assert.equal(sets[1][0].held, 4, 'every shard arrived')
   } finally {
     await swarm.stopAll()
   }

@@ -9,6 +9,11 @@
 import type { Command } from 'commander'
 import { Command as Parser, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { resolveDataDir } from '../peer/datadir.ts'
+import type { PeerStatus } from '../peer/status.ts'
+import { existsSync } from 'node:fs'
+import type { DatasetDescription, DatasetEntry } from '../data/imported/index.ts'
+import type { ReplicationStatus } from '../shard-transfer/index.ts'
+import { datasetLine } from './format.ts'
 import { EXIT_OK, EXIT_USAGE } from './context.ts'
 import type { CliContext } from './context.ts'
 import { parsePositiveInt } from './options.ts'
@@ -188,9 +193,15 @@ async function runImport (ctx: CliContext, file: string, opts: ImportFlags): Pro
 }
 
 async function runLs (ctx: CliContext, opts: LsFlags): Promise<number> {
-  const { listDatasets, datasetsRoot } = await import('../data/imported/index.ts')
+  const { listDatasets, datasetsRoot, readDescription, shardPath } = await import('../data/imported/index.ts')
   const root = opts.out ?? datasetsRoot(resolveDataDir(opts.dataDir, ctx.env))
-  const entries = listDatasets(root)
+  const heldHere = (e: DatasetEntry): number => {
+    let d: DatasetDescription
+    try { d = readDescription(e.dir, e.id) } catch { return 0 }
+    return d.shards.filter(s => existsSync(shardPath(e.dir, s))).length
+  }
+  const swarm = opts.out === undefined ? await swarmReplicas(resolveDataDir(opts.dataDir, ctx.env)) : new Map<string, ReplicationStatus>()
+  const entries = listDatasets(root).map(e => withReplicas(e, heldHere(e), swarm.get(e.id)))
   if (opts.json) {
     ctx.stdout.write(`${JSON.stringify(entries)}\n`)
     return EXIT_OK
@@ -206,8 +217,30 @@ async function runLs (ctx: CliContext, opts: LsFlags): Promise<number> {
     }
     const shards = e.shardsPresent === e.shards + 1 ? `${e.shards} shards` : `${e.shards} shards (${e.shardsPresent} of ${e.shards + 1} files here)`
     ctx.stdout.write(`${e.id}  ${e.rows} rows (${e.trainRows} train, ${e.testRows} test)  ${shards}  ${e.features} features  ${e.classes} classes of "${e.label}"  ${(e.bytes / 1024 ** 2).toFixed(1)} MiB\n`)
+    const r = swarm.get(e.id)
+    if (r !== undefined) ctx.stdout.write(`  swarm: ${datasetLine(r)}\n`)
   }
   return EXIT_OK
+}
+
+/** What the peer running on this data dir (if any) knows of its data set's shards across the swarm. */
+async function swarmReplicas (dataDir: string): Promise<Map<string, ReplicationStatus>> {
+  const { ApiClient } = await import('../api/client.ts')
+  try {
+    const status = await (await ApiClient.fromDataDir(dataDir)).status() as unknown as PeerStatus
+    return new Map((status.datasets ?? []).map(d => [d.dataset, d]))
+  } catch {
+    // no peer running here (or it does not answer): the listing shows this data dir's files only
+    return new Map()
+  }
+}
+
+/**
+ * A listed data set with the training shards held here and, when a peer runs on the data dir and trains it, R,
+ * the live copies of each shard swarm-wide and the shards below R (null without a running peer).
+ */
+function withReplicas (e: DatasetEntry, held: number, r: ReplicationStatus | undefined): DatasetEntry & { held: number, replicas: number | null, copies: Record<string, number> | null, belowReplicas: string[] | null } {
+  return { ...e, held, replicas: r?.replicas ?? null, copies: r?.copies ?? null, belowReplicas: r?.belowReplicas ?? null }
 }
 
 async function progressBar (stream: NodeJS.WriteStream): Promise<{ update: (p: { phase: string, bytes: number, totalBytes: number, rows: number }) => void, stop: () => void }> {

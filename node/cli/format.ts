@@ -19,6 +19,14 @@ export function progressLine (s: PeerStatus): string {
   return `${s.state.padEnd(9)} epoch ${epoch}/${t.epochs} ${bar(frac)} ${(frac * 100).toFixed(0).padStart(3)}%  step ${t.step}  loss ${num(t.loss)}  test acc ${num(t.accuracy)}  ${t.samplesPerSec} samples/s`
 }
 
+/** One imported data set as `peer status` and `peer dataset ls` show it: shards here, copies swarm-wide, shards below R. */
+export function datasetLine (d: PeerStatus['datasets'][number]): string {
+  const copies = Object.values(d.copies)
+  const least = copies.length === 0 ? 0 : Math.min(...copies)
+  const below = d.belowReplicas.length === 0 ? `every shard on >= ${d.replicas} peers` : `${d.belowReplicas.length} below R=${d.replicas}: ${d.belowReplicas.slice(0, 8).join(' ')}${d.belowReplicas.length > 8 ? ' …' : ''}`
+  return `${d.dataset}  ${d.held} of ${d.shards} shards here  copies min ${least} max ${copies.length === 0 ? 0 : Math.max(...copies)}  ${below}${d.fetching !== null ? `  fetching ${d.fetching}` : ''}`
+}
+
 /** The compact view of `peer status`. */
 export function statusView (s: PeerStatus): string {
   const t = s.training
@@ -37,6 +45,7 @@ export function statusView (s: PeerStatus): string {
   for (const m of s.members) {
     lines.push(`  ${m.peerId === s.peerId ? '*' : ' '} ${m.peerId}  ${(m.live ? 'live' : m.state).padEnd(5)} step ${m.step ?? '-'}  ${m.shards} shards`)
   }
+  for (const d of s.datasets ?? []) lines.push(`data set  ${datasetLine(d)}`)
   if (t !== null) {
     lines.push(
       `step      ${t.step}  epoch ${Math.min(t.epoch + 1, t.epochs)}/${t.epochs} ${bar(t.epoch >= t.epochs ? 1 : t.epochProgress)} ${((t.epoch >= t.epochs ? 1 : t.epochProgress) * 100).toFixed(0)}%`,

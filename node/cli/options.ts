@@ -59,6 +59,7 @@ export function jobOptions (): Option[] {
     new Option('--epochs <n>', 'passes over the training data').argParser(parsePositiveInt),
     new Option('--seed <n>', 'seed for initialisation and data order').argParser(parseNonNegativeInt),
     new Option('--shards <n>', 'shards the training data is cut into (peers claim them)').argParser(parsePositiveInt),
+    new Option('--replicas <R>', 'peers that keep a copy of each shard of an imported data set (default 2)').argParser(parsePositiveInt),
     new Option('--sync-every <H>', '1: all-reduce gradients every step; H > 1: H local steps, then average the deltas (DiLoCo)').argParser(parsePositiveInt),
     new Option('--outer-lr <rate>', 'outer learning rate (H > 1)').argParser(parsePositiveNumber),
     new Option('--outer-momentum <m>', 'outer Nesterov momentum (H > 1)').argParser(parseFraction)
@@ -81,6 +82,7 @@ export interface JobFlags {
   seed?: number
   shards?: number
   syncEvery?: number
+  replicas?: number
   outerLr?: number
   outerMomentum?: number
 }
@@ -144,6 +146,7 @@ export async function jobFromFlags (flags: JobFlags, dataDir: string): Promise<J
   if (flags.seed !== undefined) overrides.seed = flags.seed
   if (flags.shards !== undefined) overrides.shards = flags.shards
   if (flags.syncEvery !== undefined) overrides.syncEvery = flags.syncEvery
+  if (flags.replicas !== undefined) overrides.replicas = flags.replicas
   if (flags.outerLr !== undefined) overrides.outerLearningRate = flags.outerLr
   if (flags.outerMomentum !== undefined) overrides.outerMomentum = flags.outerMomentum
   if (flags.job === undefined && Object.keys(overrides).length === 0) return undefined

@@ -7,6 +7,8 @@
  * - A peer below its target claims shards that have no live owner; a peer above
  *   it releases the extra ones. Each peer ranks shards by a rendezvous hash of
  *   (shard, peer), so peers prefer different shards and rarely collide.
+ * - Among free shards, a peer claims those whose data it already holds first
+ *   (a replica, node/shard-transfer/placement.ts): it trains them at once.
  * - When two peers do claim one shard at once, the manifest's last-writer-wins
  *   merge picks the same winner on every replica; the loser claims another on
  *   its next tick.
@@ -21,6 +23,8 @@ export interface ClaimView {
   owners: Map<string, string | null>
   /** Members considered alive, this peer included. */
   live: string[]
+  /** Shards whose data this peer already holds: among free shards it claims these first (no fetch before training them). */
+  held?: Set<string>
 }
 
 export interface ClaimPlan {
@@ -57,7 +61,9 @@ export function planClaims (view: ClaimView): ClaimPlan {
       const owner = view.owners.get(s)
       return owner === undefined || owner === null || !live.has(owner)
     })
-    return { claim: free.sort(byScore).slice(0, target - mine.length), release: [] }
+    const held = view.held ?? new Set<string>()
+    const byHeld = (a: string, b: string): number => Number(held.has(b)) - Number(held.has(a)) || byScore(a, b)
+    return { claim: free.sort(byHeld).slice(0, target - mine.length), release: [] }
   }
   return { claim: [], release: [] }
 }

@@ -7,7 +7,7 @@ import {
   InvalidMessageError, MAX_DELTA_BYTES, SYNC_PROTOCOL, SYNC_TIMEOUT_MS,
   decodeDelta, decodeSync, encodeDelta, encodeSync, manifestTopic
 } from '../../protocols/manifest/index.ts'
-import type { ClaimValue, MemberValue, ShardInfo, WireEntry } from '../../protocols/manifest/index.ts'
+import type { ClaimValue, HoldingValue, MemberValue, ShardInfo, WireEntry } from '../../protocols/manifest/index.ts'
 import type { Network } from '../network/index.ts'
 import { planClaims, unownedShards } from './claims.ts'
 import { LwwMap } from './crdt.ts'
@@ -203,6 +203,25 @@ export class Manifest extends EventEmitter<ManifestEvents> {
     return out.sort()
   }
 
+  /** This peer's id. */
+  get peerId (): string {
+    return this.me
+  }
+
+  /** What each peer says it holds of the job's data set (`holders/<peer>`; dead members' records included). */
+  holders (): Map<string, HoldingValue> {
+    return this.state.values<HoldingValue>('holders/')
+  }
+
+  /** Says which shards this peer holds now (written, persisted and gossiped only when it changed). */
+  async announceHolding (holding: HoldingValue): Promise<void> {
+    const shards = [...new Set(holding.shards)].sort()
+    const current = this.holders().get(this.me)
+    if (current !== undefined && current.dataset === holding.dataset && current.shards.join() === shards.join()) return
+    await this.write(`holders/${this.me}`, { dataset: holding.dataset, shards } satisfies HoldingValue)
+    await this.flush()
+  }
+
   mine (): string[] {
     const owners = this.owners()
     return this.shardIds().filter(s => owners.get(s) === this.me)
@@ -286,7 +305,7 @@ export class Manifest extends EventEmitter<ManifestEvents> {
     const shards = this.shardIds()
     const heardAnyone = this.counters.syncs > 0 || this.lastHeard.size > 0
     if (shards.length > 0 && (this.now() >= this.claimsNotBefore || heardAnyone)) {
-      const plan = planClaims({ me: this.me, shards, owners: this.owners(), live: this.live() })
+      const plan = planClaims({ me: this.me, shards, owners: this.owners(), live: this.live(), held: new Set(this.holders().get(this.me)?.shards ?? []) })
       await this.writeMany([
         ...plan.release.map((s): [string, unknown] => [`claims/${s}`, { owner: null } satisfies ClaimValue]),
         ...plan.claim.map((s): [string, unknown] => [`claims/${s}`, { owner: this.me } satisfies ClaimValue])

@@ -19,7 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { RowSet, resolveJobData } from '../data/index.ts'
 import { ModelService, resolveJobModel } from '../models/index.ts'
 import type { JobData } from '../data/index.ts'
-import { ShardService, createDataDirShardStore } from '../shard-transfer/index.ts'
+import { ReplicationService, ShardService, createDataDirShardStore } from '../shard-transfer/index.ts'
 import { ReconnectService, joinSwarm, loadOrCreateKey, startNetwork } from '../network/index.ts'
 import { resolveSwarmKey } from '../security/index.ts'
 import type { Network } from '../network/index.ts'
@@ -123,6 +123,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   shardService: ShardService | null = null
   /** Serves this data dir's user models (`mdl-…`) to joiners. */
   modelService: ModelService | null = null
+  /** An imported data set's shards kept where they are trained (node/shard-transfer/replication.ts). */
+  replication: ReplicationService | null = null
   /** Set when others are at a later round: the next step fetches the swarm's state first. */
   behind = false
   /** A stop was asked: no more catching up with the swarm. */
@@ -269,7 +271,12 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.jobId = joined.jobId
     await meta.put('job', this.job)
     const peers = (): string[] => network.connectedPeers().map(p => p.peerId)
-    const data = await resolveJobData({ dataDir: options.dataDir, node: network.node, peers, logger: log }, this.job)
+    // an imported data set's shards come as this peer's claims say (the replication service, wired below)
+    const ensureShard = async (id: string): Promise<void> => {
+      if (this.replication === null) throw new Error(`shard ${id} asked for before the replication service started`)
+      await this.replication.ensureShard(id)
+    }
+    const data = await resolveJobData({ dataDir: options.dataDir, node: network.node, peers, logger: log, ensureShard }, this.job)
     this.data = data
     // a user's model (mdl-…): from the data dir, or fetched from the swarm, before the trainer is built
     const model = await resolveJobModel({ dataDir: options.dataDir, node: network.node, peers, logger: log }, this.job)
@@ -279,6 +286,15 @@ export class Peer extends EventEmitter<PeerEvents> {
     if (manifest.job() === undefined) await manifest.createJob(this.job, data.records())
     manifest.on('change', () => { this.updateRows() })
     await manifest.attachJob(this.jobId)
+    if (data.description !== null) {
+      this.replication = new ReplicationService({ node: network.node, manifest, logger: log.child({ name: 'peer:shards:replication' }) }, {
+        dataDir: options.dataDir, description: data.description, datasetId: this.job.dataset, replicas: this.job.replicas,
+        // placement follows the heartbeats; a shard no longer needed here stays ten heartbeats, until claims settle
+        intervalMs: options.heartbeatMs, dropAfterMs: 10 * options.heartbeatMs
+      })
+      this.replication.on('shard.local', () => { this.updateRows() })
+      this.replication.start()
+    }
     // a restarted peer finds its swarm again through the members it knew, and any member lost later is redialled
     this.reconnect = new ReconnectService({ network, members: () => manifest.members(), logger: log.child({ name: 'peer:network:reconnect' }) })
     this.reconnect.start()
@@ -304,7 +320,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     log.info({ job: this.jobId, peerId: network.peerId }, joined.joined ? 'joined the swarm' : 'swarm ready')
   }
 
-  /** Points the trainer at the rows of the shards this peer owns now. */
+  /** Points the trainer at the rows of the shards this peer owns now (of an imported data set, those whose files are here). */
   private updateRows (): void {
     if (this.trainer === null || this.manifest === null || this.data === null) return
     this.trainer.setRows(this.data.rowsOf(this.manifest.mine()))
@@ -443,6 +459,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     await this.ops?.stop().catch(() => {})
     this.reconnect?.stop()
     this.rounds?.stop()
+    this.replication?.stop()
     await this.stateServer?.stop().catch(() => {})
     await this.ring?.stop().catch(() => {})
     await this.shardService?.stop().catch(() => {})

@@ -5,6 +5,7 @@
 import type { Job } from '../../protocols/job/index.ts'
 import type { BackendName } from '../trainer/index.ts'
 import type { ReconnectStatus } from '../network/index.ts'
+import type { ReplicationStatus } from '../shard-transfer/index.ts'
 import type { Peer } from './index.ts'
 
 export interface PeerStatus {
@@ -75,6 +76,11 @@ export interface PeerStatus {
     hashes: Array<{ round: number, hash: string }>
   } | null
   backend: BackendName | null
+  /**
+   * Per imported data set of the job: training shards, how many this peer holds (and which), R, live copies of each
+   * shard swarm-wide, the shards below R, and what this process fetched and dropped. Empty for a built-in data set.
+   */
+  datasets: ReplicationStatus[]
 }
 
 function members (peer: Peer): PeerStatus['members'] {
@@ -159,6 +165,7 @@ export function buildStatus (peer: Peer): PeerStatus {
           syncEvery: trainer.job.syncEvery,
           hashes: [...trainer.hashes]
         },
-    backend: peer.backend
+    backend: peer.backend,
+    datasets: peer.replication === null ? [] : [peer.replication.status()]
   }
 }

@@ -9,6 +9,11 @@
  * ShardHashMismatchError and leaves nothing behind, so the caller can ask
  * another peer (`fetchDataset` does that for a whole data set).
  *
+ * Where each shard lives (placement.ts, replication.ts): a peer holds the
+ * shards it owns and those it keeps as one of R replicas, fetches them as its
+ * claims change, says what it holds in the manifest (`holders/<peer>`), and
+ * drops a shard only while R other live keepers hold it.
+ *
  * Where this folder sits among the others: docs/architecture.md.
  *
  * @example
@@ -412,3 +417,8 @@ export function localShards (dataDir: string, datasetId: string): string[] {
     try { return statSync(shardPath(dir, s)).isFile() } catch { return false }
   }).map(s => s.sha256)
 }
+
+export { DEFAULT_REPLICAS, ReplicationService } from './replication.ts'
+export type { HolderManifest, ReplicationComponents, ReplicationEvents, ReplicationInit, ReplicationStatus } from './replication.ts'
+export { keepersOf, liveHolders, planPlacement } from './placement.ts'
+export type { Placement, PlacementView } from './placement.ts'

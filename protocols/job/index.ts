@@ -69,6 +69,8 @@ export const jobSchema = z.object({
    * them with the outer optimizer (DiLoCo).
    */
   syncEvery: z.number().int().min(1).max(100000).default(1),
+  /** R: peers that keep a copy of each shard of an imported data set (absent: 2; no default written, so older job ids stay). */
+  replicas: z.number().int().min(1).max(64).optional(),
   /** Outer optimizer (H > 1): SGD with Nesterov momentum on the averaged delta. */
   outerLearningRate: z.number().positive().max(10).default(0.7),
   outerMomentum: z.number().min(0).max(0.999).default(0.9)

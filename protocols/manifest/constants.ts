@@ -15,6 +15,8 @@ export const MAX_SYNC_BYTES = 8 * 1024 * 1024
 /** Entries per delta and per sync message. */
 export const MAX_DELTA_ENTRIES = 4096
 export const MAX_SYNC_ENTRIES = 65536
+/** Shards one holder record may list: an import cuts at most 1,024 (node/data/imported MAX_SHARDS); 1,024 ids are ~8 KiB. */
+export const MAX_HELD_SHARDS = 1024
 /** Keys are short paths (`claims/s0012`, `members/12D3Koo…`). */
 export const MAX_KEY_LENGTH = 256
 /** A sync exchange is two small messages; a peer that takes longer is not worth waiting for. */

@@ -12,7 +12,7 @@
 import { z } from 'zod'
 import { jobSchema } from '../job/index.ts'
 import {
-  MANIFEST_TOPIC_NAME, MAX_DELTA_BYTES, MAX_DELTA_ENTRIES, MAX_KEY_LENGTH, MAX_SYNC_BYTES, MAX_SYNC_ENTRIES,
+  MANIFEST_TOPIC_NAME, MAX_DELTA_BYTES, MAX_HELD_SHARDS, MAX_DELTA_ENTRIES, MAX_KEY_LENGTH, MAX_SYNC_BYTES, MAX_SYNC_ENTRIES,
   PROTOCOL_PREFIX, PROTOCOL_VERSION, SYNC_PROTOCOL_NAME
 } from './constants.ts'
 import { InvalidMessageError } from './errors.ts'
@@ -61,7 +61,18 @@ export const memberSchema = z.object({
   }).strict().optional()
 }).strict()
 
+/**
+ * Which training shards of the job's imported data set a peer holds on disk, written only by that peer
+ * (`holders/<peerId>`, one key per peer: no two peers ever write the same key, so the last-writer-wins
+ * merge never loses a holder). Only live members' records count as replicas (node/shard-transfer/placement.ts).
+ */
+export const holdingSchema = z.object({
+  dataset: z.string().regex(/^ds-[0-9a-f]{16}$/),
+  shards: z.array(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/)).max(MAX_HELD_SHARDS)
+}).strict()
+
 export type ShardInfo = z.infer<typeof shardSchema>
+export type HoldingValue = z.infer<typeof holdingSchema>
 export type ClaimValue = z.infer<typeof claimSchema>
 export type MemberValue = z.infer<typeof memberSchema>
 export type WireClock = z.infer<typeof clockSchema>
@@ -72,6 +83,7 @@ function valueSchema (key: string): z.ZodType | null {
   if (/^shards\/[A-Za-z0-9_-]{1,64}$/.test(key)) return shardSchema
   if (/^claims\/[A-Za-z0-9_-]{1,64}$/.test(key)) return claimSchema
   if (/^members\/[A-Za-z0-9]{1,128}$/.test(key)) return memberSchema
+  if (/^holders\/[A-Za-z0-9]{1,128}$/.test(key)) return holdingSchema
   return null
 }
 
@@ -93,6 +105,8 @@ function validateEntry (raw: unknown, i: number): WireEntry {
   const { key, value, clock } = parsed.data
   const schema = valueSchema(key)
   if (schema === null) throw new InvalidMessageError(`entry ${i}: unknown key ${JSON.stringify(key.slice(0, 64))}`)
+  // only a peer itself says what it holds (a relayed sync keeps the writer's clock)
+  if (schema === holdingSchema && clock.peer !== key.slice('holders/'.length)) throw new InvalidMessageError(`entry ${i} (${key.slice(0, 64)}): written by another peer`)
   if (value === null || value === undefined) return { key, value: null, clock }
   const v = schema.safeParse(value)
   if (!v.success) throw new InvalidMessageError(`entry ${i} (${key}): ${v.error.issues[0].path.join('.')}: ${v.error.issues[0].message}`)
