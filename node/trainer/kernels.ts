@@ -29,9 +29,13 @@
  * - `MaxPoolGrad` is slow (20x the forward pool) and sends a window's gradient
  *   to the last maximum; replaced by a loop over the wasm heap that picks the
  *   first maximum in row-major order, as the cpu and native kernels do.
- * - `DepthwiseConv2dNativeBackpropFilter`/`Input` and `UnsortedSegmentSum`
- *   (the gradient of `gather`, so of embeddings) are missing: loops over the
- *   wasm heap.
+ * - `DepthwiseConv2dNativeBackpropInput` is missing: a forward depthwise
+ *   convolution of the spread, padded dy with the kernel rotated (10x and
+ *   more faster than a loop); `DepthwiseConv2dNativeBackpropFilter` and
+ *   `UnsortedSegmentSum` (the gradient of `gather`, so of embeddings) are
+ *   missing too: loops over the wasm heap.
+ * - `Tile`, `GatherV2` compute an index per element: block and row copies;
+ *   `Identity` copies its input: it shares the buffer, as cpu's does.
  *
  * - Gradients (any backend): `tile`'s gradient slices and adds once per
  *   repetition (layerNormalization of a [64, 64, 32] sequence: 4,096 of each,
@@ -338,6 +342,32 @@ function conv2DBackpropFilter (args: Args): Info {
 }
 
 /**
+ * dy [batch, oh, ow, c] spread out by the stride (zeros between rows and
+ * columns) into a zero tensor of `shape` [batch, hp, wp, c], its first row
+ * and column at (top, left); rows and columns outside are dropped.
+ */
+function spreadOut (backend: BackendWasm, dy: Info, shape: number[], top: number, left: number, sh: number, sw: number): Info {
+  const [batch, oh, ow, c] = dy.shape
+  const [, hp, wp] = shape
+  const spread = zeros(backend, shape)
+  const src = heap(backend, dy)
+  const dst = heap(backend, spread)
+  for (let b = 0; b < batch; b++) {
+    for (let i = 0; i < oh; i++) {
+      const p = top + i * sh
+      if (p < 0 || p >= hp) continue
+      for (let j = 0; j < ow; j++) {
+        const q = left + j * sw
+        if (q < 0 || q >= wp) continue
+        const s = ((b * oh + i) * ow + j) * c
+        dst.set(src.subarray(s, s + c), ((b * hp + p) * wp + q) * c)
+      }
+    }
+  }
+  return spread
+}
+
+/**
  * dx as a valid, stride-1 forward convolution of dy spread out by the stride
  * (zeros between rows and columns) and padded by (kernel − 1 − pad), with the
  * kernel rotated by 180 degrees and its channel axes swapped.
@@ -356,22 +386,8 @@ function conv2DBackpropInput (args: Args): Info {
   const wp = w + kw - 1
   const top = kh - 1 - info.padInfo.top
   const left = kw - 1 - info.padInfo.left
-  const spread = zeros(backend, [batch, hp, wp, co])
+  const spread = spreadOut(backend, dy, [batch, hp, wp, co], top, left, sh, sw)
   const rotated = backend.makeOutput([kh, kw, co, ci], 'float32')
-  const src = heap(backend, dy)
-  const dst = heap(backend, spread)
-  for (let b = 0; b < batch; b++) {
-    for (let i = 0; i < oh; i++) {
-      const p = top + i * sh
-      if (p < 0 || p >= hp) continue
-      for (let j = 0; j < ow; j++) {
-        const q = left + j * sw
-        if (q < 0 || q >= wp) continue
-        const s = ((b * oh + i) * ow + j) * co
-        dst.set(src.subarray(s, s + co), ((b * hp + p) * wp + q) * co)
-      }
-    }
-  }
   const wt = heap(backend, filter)
   const rot = heap(backend, rotated)
   for (let i = 0; i < kh; i++) {
@@ -395,7 +411,49 @@ function depthwiseInfo (xShape: number[], filterShape: number[], attrs: Attrs): 
     attrs.strides as [number, number], (attrs.dilations ?? 1) as [number, number], attrs.pad as 'valid', attrs.dimRoundingMode as 'floor' | undefined, true)
 }
 
-/** dW[kh, kw, c, q] = Σ over b, oh, ow of x[b, oh·sh + kh·dh − top, ow·sw + kw·dw − left, c] · dy[b, oh, ow, c·m + q]. */
+function undilated (info: tf.backend_util.Conv2DInfo): boolean {
+  return info.dilationHeight === 1 && info.dilationWidth === 1
+}
+
+/**
+ * dx as a valid, stride-1 forward depthwise convolution of dy spread out by
+ * the stride and padded, with the kernel rotated by 180 degrees (each of the
+ * c·m channels its own), then a sum over the multiplier.
+ */
+function depthwiseBackpropInput (args: Args): Info {
+  const { backend, attrs } = args
+  const dy = args.inputs.dy as Info
+  const filter = args.inputs.filter as Info
+  const inputShape = attrs.inputShape as number[]
+  const info = depthwiseInfo(inputShape, filter.shape, attrs)
+  if (!undilated(info)) return depthwiseBackpropInputLoop(args)
+  const { batchSize: batch, inHeight: h, inWidth: w, inChannels: c, filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = info
+  const m = filter.shape[3]
+  const cm = c * m
+  const spread = spreadOut(backend, dy, [batch, h + kh - 1, w + kw - 1, cm], kh - 1 - info.padInfo.top, kw - 1 - info.padInfo.left, sh, sw)
+  const rotated = backend.makeOutput([kh, kw, cm, 1], 'float32')
+  const wt = heap(backend, filter)
+  const rot = heap(backend, rotated)
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const from = ((kh - 1 - i) * kw + (kw - 1 - j)) * cm
+      rot.set(wt.subarray(from, from + cm), (i * kw + j) * cm)
+    }
+  }
+  const dx = call('DepthwiseConv2dNative', backend, { x: spread, filter: rotated }, { strides: [1, 1], dilations: [1, 1], pad: 'valid', dimRoundingMode: undefined }) // [b, H, W, c·m]
+  free(backend, spread, rotated)
+  if (m === 1) return dx
+  const split = call('Reshape', backend, { x: dx }, { shape: [batch, h, w, c, m] })
+  const out = call('Sum', backend, { x: split }, { axis: [4], keepDims: false })
+  free(backend, dx, split)
+  return out
+}
+
+/**
+ * dW[kh, kw, c, q] = Σ over b, oh, ow of x[b, oh·sh + kh·dh − top, ow·sw + kw·dw − left, c] · dy[b, oh, ow, c·m + q],
+ * a loop over the wasm heap (as one depthwise convolution with dy as a
+ * dilated filter, or per tap as products, XNNPACK was no faster).
+ */
 function depthwiseBackpropFilter (args: Args): Info {
   const { backend, attrs } = args
   const x = args.inputs.x as Info
@@ -434,7 +492,7 @@ function depthwiseBackpropFilter (args: Args): Info {
 }
 
 /** dx[b, r, c0, c] = Σ over kh, kw, q of dy[b, oh, ow, c·m + q] · W[kh, kw, c, q] where r = oh·sh + kh·dh − top. */
-function depthwiseBackpropInput (args: Args): Info {
+function depthwiseBackpropInputLoop (args: Args): Info {
   const { backend, attrs } = args
   const dy = args.inputs.dy as Info
   const filter = args.inputs.filter as Info
@@ -702,7 +760,7 @@ const FAST: Record<string, Kernel> = {
 }
 
 /** Stock wasm kernels ours call. */
-const CALLED = ['BatchMatMul', '_FusedMatMul', 'Transpose', 'Conv2D', 'Slice', 'Add', 'Reshape', 'Tile', 'Identity', ...Object.values(ACTIVATIONS) as string[]]
+const CALLED = ['BatchMatMul', '_FusedMatMul', 'Transpose', 'Conv2D', 'DepthwiseConv2dNative', 'Sum', 'Slice', 'Add', 'Reshape', 'Tile', 'Identity', 'GatherV2', ...Object.values(ACTIVATIONS) as string[]]
 
 /** The names of the kernels registerFastWasmKernels replaces or adds. */
 export const FAST_WASM_KERNELS: readonly string[] = Object.keys(FAST)
