@@ -11,10 +11,11 @@
  *   apt-get when it is missing (--torch skip leaves it out).
  * mlp and cnn rates are samples/s; gpt's are tokens/s (batch × context).
  *
- *   taskset -c 0 npm run bench:train [-- --backend wasm|cpu] [--batch 128] [--scale 1] [--torch auto|skip] [--cases mlp,wide,cnn,gpt]
+ *   taskset -c 0 npm run bench:train [-- --backend wasm|cpu] [--batch 128] [--scale 1] [--torch auto|skip] [--cases mlp,wide,cnn,gpt] [--threads 1]
  *
  * Pin with taskset so that both sides get the same single core (PyTorch uses
- * one thread per CPU it may run on; wasm runs on one). --scale multiplies the
+ * one thread per CPU it may run on; wasm one, or --threads: the threaded
+ * build of node/trainer/wasm-threads.ts, e.g. `taskset -c 0,1 … --threads 2`). --scale multiplies the
  * number of timed steps (0.25 for a quick look). Each loop is warmed up, then
  * timed in alternating rounds; the best round counts (this machine is shared
  * and noisy: the load average is printed before and after).
@@ -32,6 +33,7 @@ import * as tf from '@tensorflow/tfjs'
 import { registerFastGradients, registerFastWasmKernels, unregisterFastWasmKernels } from '../node/trainer/kernels.ts'
 import { CNN_CONVS, createNet, parameterCount } from '../node/trainer/model.ts'
 import type { ModelConfig, Net } from '../node/trainer/model.ts'
+import { useWasmThreads, wasmThreads } from '../node/trainer/wasm-threads.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -39,7 +41,8 @@ const { values: args } = parseArgs({
     batch: { type: 'string', default: '128' },
     scale: { type: 'string', default: '1' },
     torch: { type: 'string', default: 'auto' },
-    cases: { type: 'string', default: 'mlp,wide,cnn,gpt' }
+    cases: { type: 'string', default: 'mlp,wide,cnn,gpt' },
+    threads: { type: 'string', default: '1' }
   }
 })
 function fail (message: string): never {
@@ -348,7 +351,14 @@ function affinity (): string {
   }
 }
 
-if (backend === 'wasm') await import('@tensorflow/tfjs-backend-wasm')
+if (backend === 'wasm') {
+  try {
+    await useWasmThreads(Number(args.threads))
+  } catch (err) {
+    fail(`--threads: ${(err as Error).message}`)
+  }
+  await import('@tensorflow/tfjs-backend-wasm')
+}
 await tf.setBackend(backend)
 await tf.ready()
 const torch = ensureTorch()
@@ -366,7 +376,7 @@ const mnist = loadMnist(mnistRows)
 const classic: Batches = { x: mnist.x, y: mnist.y, rows: mnistRows, features: 784, classes: 10, unitsPerStep: BATCH, batch: BATCH }
 
 const load = (): string => loadavg().map(l => l.toFixed(2)).join(' ')
-console.log(`backend ${tf.getBackend()}, batch ${BATCH} (gpt: ${GPT.batch}), Adam lr ${LR}; best of ${ROUNDS} alternating rounds (higher is better)`)
+console.log(`backend ${tf.getBackend()}${backend === 'wasm' ? ` (${wasmThreads()} thread${wasmThreads() === 1 ? '' : 's'})` : ''}, batch ${BATCH} (gpt: ${GPT.batch}), Adam lr ${LR}; best of ${ROUNDS} alternating rounds (higher is better)`)
 console.log(`cpus allowed: ${affinity()}; PyTorch: ${torch ?? 'skipped'}; load average before: ${load()}`)
 if (backend === 'wasm') console.log('fast: with node/trainer/kernels.ts registered (what selectBackend does); stock: wasm\'s own kernels and TF.js\'s own gradients')
 

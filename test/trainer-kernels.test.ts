@@ -13,6 +13,7 @@ import assert from 'node:assert/strict'
 import * as tf from '@tensorflow/tfjs'
 import '@tensorflow/tfjs-backend-wasm'
 import { FAST_WASM_KERNELS, fastWasmKernelsRegistered, registerFastWasmKernels, unregisterFastWasmKernels } from '../node/trainer/kernels.ts'
+import { useWasmThreads } from '../node/trainer/wasm-threads.ts'
 
 const TOLERANCE = 1e-5
 
@@ -90,6 +91,8 @@ function convOutShape (x: number[], filter: number[], strides: number | [number,
 }
 
 before(async () => {
+  // PEER_WASM_THREADS=2 runs all of this on the threaded build (test/trainer-kernels-threads.test.ts checks it briefly)
+  await useWasmThreads(Number(process.env.PEER_WASM_THREADS ?? 1))
   await tf.setBackend('wasm')
   await tf.ready()
   await tf.setBackend('cpu')

@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs'
 
 import { BACKENDS, BACKEND_PACKAGES } from './backends.ts'
 import { registerFastGradients, registerFastWasmKernels } from './kernels.ts'
+import { useWasmThreads } from './wasm-threads.ts'
 import type { BackendChoice, BackendName } from './backends.ts'
 
 export { BACKENDS, BACKEND_PACKAGES, isBackendChoice } from './backends.ts'
@@ -40,6 +41,16 @@ function installed (pkg: string): boolean {
 
 let selected: BackendName | undefined
 
+/**
+ * Threads for the wasm backend: PEER_WASM_THREADS (1 … 8), default 1. More
+ * than one runs the package's threaded build (wasm-threads.ts): worth it
+ * where a core would otherwise sit idle, one peer per machine.
+ */
+function wasmThreadsWanted (): number {
+  const value = process.env.PEER_WASM_THREADS
+  return value === undefined || value === '' ? 1 : Number(value)
+}
+
 /** Loads one backend and makes it current; throws BackendUnavailableError saying what to install. */
 export async function loadBackend (name: BackendName): Promise<void> {
   const pkg = BACKEND_PACKAGES[name]
@@ -47,6 +58,7 @@ export async function loadBackend (name: BackendName): Promise<void> {
     throw new BackendUnavailableError(`backend "${name}" is not installed: run \`npm install ${pkg}\` (or use --backend auto)`)
   }
   try {
+    if (name === 'wasm') await useWasmThreads(wasmThreadsWanted())
     if (name !== 'cpu') await import(pkg)
     if (name === 'wasm') registerFastWasmKernels() // stock autodiff without wasm's slow and missing kernels
     else registerFastGradients()
