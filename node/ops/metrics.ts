@@ -134,6 +134,10 @@ export class OpsMetrics {
     gauge('peer_shards_owned', 'Shards this peer owns', st => st.shards.mine.length)
     gauge('peer_shards', 'Shards of the job', st => st.shards.total)
     gauge('peer_shards_unowned', 'Shards no live member owns', st => st.shards.unowned)
+    // an imported data set's shards (none for a built-in one)
+    gauge('peer_dataset_shards_held', 'Training shards of the imported data set whose files this peer holds', st => st.datasets?.[0]?.held)
+    gauge('peer_dataset_shards_below_replicas', 'Shards of the imported data set with fewer than R live copies swarm-wide', st => st.datasets?.[0]?.belowReplicas.length)
+    total('peer_dataset_shards_fetched_total', 'Shard files this peer fetched since it started', st => st.datasets?.[0]?.fetched)
     gauge('peer_members_live', 'Live members of the swarm (this peer included)', st => st.members.filter(m => m.live).length)
     new Gauge({
       name: 'peer_members',
