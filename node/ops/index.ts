@@ -8,7 +8,8 @@
  *   address, and its own requests carry the cookie), `GET /history` (loss
  *   and accuracy curves),
  *   `GET /swarm` (every live member's status), `GET /export` (the model in
- *   TensorFlow.js's layers format), `POST /eval` (test-split evaluation);
+ *   TensorFlow.js's layers format; a gpt model in its own), `POST /eval` (test-split evaluation),
+ *   `POST /generate?prompt=…&tokens=…&temperature=…&seed=…` (text from a gpt model);
  * - the `/peer/status/1.0.0` protocol, so that other members can ask this
  *   one how it is doing;
  * - a once-a-second sample of the training loss for the curves.
@@ -32,7 +33,7 @@ import type { Evaluation as TrainerEvaluation } from '../trainer/index.ts'
 import { TrainingHistory } from './history.ts'
 import { OpsMetrics } from './metrics.ts'
 import type { RoundReport } from './metrics.ts'
-import { evaluateModel, exportModel } from './model.ts'
+import { evaluateModel, exportModel, generateText } from './model.ts'
 import { StatusService } from './status-service.ts'
 import { memberSummary } from './summary.ts'
 import type { SwarmView } from './types.ts'
@@ -42,7 +43,7 @@ export type { OpsMetricsComponents, RoundReport } from './metrics.ts'
 export { StatusService, markAgreement } from './status-service.ts'
 export type { StatusServiceComponents, StatusServiceInit } from './status-service.ts'
 export { TrainingHistory } from './history.ts'
-export { evaluateModel, exportModel, WEIGHTS_FILE } from './model.ts'
+export { evaluateModel, exportModel, generateText, WEIGHTS_FILE } from './model.ts'
 export { memberSummary } from './summary.ts'
 export type * from './types.ts'
 
@@ -146,7 +147,8 @@ async function open (peer: Peer, init: OpsInit): Promise<Ops> {
       api.route('GET', '/history', () => ({ json: history.snapshot() })),
       api.route('GET', '/swarm', async () => ({ json: await gather() })),
       api.route('GET', '/export', async () => ({ json: await exportModel(requireTrainer()) })),
-      api.route('POST', '/eval', async () => ({ json: await evaluateModel(requireTrainer()) }))
+      api.route('POST', '/eval', async () => ({ json: await evaluateModel(requireTrainer()) })),
+      api.route('POST', '/generate', ({ query }) => ({ json: generateText(requireTrainer(), query) }))
     )
   }
 

@@ -6,7 +6,9 @@
  */
 import * as tf from '@tensorflow/tfjs'
 import type { Trainer } from '../trainer/index.ts'
-import type { Evaluation, ExportedModel } from './types.ts'
+import { GptNet } from '../trainer/gpt.ts'
+import { GenerateInputError, generate, saveGpt } from '../trainer/generate.ts'
+import type { Evaluation, ExportedModel, GeneratedText } from './types.ts'
 
 /** The weights file `model.json` points at. */
 export const WEIGHTS_FILE = 'weights.bin'
@@ -16,6 +18,13 @@ export async function exportModel (trainer: Trainer): Promise<ExportedModel> {
   const step = trainer.progress.step
   const round = trainer.progress.round
   const weightsHash = trainer.weightsHash()
+  const accuracy = trainer.lastEvaluation?.accuracy ?? null
+  if (trainer.net instanceof GptNet) {
+    // no layers form: the gpt's own (node/trainer/generate.ts), read back by `peer generate --from DIR`
+    const metadata = { peer: { jobId: trainer.jobId, job: trainer.job, step, round, weightsHash, testLoss: trainer.lastEvaluation?.loss ?? null, output: 'next-byte logits' } }
+    const { modelJson, weights } = await saveGpt(trainer.net, WEIGHTS_FILE, metadata)
+    return { modelJson, weightsFile: WEIGHTS_FILE, weightsBase64: Buffer.from(weights.buffer, weights.byteOffset, weights.byteLength).toString('base64'), step, round, weightsHash, accuracy, jobId: trainer.jobId }
+  }
   const model = trainer.net.toLayersModel()
   try {
     let artifacts: tf.io.ModelArtifacts | null = null
@@ -26,7 +35,6 @@ export async function exportModel (trainer: Trainer): Promise<ExportedModel> {
     const a = artifacts as tf.io.ModelArtifacts | null
     if (a === null || a.weightData === undefined || a.weightSpecs === undefined) throw new Error('the model saved no weights')
     const data = new Uint8Array(tf.io.CompositeArrayBuffer.join(a.weightData))
-    const accuracy = trainer.lastEvaluation?.accuracy ?? null
     const modelJson: Record<string, unknown> = {
       modelTopology: a.modelTopology,
       format: a.format ?? 'layers-model',
@@ -109,4 +117,22 @@ export async function evaluateModel (trainer: Trainer): Promise<Evaluation> {
     weightsHash,
     ms: Math.round(performance.now() - started)
   }
+}
+
+/**
+ * A continuation of `prompt` sampled from the current gpt model (query:
+ * prompt, tokens, temperature, seed; see node/trainer/generate.ts), in one
+ * synchronous pass: no training step lands in between.
+ */
+export function generateText (trainer: Trainer, query: URLSearchParams): GeneratedText {
+  if (!(trainer.net instanceof GptNet)) throw new GenerateInputError(`the job's model is ${trainer.job.model}, not gpt: it does not generate text`)
+  const number = (key: string): number | undefined => {
+    const v = query.get(key)
+    if (v === null) return undefined
+    if (v.trim() === '' || !Number.isFinite(Number(v))) throw new GenerateInputError(`${key}: expected a number`)
+    return Number(v)
+  }
+  const started = performance.now()
+  const out = generate(trainer.net, { prompt: query.get('prompt') ?? '', tokens: number('tokens'), temperature: number('temperature'), seed: number('seed') })
+  return { ...out, step: trainer.progress.step, weightsHash: trainer.weightsHash(), ms: Math.round(performance.now() - started) }
 }

@@ -78,6 +78,19 @@ export interface Evaluation {
   bitsPerByte?: number
 }
 
+/** `POST /generate`: a continuation sampled from the current gpt model. */
+export interface GeneratedText {
+  prompt: string
+  /** The continuation alone. */
+  text: string
+  tokens: number
+  temperature: number
+  seed: number
+  step: number
+  weightsHash: string
+  ms: number
+}
+
 /** The model as `peer export` writes it: model.json's content and the weights file (base64). */
 export interface ExportedModel {
   /** model.json: topology, format, weights manifest pointing at `weightsFile`. */

@@ -110,7 +110,12 @@ export const descriptionSchema = z.object({
   /** Training shards, in index order. */
   shards: z.array(shardSchema).min(1).max(65536),
   /** The held-out rows, one shard every peer reads for evaluation. */
-  test: shardSchema
+  test: shardSchema,
+  /**
+   * A language-model data set (`peer dataset import --lm`, see lm-import.ts): each row is `context + 1`
+   * consecutive byte tokens (the columns t0 … t<context>), its class the last one.
+   */
+  lm: z.object({ context: z.number().int().min(1).max(8192), tokens: z.literal('bytes') }).strict().optional()
 }).strict()
 export type DatasetDescription = z.infer<typeof descriptionSchema>
 

@@ -400,7 +400,7 @@ export function fillIndices (described: readonly ColumnDescription[]): number[] 
 }
 
 /** The shard files of one import, written as rows arrive: round robin over the training shards, and the test shard. */
-class DatasetWriter {
+export class DatasetWriter {
   readonly layout: StatsLayout
   private readonly writers: ShardWriter[] = []
   private readonly test: ShardWriter

@@ -19,6 +19,8 @@
 import type { DatasetDescription } from './description.ts'
 import { StatsLayout } from './stats.ts'
 
+export { importLmText, DEFAULT_LM_CONTEXT, MAX_LM_CONTEXT, MAX_LM_TEXT_BYTES } from './lm-import.ts'
+export type { LmImportOptions } from './lm-import.ts'
 export { importDataset, DEFAULT_BUCKETS, DEFAULT_SHARDS, DEFAULT_TEST_FRACTION, DEFAULT_SPLIT_SEED, MAX_SHARDS } from './importer.ts'
 export { DEFAULT_MEMORY_LIMIT } from './importer.ts'
 export type { ColumnReport, EngineName, EngineReport, ImportOptions, ImportProgress, ImportReport } from './importer.ts'
