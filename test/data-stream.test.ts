@@ -8,14 +8,14 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { copyFileSync, cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { datasetsRoot, importDataset, loadImportedDataset, readDescription, shardPath } from '../node/data/imported/index.ts'
 import type { DatasetDescription } from '../node/data/imported/index.ts'
 import { loadDataset } from '../node/data/dataset.ts'
 import type { Batch, Dataset } from '../node/data/dataset.ts'
-import { PassOrder, RowSet, StreamedRows, blocksOf } from '../node/data/stream/index.ts'
+import { PassOrder, RowSet, StreamedRows, blocksOf, loadTestSample } from '../node/data/stream/index.ts'
 import { jobId, parseJob } from '../protocols/job/index.ts'
 import { Trainer, selectBackend } from '../node/trainer/index.ts'
 
@@ -167,4 +167,26 @@ test('only the shards asked for are opened; a missing one is asked for through e
   const fetched = (await readPass(d, theirs, 0)).flatMap(b => [...b.rows])
   assert.deepEqual([...fetched].sort((a, b) => a - b), [...theirs.toArray()])
   assert.deepEqual(asked, ['s0002', 's0002'])
+})
+
+test('a large test split is an evenly spread sample of the test shard, read a record batch at a time', () => {
+  const f = description.features
+  const keep = 100
+  const sample = loadTestSample(report.dir, description, keep * f * 4)
+  assert.equal(sample.n, keep)
+  const total = dense.test.n
+  const rows = Array.from({ length: total }, (_, r) => r).filter(r => Math.floor((r + 1) * keep / total) > Math.floor(r * keep / total))
+  assert.equal(rows.length, keep)
+  rows.forEach((r, i) => {
+    assert.deepEqual(sample.x.subarray(i * f, (i + 1) * f), dense.test.x.subarray(r * f, (r + 1) * f), `test row ${r}`)
+    assert.equal(sample.y[i], dense.test.y[r])
+  })
+  // a test shard whose bytes changed is refused
+  const dataDir = join(base, 'corrupt')
+  cpSync(report.dir, join(datasetsRoot(dataDir), id), { recursive: true })
+  const file = shardPath(join(datasetsRoot(dataDir), id), description.test)
+  const bytes = readFileSync(file)
+  bytes[bytes.length >> 1] ^= 1
+  writeFileSync(file, bytes)
+  assert.throws(() => loadTestSample(join(datasetsRoot(dataDir), id), description), { name: 'CorruptDatasetError' })
 })

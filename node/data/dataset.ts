@@ -16,7 +16,8 @@ import { loadMnistExamples } from './mnist.ts'
 import { mixSeed, permutation } from './random.ts'
 import { SPAM_CLASSES, countNgrams, documentFrequencies, loadSpamCorpus, spamExamples } from './spam.ts'
 import { idfWeights } from './text.ts'
-import { StreamedRows, loadTestSample } from './stream/streamed.ts'
+import { StreamedRows } from './stream/streamed.ts'
+import { loadTestSample } from './stream/test-split.ts'
 import type { RowSet } from './stream/rows.ts'
 
 /** Dense examples: `n` rows of `features` floats, and a class label per row. */

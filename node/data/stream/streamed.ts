@@ -11,11 +11,10 @@
  * are ever opened.
  */
 import { existsSync } from 'node:fs'
-import { Table } from 'apache-arrow'
 import type { Batch, BatchReader, Examples, TrainingRows } from '../dataset.ts'
 import type { DatasetDescription } from '../imported/description.ts'
 import { IncompleteDatasetError } from '../imported/errors.ts'
-import { readVerifiedShard, shardPath } from '../imported/store.ts'
+import { shardPath } from '../imported/store.ts'
 import { FeatureTransform } from '../imported/transform.ts'
 import { shardId } from '../shards.ts'
 import { PassOrder, blocksOf } from './order.ts'
@@ -32,8 +31,6 @@ export const BLOCK_BYTES = 2 * 1024 * 1024
 export const BLOCKS_PER_WINDOW = 8
 /** Rows per block at most (the importer's record batch size: a block reads one or two record batches). */
 const MAX_BLOCK_ROWS = 8192
-/** The test split kept in memory for evaluation, at most (an evenly spread sample of the test shard beyond it). */
-export const MAX_TEST_BYTES = 24 * 1024 * 1024
 /** Shard files kept open at once (each holds a handle and its record-batch index). */
 const MAX_OPEN_FILES = 64
 
@@ -243,36 +240,4 @@ export class StreamedBatches implements BatchReader {
     if (!existsSync(path)) throw new IncompleteDatasetError(`shard ${index} (${shard.file}) is not in ${dir}: fetch it from a peer that has it`, [shard.sha256])
     return await ShardFile.open(path, shard)
   }
-}
-
-/**
- * The test split for evaluation: every row of the test shard when its
- * features fit in MAX_TEST_BYTES, else that many rows spread evenly over it
- * (the same rows on every peer). Decoded a record batch at a time.
- */
-export function loadTestSample (dir: string, d: DatasetDescription, maxBytes = MAX_TEST_BYTES): Examples {
-  const table = readVerifiedShard(dir, d.test)
-  const transform = new FeatureTransform(d)
-  const f = d.features
-  const total = table.numRows
-  const keep = Math.min(total, Math.max(1, Math.floor(maxBytes / (4 * Math.max(1, f)))))
-  const x = new Float32Array(keep * f)
-  const y = new Uint8Array(keep)
-  let at = 0
-  let row = 0
-  for (const batch of table.batches) {
-    const picked: number[] = []
-    for (let i = 0; i < batch.numRows; i++, row++) {
-      // row r is kept when floor(r · keep / total) steps up: exactly `keep` rows, evenly spread
-      if (Math.floor((row + 1) * keep / total) > Math.floor(row * keep / total)) picked.push(i)
-    }
-    if (picked.length === 0) continue
-    const part = transform.examples(new Table([batch]))
-    for (const i of picked) {
-      x.set(part.x.subarray(i * f, (i + 1) * f), at * f)
-      y[at] = part.y[i]
-      at++
-    }
-  }
-  return { x, y, n: at, features: f }
 }
