@@ -1,0 +1,60 @@
+/**
+ * `node scripts/bench-stream.ts [rows]`: batches per second read from an
+ * imported data set's shard files (node/data/stream: a window at a time,
+ * read ahead) against the same batches gathered from the data set held
+ * dense in memory, in one run, on a generated CSV (two numeric columns and
+ * four categorical ones of 100 values: 402 features), batch 256. Prints
+ * samples/s of each, their ratio, and the process's peak RSS after each.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { loadavg } from 'node:os'
+import { MemoryRows, loadDataset } from '../node/data/dataset.ts'
+import type { TrainingRows } from '../node/data/dataset.ts'
+import { datasetsRoot, importDataset, loadImportedDataset } from '../node/data/imported/index.ts'
+import { RowSet } from '../node/data/stream/index.ts'
+
+const ROWS = Number(process.argv[2] ?? 250_000)
+const BATCH = 256
+const PASSES = 2
+
+const dir = mkdtempSync(join(tmpdir(), 'peer-bench-stream-'))
+try {
+  let seed = 1
+  const rand = (): number => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed / 4294967296 }
+  const lines = ['a,b,c0,c1,c2,c3,label']
+  for (let i = 0; i < ROWS; i++) {
+    const a = rand()
+    const b = rand()
+    lines.push(`${a.toFixed(4)},${b.toFixed(4)},${[0, 1, 2, 3].map(() => `k${Math.floor(rand() * 100)}`).join(',')},${a + b > 1 ? 'hi' : 'lo'}`)
+  }
+  const csv = join(dir, 'bench.csv')
+  writeFileSync(csv, `${lines.join('\n')}\n`)
+  const report = await importDataset(csv, { label: 'label', outDir: datasetsRoot(dir) })
+  const streamed = loadDataset(report.datasetId, { dataDir: dir })
+  console.log(`${report.trainRows} training rows × ${report.features} features (${(report.trainRows * report.features * 4 / 1024 ** 2).toFixed(0)} MB dense), batch ${BATCH}, ${PASSES} passes; load average ${loadavg().map(l => l.toFixed(2)).join(' ')}`)
+
+  const measure = async (name: string, rows: TrainingRows): Promise<number> => {
+    const reader = rows.batches(7, streamed.classes)
+    const all = RowSet.all(rows.n)
+    let samples = 0
+    const started = performance.now()
+    for (let pass = 0; pass < PASSES; pass++) {
+      for (let cursor = 0; cursor < all.size; cursor += BATCH) samples += (await reader.read(all, pass, cursor, BATCH)).n
+    }
+    const s = (performance.now() - started) / 1000
+    await reader.close()
+    const rate = samples / s
+    console.log(`${name.padEnd(28)} ${Math.round(rate).toLocaleString('en').padStart(12)} samples/s  (${s.toFixed(2)} s; peak RSS so far ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB)`)
+    return rate
+  }
+  const fromFiles = await measure('streamed from shard files', streamed.train)
+  const loadStarted = performance.now()
+  const dense = loadImportedDataset(join(datasetsRoot(dir), report.datasetId))
+  console.log(`dense load: ${((performance.now() - loadStarted) / 1000).toFixed(2)} s`)
+  const inMemory = await measure('in memory (dense)', new MemoryRows(dense.train))
+  console.log(`streamed / in memory: ${(fromFiles / inMemory).toFixed(2)}`)
+} finally {
+  rmSync(dir, { recursive: true, force: true })
+}
