@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import * as tf from '@tensorflow/tfjs'
 import '@tensorflow/tfjs-backend-wasm'
-import { FAST_WASM_KERNELS, fastWasmKernelsRegistered, registerFastWasmKernels, unregisterFastWasmKernels } from '../node/trainer/kernels.ts'
+import { FAST_WASM_KERNELS, fastWasmKernelsRegistered, registerFastWasmKernels, setIm2colBlock, unregisterFastWasmKernels } from '../node/trainer/kernels.ts'
 import { useWasmThreads } from '../node/trainer/wasm-threads.ts'
 
 const TOLERANCE = 1e-5
@@ -178,6 +178,19 @@ describe('fast wasm kernels equal the cpu kernels', () => {
     [[4, 28, 28, 1], [5, 5, 1, 8], [1, 1], 'valid']
   ]
 
+  it('Conv2DBackpropFilter: an input whose patches span several blocks (summed)', async () => {
+    const previous = setIm2colBlock(1000) // 9x9x3 images, 3x3x3 taps: 1,323 patch elements per image, one image per block
+    try {
+      for (const [xs, fs, strides, pad] of convs.slice(0, 3)) {
+        const x = normal(xs)
+        const dy = normal(convOutShape(xs, fs, strides, pad))
+        await compareKernel('Conv2DBackpropFilter', { x, dy }, { strides, pad, dataFormat: 'NHWC', filterShape: fs }, `Conv2DBackpropFilter in blocks x=${xs} f=${fs}`)
+      }
+    } finally {
+      setIm2colBlock(previous)
+    }
+  })
+
   it('Conv2DBackpropFilter: strides, valid, same and explicit padding', async () => {
     for (const [xs, fs, strides, pad] of convs) {
       const x = normal(xs)
@@ -229,6 +242,15 @@ describe('fast wasm kernels equal the cpu kernels', () => {
         await compareKernel('MaxPoolGrad', { dy: normal(output.shape), input, output }, { filterSize, strides, pad }, `MaxPoolGrad x=${xs} f=${filterSize} s=${strides} ${pad} ties=${ties}`)
       }
     }
+  })
+
+  it('Sum: leading axes (as a product), other axes, keepDims, int32', async () => {
+    const cases: Array<[number[], number | number[], boolean]> = [
+      [[6, 5], 0, false], [[4, 3, 5], [0, 1], false], [[4, 3, 5], [1, 0], true], [[2, 3, 4, 5], [0, 1, 2], false],
+      [[4, 3, 5], [1], false], [[4, 3, 5], [0, 2], false], [[4, 3, 5], [0, 1, 2], false], [[7], 0, false], [[300, 40], 0, true]
+    ]
+    for (const [shape, axis, keepDims] of cases) await compareKernel('Sum', { x: normal(shape) }, { axis, keepDims }, `Sum ${shape} axis ${axis} keepDims ${keepDims}`)
+    await compareKernel('Sum', { x: ints([5, 3], -9, 9) }, { axis: 0, keepDims: false }, 'Sum int32')
   })
 
   it('Tile: ranks 1-4, rows of one element, int32 and bool', async () => {

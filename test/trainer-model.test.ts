@@ -5,6 +5,7 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import '@tensorflow/tfjs-backend-wasm'
+import { registerFastWasmKernels, unregisterFastWasmKernels } from '../node/trainer/kernels.ts'
 import { createNet, parameterCount } from '../node/trainer/model.ts'
 import type { ModelConfig, Net } from '../node/trainer/model.ts'
 
@@ -74,12 +75,17 @@ before(async () => {
 })
 
 describe('trainer model', () => {
-  // ours on wasm (the default) and on cpu (where matMul's transpose flags are used)
-  const gradientCases: Array<[ModelConfig, 'wasm' | 'cpu']> = [[MLP, 'wasm'], [CNN, 'wasm'], [MLP, 'cpu'], [CNN, 'cpu']]
-  for (const [config, backend] of gradientCases) {
-    it(`${config.preset} on ${backend}: lossAndGrads equals the stock tf.layers gradient`, async (t) => {
+  // ours on wasm (the default), on wasm with kernels.ts's kernels (as selectBackend runs it: its conv gradients
+  // then use them) and on cpu (where matMul's transpose flags are used)
+  const gradientCases: Array<[ModelConfig, 'wasm' | 'cpu', boolean]> = [[MLP, 'wasm', false], [CNN, 'wasm', false], [CNN, 'wasm', true], [MLP, 'cpu', false], [CNN, 'cpu', false]]
+  for (const [config, backend, fast] of gradientCases) {
+    it(`${config.preset} on ${backend}${fast ? ' with the fast kernels' : ''}: lossAndGrads equals the stock tf.layers gradient`, async (t) => {
       await tf.setBackend(backend)
       t.after(async () => await tf.setBackend('wasm'))
+      if (fast) {
+        registerFastWasmKernels()
+        t.after(() => unregisterFastWasmKernels())
+      }
       const net = createNet(config)
       t.after(() => net.dispose())
       // a few steps first, so that biases are non-zero: max-pool windows over the

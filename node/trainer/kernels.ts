@@ -21,8 +21,11 @@
  *   shared b runs as that tall product, fused; with batched b, where the stock
  *   kernel also adds the bias wrongly, as product, bias and activation.
  * - `Conv2DBackpropFilter` is missing (autodiff of conv2d throws). Written as
- *   one forward convolution: the batch becomes the channel axis and `dy`
- *   slides over `x` as a filter, dilated by the stride.
+ *   im2col and one XNNPACK product (patchesᵀ·dy), in blocks that bound the
+ *   extra memory; 1.5-2x faster than the earlier one forward convolution
+ *   with dy as a huge dilated filter, which XNNPACK runs poorly.
+ * - `Sum` over leading axes (bias gradients) transposes first: a product
+ *   with a row of ones instead, several times faster.
  * - `Conv2DBackpropInput` is a naive loop (7x a forward conv). Written as a
  *   valid forward convolution of `dy`, spread out by the stride and padded, with
  *   the kernel rotated by 180 degrees and its channel axes swapped.
@@ -308,11 +311,89 @@ function fusedMatMul (args: Args): Info {
 
 // ---------------------------------------------------------------- conv2d
 
+/** Elements of one im2col block (16 MiB of floats): bounds the extra memory of a filter gradient. */
+let im2colBlock = 4 << 20
+
+/** Sets the im2col block size (elements) and returns the previous one: for tests of the blocked path. */
+export function setIm2colBlock (elements: number): number {
+  const previous = im2colBlock
+  im2colBlock = elements
+  return previous
+}
+
 /**
- * dW[kh, kw, ci, co] = Σ over b, oh, ow of xpad[b, oh·sh + kh, ow·sw + kw, ci] · dy[b, oh, ow, co]:
- * a forward convolution of x as [ci, H, W, b] with dy as the filter
- * [oh, ow, b, co], dilated by the stride.
+ * dW as [kh·kw·ci, n]·[n, co] with n = b·oh·ow: the patches of x, laid out
+ * transposed (one row per filter tap and input channel, so that a row is
+ * filled by runs along the output width), times dy, on XNNPACK; in blocks of
+ * whole images of at most im2colBlock patch elements, summed.
  */
+function filterGradIm2col (backend: BackendWasm, x: Info, dy: Info, info: tf.backend_util.Conv2DInfo): Info {
+  const { batchSize: batch, inHeight: h, inWidth: w, inChannels: ci, outChannels: co, filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw, outHeight: oh, outWidth: ow } = info
+  const { top, left } = info.padInfo
+  const k = kh * kw * ci
+  const pixels = oh * ow
+  const perBlock = Math.max(1, Math.floor(im2colBlock / (k * pixels)))
+  let sum: Info | null = null
+  for (let b0 = 0; b0 < batch; b0 += perBlock) {
+    const nb = Math.min(perBlock, batch - b0)
+    const n = nb * pixels
+    const cols = backend.makeOutput([k, n], 'float32')
+    let g: Info
+    if (nb === batch) {
+      g = call('Reshape', backend, { x: dy }, { shape: [n, co] })
+    } else {
+      g = backend.makeOutput([n, co], 'float32')
+      heap(backend, g).set(heap(backend, dy).subarray(b0 * pixels * co, (b0 + nb) * pixels * co))
+    }
+    const xs = heap(backend, x)
+    const out = heap(backend, cols)
+    let p = 0
+    for (let u = 0; u < kh; u++) {
+      for (let v = 0; v < kw; v++) {
+        // the output columns whose input column is inside x: j in [j0, j1)
+        const j0 = Math.min(ow, Math.max(0, Math.ceil((left - v) / sw)))
+        const j1 = Math.max(j0, Math.min(ow, Math.floor((w - 1 + left - v) / sw) + 1))
+        for (let c = 0; c < ci; c++) {
+          for (let b = b0; b < b0 + nb; b++) {
+            for (let i = 0; i < oh; i++) {
+              const r = i * sh + u - top
+              if (r < 0 || r >= h) {
+                out.fill(0, p, p + ow)
+                p += ow
+                continue
+              }
+              const base = (b * h + r) * w * ci + c + (v - left) * ci
+              if (j0 > 0) out.fill(0, p, p + j0)
+              if (sw === 1 && ci === 1) {
+                out.set(xs.subarray(base + j0, base + j1), p + j0)
+              } else {
+                const step = sw * ci
+                for (let j = j0, q = base + j0 * step; j < j1; j++, q += step) out[p + j] = xs[q]
+              }
+              if (j1 < ow) out.fill(0, p + j1, p + ow)
+              p += ow
+            }
+          }
+        }
+      }
+    }
+    const part = product(backend, cols, g) // [k, co]
+    free(backend, cols, g)
+    if (sum === null) {
+      sum = part
+    } else {
+      const next = call('Add', backend, { a: sum, b: part })
+      free(backend, sum, part)
+      sum = next
+    }
+  }
+  const result = sum as Info
+  const out = call('Reshape', backend, { x: result }, { shape: [kh, kw, ci, co] })
+  free(backend, result)
+  return out
+}
+
+/** dW[kh, kw, ci, co] = Σ over b, oh, ow of xpad[b, oh·sh + kh, ow·sw + kw, ci] · dy[b, oh, ow, co], by im2col. */
 function conv2DBackpropFilter (args: Args): Info {
   const { backend, attrs } = args
   const x = args.inputs.x as Info
@@ -320,25 +401,7 @@ function conv2DBackpropFilter (args: Args): Info {
   const filterShape = attrs.filterShape as [number, number, number, number]
   const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filterShape, attrs.strides as [number, number],
     1, attrs.pad as 'valid', attrs.dimRoundingMode as 'floor' | undefined, false, channelsLast('Conv2DBackpropFilter', attrs.dataFormat))
-  const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw, outHeight: oh, outWidth: ow, inHeight: h, inWidth: w } = info
-  const { top, left } = info.padInfo
-  // rows and columns of padded x that the gradient reads; beyond x they are zero
-  const bottom = Math.max(0, kh + (oh - 1) * sh - h - top)
-  const right = Math.max(0, kw + (ow - 1) * sw - w - left)
-  const xT = call('Transpose', backend, { x }, { perm: [3, 1, 2, 0] })
-  const dyT = call('Transpose', backend, { x: dy }, { perm: [1, 2, 0, 3] })
-  const g = call('Conv2D', backend, { x: xT, filter: dyT }, {
-    strides: [1, 1], dilations: [sh, sw], pad: [[0, 0], [top, bottom], [left, right], [0, 0]], dataFormat: 'NHWC', dimRoundingMode: undefined
-  }) // [ci, ≥ kh, ≥ kw, co]
-  free(backend, xT, dyT)
-  let cropped = g
-  if (g.shape[1] !== kh || g.shape[2] !== kw) {
-    cropped = call('Slice', backend, { x: g }, { begin: [0, 0, 0, 0], size: [g.shape[0], kh, kw, g.shape[3]] })
-    free(backend, g)
-  }
-  const out = call('Transpose', backend, { x: cropped }, { perm: [1, 2, 0, 3] })
-  free(backend, cropped)
-  return out
+  return filterGradIm2col(backend, x, dy, info)
 }
 
 /**
@@ -675,6 +738,32 @@ function tile (args: Args): Info {
   return out
 }
 
+/**
+ * sum over leading axes (every bias gradient: dy summed over batch, rows and
+ * columns) as ones[1, n]·x[n, m] on XNNPACK; wasm's kernel transposes the
+ * reduced axes innermost first, a copy that costs more than the sum. Other
+ * reductions go to the stock kernel.
+ */
+function sum (args: Args): Info {
+  const { backend, attrs } = args
+  const x = args.inputs.x as Info
+  const r = x.shape.length
+  const axes = [...tf.util.parseAxisParam(attrs.axis as number | number[], x.shape)].sort((a, b) => a - b)
+  const leading = axes.length > 0 && axes.length < r && axes.every((a, i) => a === i)
+  const n = size(x.shape.slice(0, axes.length))
+  const m = size(x.shape.slice(axes.length))
+  if (x.dtype !== 'float32' || !leading || n * m === 0) return stock('Sum')(args)
+  const ones = backend.makeOutput([1, n], 'float32')
+  heap(backend, ones).fill(1)
+  const flat = call('Reshape', backend, { x }, { shape: [n, m] })
+  const row = product(backend, ones, flat)
+  free(backend, ones, flat)
+  const shape = attrs.keepDims === true ? x.shape.map((d, i) => i < axes.length ? 1 : d) : x.shape.slice(axes.length)
+  const out = call('Reshape', backend, { x: row }, { shape })
+  free(backend, row)
+  return out
+}
+
 /** identity shares x's buffer (tensors are immutable), as the cpu backend does; wasm's copies it. */
 function identity (args: Args): Info {
   const x = args.inputs.x as Info
@@ -756,6 +845,7 @@ const FAST: Record<string, Kernel> = {
   UnsortedSegmentSum: unsortedSegmentSum,
   Tile: tile,
   GatherV2: gatherV2,
+  Sum: sum,
   Identity: identity
 }
 

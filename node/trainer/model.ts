@@ -21,6 +21,7 @@
  * and native TensorFlow kernels do; the wasm kernel picks the last).
  */
 import * as tf from '@tensorflow/tfjs'
+import { fastWasmKernelsRegistered } from './kernels.ts'
 
 export type ModelPreset = 'mlp' | 'cnn' | 'gpt'
 
@@ -343,11 +344,20 @@ function maxPoolReluGrad (dy: tf.Tensor4D, activation: tf.Tensor4D, pooled: tf.T
   return tf.tensor4d(out, activation.shape)
 }
 
+/** On wasm with kernels.ts's kernels (im2col filter gradient, spread-and-convolve input gradient): use them. */
+function fastWasm (): boolean {
+  return tf.getBackend() === 'wasm' && fastWasmKernelsRegistered()
+}
+
 /**
  * dL/dW of a valid, stride-1 conv2d, as one forward convolution: the batch
  * becomes the channel axis, so that dy slides over x as a filter.
  */
 function conv2dFilterGrad (x: tf.Tensor4D, dy: tf.Tensor4D): tf.Tensor4D {
+  if (fastWasm()) {
+    const filterShape = [x.shape[1] - dy.shape[1] + 1, x.shape[2] - dy.shape[2] + 1, x.shape[3], dy.shape[3]]
+    return tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', filterShape }) as tf.Tensor4D
+  }
   const xT = tf.transpose(x, [3, 1, 2, 0]) // [inC, H, W, batch]
   const dyT = tf.transpose(dy, [1, 2, 0, 3]) // [outH, outW, batch, outC]
   return tf.transpose(tf.conv2d(xT, dyT, 1, 'valid'), [1, 2, 0, 3]) // [kH, kW, inC, outC]
@@ -360,6 +370,10 @@ function conv2dFilterGrad (x: tf.Tensor4D, dy: tf.Tensor4D): tf.Tensor4D {
  */
 function conv2dInputGrad (dy: tf.Tensor4D, kernel: tf.Tensor4D): tf.Tensor4D {
   const [kh, kw] = kernel.shape
+  if (fastWasm()) {
+    const inputShape = [dy.shape[0], dy.shape[1] + kh - 1, dy.shape[2] + kw - 1, kernel.shape[2]]
+    return tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: kernel }, { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', inputShape }) as tf.Tensor4D
+  }
   const rotated = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D
   const padded = tf.pad(dy, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]])
   return tf.conv2d(padded, rotated, 1, 'valid')
