@@ -21,6 +21,10 @@ export const evalCommand = {
       ctx.stdout.write(`${JSON.stringify(e)}\n`)
       return EXIT_OK
     }
+    if (e.bitsPerByte !== undefined) {
+      ctx.stdout.write(`test loss ${e.loss.toFixed(4)} nats per token, ${e.bitsPerByte.toFixed(4)} bits per byte, next-byte accuracy ${e.accuracy.toFixed(4)}  (${e.rows} test windows, step ${e.step}, weights ${e.weightsHash}, ${e.ms} ms)\n`)
+      return EXIT_OK
+    }
     const lines = [
       `test accuracy ${e.accuracy.toFixed(4)}  loss ${e.loss.toFixed(4)}  (${e.rows} test rows, step ${e.step}, weights ${e.weightsHash}, ${e.ms} ms)`,
       '',

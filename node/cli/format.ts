@@ -1,4 +1,5 @@
 /** Human-readable renderings of a peer's status, shared by `peer start` and `peer status`. */
+import { GPT_DEFAULTS } from '../../protocols/job/index.ts'
 import type { PeerStatus } from '../peer/status.ts'
 import type { Agreement, SwarmView } from '../ops/types.ts'
 
@@ -35,7 +36,7 @@ export function statusView (s: PeerStatus): string {
     ...s.addresses.slice(0, 4).map(a => `          ${a}`),
     `state     ${s.state}${s.error !== null ? `  (${s.error})` : ''}`,
     `backend   ${s.backend ?? '-'}`,
-    `job       ${s.job === null ? '-' : `${s.job.id}  ${s.job.dataset}/${s.job.model} hidden ${s.job.hidden.join(',')}  batch ${s.job.batchSize}  ${s.job.optimizer} lr ${s.job.learningRate}  ${s.job.epochs} epochs`}`,
+    `job       ${s.job === null ? '-' : `${s.job.id}  ${s.job.dataset}/${s.job.model} ${s.job.model === 'gpt' ? `layers ${s.job.gpt?.layers ?? GPT_DEFAULTS.layers} dim ${s.job.gpt?.dim ?? GPT_DEFAULTS.dim} heads ${s.job.gpt?.heads ?? GPT_DEFAULTS.heads} context ${s.job.gpt?.context ?? 'of the data set'}` : `hidden ${s.job.hidden.join(',')}`}  batch ${s.job.batchSize}  ${s.job.optimizer} lr ${s.job.learningRate}  ${s.job.epochs} epochs`}`,
     `data dir  ${s.dataDir}`
   ]
   lines.push(
@@ -50,7 +51,9 @@ export function statusView (s: PeerStatus): string {
     lines.push(
       `step      ${t.step}  epoch ${Math.min(t.epoch + 1, t.epochs)}/${t.epochs} ${bar(t.epoch >= t.epochs ? 1 : t.epochProgress)} ${((t.epoch >= t.epochs ? 1 : t.epochProgress) * 100).toFixed(0)}%`,
       `loss      ${num(t.loss)}  (smoothed training loss)`,
-      `accuracy  ${num(t.accuracy)}  (held-out test split, last evaluation; test loss ${num(t.testLoss)})`,
+      t.bitsPerByte != null
+        ? `accuracy  ${num(t.accuracy)}  (next byte, held-out split, last evaluation; test loss ${num(t.testLoss)} nats per token, ${num(t.bitsPerByte)} bits per byte)`
+        : `accuracy  ${num(t.accuracy)}  (held-out test split, last evaluation; test loss ${num(t.testLoss)})`,
       `speed     ${t.samplesPerSec} samples/s`,
       `weights   ${t.weightsHash ?? '-'}`
     )

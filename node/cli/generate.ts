@@ -54,7 +54,13 @@ export const generateCommand = {
       result = { ...await fromExport(resolve(flags.from), params), step: null, weightsHash: null }
     } else {
       const client = await ApiClient.fromDataDir(resolveDataDir(flags.dataDir, ctx.env))
-      result = await client.generate(params)
+      try {
+        result = await client.generate(params)
+      } catch (err) {
+        // the peer refused the request itself (a prompt too long, a job that is not gpt): bad input, exit 2
+        if ((err as Error).name === 'ApiRequestError' && (err as { status?: number }).status === 400) throw new UsageError((err as Error).message)
+        throw err
+      }
     }
     if (flags.json) ctx.stdout.write(`${JSON.stringify(result)}\n`)
     else ctx.stdout.write(`${result.prompt}${result.text}\n`)

@@ -24,6 +24,7 @@
  * unit layer-norm gains).
  */
 import * as tf from '@tensorflow/tfjs'
+import { GPT_DEFAULTS } from '../../protocols/job/index.ts'
 import type { ModelConfig, Net } from './model.ts'
 
 /** Byte tokens. */
@@ -43,7 +44,6 @@ export interface GptOptions {
   context: number
 }
 
-export const GPT_DEFAULTS: GptOptions = { layers: 2, dim: 64, heads: 4, context: 64 }
 
 /** The job's gpt options with the defaults filled in; the context defaults to the data set's (rows of `features` tokens). */
 export function gptOptionsOf (job: Partial<GptOptions> | undefined, features: number): GptOptions {

@@ -38,6 +38,9 @@ export function isModelName (name: string): boolean {
   return (MODEL_PRESETS as readonly string[]).includes(name) || USER_MODEL_ID.test(name)
 }
 
+/** The gpt model's size when the job says nothing (a small model: about 120 k parameters at context 64). */
+export const GPT_DEFAULTS = { layers: 2, dim: 64, heads: 4 } as const
+
 export const jobSchema = z.object({
   /** A built-in data set (`mnist`, `spam`, `spam-text`: text for `gpt`) or an imported one's id (`ds-…`, from `peer dataset import`). */
   dataset: z.string().refine(isDatasetName, { message: `expected ${BUILTIN_DATASETS.join(', ')} or an imported data set id (ds- and 16 hex digits)` }).default('mnist'),
@@ -48,9 +51,9 @@ export const jobSchema = z.object({
   model: z.string().refine(isModelName, { message: `expected ${MODEL_PRESETS.join(', ')} or a model id (mdl- and 16 hex digits, from --model path/model.json)` }).default('mlp'),
   /** The gpt model's size (model `gpt` only; absent: the defaults, and the data set's context). */
   gpt: z.object({
-    layers: z.number().int().min(1).max(64).default(2),
-    dim: z.number().int().min(8).max(8192).default(64),
-    heads: z.number().int().min(1).max(128).default(4),
+    layers: z.number().int().min(1).max(64).default(GPT_DEFAULTS.layers),
+    dim: z.number().int().min(8).max(8192).default(GPT_DEFAULTS.dim),
+    heads: z.number().int().min(1).max(128).default(GPT_DEFAULTS.heads),
     /** Tokens the model sees at once; absent: the data set's (its rows hold context + 1 tokens). */
     context: z.number().int().min(1).max(8192).optional()
   }).strict().refine(g => g.dim % g.heads === 0, { message: 'dim must be a multiple of heads' }).optional(),
