@@ -14,6 +14,7 @@
 import { EventEmitter } from 'node:events'
 import { existsSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { HoldingValue } from '../../protocols/manifest/index.ts'
@@ -216,6 +217,8 @@ export class ReplicationService extends EventEmitter<ReplicationEvents> {
       try {
         do {
           this.again = false
+          // a turn for I/O between steps, whatever the manifest's writes resolve with
+          await yieldToEventLoop()
           await this.step()
         } while (this.again && !this.stopped)
       } catch (err) {
@@ -290,7 +293,9 @@ export class ReplicationService extends EventEmitter<ReplicationEvents> {
         }
       }
       this.retryAt.set(id, Date.now() + RETRY_MS)
-      log?.warn({ shard: id, tried }, sources.length === 0 ? 'no live peer to fetch a shard from' : 'no peer could send a shard: retrying later')
+      // no one to ask is normal for a moment after a restart, before the other members are heard from
+      if (sources.length === 0) log?.debug({ shard: id }, 'no live peer to fetch a shard from yet')
+      else log?.warn({ shard: id, tried }, 'no peer could send a shard: retrying later')
     } finally {
       this.fetching = null
     }
