@@ -240,7 +240,7 @@ async function runLs (ctx: CliContext, opts: LsFlags): Promise<number> {
     const shards = e.shardsPresent === e.shards + 1 ? `${e.shards} shards` : `${e.shards} shards (${e.shardsPresent} of ${e.shards + 1} files here)`
     ctx.stdout.write(`${e.id}  ${e.rows} rows (${e.trainRows} train, ${e.testRows} test)  ${shards}  ${e.features} features  ${e.classes} classes of "${e.label}"  ${(e.bytes / 1024 ** 2).toFixed(1)} MiB\n`)
     const r = swarm.get(e.id)
-    if (r !== undefined) ctx.stdout.write(`  swarm: ${datasetLine(r)}\n`)
+    if (r !== undefined) ctx.stdout.write(`  in the swarm (the peer running here): ${datasetLine(r, false)}\n`)
   }
   return EXIT_OK
 }

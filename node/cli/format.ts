@@ -21,11 +21,11 @@ export function progressLine (s: PeerStatus): string {
 }
 
 /** One imported data set as `peer status` and `peer dataset ls` show it: shards here, copies swarm-wide, shards below R. */
-export function datasetLine (d: PeerStatus['datasets'][number]): string {
+export function datasetLine (d: PeerStatus['datasets'][number], withId = true): string {
   const copies = Object.values(d.copies)
   const least = copies.length === 0 ? 0 : Math.min(...copies)
   const below = d.belowReplicas.length === 0 ? `every shard on >= ${d.replicas} peers` : `${d.belowReplicas.length} below R=${d.replicas}: ${d.belowReplicas.slice(0, 8).join(' ')}${d.belowReplicas.length > 8 ? ' …' : ''}`
-  return `${d.dataset}  ${d.held} of ${d.shards} shards here  copies min ${least} max ${copies.length === 0 ? 0 : Math.max(...copies)}  ${below}${d.fetching !== null ? `  fetching ${d.fetching}` : ''}`
+  return `${withId ? `${d.dataset}  ` : ''}${d.held} of ${d.shards} shards here  copies min ${least} max ${copies.length === 0 ? 0 : Math.max(...copies)}  ${below}${d.fetching !== null ? `  fetching ${d.fetching}` : ''}`
 }
 
 /** The compact view of `peer status`. */
