@@ -48,12 +48,13 @@ class SharedView {
     this.events.emit('change')
   }
 
-  manifestOf (me: string): HolderManifest {
+  /** The view of `me`; with `live`, its own idea of who is live (views differ for a moment when a member leaves). */
+  manifestOf (me: string, live?: () => string[]): HolderManifest {
     return {
       peerId: me,
       shardIds: () => this.shards,
       owners: () => new Map(this.owners),
-      live: () => [...this.live],
+      live: live ?? (() => [...this.live]),
       holders: () => new Map(this.holders),
       announceHolding: async h => {
         // as the manifest does: a change only when the record changed
@@ -160,4 +161,35 @@ test('ensureShard of an unknown shard is a RangeError; stop rejects whoever wait
   const waiting = lonely.ensureShard('s0000')
   lonely.stop()
   await assert.rejects(waiting, /replication stopped/)
+})
+
+test('a peer that leaves hands off the shards only it holds: the others fetch them from it before it goes', async () => {
+  const shards = description.shards.map((_, i) => `s${String(i).padStart(4, '0')}`)
+  const fresh = join(base, 'fresh')
+  await servers[0].start()
+  await fetchDataset(nodes[1], [nodes[2].peerId], id, fresh, { shards: [] })
+  const view = new SharedView(shards)
+  const [a, b] = [nodes[0].peerId.toString(), nodes[1].peerId.toString()]
+  view.live = [a]
+  // a holds everything (it imported it; the first test left it holding what it kept, so give it all back)
+  await fetchDataset(nodes[0], [nodes[1].peerId, nodes[2].peerId], id, dirs[0])
+  const leaver = new ReplicationService({ node: nodes[0], manifest: view.manifestOf(a) }, { dataDir: dirs[0], description, datasetId: id, intervalMs: 50, dropAfterMs: 60_000 })
+  // b has heard that a leaves: a is not live for it, yet a's record says what a holds
+  const joiner = new ReplicationService({ node: nodes[1], manifest: view.manifestOf(b, () => [b]) }, { dataDir: fresh, description, datasetId: id, intervalMs: 50 })
+  try {
+    leaver.start()
+    view.settleClaims()
+    await until('a to announce its shards', () => view.holders.get(a)?.shards.length === shards.length)
+    assert.deepEqual(leaver.soleCopies(), [], 'alone: nothing to hand off')
+    // b joins, and a says at once that it leaves: b no longer counts it as live, but fetches from it
+    view.live = [a, b]
+    assert.equal(leaver.soleCopies().length, shards.length)
+    joiner.start()
+    const left = await leaver.handOff(20_000)
+    assert.deepEqual(left, [])
+    assert.equal(view.holders.get(b)?.shards.length, shards.length, 'b holds every shard before a is gone')
+  } finally {
+    leaver.stop()
+    joiner.stop()
+  }
 })

@@ -79,6 +79,8 @@ export interface PeerOptions {
   allow?: string[]
 }
 
+/** How long a leaving peer waits for the others to copy the shards only it holds (small shards take milliseconds). */
+const HANDOFF_TIMEOUT_MS = 15_000
 /** How long opening a connection to a round member may take. */
 const CONNECT_TIMEOUT_MS = 3000
 /** How often a peer waiting for --min-peers looks again. */
@@ -459,6 +461,8 @@ export class Peer extends EventEmitter<PeerEvents> {
     await this.ops?.stop().catch(() => {})
     this.reconnect?.stop()
     this.rounds?.stop()
+    // shards only this peer holds are copied by the others first (it has announced that it leaves; it still serves them)
+    await this.replication?.handOff(HANDOFF_TIMEOUT_MS).catch(() => {})
     this.replication?.stop()
     await this.stateServer?.stop().catch(() => {})
     await this.ring?.stop().catch(() => {})

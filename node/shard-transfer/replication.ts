@@ -14,7 +14,7 @@
 import { EventEmitter } from 'node:events'
 import { existsSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
+import { setTimeout as sleep, setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { HoldingValue } from '../../protocols/manifest/index.ts'
@@ -205,6 +205,34 @@ export class ReplicationService extends EventEmitter<ReplicationEvents> {
     }
   }
 
+  /**
+   * Shards held here and by no other live member: what the swarm loses if this peer goes now. Empty when this
+   * peer is alone (there is no one to hand them to).
+   */
+  soleCopies (): string[] {
+    const view = this.view()
+    if (view.live.every(p => p === view.me)) return []
+    const holders = liveHolders(view)
+    return [...this.local].filter(id => [...(holders.get(id) ?? [])].every(p => p === view.me)).sort()
+  }
+
+  /**
+   * Before this peer leaves (it has said so: the others no longer count it as live, and fetch what only it
+   * holds): waits until every shard it holds is held by another live member too, or `timeoutMs` passed.
+   * Returns the shards still held only here.
+   */
+  async handOff (timeoutMs: number): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs
+    let sole = this.soleCopies()
+    if (sole.length > 0) this.components.logger?.info({ shards: sole.length }, 'leaving: waiting for the other members to copy the shards only this peer holds')
+    while (sole.length > 0 && Date.now() < deadline && !this.stopped) {
+      await sleep(Math.min(this.intervalMs, Math.max(1, deadline - Date.now())))
+      sole = this.soleCopies()
+    }
+    if (sole.length > 0) this.components.logger?.warn({ shards: sole }, 'leaving with shards no other live member holds yet')
+    return sole
+  }
+
   /** Runs a placement step now, or once the one under way ends. */
   private schedule (): void {
     if (this.stopped) return
@@ -270,8 +298,10 @@ export class ReplicationService extends EventEmitter<ReplicationEvents> {
     if (shard === undefined) return
     const log = this.components.logger
     const holders = [...(liveHolders(view).get(id) ?? [])].filter(p => p !== view.me)
+    // members that say they hold it but are not live may still serve it (one leaving hands its shards off first)
+    const gone = [...view.holders].filter(([p, h]) => p !== view.me && !holders.includes(p) && h.has(id)).map(([p]) => p)
     // spread the load over the holders; members that hold nothing are a last resort (an old record)
-    const sources = [...shuffle(holders), ...shuffle(view.live.filter(p => p !== view.me && !holders.includes(p)))]
+    const sources = [...shuffle(holders), ...shuffle(gone), ...shuffle(view.live.filter(p => p !== view.me && !holders.includes(p)))]
     this.fetching = id
     const tried: string[] = []
     try {
