@@ -4,7 +4,7 @@
  *
  * Architecture (GPT-2's, small): token and learned position embeddings; per
  * block, pre-layer-norm causal multi-head self-attention and a pre-layer-norm
- * MLP (4·dim, GELU, tanh approximation), each added to the residual stream; a
+ * MLP (4·dim, GELU in its sigmoid approximation), each added to the residual stream; a
  * final layer norm; the output head is the token embedding transposed (weight
  * tying). No dropout: every member computes the same gradient from the same
  * rows, bit for bit.
@@ -239,11 +239,9 @@ export class GptNet implements Net {
     for (const blk of this.blocks) {
       const a = layerNorm(h, blk.ln1g, blk.ln1b)
       const qkv = tf.add(tf.matMul(a, blk.qkvW as tf.Tensor2D), blk.qkvB) // [b·t, 3·dim]
-      // q, k, v: [b·t, dim] column blocks → [b·heads, t, hd] (4-D transposes: wasm's rank-5 one is a slow loop)
-      const part = (i: number): tf.Tensor3D => tf.reshape(tf.transpose(tf.reshape(tf.slice(qkv, [0, i * dim], [rows, dim]), [b, t, heads, hd]), [0, 2, 1, 3]), [b * heads, t, hd])
-      const q = part(0)
-      const k = part(1)
-      const v = part(2)
+      // q, k, v: [b·t, dim] column blocks → [b·heads, t, hd]. A split, not slices: its gradient is a concat, a
+      // slice's a pad (slow on wasm); 4-D transposes: wasm's rank-5 one is a slow loop.
+      const [q, k, v] = tf.split(qkv, 3, 1).map(part => tf.reshape(tf.transpose(tf.reshape(part, [b, t, heads, hd]), [0, 2, 1, 3]), [b * heads, t, hd]) as tf.Tensor3D)
       const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask) // [b·heads, t, t]
       const att = tf.matMul(tf.softmax(scores), v) // [b·heads, t, hd]
       const merged = tf.reshape(tf.transpose(tf.reshape(att, [b, heads, t, hd]), [0, 2, 1, 3]), [rows, dim]) as tf.Tensor2D
@@ -271,10 +269,12 @@ function layerNorm (x: tf.Tensor2D, gamma: tf.Variable, beta: tf.Variable): tf.T
   return tf.add(tf.mul(tf.mul(centred, tf.rsqrt(tf.add(variance, LN_EPSILON))), gamma), beta)
 }
 
-/** GELU, tanh approximation (GPT-2's). */
+/**
+ * GELU in its sigmoid approximation x·σ(1.702·x) (Hendrycks and Gimpel's, within 0.02 of the exact one):
+ * three kernels each way, 15% faster a step on wasm than the tanh form's eight.
+ */
 function gelu (x: tf.Tensor): tf.Tensor2D {
-  const inner = tf.mul(tf.add(x, tf.mul(tf.mul(tf.square(x), x), 0.044715)), Math.sqrt(2 / Math.PI))
-  return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1)) as tf.Tensor2D
+  return tf.mul(x, tf.sigmoid(tf.mul(x, 1.702))) as tf.Tensor2D
 }
 
 /** A seed per parameter tensor (the same mixing as model.ts's per-layer seeds). */
