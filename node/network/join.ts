@@ -1,11 +1,13 @@
 /**
- * Joining a swarm: which job this peer trains, and reaching the swarm through
- * the `--join` addresses. A peer given --join adopts the swarm's job (and
- * refuses to train another); a peer without one trains the job it was asked
- * for, else the one its data dir holds, else the default job.
+ * Joining a swarm: which job this peer trains, reaching the swarm through
+ * the `--join` addresses, and waiting for `--min-peers` members. A peer given
+ * --join adopts the swarm's job (and refuses to train another); a peer
+ * without one trains the job it was asked for, else the one its data dir
+ * holds, else the default job.
  *
  * @example
  * const { job, jobId, joined } = await joinSwarm({ dial: (a, s) => network.dial(a, s), manifest }, { dataDir, join, joinTimeoutMs, asked, stored })
+ * await waitForPeers({ live: () => manifest.live() }, { minPeers: 3, onWaiting: w => console.log(w.live, w.needed) })
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { jobId as computeJobId, parseJob } from '../../protocols/job/index.ts'
@@ -14,6 +16,8 @@ import { JobConflictError, JoinFailedError } from './errors.ts'
 
 /** Pause between rounds of dialling the --join peers. */
 const JOIN_RETRY_MS = 1000
+/** How often a peer waiting for --min-peers looks again. */
+const PEER_WAIT_POLL_MS = 250
 
 /** A job id another member reported while syncing manifests, other than this peer's. */
 export interface JobConflict {
@@ -115,6 +119,28 @@ export async function dialJoinPeers (components: Pick<JoinComponents, 'dial'>, a
     await sleep(JOIN_RETRY_MS)
   }
   throw new JoinFailedError(`could not reach any --join peer (${addresses.join(', ')}) within ${timeoutMs / 1000} s: ${(lastError as Error)?.message ?? 'no answer'}`)
+}
+
+export interface WaitForPeersInit {
+  /** Members (this peer among them) that must be live. */
+  minPeers: number
+  /** Called with the count so far whenever it changes while waiting (first with the count at the start). */
+  onWaiting?: (w: { live: number, needed: number }) => void
+  signal?: AbortSignal
+}
+
+/** With --min-peers N, training starts once N members are live (as torchrun waits for its nodes). */
+export async function waitForPeers (components: { live: () => string[] }, init: WaitForPeersInit): Promise<void> {
+  let last = -1
+  while (components.live().length < init.minPeers) {
+    const n = components.live().length
+    if (n !== last) {
+      last = n
+      init.onWaiting?.({ live: n, needed: init.minPeers })
+    }
+    if (init.signal?.aborted === true) throw new Error('stopped while waiting for peers')
+    await sleep(PEER_WAIT_POLL_MS)
+  }
 }
 
 function describeJob (job: Job): string {

@@ -15,20 +15,18 @@ import { createActor, fromPromise } from 'xstate'
 import type { Actor } from 'xstate'
 import type { Logger } from 'pino'
 import type { Job, JobInput } from '../../protocols/job/index.ts'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { RowSet, resolveJobData } from '../data/index.ts'
 import { ModelService, resolveJobModel } from '../models/index.ts'
 import type { JobData } from '../data/index.ts'
 import { ReplicationService, ShardService, createDataDirShardStore } from '../shard-transfer/index.ts'
-import { ReconnectService, joinSwarm, loadOrCreateKey, startNetwork } from '../network/index.ts'
+import { ReconnectService, joinSwarm, loadOrCreateKey, startNetwork, waitForPeers } from '../network/index.ts'
 import { resolveSwarmKey } from '../security/index.ts'
 import type { Network } from '../network/index.ts'
 import { Manifest } from '../manifest/index.ts'
 import { Ring, createKeyedRingTransport, listenHostOf } from '../ring/index.ts'
-import { Rounds, compareRank, rankOf } from '../rounds/index.ts'
-import type { GroupRank } from '../rounds/index.ts'
-import { StateSyncServer, fetchState, winningDonors } from '../state-sync/index.ts'
-import type { Candidate } from '../state-sync/index.ts'
+import { Rounds } from '../rounds/index.ts'
+import { StateSyncServer } from '../state-sync/index.ts'
+import { CatchUp } from '../state-sync/catch-up.ts'
 import type { ManifestStore } from '../manifest/index.ts'
 import { ApiServer } from '../api/index.ts'
 import { CheckpointStore, Trainer, createLayersNet, createTrainerLogic, selectBackend } from '../trainer/index.ts'
@@ -83,8 +81,6 @@ export interface PeerOptions {
 const HANDOFF_TIMEOUT_MS = 15_000
 /** How long opening a connection to a round member may take. */
 const CONNECT_TIMEOUT_MS = 3000
-/** How often a peer waiting for --min-peers looks again. */
-const PEER_WAIT_POLL_MS = 250
 
 export interface RoundFigures {
   round: number
@@ -127,11 +123,10 @@ export class Peer extends EventEmitter<PeerEvents> {
   modelService: ModelService | null = null
   /** An imported data set's shards kept where they are trained (node/shard-transfer/replication.ts). */
   replication: ReplicationService | null = null
-  /** Set when others are at a later round: the next step fetches the swarm's state first. */
-  behind = false
+  /** Whether this peer lags the swarm, and fetching the swarm's state when it does. */
+  catchUp: CatchUp | null = null
   /** A stop was asked: no more catching up with the swarm. */
   stopping = false
-  syncs: Array<{ at: number, round: number, bytes: number, ms: number, donors: number, from: string[], adopted: boolean }> = []
   /** The job's data set and shards, once the job is resolved. */
   data: JobData | null = null
   /** The last round ended without a quorum of this peer's group. */
@@ -159,8 +154,8 @@ export class Peer extends EventEmitter<PeerEvents> {
             reduce: async (vector, samples) => await this.reduce(vector, samples),
             resync: async () => {
               // without a quorum only a state that wins over this peer's is worth fetching (none: wait and retry)
-              if (this.partitioned) await this.catchUp('no quorum of its group', false)
-              else await this.catchUp('left out of a round')
+              if (this.partitioned) await this.requireCatchUp().run('no quorum of its group', false)
+              else await this.requireCatchUp().run('left out of a round')
             },
             onEvaluation: e => {
               log.info({ epoch: e.epoch, step: e.step, loss: e.loss, accuracy: e.accuracy }, 'evaluation')
@@ -311,9 +306,17 @@ export class Peer extends EventEmitter<PeerEvents> {
       logger: log.child({ name: 'peer:rounds' })
     }, { collectTimeoutMs: options.collectTimeoutMs, stepTimeoutMs: options.stepTimeoutMs })
     this.rounds.start(this.jobId)
-    this.rounds.on('behind', round => {
-      if (round > trainer.progress.round) this.behind = true
+    const catchUp = new CatchUp({
+      network,
+      members: () => manifest.members(),
+      live: () => manifest.live(),
+      trainer,
+      rounds: this.rounds,
+      stopping: () => this.stopping,
+      logger: log
     })
+    this.catchUp = catchUp
+    this.rounds.on('behind', round => { catchUp.heardRound(round) })
     this.stateServer = new StateSyncServer({ network, snapshot: async () => await trainer.swarmSnapshot(), weightsHash: () => trainer.weightsHash(), logger: log.child({ name: 'peer:state-sync' }) })
     this.stateServer.start()
     // metrics, dashboard and swarm status (node/ops) once everything they read exists
@@ -338,31 +341,10 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.restored = true
     this.requireRounds().setRound(this.requireTrainer().progress.round)
     this.requireRounds().setGroup(this.requireTrainer().progress.group ?? null)
-    await this.waitForPeers(signal)
-    // a joiner, or a peer restarted behind the swarm, takes the swarm's state first
-    if (this.othersAhead().length > 0) {
-      try {
-        await this.catchUp('behind the swarm at start')
-      } catch (err) {
-        // the members it remembers may be gone: train on; a later round finds it behind again if it is
-        this.options.logger.warn({ err: (err as Error).message }, 'could not fetch the swarm\'s state at start')
-      }
-    }
-  }
-
-  /** With --min-peers N, training starts once N members are live (as torchrun waits for its nodes). */
-  private async waitForPeers (signal?: AbortSignal): Promise<void> {
     const manifest = this.requireManifest()
-    let last = -1
-    while (manifest.live().length < this.options.minPeers) {
-      const n = manifest.live().length
-      if (n !== last) {
-        last = n
-        this.emit('waiting', { live: n, needed: this.options.minPeers })
-      }
-      if (signal?.aborted === true) throw new Error('stopped while waiting for peers')
-      await sleep(PEER_WAIT_POLL_MS)
-    }
+    await waitForPeers({ live: () => manifest.live() }, { minPeers: this.options.minPeers, onWaiting: w => { this.emit('waiting', w) }, signal })
+    // a joiner, or a peer restarted behind the swarm, takes the swarm's state first
+    await this.requireCatchUp().atStart()
   }
 
   /** Opens connections to peers not yet connected, with the addresses the manifest knows for them. */
@@ -377,63 +359,13 @@ export class Peer extends EventEmitter<PeerEvents> {
     }))
   }
 
-  /** This peer's state, ranked as its heartbeat publishes it (docs/rounds.md, "Partitions"). */
-  private myRank (): GroupRank {
-    const p = this.requireTrainer().progress
-    return rankOf(p.group ?? null, p.round)
-  }
-
-  /** Live members other than this peer, with the rank of their state as their heartbeats publish it. */
-  private candidates (): Candidate[] {
-    const manifest = this.requireManifest()
-    const self = this.requireNetwork().peerId
-    const live = new Set(manifest.live())
-    return [...manifest.members()]
-      .filter(([peer]) => peer !== self && live.has(peer))
-      .map(([peer, m]) => ({ peer, rank: { epoch: m.group?.epoch ?? 0, size: m.group?.size ?? 0, lead: m.group?.lead ?? '', round: m.round ?? 0 } }))
-  }
-
-  /** Live members whose state wins over this peer's (by group, never by round alone), by the manifest's heartbeats. */
-  private othersAhead (): string[] {
-    return winningDonors(this.myRank(), this.candidates())
-  }
-
-  /** Fetches the swarm's state from the members ahead (all of them in parallel) and adopts it. */
-  private async catchUp (why: string, fallback = true): Promise<void> {
-    const log = this.options.logger
-    const trainer = this.requireTrainer()
-    const network = this.requireNetwork()
-    if (this.stopping) return
-    let donors = this.othersAhead()
-    // left out of a round by members that rank as this peer does (other weights): take theirs, never a lower rank's
-    if (donors.length === 0 && fallback) donors = this.candidates().filter(c => compareRank(c.rank, this.myRank()) >= 0).map(c => c.peer)
-    if (donors.length === 0) return
-    log.info({ why, donors: donors.length, round: trainer.progress.round }, 'fetching the swarm\'s state')
-    const result = await fetchState({ network, donors, logger: log })
-    if (result.checkpoint.jobId !== this.jobId) throw new Error(`donors sent state of job ${result.checkpoint.jobId}`)
-    const theirs = rankOf(result.checkpoint.progress.group ?? null, result.checkpoint.progress.round)
-    const before = this.myRank()
-    const adopted = compareRank(theirs, this.myRank()) >= 0
-    if (adopted) {
-      await trainer.adopt(result.checkpoint)
-      this.requireRounds().setRound(trainer.progress.round)
-      this.requireRounds().setGroup(trainer.progress.group ?? null)
-      // the winning side's state: this peer is rejoining, no longer cut off
-      if (compareRank(theirs, before) > 0) this.requireRounds().clearPartition()
-    }
-    this.behind = false
-    this.syncs.push({ at: Date.now(), round: result.meta.round, bytes: result.bytes, ms: Math.round(result.ms), donors: result.donorsUsed.length, from: result.donorsUsed, adopted })
-    if (this.syncs.length > 20) this.syncs.shift()
-    log.info({ round: result.meta.round, bytes: result.bytes, ms: Math.round(result.ms), donors: result.donorsUsed.length }, 'state synced')
-  }
-
   /**
    * Sums this peer's update vector with the swarm's (the rounds decide with whom); null when the round went
    * ahead without this peer or it holds no quorum of its group: the trainer then catches up instead.
    */
   private async reduce (vector: Float32Array, samples: number): Promise<Float32Array | null> {
     const trainer = this.requireTrainer()
-    if (this.behind) return null
+    if (this.catchUp?.behind === true) return null
     const result = await this.requireRounds().reduce({
       round: trainer.progress.round,
       vector,
@@ -495,6 +427,11 @@ export class Peer extends EventEmitter<PeerEvents> {
   private requireRounds (): Rounds {
     if (this.rounds === null) throw new Error('rounds not started')
     return this.rounds
+  }
+
+  private requireCatchUp (): CatchUp {
+    if (this.catchUp === null) throw new Error('catch-up not wired yet')
+    return this.catchUp
   }
 
   private requireManifest (): Manifest {

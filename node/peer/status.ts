@@ -140,7 +140,7 @@ export function buildStatus (peer: Peer): PeerStatus {
           agreedRounds: peer.rounds.status.agreedRounds
         },
     partition: peer.rounds?.status.partition ?? null,
-    syncs: peer.syncs,
+    syncs: [...(peer.catchUp?.syncs ?? [])],
     memberEvents: peer.manifest?.events.slice(-20) ?? [],
     // null until the checkpoint is loaded: a restarted peer never shows step 0 for progress it still has
     training: trainer === null || !peer.restored
