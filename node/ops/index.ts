@@ -1,6 +1,6 @@
 /**
- * Operations: what an operator looks at. `startOps(peer)` registers, on a
- * peer that has joined its swarm,
+ * Operations: what an operator looks at. `startOps(components)` registers,
+ * on a peer that has joined its swarm,
  *
  * - control API routes (bearer token, as every route): `GET /metrics`
  *   (Prometheus text), `GET /dashboard` (a self-contained page; its link's
@@ -14,32 +14,35 @@
  *   one how it is doing;
  * - a once-a-second sample of the training loss for the curves.
  *
- * It is called by the peer once it has joined (trainer, rounds, api and
- * network exist), and stopped first when the peer closes.
+ * It takes the components it reads (OpsComponents), never the peer itself:
+ * the peer calls it once it has joined (trainer, rounds, api and network
+ * exist), and stops it first when it closes.
  *
  * Where this folder sits among the others: docs/architecture.md.
  *
  * @example
- * this.ops = await startOps(this)
+ * const ops = await startOps({ api, network, status: () => peer.status(), trainer: () => trainer, members: () => manifest.members(), live: () => manifest.live(), events: peer, logger })
  * // on close
- * await this.ops.stop()
+ * await ops.stop()
  */
 import type { EventEmitter } from 'node:events'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
-import type { Peer } from '../peer/index.ts'
-import type { Evaluation as TrainerEvaluation } from '../trainer/index.ts'
+import type { ApiServer } from '../api/index.ts'
+import type { Network } from '../network/index.ts'
+import type { PeerEvents, PeerStatus, RoundFigures } from '../peer/status.ts'
+import type { Evaluation as TrainerEvaluation, Trainer } from '../trainer/index.ts'
 import { TrainingHistory } from './history.ts'
 import { OpsMetrics } from './metrics.ts'
-import type { RoundReport } from './metrics.ts'
 import { evaluateModel, exportModel, generateText } from './model.ts'
 import { StatusService } from './status-service.ts'
 import { memberSummary } from './summary.ts'
 import type { SwarmView } from './types.ts'
 
 export { OpsMetrics } from './metrics.ts'
-export type { OpsMetricsComponents, RoundReport } from './metrics.ts'
+export type { OpsMetricsComponents } from './metrics.ts'
 export { StatusService, markAgreement } from './status-service.ts'
 export type { StatusServiceComponents, StatusServiceInit } from './status-service.ts'
 export { TrainingHistory } from './history.ts'
@@ -49,6 +52,24 @@ export type * from './types.ts'
 
 export interface Ops {
   stop: () => Promise<void>
+}
+
+/** What operations read: each part of the peer they show, and where they hear of evaluations and rounds. */
+export interface OpsComponents {
+  /** The control API the routes are added to (null: none are). */
+  api: Pick<ApiServer, 'route'> | null
+  /** The libp2p host (the status protocol, and libp2p's metrics registry); null: no swarm status. */
+  network: Network | null
+  /** This peer's status now. */
+  status: () => PeerStatus
+  /** The trainer (export, eval, the loss curve), null before the job is resolved. */
+  trainer: () => Trainer | null
+  /** Members as the manifest knows them (the addresses to reach one by), and those live now. */
+  members: () => ReadonlyMap<string, { addresses?: string[] }>
+  live: () => string[]
+  /** Where evaluations and completed rounds are heard. */
+  events: EventEmitter<PeerEvents>
+  logger: Logger
 }
 
 export interface OpsInit {
@@ -64,7 +85,7 @@ const DASHBOARD_FILE = join(import.meta.dirname, 'dashboard.html')
 /** Content-Security-Policy of the dashboard: its own inline script and style, fetches to this API only. */
 const DASHBOARD_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-const started = new WeakMap<Peer, Promise<Ops>>()
+const started = new WeakMap<OpsComponents, Promise<Ops>>()
 
 /**
  * The registry libp2p's metrics go to, where the network was created with
@@ -84,44 +105,44 @@ class HttpError extends Error {
   }
 }
 
-/** Registers metrics, the dashboard, swarm status, export and eval on a joined peer. Calling it twice returns the first handle. */
-export async function startOps (peer: Peer, init: OpsInit = {}): Promise<Ops> {
-  const existing = started.get(peer)
+/** Registers metrics, the dashboard, swarm status, export and eval on a joined peer. Calling it twice with the same components returns the first handle. */
+export async function startOps (components: OpsComponents, init: OpsInit = {}): Promise<Ops> {
+  const existing = started.get(components)
   if (existing !== undefined) return await existing
-  const ops = open(peer, init).then(handle => ({
+  const ops = open(components, init).then(handle => ({
     stop: async () => {
       await handle.stop()
-      if (started.get(peer) === ops) started.delete(peer)
+      if (started.get(components) === ops) started.delete(components)
     }
   }))
-  started.set(peer, ops)
-  ops.catch(() => { if (started.get(peer) === ops) started.delete(peer) })
+  started.set(components, ops)
+  ops.catch(() => { if (started.get(components) === ops) started.delete(components) })
   return await ops
 }
 
-async function open (peer: Peer, init: OpsInit): Promise<Ops> {
-  const log = peer.options.logger.child({ name: 'peer:ops' })
-  const api = peer.api
-  const network = peer.network
+async function open (components: OpsComponents, init: OpsInit): Promise<Ops> {
+  const { api, network, events } = components
+  const log = components.logger.child({ name: 'peer:ops' })
   const html = await readFile(DASHBOARD_FILE)
-  const requireTrainer = () => {
-    if (peer.trainer === null) throw new HttpError(503, 'the peer has no model yet (it has not joined its swarm)')
-    return peer.trainer
+  const requireTrainer = (): Trainer => {
+    const trainer = components.trainer()
+    if (trainer === null) throw new HttpError(503, 'the peer has no model yet (it has not joined its swarm)')
+    return trainer
   }
 
   const history = new TrainingHistory()
   const metrics = new OpsMetrics({
-    status: () => peer.status(),
-    samples: () => peer.trainer?.progress.samples ?? null,
+    status: () => components.status(),
+    samples: () => components.trainer()?.progress.samples ?? null,
     extra: () => libp2pRegistry(network)
   })
   const service = network === null
     ? null
     : new StatusService({
       node: network.node,
-      summary: () => memberSummary(peer.status()),
+      summary: () => memberSummary(components.status()),
       prepare: async member => {
-        if (!network.isConnected(member)) await network.learnAddresses(member, peer.manifest?.members().get(member)?.addresses ?? [])
+        if (!network.isConnected(member)) await network.learnAddresses(member, components.members().get(member)?.addresses ?? [])
       },
       logger: log
     })
@@ -130,7 +151,7 @@ async function open (peer: Peer, init: OpsInit): Promise<Ops> {
   let gathering: Promise<SwarmView> | null = null
   const gather = async (): Promise<SwarmView> => {
     if (service === null) throw new HttpError(503, 'the peer has no network yet')
-    gathering ??= service.gather(peer.manifest?.live() ?? [], peer.status().ring.members)
+    gathering ??= service.gather(components.live(), components.status().ring.members)
       .finally(() => { gathering = null })
     return await gathering
   }
@@ -153,22 +174,21 @@ async function open (peer: Peer, init: OpsInit): Promise<Ops> {
   }
 
   const sample = (): void => {
-    const t = peer.trainer
+    const t = components.trainer()
     if (t === null) return
     history.sample({ t: Date.now(), step: t.progress.step, loss: t.loss, samplesPerSec: Math.round(t.samplesPerSec) })
   }
   const evaluationPoint = (e: TrainerEvaluation): void => {
     history.evaluation({ t: Date.now(), step: e.step, epoch: e.epoch, accuracy: e.accuracy, loss: e.loss })
   }
-  const last = peer.trainer?.lastEvaluation
+  const last = components.trainer()?.lastEvaluation
   if (last !== null && last !== undefined) evaluationPoint(last)
   sample()
   const timer = setInterval(sample, init.historySampleMs ?? HISTORY_SAMPLE_MS)
   timer.unref()
-  peer.on('evaluation', evaluationPoint)
-  // per-round figures, where the peer reports its rounds (an event the peer may emit: 'round' with a RoundReport)
-  const onRound = (report: RoundReport): void => { metrics.observeRound(report) }
-  const events = peer as unknown as EventEmitter
+  events.on('evaluation', evaluationPoint)
+  // per-round figures, as the peer reports its rounds
+  const onRound = (figures: RoundFigures): void => { metrics.observeRound(figures) }
   events.on('round', onRound)
 
   log.debug('operations routes and the status protocol are up')
@@ -178,7 +198,7 @@ async function open (peer: Peer, init: OpsInit): Promise<Ops> {
       if (stopped) return
       stopped = true
       clearInterval(timer)
-      peer.off('evaluation', evaluationPoint)
+      events.off('evaluation', evaluationPoint)
       events.off('round', onRound)
       for (const remove of removers) remove()
       await service?.stop()

@@ -5,7 +5,7 @@
  * plus libp2p's own metrics when the network was created with a registry.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { PeerStatus } from '../peer/status.ts'
+import type { PeerStatus, RoundFigures } from '../peer/status.ts'
 
 export interface OpsMetricsComponents {
   status: () => PeerStatus
@@ -17,16 +17,6 @@ export interface OpsMetricsComponents {
 
 /** The peer's states, each a series of `peer_state` (1 for the current one). */
 const STATES = ['starting', 'joining', 'syncing', 'training', 'reducing', 'stopping', 'done', 'failed', 'stopped']
-
-/** A completed round as the peer reports it (see `observeRound`). */
-export interface RoundReport {
-  round: number
-  /** Wall time of the all-reduce. */
-  ms: number
-  bytesSent: number
-  bytesReceived?: number
-  members: number
-}
 
 export class OpsMetrics {
   readonly registry = new Registry()
@@ -170,7 +160,7 @@ export class OpsMetrics {
    * Feeds the per-round metrics (`peer_ring_bytes_sent_total`,
    * `peer_ring_round_seconds`); they appear once the peer reports a round.
    */
-  observeRound (report: RoundReport): void {
+  observeRound (report: RoundFigures): void {
     if (this.roundMetrics === null) {
       this.roundMetrics = {
         bytes: new Counter({ name: 'peer_ring_bytes_sent_total', help: 'Bytes this peer sent to its ring successors', registers: [this.registry] }),

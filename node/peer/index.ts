@@ -30,12 +30,14 @@ import { CatchUp } from '../state-sync/catch-up.ts'
 import type { ManifestStore } from '../manifest/index.ts'
 import { ApiServer } from '../api/index.ts'
 import { CheckpointStore, Trainer, createLayersNet, createTrainerLogic, selectBackend } from '../trainer/index.ts'
-import type { BackendChoice, BackendName, BinaryStore, Evaluation } from '../trainer/index.ts'
+import type { BackendChoice, BackendName, BinaryStore } from '../trainer/index.ts'
 import { openDataDir } from './store.ts'
 import type { PeerDb } from './store.ts'
 import { peerMachine, peerStateName } from './machine.ts'
-import { buildStatus } from './status.ts'
-import type { PeerStatus } from './status.ts'
+import { buildStatus } from './build-status.ts'
+import type { PeerEvents, PeerStatus } from './status.ts'
+import { startOps } from '../ops/index.ts'
+import type { Ops } from '../ops/index.ts'
 
 export { peerMachine, peerStateName } from './machine.ts'
 export type { PeerSnapshot } from './machine.ts'
@@ -44,7 +46,7 @@ export { openDataDir } from './store.ts'
 export { PEER_DEFAULTS } from './defaults.ts'
 export type { ApiInfo } from './datadir.ts'
 export { CorruptDataDirError, DataDirInUseError, JobConflictError, JoinFailedError } from './errors.ts'
-export type { PeerStatus } from './status.ts'
+export type { PeerEvents, PeerStatus, RoundFigures } from './status.ts'
 
 export interface PeerOptions {
   dataDir: string
@@ -82,58 +84,42 @@ const HANDOFF_TIMEOUT_MS = 15_000
 /** How long opening a connection to a round member may take. */
 const CONNECT_TIMEOUT_MS = 3000
 
-export interface RoundFigures {
-  round: number
-  ms: number
-  bytesSent: number
-  bytesReceived: number
-  members: number
-}
-
-export interface PeerEvents {
-  state: [string]
-  /** A round this peer took part in completed (its all-reduce figures). */
-  round: [RoundFigures]
-  waiting: [{ live: number, needed: number }]
-  evaluation: [Evaluation]
-  checkpoint: [number]
-}
-
 /** A running peer. `finished` resolves once it has stopped (or failed), with the exit code. */
 export class Peer extends EventEmitter<PeerEvents> {
   readonly options: PeerOptions
   readonly actor: Actor<typeof peerMachine>
   readonly finished: Promise<number>
-  db: PeerDb | null = null
-  job: Job | null = null
-  jobId: string | null = null
-  backend: BackendName | null = null
-  trainer: Trainer | null = null
-  api: ApiServer | null = null
-  network: Network | null = null
+  // the services this actor wires, each null until it is started (in the order of `open` and `join`)
+  private db: PeerDb | null = null
+  private job: Job | null = null
+  private jobId: string | null = null
+  private backend: BackendName | null = null
+  private trainer: Trainer | null = null
+  private api: ApiServer | null = null
+  private net: Network | null = null
   /** Redials members that are not connected (from both sides, with backoff), once the job is attached. */
-  reconnect: ReconnectService | null = null
-  manifest: Manifest | null = null
-  ring: Ring | null = null
-  rounds: Rounds | null = null
-  stateServer: StateSyncServer | null = null
-  ops: { stop: () => Promise<void> } | null = null
-  shardService: ShardService | null = null
+  private reconnect: ReconnectService | null = null
+  private manifest: Manifest | null = null
+  private ring: Ring | null = null
+  private rounds: Rounds | null = null
+  private stateServer: StateSyncServer | null = null
+  private ops: Ops | null = null
+  private shardService: ShardService | null = null
   /** Serves this data dir's user models (`mdl-…`) to joiners. */
-  modelService: ModelService | null = null
+  private modelService: ModelService | null = null
   /** An imported data set's shards kept where they are trained (node/shard-transfer/replication.ts). */
-  replication: ReplicationService | null = null
+  private replication: ReplicationService | null = null
   /** Whether this peer lags the swarm, and fetching the swarm's state when it does. */
-  catchUp: CatchUp | null = null
+  private catchUp: CatchUp | null = null
   /** A stop was asked: no more catching up with the swarm. */
-  stopping = false
+  private stopping = false
   /** The job's data set and shards, once the job is resolved. */
-  data: JobData | null = null
+  private data: JobData | null = null
   /** The last round ended without a quorum of this peer's group. */
   private partitioned = false
   /** The newest checkpoint (if any) is in the trainer: before that its step would read as lost progress. */
-  restored = false
-  startedAt = Date.now()
+  private restored = false
+  private readonly startedAt = Date.now()
 
   constructor (options: PeerOptions) {
     super()
@@ -197,6 +183,11 @@ export class Peer extends EventEmitter<PeerEvents> {
     return this.actor.getSnapshot().context.error
   }
 
+  /** The libp2p host, once started (null before). */
+  get network (): Network | null {
+    return this.net
+  }
+
   private requireTrainer (): Trainer {
     if (this.trainer === null) throw new Error('trainer not created yet')
     return this.trainer
@@ -222,10 +213,10 @@ export class Peer extends EventEmitter<PeerEvents> {
     // before the identity: a data dir without one is fresh, and a fresh swarm gets a key (swarm.key, 0600)
     const swarm = await resolveSwarmKey(options.dataDir, { given: options.psk, open: options.open, joining: options.join.length > 0 })
     const privateKey = await loadOrCreateKey(options.dataDir)
-    this.network = await startNetwork({ privateKey, psk: swarm.key, allow: options.allow, listen: options.listen, join: options.join, mdns: options.mdns, logger: log.child({ name: 'peer:network' }) })
-    log.info({ peerId: this.network.peerId, addresses: this.network.addresses() }, 'network listening')
+    this.net = await startNetwork({ privateKey, psk: swarm.key, allow: options.allow, listen: options.listen, join: options.join, mdns: options.mdns, logger: log.child({ name: 'peer:network' }) })
+    log.info({ peerId: this.net.peerId, addresses: this.net.addresses() }, 'network listening')
     this.manifest = new Manifest({
-      network: this.network,
+      network: this.net,
       store: this.db.sublevel<string, unknown>('manifest', { valueEncoding: 'json' }) as unknown as ManifestStore,
       logger: log.child({ name: 'peer:manifest' })
     }, {
@@ -240,13 +231,13 @@ export class Peer extends EventEmitter<PeerEvents> {
     })
     await this.manifest.load()
     this.manifest.start()
-    this.shardService = new ShardService({ node: this.network.node, store: createDataDirShardStore(options.dataDir), logger: log.child({ name: 'peer:shards' }) })
+    this.shardService = new ShardService({ node: this.net.node, store: createDataDirShardStore(options.dataDir), logger: log.child({ name: 'peer:shards' }) })
     await this.shardService.start()
-    this.modelService = new ModelService({ node: this.network.node, dataDir: options.dataDir, logger: log.child({ name: 'peer:models' }) })
+    this.modelService = new ModelService({ node: this.net.node, dataDir: options.dataDir, logger: log.child({ name: 'peer:models' }) })
     await this.modelService.start()
     // The ring's bytes go over direct TCP, keyed over libp2p (docs/ring.md): its listener on libp2p's interface.
     const ringLog = (msg: string): void => { log.debug({ name: 'peer:ring' }, msg) }
-    this.ring = new Ring({ transport: createKeyedRingTransport(this.network.node, { host: listenHostOf(options.listen), logger: ringLog }), logger: ringLog }, { stepTimeoutMs: options.stepTimeoutMs })
+    this.ring = new Ring({ transport: createKeyedRingTransport(this.net.node, { host: listenHostOf(options.listen), logger: ringLog }), logger: ringLog }, { stepTimeoutMs: options.stepTimeoutMs })
     await this.ring.start()
   }
 
@@ -320,8 +311,16 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.stateServer = new StateSyncServer({ network, snapshot: async () => await trainer.swarmSnapshot(), weightsHash: () => trainer.weightsHash(), logger: log.child({ name: 'peer:state-sync' }) })
     this.stateServer.start()
     // metrics, dashboard and swarm status (node/ops) once everything they read exists
-    const { startOps } = await import('../ops/index.ts')
-    this.ops = await startOps(this)
+    this.ops = await startOps({
+      api: this.api,
+      network,
+      status: () => this.status(),
+      trainer: () => this.trainer,
+      members: () => manifest.members(),
+      live: () => manifest.live(),
+      events: this,
+      logger: log
+    })
     log.info({ job: this.jobId, peerId: network.peerId }, joined.joined ? 'joined the swarm' : 'swarm ready')
   }
 
@@ -404,7 +403,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       await this.manifest.leave().catch(err => { log.debug({ err }, 'leaving the manifest failed') })
       await this.manifest.stop().catch(() => {})
     }
-    await this.network?.stop().catch(err => { log.debug({ err }, 'stopping the network failed') })
+    await this.net?.stop().catch(err => { log.debug({ err }, 'stopping the network failed') })
     await this.api?.stop().catch(() => {})
     await this.db?.close().catch(() => {})
   }
@@ -415,8 +414,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   private requireNetwork (): Network {
-    if (this.network === null) throw new Error('network not started')
-    return this.network
+    if (this.net === null) throw new Error('network not started')
+    return this.net
   }
 
   private requireRing (): Ring {
@@ -449,7 +448,24 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   status (): PeerStatus {
-    return buildStatus(this)
+    return buildStatus({
+      state: this.state,
+      error: this.error,
+      dataDir: this.options.dataDir,
+      startedAt: this.startedAt,
+      backend: this.backend,
+      network: this.net,
+      reconnect: this.reconnect,
+      manifest: this.manifest,
+      job: this.job,
+      jobId: this.jobId,
+      rounds: this.rounds,
+      ring: this.ring,
+      catchUp: this.catchUp,
+      trainer: this.trainer,
+      replication: this.replication,
+      restored: this.restored
+    })
   }
 }
 

@@ -30,9 +30,10 @@ export interface SyncRecord {
   bytes: number
   ms: number
   donors: number
-  from: string[]
+  /** The donors used (always set by a peer; optional for status readers, as added after the first fields). */
+  from?: string[]
   /** False when the state fetched ranked below this peer's by the time it arrived (kept its own). */
-  adopted: boolean
+  adopted?: boolean
 }
 
 /** The training state catching up reads and replaces. */
