@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import * as tf from '@tensorflow/tfjs'
 import { importModel, loadModel, modelsRoot, readModelFiles } from '../node/models/index.ts'
-import { Trainer, createLayersNet } from '../node/trainer/index.ts'
+import { Trainer, createLayersNet, selectBackend } from '../node/trainer/index.ts'
 import { loadDataset } from '../node/data/index.ts'
 import { parseJob, jobId } from '../protocols/job/index.ts'
 import { MAX_WEIGHTS_BYTES, decodeResponse, encodeHeader, encodeRequest, decodeRequest } from '../protocols/model/index.ts'
@@ -156,6 +156,7 @@ test('without weights the net is initialised from the job seed, the same on ever
 })
 
 test('batch-norm moving statistics are state: unchanged by computing, set when the update is applied', async () => {
+  await selectBackend('wasm') // the cpu backend's conv gradients take seconds a step
   const dir = await tempDir('peer-models-')
   try {
     const { id } = await importModel(dir.path, await saveToDir(kerasStyleCnn(), join(dir.path, 'cnn'), { weights: false }))

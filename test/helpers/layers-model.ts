@@ -51,11 +51,12 @@ export function kerasStyleCnn (): tf.Sequential {
   model.add(tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 8, kernelSize: 5, activation: 'relu' }))
   model.add(tf.layers.maxPooling2d({ poolSize: 2 }))
   model.add(tf.layers.conv2d({ filters: 16, kernelSize: 3, useBias: false }))
-  model.add(tf.layers.batchNormalization())
+  model.add(tf.layers.batchNormalization({ momentum: 0.9 }))
   model.add(tf.layers.activation({ activation: 'relu' }))
   model.add(tf.layers.maxPooling2d({ poolSize: 2 }))
   model.add(tf.layers.flatten())
-  model.add(tf.layers.dropout({ rate: 0.25 }))
+  model.add(tf.layers.dropout({ rate: 0.1 }))
+  model.add(tf.layers.dense({ units: 64, activation: 'relu' }))
   model.add(tf.layers.dense({ units: 10, activation: 'softmax' }))
   return model
 }
