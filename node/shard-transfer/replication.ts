@@ -173,6 +173,7 @@ export class ReplicationService extends EventEmitter<ReplicationEvents> {
   async ensureShard (id: string, signal?: AbortSignal): Promise<void> {
     if (!this.byId.has(id)) throw new RangeError(`no shard ${id} in data set ${this.datasetId}`)
     if (this.local.has(id)) return
+    if (this.stopped) throw new Error('replication stopped')
     this.urgent.add(id)
     const done = new Promise<void>((resolve, reject) => {
       const list = this.waiters.get(id) ?? []
