@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { pidAlive } from '../common/process.ts'
 
 export const API_FILE = 'api.json'
 
@@ -17,16 +18,6 @@ export interface ApiInfo {
   url: string
   token: string
   pid: number
-}
-
-/** True if a process with this pid exists (it may belong to someone else: callers confirm over HTTP). */
-export function pidAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 /** The API file of the peer on this data dir, or null; `stale` when its process is gone. */

@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto'
 import { z } from 'zod'
-import type { Evaluation, Progress } from './trainer.ts'
+import type { Evaluation, Progress } from './progress.ts'
 import { CorruptCheckpointError } from './errors.ts'
 
 export interface NamedValues {

@@ -44,7 +44,7 @@
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { pidAlive } from '../../peer/datadir.ts'
+import { pidAlive } from '../../common/process.ts'
 import { mixSeed } from '../random.ts'
 import { isValidBucketCount } from '../text.ts'
 import { ShardSchema, ShardWriter } from './arrow.ts'
