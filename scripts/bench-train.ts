@@ -447,6 +447,7 @@ for (const c of CASES) {
     row['variableGrads fast / pytorch'] = fastTape >= 0 && runners[fastTape] !== null ? `${(best[fastTape] / pytorch).toFixed(2)}x` : '-'
   }
   table.push(row)
+  console.log(JSON.stringify(row)) // as it comes: a long run under load still shows its finished cases
 }
 torchRunner?.close()
 useKernels('fast')

@@ -353,6 +353,7 @@ function filterGradIm2col (backend: BackendWasm, x: Info, dy: Info, info: tf.bac
         // the output columns whose input column is inside x: j in [j0, j1)
         const j0 = Math.min(ow, Math.max(0, Math.ceil((left - v) / sw)))
         const j1 = Math.max(j0, Math.min(ow, Math.floor((w - 1 + left - v) / sw) + 1))
+        const step = sw * ci
         for (let c = 0; c < ci; c++) {
           for (let b = b0; b < b0 + nb; b++) {
             for (let i = 0; i < oh; i++) {
@@ -363,14 +364,10 @@ function filterGradIm2col (backend: BackendWasm, x: Info, dy: Info, info: tf.bac
                 continue
               }
               const base = (b * h + r) * w * ci + c + (v - left) * ci
-              if (j0 > 0) out.fill(0, p, p + j0)
-              if (sw === 1 && ci === 1) {
-                out.set(xs.subarray(base + j0, base + j1), p + j0)
-              } else {
-                const step = sw * ci
-                for (let j = j0, q = base + j0 * step; j < j1; j++, q += step) out[p + j] = xs[q]
-              }
-              if (j1 < ow) out.fill(0, p + j1, p + ow)
+              for (let j = 0; j < j0; j++) out[p + j] = 0
+              // a plain loop: the runs are short (a subarray per run costs more than its copy)
+              for (let j = j0, q = base + j0 * step; j < j1; j++, q += step) out[p + j] = xs[q]
+              for (let j = j1; j < ow; j++) out[p + j] = 0
               p += ow
             }
           }
