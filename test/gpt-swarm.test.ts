@@ -70,6 +70,9 @@ test('2 peers train a gpt on e-mail text: held-out bits per byte well below the 
     assert.equal(await generate('p1', ['--from', exported]), fromP1, 'the exported model generates the same text')
     const bad = await runPeer(['generate', '--data-dir', swarm.dataDir('p1'), '--temperature', '-1'])
     assert.equal(bad.code, 2, 'a bad temperature is a usage error')
+    const long = await runPeer(['generate', '--data-dir', swarm.dataDir('p1'), '--prompt', 'a'.repeat(5000)])
+    assert.equal(long.code, 2)
+    assert.match(long.stderr, /--prompt: longer than 4096 bytes/)
   } finally {
     await swarm.stopAll()
   }

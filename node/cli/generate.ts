@@ -4,6 +4,7 @@ import { randomInt } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { ApiClient } from '../api/client.ts'
+import { MAX_GENERATE_TOKENS, MAX_TEMPERATURE, generateOptions } from '../trainer/generate-options.ts'
 import { resolveDataDir } from '../peer/datadir.ts'
 import { EXIT_OK, UsageError } from './context.ts'
 import type { CliContext } from './context.ts'
@@ -25,7 +26,7 @@ const MAX_WEIGHTS_BYTES = 2 * 1024 ** 3
 
 function parseTemperature (value: string): number {
   const n = Number(value)
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 10) throw new InvalidArgumentError('expected a number from 0 (the most likely byte) to 10')
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > MAX_TEMPERATURE) throw new InvalidArgumentError(`expected a number from 0 (the most likely byte) to ${MAX_TEMPERATURE}`)
   return n
 }
 
@@ -40,15 +41,20 @@ export const generateCommand = {
     return cmd.description('sample text from the running peer\'s gpt model (or an exported one, --from DIR)')
       .addOption(dataDirOption())
       .addOption(new Option('--prompt <text>', 'the text to continue').default(''))
-      .addOption(new Option('--tokens <n>', 'bytes to generate').argParser(parsePositiveInt).default(200))
+      .addOption(new Option('--tokens <n>', `bytes to generate (at most ${MAX_GENERATE_TOKENS})`).argParser(parsePositiveInt).default(200))
       .addOption(new Option('--temperature <t>', 'sampling temperature: 0 takes the most likely byte, 1 the model\'s own distribution').argParser(parseTemperature).default(0.8))
       .addOption(new Option('--seed <n>', 'seed of the sampling: the same seed, weights and prompt give the same text (default: a random one)').argParser(parseNonNegativeInt))
       .addOption(new Option('--from <dir>', 'a gpt model written by `peer export` instead of the running peer\'s'))
       .addOption(new Option('--json', 'print the result as one JSON object').default(false))
   },
   async execute (ctx: CliContext, flags: GenerateFlags): Promise<number> {
-    const params = { prompt: flags.prompt, tokens: flags.tokens, temperature: flags.temperature, seed: flags.seed ?? randomInt(2 ** 32 - 1) }
-    if (params.seed > 2 ** 32 - 1) throw new UsageError('--seed: at most 2^32 - 1')
+    let params
+    try {
+      params = generateOptions({ prompt: flags.prompt, tokens: flags.tokens, temperature: flags.temperature, seed: flags.seed ?? randomInt(2 ** 32 - 1) })
+    } catch (err) {
+      if ((err as Error).name === 'GenerateInputError') throw new UsageError(`--${(err as Error).message}`)
+      throw err
+    }
     let result: { prompt: string, text: string, seed: number, step: number | null, weightsHash: string | null }
     if (flags.from !== undefined) {
       result = { ...await fromExport(resolve(flags.from), params), step: null, weightsHash: null }
@@ -58,7 +64,7 @@ export const generateCommand = {
         result = await client.generate(params)
       } catch (err) {
         // the peer refused the request itself (a prompt too long, a job that is not gpt): bad input, exit 2
-        if ((err as Error).name === 'ApiRequestError' && (err as { status?: number }).status === 400) throw new UsageError((err as Error).message)
+        if ((err as Error).name === 'ApiRequestError' && (err as { status?: number }).status === 400) throw new UsageError((err as Error).message.replace(/^.*?HTTP 400: /s, ''))
         throw err
       }
     }
