@@ -105,8 +105,8 @@ export class StreamedBatches implements BatchReader {
   private readonly windows = new Map<string, Promise<LoadedWindow>>()
   private readonly files = new Map<number, Promise<ShardFile>>()
   private closed = false
-  /** Figures for status and benchmarks: windows loaded, and rows decoded. */
-  readonly stats = { windows: 0, rows: 0, waits: 0 }
+  /** Figures for status and benchmarks: windows loaded, rows decoded, and reads that waited for their window (how long in all). */
+  readonly stats = { windows: 0, rows: 0, waits: 0, waitMs: 0 }
 
   constructor (source: StreamedRows, init: StreamedRowsInit, transform: FeatureTransform, seed: number, classes: number) {
     this.source = source
@@ -129,7 +129,7 @@ export class StreamedBatches implements BatchReader {
     let w = -1
     while (pos < end) {
       w = order.windowAt(pos)
-      const win = await this.window(order, pass, w)
+      const win = await this.timed(this.window(order, pass, w))
       const { start, rows: count } = order.windows[w]
       const stop = Math.min(end, start + count)
       for (; pos < stop; pos++, i++) {
@@ -145,6 +145,21 @@ export class StreamedBatches implements BatchReader {
     }
     if (w >= 0) this.readAhead(rows, pass, order, w)
     return { x, y, n, rows: ids }
+  }
+
+  /** Awaits a window, counting the reads that had to wait for theirs. */
+  private async timed (loading: Promise<LoadedWindow>): Promise<LoadedWindow> {
+    let settled = false
+    void loading.then(() => { settled = true }, () => { settled = true })
+    await Promise.resolve()
+    if (settled) return await loading
+    const started = performance.now()
+    try {
+      return await loading
+    } finally {
+      this.stats.waits += 1
+      this.stats.waitMs += performance.now() - started
+    }
   }
 
   async close (): Promise<void> {
@@ -187,8 +202,6 @@ export class StreamedBatches implements BatchReader {
       this.windows.set(key, loading)
       // a failed load (a shard not there yet) is tried again by the next read
       loading.catch(() => { if (this.windows.get(key) === loading) this.windows.delete(key) })
-    } else {
-      this.stats.waits += 1
     }
     return await loading
   }
