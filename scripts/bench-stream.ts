@@ -14,8 +14,8 @@ import { join } from 'node:path'
 import { loadavg } from 'node:os'
 import { MemoryRows, loadDataset } from '../node/data/dataset.ts'
 import type { TrainingRows } from '../node/data/dataset.ts'
-import { datasetsRoot, importDataset, loadImportedDataset } from '../node/data/imported/index.ts'
-import { RowSet } from '../node/data/stream/index.ts'
+import { datasetsRoot, importDataset, loadImportedDataset, readDescription } from '../node/data/imported/index.ts'
+import { RowSet, StreamedRows } from '../node/data/stream/index.ts'
 import type { Dataset } from '../node/data/dataset.ts'
 import { jobId, parseJob } from '../protocols/job/index.ts'
 import { Trainer, selectBackend } from '../node/trainer/index.ts'
@@ -24,7 +24,7 @@ const ROWS = Number(process.argv[2] ?? 250_000)
 const BATCH = 256
 const PASSES = 2
 
-const dir = mkdtempSync(join(tmpdir(), 'peer-bench-stream-'))
+const dir0 = mkdtempSync(join(tmpdir(), 'peer-bench-stream-'))
 try {
   let seed = 1
   const rand = (): number => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed / 4294967296 }
@@ -34,10 +34,10 @@ try {
     const b = rand()
     lines.push(`${a.toFixed(4)},${b.toFixed(4)},${[0, 1, 2, 3].map(() => `k${Math.floor(rand() * 100)}`).join(',')},${a + b > 1 ? 'hi' : 'lo'}`)
   }
-  const csv = join(dir, 'bench.csv')
+  const csv = join(dir0, 'bench.csv')
   writeFileSync(csv, `${lines.join('\n')}\n`)
-  const report = await importDataset(csv, { label: 'label', outDir: datasetsRoot(dir) })
-  const streamed = loadDataset(report.datasetId, { dataDir: dir })
+  const report = await importDataset(csv, { label: 'label', outDir: datasetsRoot(dir0) })
+  const streamed = loadDataset(report.datasetId, { dataDir: dir0 })
   console.log(`${report.trainRows} training rows × ${report.features} features (${(report.trainRows * report.features * 4 / 1024 ** 2).toFixed(0)} MB dense), batch ${BATCH}, ${PASSES} passes; load average ${loadavg().map(l => l.toFixed(2)).join(' ')}`)
 
   const measure = async (name: string, rows: TrainingRows): Promise<number> => {
@@ -56,7 +56,7 @@ try {
   }
   const fromFiles = await measure('streamed from shard files', streamed.train)
   const loadStarted = performance.now()
-  const dense = loadImportedDataset(join(datasetsRoot(dir), report.datasetId))
+  const dense = loadImportedDataset(join(datasetsRoot(dir0), report.datasetId))
   console.log(`dense load: ${((performance.now() - loadStarted) / 1000).toFixed(2)} s`)
   const inMemory = await measure('in memory (dense)', new MemoryRows(dense.train))
   console.log(`streamed / in memory: ${(fromFiles / inMemory).toFixed(2)}`)
@@ -80,9 +80,12 @@ try {
     console.log(`${name.padEnd(28)} ${Math.round(samples / s).toLocaleString('en').padStart(12)} samples/s  (${steps} steps, ${s.toFixed(2)} s)`)
     return samples / s
   }
-  const trainStreamed = await train('train, streamed', streamed)
+  const dir = join(datasetsRoot(dir0), report.datasetId)
+  const inline = { ...streamed, train: new StreamedRows({ dir, description: readDescription(dir), decode: 'inline' }) }
+  const trainStreamed = await train('train, streamed (worker)', streamed)
+  const trainInline = await train('train, streamed (inline)', inline)
   const trainMemory = await train('train, in memory', { ...streamed, train: new MemoryRows(dense.train) })
-  console.log(`training: streamed / in memory: ${(trainStreamed / trainMemory).toFixed(2)}; load average ${loadavg().map(l => l.toFixed(2)).join(' ')}`)
+  console.log(`training: streamed / in memory: ${(trainStreamed / trainMemory).toFixed(2)} (decoded in a worker), ${(trainInline / trainMemory).toFixed(2)} (inline); load average ${loadavg().map(l => l.toFixed(2)).join(' ')}`)
 } finally {
-  rmSync(dir, { recursive: true, force: true })
+  rmSync(dir0, { recursive: true, force: true })
 }

@@ -12,12 +12,13 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { runPeer, spawnPeer, tempDir, waitFor } from './helpers/peer-process.ts'
 import type { PeerChild } from './helpers/peer-process.ts'
-import { LOCAL, statusOf } from './helpers/swarm.ts'
+import { LOCAL } from './helpers/swarm.ts'
+import { ApiClient } from '../node/api/client.ts'
 
 const SMALL_ROWS = 25_000
 const COLUMNS = 4
 const CATEGORIES = 100
-/** Steps each peer trains before its peak RSS is read: with batch 256, 1.5 windows of rows, short of the smaller set's epoch (83 steps). */
+/** Steps each peer trains before its peak RSS is read (with batch 256, 1.5 windows of rows; the smaller set's epoch is 83 steps). */
 const STEPS = 60
 const MB = 1024 * 1024
 
@@ -57,13 +58,16 @@ test('peak RSS of a peer training an imported data set 10x larger grows by less 
     const large = runs[1]
     assert.ok(large.trainRows * large.features * 4 > 300 * MB, `the larger set's dense training matrix is ${Math.round(large.trainRows * large.features * 4 / MB)} MB`)
     const peaks = await Promise.all(runs.map(async run => {
-      const peer = spawnPeer(['start', '--data-dir', run.dataDir, ...LOCAL, '--dataset', run.datasetId, '--hidden', '16', '--batch-size', '256', '--epochs', '1', '--backend', 'wasm', '--checkpoint-every', '1000000', '--progress-every', '600'])
+      const peer = spawnPeer(['start', '--data-dir', run.dataDir, ...LOCAL, '--dataset', run.datasetId, '--hidden', '16', '--batch-size', '256', '--epochs', '10', '--backend', 'wasm', '--checkpoint-every', '1000000', '--progress-every', '600'])
       peers.push(peer)
+      // status straight from the control API, often: both peers are measured after about the same steps
+      let client: ApiClient | undefined
       await waitFor(`the ${run.name} peer to train ${STEPS} steps`, async () => {
         if (peer.child.exitCode !== null) throw new Error(`the ${run.name} peer exited: ${peer.stderr.slice(-2000)}`)
-        const s = await statusOf(run.dataDir)
-        return (s?.training?.step ?? 0) >= STEPS ? true : undefined
-      }, 60_000, 500)
+        client ??= await ApiClient.fromDataDir(run.dataDir)
+        const s = await client.status() as { training?: { step: number } | null }
+        return (s.training?.step ?? 0) >= STEPS ? true : undefined
+      }, 60_000, 100)
       return peakRss(peer.child.pid as number)
     }))
     const [small, big] = peaks

@@ -41,9 +41,10 @@ for (const s of description.shards) starts.push(starts[starts.length - 1] + s.ro
 /** Small blocks and windows, so that 2,500 rows make many of each. */
 const SMALL = { blockRows: 100, blocksPerWindow: 3 }
 
-function streamed (dataDir = holder, ensureShard?: (shardId: string) => Promise<void>): Dataset {
+/** The data set with small blocks; decoded in this thread unless `decode: 'worker'` (as a trainer does by default). */
+function streamed (dataDir = holder, ensureShard?: (shardId: string) => Promise<void>, decode: 'worker' | 'inline' = 'inline'): Dataset {
   const d = loadDataset(id, { dataDir, ...(ensureShard !== undefined ? { ensureShard } : {}) })
-  return { ...d, train: new StreamedRows({ dir: join(datasetsRoot(dataDir), id), description, ensureShard, ...SMALL }) }
+  return { ...d, train: new StreamedRows({ dir: join(datasetsRoot(dataDir), id), description, ensureShard, decode, ...SMALL }) }
 }
 
 async function readPass (d: Dataset, rows: RowSet, pass: number, from = 0, size = 37): Promise<Batch[]> {
@@ -85,8 +86,8 @@ test('a pass of the block-and-window order visits every row once, the same way f
   assert.notDeepEqual(visit(1), p0, 'another pass, another order')
 })
 
-test('batches read from the shard files hold the rows the dense loader builds, each once per pass', async () => {
-  const d = streamed()
+for (const decode of ['worker', 'inline'] as const) test(`batches read from the shard files (decoded ${decode === 'worker' ? 'in a worker thread' : 'inline'}) hold the rows the dense loader builds, each once per pass`, async () => {
+  const d = streamed(holder, undefined, decode)
   assert.equal(d.train.examples, null, 'not in memory')
   assert.equal(d.train.n, dense.train.n)
   assert.deepEqual(d.test, dense.test, 'a small test split is kept whole')

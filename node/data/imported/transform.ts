@@ -63,11 +63,12 @@ export class FeatureTransform {
     this.features = offset
   }
 
-  /** The rows of one shard as features and class indices. */
-  examples (table: Table): Examples {
+  /** The rows of one shard as features and class indices (the features written into `into` when given: a reused buffer). */
+  examples (table: Table, into?: Float32Array): Examples {
     const n = table.numRows
     const f = this.features
-    const x = new Float32Array(n * f)
+    if (into !== undefined && into.length < n * f) throw new RangeError(`${n} rows of ${f} features do not fit in ${into.length} floats`)
+    const x = into !== undefined ? into.subarray(0, n * f).fill(0) : new Float32Array(n * f)
     const labels = table.getChild(this.label)
     if (labels === null) throw new TypeError(`shard has no label column "${this.label}"`)
     const y = Uint8Array.from(dictionaryIndices(labels))

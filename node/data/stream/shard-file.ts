@@ -1,12 +1,11 @@
 /**
  * One shard file opened for random access: its sha256 is checked once
- * (streamed, 1 MiB at a time), its record batches' row counts are indexed,
- * and a row range is read by loading only the record batches that hold it.
+ * (1 MiB at a time, into one buffer), its record batches' row counts are
+ * indexed from the footer and their metadata (ipc-file.ts), and a row range
+ * is read by loading only the record batches that hold it.
  * Reads of one file are serialised (the Arrow reader keeps one position).
  */
-import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
-import { open, stat } from 'node:fs/promises'
+import { open } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { AsyncRecordBatchFileReader, RecordBatchReader, Table } from 'apache-arrow'
 import type { RecordBatch } from 'apache-arrow'
@@ -14,9 +13,7 @@ import type { Examples } from '../dataset.ts'
 import type { ShardFileDescription } from '../imported/description.ts'
 import { CorruptDatasetError } from '../imported/errors.ts'
 import type { FeatureTransform } from '../imported/transform.ts'
-
-/** How much of a file one hashing read holds. */
-const HASH_CHUNK_BYTES = 1024 * 1024
+import { readLayout, verify } from './ipc-file.ts'
 
 /** Files whose bytes were checked against their hash in this process, keyed by path, hash, size and mtime. */
 const verified = new Set<string>()
@@ -40,18 +37,22 @@ export class ShardFile {
 
   /** Opens `path`, which must hold `shard`'s bytes (CorruptDatasetError otherwise). */
   static async open (path: string, shard: ShardFileDescription): Promise<ShardFile> {
-    await verify(path, shard.sha256)
     const handle = await open(path, 'r')
     try {
+      const s = await handle.stat()
+      const key = `${path}\0${shard.sha256}\0${s.size}\0${s.mtimeMs}`
+      if (!verified.has(key)) {
+        await verify(handle, s.size, shard.sha256, path)
+        verified.add(key)
+      }
+      const corrupt = (what: string): CorruptDatasetError => new CorruptDatasetError(`${path}: ${what}`)
+      const { rows } = readLayout(handle.fd, s.size, corrupt)
       const reader = await RecordBatchReader.from(handle)
       await reader.open()
-      if (!(reader instanceof AsyncRecordBatchFileReader)) throw new CorruptDatasetError(`${path}: not an Arrow IPC file`)
+      if (!(reader instanceof AsyncRecordBatchFileReader)) throw corrupt('not an Arrow IPC file')
+      if (reader.numRecordBatches !== rows.length) throw corrupt(`${reader.numRecordBatches} record batches, the footer lists ${rows.length}`)
       const starts = [0]
-      for (let i = 0; i < reader.numRecordBatches; i++) {
-        const batch = await reader.readRecordBatch(i)
-        if (batch === null) throw new CorruptDatasetError(`${path}: record batch ${i} of ${reader.numRecordBatches} is missing`)
-        starts.push(starts[i] + batch.numRows)
-      }
+      for (const n of rows) starts.push(starts[starts.length - 1] + n)
       if (starts[starts.length - 1] !== shard.rows) throw new CorruptDatasetError(`${path}: ${starts[starts.length - 1]} rows, the description says ${shard.rows}`)
       return new ShardFile(path, handle, reader, starts)
     } catch (err) {
@@ -96,16 +97,4 @@ export class ShardFile {
     this.queue = run.catch(() => {})
     return await run
   }
-}
-
-/** Checks a file's sha256, once per process for the same file (streamed: memory is one chunk). */
-async function verify (path: string, sha256: string): Promise<void> {
-  const s = await stat(path)
-  const key = `${path}\0${sha256}\0${s.size}\0${s.mtimeMs}`
-  if (verified.has(key)) return
-  const hash = createHash('sha256')
-  for await (const chunk of createReadStream(path, { highWaterMark: HASH_CHUNK_BYTES })) hash.update(chunk as Buffer)
-  const actual = hash.digest('hex')
-  if (actual !== sha256) throw new CorruptDatasetError(`${path}: sha256 is ${actual}, the description says ${sha256}`)
-  verified.add(key)
 }

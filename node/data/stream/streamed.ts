@@ -8,19 +8,20 @@
  *
  * A shard that is not on disk is asked for through `ensureShard` (the peer
  * fetches it) before it is opened; only the shards holding the asked rows
- * are ever opened.
+ * are ever opened. Blocks are decoded in a worker thread (decoder.ts) unless
+ * `decode: 'inline'`.
  */
 import { existsSync } from 'node:fs'
 import type { Batch, BatchReader, Examples, TrainingRows } from '../dataset.ts'
 import type { DatasetDescription } from '../imported/description.ts'
 import { IncompleteDatasetError } from '../imported/errors.ts'
 import { shardPath } from '../imported/store.ts'
-import { FeatureTransform } from '../imported/transform.ts'
 import { shardId } from '../shards.ts'
 import { PassOrder, blocksOf } from './order.ts'
 import type { Block } from './order.ts'
 import type { RowSet } from './rows.ts'
-import { ShardFile } from './shard-file.ts'
+import { InlineDecoder, WorkerDecoder } from './decoder.ts'
+import type { BlockDecoder } from './decoder.ts'
 
 /**
  * Features (float32) one block holds at most: with the rows of a record batch (8192) as the upper bound, this
@@ -31,8 +32,6 @@ export const BLOCK_BYTES = 2 * 1024 * 1024
 export const BLOCKS_PER_WINDOW = 8
 /** Rows per block at most (the importer's record batch size: a block reads one or two record batches). */
 const MAX_BLOCK_ROWS = 8192
-/** Shard files kept open at once (each holds a handle and its record-batch index). */
-const MAX_OPEN_FILES = 64
 
 /** Rows per block for rows of `features` floats. */
 export function blockRowsFor (features: number): number {
@@ -48,6 +47,8 @@ export interface StreamedRowsInit {
   /** Rows per block (default: blockRowsFor(features)) and blocks per window (BLOCKS_PER_WINDOW); the order depends on both. */
   blockRows?: number
   blocksPerWindow?: number
+  /** Where blocks are decoded: in a worker thread (default), or in this one. */
+  decode?: 'worker' | 'inline'
 }
 
 export class StreamedRows implements TrainingRows {
@@ -59,7 +60,6 @@ export class StreamedRows implements TrainingRows {
   /** Each training shard's first global row, then the row count. */
   readonly shardStarts: number[]
   private readonly init: StreamedRowsInit
-  private readonly transform: FeatureTransform
 
   constructor (init: StreamedRowsInit) {
     const d = init.description
@@ -68,13 +68,12 @@ export class StreamedRows implements TrainingRows {
     this.n = d.counts.trainRows
     this.blockRows = init.blockRows ?? blockRowsFor(d.features)
     this.blocksPerWindow = init.blocksPerWindow ?? BLOCKS_PER_WINDOW
-    this.transform = new FeatureTransform(d)
     this.shardStarts = [0]
     for (const s of d.shards) this.shardStarts.push(this.shardStarts[this.shardStarts.length - 1] + s.rows)
   }
 
   batches (seed: number, classes: number): StreamedBatches {
-    return new StreamedBatches(this, this.init, this.transform, seed, classes)
+    return new StreamedBatches(this, this.init, seed, classes)
   }
 }
 
@@ -96,22 +95,23 @@ interface PassKey {
 export class StreamedBatches implements BatchReader {
   private readonly source: StreamedRows
   private readonly init: StreamedRowsInit
-  private readonly transform: FeatureTransform
+  private readonly decoder: BlockDecoder
   private readonly seed: number
   private readonly classes: number
   /** The orders of the pass being read and of the one after it. */
   private passes: PassKey[] = []
   /** Loaded or loading windows, by `${pass}:${window}` (for the current row set). */
   private readonly windows = new Map<string, Promise<LoadedWindow>>()
-  private readonly files = new Map<number, Promise<ShardFile>>()
+  /** Shards being made present through ensureShard, so that the blocks of one shard ask once. */
+  private readonly ensuring = new Map<number, Promise<void>>()
   private closed = false
   /** Figures for status and benchmarks: windows loaded, rows decoded, and reads that waited for their window (how long in all). */
   readonly stats = { windows: 0, rows: 0, waits: 0, waitMs: 0 }
 
-  constructor (source: StreamedRows, init: StreamedRowsInit, transform: FeatureTransform, seed: number, classes: number) {
+  constructor (source: StreamedRows, init: StreamedRowsInit, seed: number, classes: number) {
     this.source = source
     this.init = init
-    this.transform = transform
+    this.decoder = init.decode === 'inline' ? new InlineDecoder(init.description) : new WorkerDecoder(init.description)
     this.seed = seed
     this.classes = classes
   }
@@ -165,9 +165,7 @@ export class StreamedBatches implements BatchReader {
   async close (): Promise<void> {
     this.closed = true
     this.windows.clear()
-    const files = [...this.files.values()]
-    this.files.clear()
-    for (const f of files) await f.then(async file => { await file.close() }, () => {})
+    await this.decoder.close()
   }
 
   /** The order of pass `pass` over `rows`; a new row set drops every window read for the old one. */
@@ -209,9 +207,10 @@ export class StreamedBatches implements BatchReader {
   private async load (order: PassOrder, w: number): Promise<LoadedWindow> {
     const { blocks } = order.windows[w]
     const starts = this.source.shardStarts
+    const shards = this.init.description.shards
     const parts = await Promise.all(blocks.map(async b => {
-      const file = await this.file(b.shard)
-      return await file.read(b.start - starts[b.shard], b.end - starts[b.shard], this.transform)
+      const path = await this.present(b.shard)
+      return await this.decoder.decode(path, shards[b.shard], b.start - starts[b.shard], b.end - starts[b.shard])
     }))
     const offsets: number[] = []
     let at = 0
@@ -224,33 +223,22 @@ export class StreamedBatches implements BatchReader {
     return { parts, offsets, perm: order.rowPermutation(w), blocks }
   }
 
-  /** Shard `index`'s file, opened (fetched first through ensureShard when it is not on disk). */
-  private async file (index: number): Promise<ShardFile> {
+  /** The path of shard `index`'s file, there (fetched first through ensureShard when it is not on disk). */
+  private async present (index: number): Promise<string> {
     if (this.closed) throw new Error('the batch reader is closed')
-    let opening = this.files.get(index)
-    if (opening !== undefined) {
-      // most recently used last
-      this.files.delete(index)
-      this.files.set(index, opening)
-      return await opening
-    }
-    opening = this.openFile(index)
-    this.files.set(index, opening)
-    opening.catch(() => { if (this.files.get(index) === opening) this.files.delete(index) })
-    while (this.files.size > MAX_OPEN_FILES) {
-      const [oldest, file] = this.files.entries().next().value as [number, Promise<ShardFile>]
-      this.files.delete(oldest)
-      void file.then(async f => { await f.close() }, () => {})
-    }
-    return await opening
-  }
-
-  private async openFile (index: number): Promise<ShardFile> {
     const { dir, description: d, ensureShard } = this.init
     const shard = d.shards[index]
     const path = shardPath(dir, shard)
-    if (!existsSync(path) && ensureShard !== undefined) await ensureShard(shardId(index))
+    if (!existsSync(path) && ensureShard !== undefined) {
+      let ensuring = this.ensuring.get(index)
+      if (ensuring === undefined) {
+        ensuring = ensureShard(shardId(index))
+        this.ensuring.set(index, ensuring)
+        void ensuring.finally(() => { this.ensuring.delete(index) }).catch(() => {})
+      }
+      await ensuring
+    }
     if (!existsSync(path)) throw new IncompleteDatasetError(`shard ${index} (${shard.file}) is not in ${dir}: fetch it from a peer that has it`, [shard.sha256])
-    return await ShardFile.open(path, shard)
+    return path
   }
 }
