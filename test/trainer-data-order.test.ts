@@ -3,10 +3,12 @@
  * rows, summing their updates with the real ring over TCP sockets, visit every one of their rows exactly once
  * per pass (before, each peer's cursor moved by the swarm's sample count and skipped rows). A shard that
  * changes owner mid-run starts a new pass on both: each pass still visits its row set exactly once, and the
- * swarm keeps every row of the data set in some peer's passes.
+ * swarm keeps every row of the data set in some peer's passes. The same for batches gathered in memory (mnist)
+ * and for batches read from shard files (an imported data set, in small blocks and windows).
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -14,17 +16,29 @@ import { createActor, toPromise } from 'xstate'
 import { Level } from 'level'
 import { jobId, parseJob } from '../protocols/job/index.ts'
 import { loadDataset } from '../node/data/dataset.ts'
-import { RowSet } from '../node/data/stream/index.ts'
+import type { Dataset } from '../node/data/dataset.ts'
+import { datasetsRoot, importDataset, readDescription } from '../node/data/imported/index.ts'
+import { RowSet, StreamedRows } from '../node/data/stream/index.ts'
 import { CheckpointStore, Trainer, createTrainerLogic, selectBackend } from '../node/trainer/index.ts'
 import type { BinaryStore } from '../node/trainer/index.ts'
 import { Ring, createTcpRingTransport } from '../node/ring/index.ts'
 import type { TcpAddress, TcpRingTransport } from '../node/ring/index.ts'
 
 await selectBackend('wasm')
-const dataset = loadDataset('mnist')
 
-test('2 peers reducing with the ring visit each of their rows exactly once per pass', async () => {
+/** An imported data set of 2,000 rows in 4 shards, its training rows read from the files in blocks of 64 rows, 3 to a window. */
+async function importedDataset (dir: string): Promise<Dataset> {
+  const lines = ['x1,x2,label']
+  for (let i = 0; i < 2000; i++) lines.push(`${(i * 7919) % 1000},${(i * 104729) % 997},${i % 3 === 0 ? 'a' : 'b'}`)
+  writeFileSync(join(dir, 'rows.csv'), `${lines.join('\n')}\n`)
+  const r = await importDataset(join(dir, 'rows.csv'), { label: 'label', shards: 4, outDir: datasetsRoot(dir) })
+  const d = loadDataset(r.datasetId, { dataDir: dir })
+  return { ...d, train: new StreamedRows({ dir: r.dir, description: readDescription(r.dir), blockRows: 64, blocksPerWindow: 3, decode: 'inline' }) }
+}
+
+for (const kind of ['in memory', 'streamed'] as const) test(`2 peers reducing with the ring visit each of their rows exactly once per pass (${kind === 'in memory' ? 'mnist, in memory' : 'an imported data set, read from its shard files'})`, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'peer-order-'))
+  const dataset = kind === 'in memory' ? loadDataset('mnist') : await importedDataset(dir)
   const db = new Level<string, Uint8Array>(join(dir, 'db'), { valueEncoding: 'view' })
   const job = parseJob({ hidden: [16], batchSize: 16, seed: 5 })
   const ids = ['peerA', 'peerB']
