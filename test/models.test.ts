@@ -214,4 +214,62 @@ test('/peer/model/1.0.0 frames are bounded', () => {
   new DataView(big.buffer).setBigUint64(9, BigInt(MAX_WEIGHTS_BYTES) + 1n, true)
   assert.throws(() => decodeResponse(big), (err: Error) => err.name === 'InvalidMessageError' && (err as Error & { kind: string }).kind === 'too-large')
   assert.throws(() => decodeResponse(new Uint8Array([9])), /unknown frame type/)
+  // random frames: decoded or refused with InvalidMessageError, never anything else
+  let seed = 1
+  const rand = (): number => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed / 2 ** 32 }
+  for (let i = 0; i < 2000; i++) {
+    const frame = Uint8Array.from({ length: 1 + Math.floor(rand() * 40) }, () => Math.floor(rand() * 256))
+    frame[0] = 1 + Math.floor(rand() * 5)
+    for (const decode of [decodeResponse, decodeRequest]) {
+      try { decode(frame) } catch (err) { assert.equal((err as Error).name, 'InvalidMessageError', String(err)) }
+    }
+  }
+})
+
+test('/peer/model/1.0.0 between two libp2p nodes: fetched whole and hash checked; unknown ids, lies and garbage are refused', async () => {
+  const { createLibp2p } = await import('libp2p')
+  const { tcp } = await import('@libp2p/tcp')
+  const { noise } = await import('@chainsafe/libp2p-noise')
+  const { yamux } = await import('@chainsafe/libp2p-yamux')
+  const { ModelService, fetchModel, MODEL_PROTOCOL } = await import('../node/models/index.ts')
+  const { prefixed } = await import('../protocols/common/index.ts')
+  const { encodeData, encodeHeader } = await import('../protocols/model/index.ts')
+  const dir = await tempDir('peer-models-')
+  const nodes = await Promise.all([0, 1, 2].map(async () => await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] })))
+  const [holder, asker, liar] = nodes
+  const service = new ModelService({ node: holder, dataDir: join(dir.path, 'holder') })
+  try {
+    for (const a of nodes) for (const b of nodes) if (a !== b) await a.peerStore.merge(b.peerId, { multiaddrs: b.getMultiaddrs() })
+    await service.start()
+    // 784x128 weights: several data frames, one of them straddling model.json and weights.bin
+    const model = tf.sequential()
+    model.add(tf.layers.dense({ inputShape: [784], units: 128, activation: 'relu' }))
+    model.add(tf.layers.dense({ units: 10 }))
+    const { id } = await importModel(join(dir.path, 'holder'), await saveToDir(model, join(dir.path, 'src')))
+    // a peer that answers with a header and bytes of something else
+    await liar.handle(MODEL_PROTOCOL, ({ stream }) => {
+      void stream.sink([prefixed(encodeHeader(3, 1)), prefixed(encodeData(new Uint8Array([123, 125, 10, 0])))])
+    })
+    const askerDir = join(dir.path, 'asker')
+    const r = await fetchModel(asker, [liar.peerId, holder.peerId], id, askerDir)
+    assert.equal(r.peer, holder.peerId.toString())
+    const theirs = readModelFiles(join(dir.path, 'holder'), id)
+    const mine = readModelFiles(askerDir, id)
+    assert.deepEqual(Buffer.compare(Buffer.from(mine.weights), Buffer.from(theirs.weights)), 0)
+    assert.ok(theirs.weights.byteLength > 256 * 1024)
+    assert.equal(readdirSync(modelsRoot(askerDir)).filter(n => n.startsWith('.')).length, 0, 'no temp dirs left behind')
+    await assert.rejects(fetchModel(asker, [liar.peerId], id, join(dir.path, 'other')), (err: Error) => err.name === 'ModelUnavailableError' && /hashes to mdl-[0-9a-f]{16}, not/.test(err.message))
+    await assert.rejects(fetchModel(asker, [holder.peerId], 'mdl-0000000000000000', join(dir.path, 'other')), /not-found: no model mdl-0000000000000000/)
+    // garbage instead of a request: answered bad-request, counted, and the service goes on
+    const stream = await asker.dialProtocol(holder.peerId, MODEL_PROTOCOL)
+    await stream.sink([prefixed(new Uint8Array([7, 7, 7]))])
+    for await (const chunk of stream.source) void chunk
+    assert.equal(service.invalid, 1)
+    await fetchModel(asker, [holder.peerId], id, join(dir.path, 'again'))
+    assert.equal(service.served, 2)
+  } finally {
+    await service.stop()
+    await Promise.all(nodes.map(async n => { await n.stop() }))
+    await dir.remove()
+  }
 })

@@ -36,7 +36,7 @@ export function statusView (s: PeerStatus): string {
     ...s.addresses.slice(0, 4).map(a => `          ${a}`),
     `state     ${s.state}${s.error !== null ? `  (${s.error})` : ''}`,
     `backend   ${s.backend ?? '-'}`,
-    `job       ${s.job === null ? '-' : `${s.job.id}  ${s.job.dataset}/${s.job.model} ${s.job.model === 'gpt' ? `layers ${s.job.gpt?.layers ?? GPT_DEFAULTS.layers} dim ${s.job.gpt?.dim ?? GPT_DEFAULTS.dim} heads ${s.job.gpt?.heads ?? GPT_DEFAULTS.heads} context ${s.job.gpt?.context ?? 'of the data set'}` : `hidden ${s.job.hidden.join(',')}`}  batch ${s.job.batchSize}  ${s.job.optimizer} lr ${s.job.learningRate}  ${s.job.epochs} epochs`}`,
+    `job       ${s.job === null ? '-' : `${s.job.id}  ${s.job.dataset}/${s.job.model} ${s.job.model === 'gpt' ? `layers ${s.job.gpt?.layers ?? GPT_DEFAULTS.layers} dim ${s.job.gpt?.dim ?? GPT_DEFAULTS.dim} heads ${s.job.gpt?.heads ?? GPT_DEFAULTS.heads} context ${s.job.gpt?.context ?? 'of the data set'}` : s.job.model.startsWith('mdl-') ? '(the user\'s model)' : `hidden ${s.job.hidden.join(',')}`}  batch ${s.job.batchSize}  ${s.job.optimizer} lr ${s.job.learningRate}  ${s.job.epochs} epochs`}`,
     `data dir  ${s.dataDir}`
   ]
   lines.push(
