@@ -93,7 +93,7 @@ test('a data set imported on one peer, trained by 3 with R = 2: about R/N of it 
       assert.ok(fetchedOnlyWhatItLacked(s), `fetched ${JSON.stringify(d.fetches)}, dropped ${JSON.stringify(d.drops)}`)
     }
     assert.equal(dataset(first[0])?.fetched, 0, 'the importer fetched nothing')
-    phase('3 peers settled')
+    phase(`3 peers settled (shards held: ${first.map(s => dataset(s)?.held).join(', ')} of ${SHARDS})`)
     const heldByImporter = new Set(dataset(first[0])?.heldShards)
 
     // the importer goes: b and c copy from each other what only it and one of them held
@@ -117,7 +117,7 @@ test('a data set imported on one peer, trained by 3 with R = 2: about R/N of it 
       const all = await statuses(swarm, names)
       return all !== undefined && settled(all, 3, 1) && (all[0].training?.step ?? 0) > 0 ? all : undefined
     }, 60_000, 300)
-    phase('a back, settled')
+    phase(`a back, settled (shards held: ${back.map(s => dataset(s)?.held).join(', ')}; a fetched ${dataset(back[0])?.fetched})`)
     // it fetches only the shards it had dropped before it was killed (it keeps some of them now), none it held
     const refetched = Object.keys(dataset(back[0])?.fetches ?? {}).filter(id => heldByImporter.has(id))
     assert.deepEqual(refetched, [], 'the restarted importer fetched nothing it still holds')
