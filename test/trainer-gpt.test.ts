@@ -11,7 +11,9 @@ import { selectBackend } from '../node/trainer/backend.ts'
 import { GPT_VOCAB, createGptNet } from '../node/trainer/gpt.ts'
 import type { GptNet, GptOptions } from '../node/trainer/gpt.ts'
 import { Trainer } from '../node/trainer/trainer.ts'
-import { lmDataset, lmWindows, spamText, trailingPartial, unigramEntropyBits } from '../node/data/lm.ts'
+import { generate, loadGpt, saveGpt } from '../node/trainer/generate.ts'
+import { SPAM_TEXT_CONTEXT, lmDataset, lmWindows, spamText, trailingPartial, unigramEntropyBits } from '../node/data/lm.ts'
+import { loadDataset } from '../node/data/dataset.ts'
 import { jobId, parseJob } from '../protocols/job/index.ts'
 
 function net (options: GptOptions, seed = 7): GptNet {
@@ -116,6 +118,24 @@ describe('gpt net', () => {
     n.dispose()
   })
 
+  it('samples text deterministically for a seed, and saves and loads to the same model', async () => {
+    const n = net(small, 5)
+    const a = generate(n, { prompt: 'Hi', tokens: 20, seed: 9 })
+    assert.deepEqual(generate(n, { prompt: 'Hi', tokens: 20, seed: 9 }), a)
+    assert.notEqual(generate(n, { prompt: 'Hi', tokens: 20, seed: 10 }).text, a.text)
+    assert.equal(generate(n, { prompt: 'Hi', tokens: 20, temperature: 0, seed: 1 }).text, generate(n, { prompt: 'Hi', tokens: 20, temperature: 0, seed: 2 }).text)
+    // longer than the context: the model sees the last `context` bytes
+    assert.equal(Buffer.byteLength(generate(n, { prompt: 'x'.repeat(30), tokens: 5, seed: 1 }).text) >= 1, true)
+    assert.throws(() => generate(n, { prompt: 'Hi', tokens: 0 }), /tokens: expected an integer/)
+    const saved = await saveGpt(n, 'weights.bin')
+    const loaded = loadGpt(JSON.parse(JSON.stringify(saved.modelJson)), saved.weights)
+    assert.deepEqual(generate(loaded, { prompt: 'Hi', tokens: 20, seed: 9 }), a)
+    assert.throws(() => loadGpt(saved.modelJson, saved.weights.subarray(4)), /weights file holds/)
+    assert.throws(() => loadGpt({ ...saved.modelJson, format: 'x' }, saved.weights), /not a gpt model/)
+    n.dispose()
+    loaded.dispose()
+  })
+
   it('refuses a data set that is not byte windows of its context', () => {
     assert.throws(() => createGptNet({ preset: 'gpt', hidden: [], inputShape: [10], classes: GPT_VOCAB, seed: 1 }, small), /context 8 needs rows of 9 tokens/)
     assert.throws(() => createGptNet({ preset: 'gpt', hidden: [], inputShape: [9], classes: 10, seed: 1 }, small), /256 byte classes/)
@@ -132,6 +152,18 @@ describe('language-model rows', () => {
     assert.deepEqual(Array.from(w.x), [...'abcddefgghij'].map(c => c.charCodeAt(0)))
     assert.deepEqual(Array.from(w.y), [...'dgj'].map(c => c.charCodeAt(0)))
     assert.equal(lmWindows(Buffer.from('abc'), 3).n, 0)
+  })
+
+  it('the built-in spam-text: e-mail bodies as windows of 65 bytes, held-out e-mails apart', () => {
+    const d = loadDataset('spam-text')
+    assert.equal(d.features, SPAM_TEXT_CONTEXT + 1)
+    assert.equal(d.classes, 256)
+    assert.ok(d.train.n > 8000 && d.test.n > 1000, `${d.train.n} training and ${d.test.n} test windows`)
+    const rows = d.train.examples
+    assert.ok(rows !== null)
+    for (let r = 0; r < 50; r++) assert.equal(rows.y[r], rows.x[r * d.features + SPAM_TEXT_CONTEXT])
+    const text = Buffer.from(Array.from(rows.x.subarray(0, 20 * d.features)))
+    assert.ok(text.toString('utf8').split('').filter(c => /[a-z ]/i.test(c)).length > 0.6 * text.length, 'mostly letters and spaces')
   })
 
   it('never cuts a UTF-8 character in two at the end of an e-mail body', () => {
