@@ -13,86 +13,16 @@ import { DATASETS_DIR, isDatasetId, missingShards, readDescription } from './imp
 import { IncompleteDatasetError } from './imported/errors.ts'
 import { loadSpamText } from './lm.ts'
 import { loadMnistExamples } from './mnist.ts'
-import { mixSeed, permutation } from './random.ts'
+import { permutation } from './random.ts'
 import { SPAM_CLASSES, countNgrams, documentFrequencies, loadSpamCorpus, spamExamples } from './spam.ts'
 import { idfWeights } from './text.ts'
 import { StreamedRows } from './stream/streamed.ts'
 import { loadTestSample } from './stream/test-split.ts'
-import type { RowSet } from './stream/rows.ts'
+import { MemoryRows } from './memory.ts'
+import type { Dataset, Examples } from './types.ts'
 
-/** Dense examples: `n` rows of `features` floats, and a class label per row. */
-export interface Examples {
-  x: Float32Array
-  y: Uint8Array
-  n: number
-  features: number
-}
-
-export interface Dataset {
-  name: string
-  /** Shape of one example as the model sees it (flat features are reshaped by the model). */
-  inputShape: number[]
-  features: number
-  classes: number
-  train: TrainingRows
-  test: Examples
-}
-
-/** One batch: features, one-hot labels, and which training rows they are. */
-export interface Batch {
-  x: Float32Array
-  y: Float32Array
-  n: number
-  rows: Uint32Array
-}
-
-/** A data set's training rows, in memory or on disk. */
-export interface TrainingRows {
-  readonly n: number
-  readonly features: number
-  /** The rows themselves when they are in memory (built-in data sets); null when they are read from shard files. */
-  readonly examples: Examples | null
-  /** A reader of batches in the seeded order of each pass (see BatchReader). */
-  batches: (seed: number, classes: number) => BatchReader
-}
-
-/**
- * Batches of passes over sets of rows. Pass `pass` over a set visits every row
- * of it exactly once, in an order fixed by the seed, the pass and the set.
- */
-export interface BatchReader {
-  /** The rows at positions `[cursor, cursor + size)` of pass `pass` over `rows` (fewer at the pass's end). */
-  read: (rows: RowSet, pass: number, cursor: number, size: number) => Promise<Batch>
-  close: () => Promise<void>
-}
-
-/** Training rows in memory: a pass is a seeded permutation of the whole set. */
-export class MemoryRows implements TrainingRows {
-  readonly examples: Examples
-
-  constructor (examples: Examples) {
-    this.examples = examples
-  }
-
-  get n (): number { return this.examples.n }
-  get features (): number { return this.examples.features }
-
-  batches (seed: number, classes: number): BatchReader {
-    const from = this.examples
-    let cached: { rows: RowSet, pass: number, order: Uint32Array } | null = null
-    return {
-      read: async (rows, pass, cursor, size) => {
-        if (cached === null || cached.pass !== pass || !cached.rows.equals(rows)) {
-          const all = rows.toArray()
-          cached = { rows, pass, order: epochOrder(all.length, seed, pass).map(i => all[i]) }
-        }
-        const b = gatherBatch(from, cached.order, cursor, size, classes)
-        return { ...b, rows: cached.order.slice(cursor, cursor + b.n) }
-      },
-      close: async () => {}
-    }
-  }
-}
+export type { Batch, BatchReader, Dataset, Examples, TrainingRows } from './types.ts'
+export { MemoryRows, epochOrder, gatherBatch } from './memory.ts'
 
 export const DATASETS = ['mnist', 'spam', 'spam-text'] as const
 export type DatasetName = typeof DATASETS[number]
@@ -175,26 +105,6 @@ export function take (from: Examples, rows: ArrayLike<number>): Examples {
     y[i] = from.y[r]
   }
   return { x, y, n: rows.length, features: f }
-}
-
-/** The order in which epoch `epoch` visits `n` rows: the same on every run for the same seed. */
-export function epochOrder (n: number, seed: number, epoch: number): Uint32Array {
-  return permutation(n, mixSeed(seed, epoch))
-}
-
-/** Copies the rows `order[start..start+size)` into one batch (features and one-hot labels). */
-export function gatherBatch (from: Examples, order: ArrayLike<number>, start: number, size: number, classes: number): { x: Float32Array, y: Float32Array, n: number } {
-  const end = Math.min(start + size, order.length)
-  const n = end - start
-  const f = from.features
-  const x = new Float32Array(n * f)
-  const y = new Float32Array(n * classes)
-  for (let i = 0; i < n; i++) {
-    const r = order[start + i]
-    x.set(from.x.subarray(r * f, (r + 1) * f), i * f)
-    y[i * classes + from.y[r]] = 1
-  }
-  return { x, y, n }
 }
 
 /** Built once per process: reading and hashing the corpus takes about a second. */

@@ -19,8 +19,8 @@ import { isUtf8 } from 'node:buffer'
 import { readdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
-import { MemoryRows } from './dataset.ts'
-import type { Dataset, Examples } from './dataset.ts'
+import { MemoryRows } from './memory.ts'
+import type { Dataset, Examples } from './types.ts'
 import { permutation } from './random.ts'
 
 /** Byte tokens. */

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
-import type { Examples } from './dataset.ts'
+import type { Examples } from './types.ts'
 
 const require = createRequire(import.meta.url)
 const PIXELS = 28 * 28

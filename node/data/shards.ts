@@ -4,7 +4,7 @@
  * samples of it; a shard's hash covers its features and labels.
  */
 import { createHash } from 'node:crypto'
-import type { Examples, TrainingRows } from './dataset.ts'
+import type { Examples, TrainingRows } from './types.ts'
 import type { DatasetDescription } from './imported/description.ts'
 import { RowSet } from './stream/rows.ts'
 

@@ -17,7 +17,7 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
-import type { Examples } from './dataset.ts'
+import type { Examples } from './types.ts'
 import { NgramCounter } from './text.ts'
 
 const require = createRequire(import.meta.url)

@@ -45,7 +45,6 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pidAlive } from '../../common/process.ts'
-import { mixSeed } from '../random.ts'
 import { isValidBucketCount } from '../text.ts'
 import { ShardSchema, ShardWriter } from './arrow.ts'
 import type { WrittenShard } from './arrow.ts'
@@ -56,14 +55,17 @@ import { formatOf } from './source.ts'
 import type { InputFormat } from './source.ts'
 import { StatsAccumulator, StatsLayout, combineAll, statsToDescription } from './stats.ts'
 import type { CleanRow } from './stats.ts'
+import { isTestRow } from './engine.ts'
+import type { EngineName, EngineReport, ImportProgress, Scan, ScanSettings } from './engine.ts'
+
+export { MAX_CLASSES, NUMBER, fillIndices, isTestRow } from './engine.ts'
+export type { EngineName, EngineReport, ImportProgress, Profile, Scan, ScanSettings } from './engine.ts'
 
 export const DEFAULT_SHARDS = 8
 export const MAX_SHARDS = 1024
 export const DEFAULT_BUCKETS = 1 << 12
 /** Non-numeric columns with more distinct values than this are not one-hot encoded (it would be wider than it is useful). */
 export const DEFAULT_MAX_CATEGORIES = 1000
-/** The label's values index a Uint8Array. */
-export const MAX_CLASSES = 256
 export const DEFAULT_TEST_FRACTION = 0.15
 /** The same split seed as the built-in data sets: held-out rows never depend on a job. */
 export const DEFAULT_SPLIT_SEED = 0x5eed
@@ -98,33 +100,12 @@ export interface ImportOptions {
   threads?: number
 }
 
-export type EngineName = 'duckdb' | 'js'
-
-export interface ImportProgress {
-  phase: 'scan' | 'write'
-  bytes: number
-  totalBytes: number
-  rows: number
-}
-
 export interface ColumnReport {
   name: string
   type: ColumnDescription['type']
   missing: number
   categories?: number
   note?: string
-}
-
-/** Which engine cleaned the file, and with what limits (DuckDB's settings as it reports them, not as asked). */
-export interface EngineReport {
-  name: EngineName
-  version?: string
-  memoryLimit?: string
-  threads?: number
-  /** Where the engine spills (inside the import's work dir, removed with it). */
-  tempDirectory?: string
-  /** The most bytes the engine held in temporary files at once (0: everything fit in memory). */
-  spilledBytes?: number
 }
 
 export interface ImportReport {
@@ -147,67 +128,8 @@ export interface ImportReport {
   engine: EngineReport
 }
 
-/** What both engines are given: the options resolved, the columns resolved. */
-export interface ScanSettings {
-  path: string
-  name: string
-  format: InputFormat
-  columns: string[]
-  labelAt: number
-  textAt: ReadonlySet<number>
-  ignoreAt: ReadonlySet<number>
-  /** Non-ignored columns, in order: what makes two rows duplicates. */
-  used: Uint32Array
-  missingMode: MissingMode
-  testFraction: number
-  seed: number
-  maxCategories: number
-  totalBytes: number
-  /** The import's work dir (inside the datasets root; removed at the end). */
-  work: string
-  memoryLimit: string
-  threads: number
-  progress: (p: ImportProgress, force?: boolean) => void
-}
-
-/** What an engine learnt about one column from the kept rows (`missing` from all rows read). */
-export interface Profile {
-  missing: number
-  /** Every present value in the kept rows is a number. */
-  numeric: boolean
-  /** Present values in the kept rows. */
-  present: number
-  /** Numeric columns: present values in the training rows, and their sum in file order. */
-  trainN: number
-  trainSum: number
-  /** value → [training rows, all kept rows]; null once there are too many to be categories (or not asked for). */
-  counts: Map<string, [number, number]> | null
-}
-
-/** One engine's pass over the file, done; `write` streams the kept rows again, cleaned. */
-export interface Scan {
-  profiles: Profile[]
-  rowsRead: number
-  droppedMissing: number
-  droppedDuplicates: number
-  kept: number
-  /** The line the last data row starts on (for error messages; may read the file again). */
-  lastLine: () => Promise<number>
-  /** Each kept row in order, cleaned per `described` (see CleanRow), with its index among the kept rows. */
-  write: (described: ColumnDescription[], row: (clean: CleanRow, k: number) => void) => Promise<void>
-  engine: () => Promise<EngineReport>
-  close: () => Promise<void>
-}
-
 /** DuckDB's default memory limit: a few hundred MB of input are cleaned in memory; beyond, it spills to the work dir, so that the import (DuckDB and the JavaScript writer together) stays under 1 GB of RAM whatever the file's size. */
 export const DEFAULT_MEMORY_LIMIT = '512MB'
-
-export const NUMBER = /^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/
-
-/** Whether kept row k is held out for testing. */
-export function isTestRow (k: number, seed: number, fraction: number): boolean {
-  return mixSeed(seed, k) / 4294967296 < fraction
-}
 
 function compareCategories (a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0
@@ -392,11 +314,6 @@ function decideSchema (s: ScanSettings, scan: Scan): ColumnDescription[] {
     }
     return { name: col, type: 'categorical', categories, missing: p.missing, ...(missingMode === 'fill' ? { fill: mode } : {}) }
   })
-}
-
-/** The fill index of each categorical column (the position of its fill value; 0 without one). */
-export function fillIndices (described: readonly ColumnDescription[]): number[] {
-  return described.map(c => c.type === 'categorical' && typeof c.fill === 'string' ? Math.max(0, (c.categories ?? []).indexOf(c.fill)) : 0)
 }
 
 /** The shard files of one import, written as rows arrive: round robin over the training shards, and the test shard. */

@@ -10,8 +10,8 @@
  * given row.
  */
 import { DataInputError, EmptyInputError, UnusableInputError } from './errors.ts'
-import { MAX_CLASSES, NUMBER, fillIndices, isTestRow } from './importer.ts'
-import type { Profile, Scan, ScanSettings } from './importer.ts'
+import { MAX_CLASSES, NUMBER, fillIndices, isTestRow } from './engine.ts'
+import type { Profile, Scan, ScanSettings } from './engine.ts'
 import { BitSet, HashSet64, rowHash } from './rowset.ts'
 import { openSource } from './source.ts'
 import type { InputFormat, RowSource } from './source.ts'

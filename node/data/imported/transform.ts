@@ -12,7 +12,7 @@
  * The label becomes its class index (the position of its value in `classes`).
  */
 import type { Table } from 'apache-arrow'
-import type { Examples } from '../dataset.ts'
+import type { Examples } from '../types.ts'
 import { NgramCounter, idfWeights, writeTextFeatures } from '../text.ts'
 import { dictionaryIndices, float64Values } from './arrow.ts'
 import { columnWidth } from './description.ts'

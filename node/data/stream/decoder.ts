@@ -6,7 +6,7 @@
  * open files; a block's features come back as transferred buffers (no copy).
  */
 import { Worker } from 'node:worker_threads'
-import type { Examples } from '../dataset.ts'
+import type { Examples } from '../types.ts'
 import type { DatasetDescription, ShardFileDescription } from '../imported/description.ts'
 import { FeatureTransform } from '../imported/transform.ts'
 import { ShardFile } from './shard-file.ts'

@@ -12,7 +12,7 @@
  * `decode: 'inline'`.
  */
 import { existsSync } from 'node:fs'
-import type { Batch, BatchReader, Examples, TrainingRows } from '../dataset.ts'
+import type { Batch, BatchReader, Examples, TrainingRows } from '../types.ts'
 import type { DatasetDescription } from '../imported/description.ts'
 import { IncompleteDatasetError } from '../imported/errors.ts'
 import { shardPath } from '../imported/store.ts'

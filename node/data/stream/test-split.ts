@@ -10,7 +10,7 @@
  */
 import { closeSync, fstatSync, openSync } from 'node:fs'
 import { Table, tableFromIPC } from 'apache-arrow'
-import type { Examples } from '../dataset.ts'
+import type { Examples } from '../types.ts'
 import type { DatasetDescription } from '../imported/description.ts'
 import { CorruptDatasetError, IncompleteDatasetError } from '../imported/errors.ts'
 import { shardPath } from '../imported/store.ts'

@@ -1,0 +1,97 @@
+/**
+ * What the importer and its two engines (DuckDB's, duckdb.ts, and the
+ * JavaScript one, scan-js.ts) share: the settings an engine is given, what its
+ * scan returns, and the rules both apply. A leaf of the importer, so that
+ * neither engine imports importer.ts, which imports them.
+ */
+import { mixSeed } from '../random.ts'
+import type { ColumnDescription, MissingMode } from './description.ts'
+import type { InputFormat } from './source.ts'
+import type { CleanRow } from './stats.ts'
+
+/** The label's values index a Uint8Array. */
+export const MAX_CLASSES = 256
+export type EngineName = 'duckdb' | 'js'
+
+export interface ImportProgress {
+  phase: 'scan' | 'write'
+  bytes: number
+  totalBytes: number
+  rows: number
+}
+
+/** Which engine cleaned the file, and with what limits (DuckDB's settings as it reports them, not as asked). */
+export interface EngineReport {
+  name: EngineName
+  version?: string
+  memoryLimit?: string
+  threads?: number
+  /** Where the engine spills (inside the import's work dir, removed with it). */
+  tempDirectory?: string
+  /** The most bytes the engine held in temporary files at once (0: everything fit in memory). */
+  spilledBytes?: number
+}
+
+/** What both engines are given: the options resolved, the columns resolved. */
+export interface ScanSettings {
+  path: string
+  name: string
+  format: InputFormat
+  columns: string[]
+  labelAt: number
+  textAt: ReadonlySet<number>
+  ignoreAt: ReadonlySet<number>
+  /** Non-ignored columns, in order: what makes two rows duplicates. */
+  used: Uint32Array
+  missingMode: MissingMode
+  testFraction: number
+  seed: number
+  maxCategories: number
+  totalBytes: number
+  /** The import's work dir (inside the datasets root; removed at the end). */
+  work: string
+  memoryLimit: string
+  threads: number
+  progress: (p: ImportProgress, force?: boolean) => void
+}
+
+/** What an engine learnt about one column from the kept rows (`missing` from all rows read). */
+export interface Profile {
+  missing: number
+  /** Every present value in the kept rows is a number. */
+  numeric: boolean
+  /** Present values in the kept rows. */
+  present: number
+  /** Numeric columns: present values in the training rows, and their sum in file order. */
+  trainN: number
+  trainSum: number
+  /** value → [training rows, all kept rows]; null once there are too many to be categories (or not asked for). */
+  counts: Map<string, [number, number]> | null
+}
+
+/** One engine's pass over the file, done; `write` streams the kept rows again, cleaned. */
+export interface Scan {
+  profiles: Profile[]
+  rowsRead: number
+  droppedMissing: number
+  droppedDuplicates: number
+  kept: number
+  /** The line the last data row starts on (for error messages; may read the file again). */
+  lastLine: () => Promise<number>
+  /** Each kept row in order, cleaned per `described` (see CleanRow), with its index among the kept rows. */
+  write: (described: ColumnDescription[], row: (clean: CleanRow, k: number) => void) => Promise<void>
+  engine: () => Promise<EngineReport>
+  close: () => Promise<void>
+}
+
+export const NUMBER = /^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/
+
+/** Whether kept row k is held out for testing. */
+export function isTestRow (k: number, seed: number, fraction: number): boolean {
+  return mixSeed(seed, k) / 4294967296 < fraction
+}
+
+/** The fill index of each categorical column (the position of its fill value; 0 without one). */
+export function fillIndices (described: readonly ColumnDescription[]): number[] {
+  return described.map(c => c.type === 'categorical' && typeof c.fill === 'string' ? Math.max(0, (c.categories ?? []).indexOf(c.fill)) : 0)
+}
