@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import * as tf from '@tensorflow/tfjs'
@@ -270,6 +270,108 @@ test('/peer/model/1.0.0 between two libp2p nodes: fetched whole and hash checked
   } finally {
     await service.stop()
     await Promise.all(nodes.map(async n => { await n.stop() }))
+    await dir.remove()
+  }
+})
+
+test('every layer kind the issue names trains through the Net on wasm: finite gradients for every trainable weight', async () => {
+  await selectBackend('wasm')
+  const dir = await tempDir('peer-models-')
+  const L = tf.layers
+  const cases: Array<[string, () => tf.layers.Layer[]]> = [
+    ['dense', () => [L.dense({ inputShape: [12], units: 8, activation: 'relu' })]],
+    ['conv1d + pooling', () => [L.reshape({ inputShape: [12], targetShape: [6, 2] }), L.conv1d({ filters: 4, kernelSize: 3, activation: 'relu' }), L.maxPooling1d({ poolSize: 2 }), L.flatten()]],
+    ['conv2d + batch norm + pooling', () => [L.reshape({ inputShape: [12], targetShape: [2, 2, 3] }), L.conv2d({ filters: 4, kernelSize: 2, padding: 'same' }), L.batchNormalization(), L.averagePooling2d({ poolSize: 2 }), L.flatten()]],
+    ['depthwise + separable conv', () => [L.reshape({ inputShape: [12], targetShape: [2, 2, 3] }), L.depthwiseConv2d({ kernelSize: 2, padding: 'same' }), L.separableConv2d({ filters: 4, kernelSize: 2, padding: 'same' }), L.globalAveragePooling2d({})]],
+    ['embedding + layer norm', () => [L.embedding({ inputShape: [12], inputDim: 4, outputDim: 3 }), L.layerNormalization(), L.flatten()]],
+    ['lstm', () => [L.reshape({ inputShape: [12], targetShape: [4, 3] }), L.lstm({ units: 5 })]],
+    ['gru + dropout', () => [L.reshape({ inputShape: [12], targetShape: [4, 3] }), L.gru({ units: 5, returnSequences: true }), L.dropout({ rate: 0.2 }), L.flatten()]]
+  ]
+  try {
+    const x = tf.tensor2d(Array.from({ length: 6 * 12 }, (_, i) => (i * 7 % 13) / 4), [6, 12])
+    const y = tf.oneHot(tf.tensor1d([0, 1, 2, 0, 1, 2], 'int32'), 3).toFloat() as tf.Tensor2D
+    for (const [name, layers] of cases) {
+      const model = tf.sequential({ layers: [...layers(), L.dense({ units: 3, activation: 'softmax' })] })
+      const { id } = await importModel(dir.path, await saveToDir(model, join(dir.path, name.replace(/\W+/g, '-')), { weights: false }))
+      const net = await createLayersNet(loadModel(dir.path, id), { features: 12, classes: 3, seed: 5 })
+      const { loss, grads } = net.lossAndGrads(x, y, 0)
+      assert.ok(Number.isFinite(loss.dataSync()[0]), `${name}: loss`)
+      net.variables.forEach((v, i) => {
+        assert.deepEqual(grads[i].shape, v.shape, `${name}: ${v.name}`)
+        const g = grads[i].dataSync()
+        assert.ok(g.every(Number.isFinite), `${name}: ${v.name} finite`)
+        if (v.trainable) assert.ok(g.some(d => d !== 0) || /bias|beta/.test(v.name), `${name}: ${v.name} has a gradient`)
+      })
+      tf.dispose([loss, ...grads])
+      net.dispose()
+    }
+  } finally {
+    await dir.remove()
+  }
+})
+
+test('a functional model, and a softmax as its own layer, train on logits and export with the softmax', async () => {
+  await selectBackend('wasm')
+  const dir = await tempDir('peer-models-')
+  try {
+    const input = tf.input({ shape: [12] })
+    const hidden = tf.layers.dense({ units: 8, activation: 'relu' }).apply(input) as tf.SymbolicTensor
+    const logits = tf.layers.dense({ units: 3 }).apply(hidden) as tf.SymbolicTensor
+    const probs = tf.layers.softmax().apply(logits) as tf.SymbolicTensor
+    const model = tf.model({ inputs: input, outputs: probs })
+    const { id, info } = await importModel(dir.path, await saveToDir(model, join(dir.path, 'functional'), { weights: false }))
+    assert.equal(info.output.className, 'Softmax')
+    const net = await createLayersNet(loadModel(dir.path, id), { features: 12, classes: 3, seed: 5 })
+    assert.equal(net.outputs, 'probabilities')
+    const x = tf.tensor2d(Array.from({ length: 2 * 12 }, (_, i) => i / 24), [2, 12])
+    const trained = net.predict(x).arraySync()
+    assert.ok(trained.some(row => row.some(v => v < 0 || v > 1)), 'the net gives logits')
+    const exported = net.toLayersModel()
+    assert.equal(exported.layers[exported.layers.length - 1].getClassName(), 'Softmax')
+    const p = (exported.predict(x) as tf.Tensor).arraySync() as number[][]
+    for (const [r, row] of p.entries()) {
+      const e = trained[r].map(v => Math.exp(v))
+      const sum = e.reduce((a, b) => a + b, 0)
+      row.forEach((v, c) => { assert.ok(Math.abs(v - e[c] / sum) < 1e-5) })
+    }
+    exported.dispose()
+    net.dispose()
+  } finally {
+    await dir.remove()
+  }
+})
+
+test('a model as tensorflowjs_converter writes it from Keras (model_config wrapper, sharded weight files) is fine-tuned from its weights', async () => {
+  const dir = await tempDir('peer-models-')
+  try {
+    const model = tf.sequential({
+      layers: [
+        tf.layers.dense({ name: 'dense', inputShape: [784], units: 16, activation: 'relu' }),
+        tf.layers.dense({ name: 'dense_1', units: 10, activation: 'softmax' })
+      ]
+    })
+    let saved: tf.io.ModelArtifacts | null = null
+    await model.save(tf.io.withSaveHandler(async a => { saved = a; return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } } }))
+    const artifacts = saved as unknown as tf.io.ModelArtifacts
+    const bytes = Buffer.from(tf.io.CompositeArrayBuffer.join(artifacts.weightData!))
+    const half = 4 * 1000
+    const out = join(dir.path, 'converted')
+    mkdirSync(out)
+    writeFileSync(join(out, 'group1-shard1of2.bin'), bytes.subarray(0, half))
+    writeFileSync(join(out, 'group1-shard2of2.bin'), bytes.subarray(half))
+    writeFileSync(join(out, 'model.json'), JSON.stringify({
+      format: 'layers-model',
+      generatedBy: 'keras v2.15.0',
+      convertedBy: 'TensorFlow.js Converter v4.22.0',
+      modelTopology: { keras_version: '2.15.0', backend: 'tensorflow', model_config: artifacts.modelTopology, training_config: { loss: 'categorical_crossentropy' } },
+      weightsManifest: [{ paths: ['group1-shard1of2.bin', 'group1-shard2of2.bin'], weights: artifacts.weightSpecs }]
+    }))
+    const { id, info } = await importModel(dir.path, join(out, 'model.json'))
+    assert.deepEqual(info.layers.map(l => l.name), ['dense', 'dense_1'])
+    const net = await createLayersNet(loadModel(dir.path, id), { features: 784, classes: 10, seed: 1 })
+    assert.deepEqual(net.variables.map(v => Array.from(v.dataSync())), model.getWeights().map(w => Array.from(w.dataSync())))
+    net.dispose()
+  } finally {
     await dir.remove()
   }
 })
