@@ -46,7 +46,6 @@ export interface GptOptions {
   context: number
 }
 
-
 /** The job's gpt options with the defaults filled in; the context defaults to the data set's (rows of `features` tokens). */
 export function gptOptionsOf (job: Partial<GptOptions> | undefined, features: number): GptOptions {
   return {
@@ -252,8 +251,8 @@ export class GptNet implements Net {
     for (const blk of this.blocks) {
       const a = layerNorm(h, blk.ln1g, blk.ln1b)
       const qkv = tf.add(tf.matMul(a, blk.qkvW as tf.Tensor2D), blk.qkvB) // [b·t, 3·dim]
-      // q, k, v: [b·t, dim] column blocks → [b·heads, t, hd]. A split, not slices: its gradient is a concat, a
-      // slice's a pad (slow on wasm); 4-D transposes: wasm's rank-5 one is a slow loop.
+      // q, k, v: [b·t, dim] column blocks → [b·heads, t, hd], each by a 4-D transpose (one rank-5 transpose
+      // of all three is a slow loop on wasm: a third of a step)
       const [q, k, v] = tf.split(qkv, 3, 1).map(part => tf.reshape(tf.transpose(tf.reshape(part, [b, t, heads, hd]), [0, 2, 1, 3]), [b * heads, t, hd]) as tf.Tensor3D)
       const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask) // [b·heads, t, t]
       const att = tf.matMul(tf.softmax(scores), v) // [b·heads, t, hd]
