@@ -26,14 +26,17 @@ test('2 peers train a stock TF.js conv + batch-norm + dropout model from its mod
     const common = ['--min-peers', '2', '--progress-every', '60']
     await swarm.start('p1', [...common, '--model', modelJson, '--epochs', '3', '--batch-size', '32', '--lr', '0.003', '--shards', '8'])
     await swarm.start('p2', common, 'p1')
-    const done = await waitFor('both peers to finish the job', async () => {
+    // their own output says when the job is done (no status process per poll: they cost the peers CPU)
+    await waitFor('both peers to finish the job', () => {
       for (const p of swarm.peers) {
         if (p.proc.child.exitCode !== null) throw new Error(`${p.name} exited ${p.proc.child.exitCode}: ${p.proc.stderr.slice(-2000)}`)
       }
+      return swarm.peers.every(p => /\ndone: \d+ epochs/.test(p.proc.stdout)) ? true : undefined
+    }, 240_000, 250)
+    const [a, b] = await waitFor('both statuses', async () => {
       const all = await swarm.statuses(['p1', 'p2'])
       return all?.every(s => s.state === 'done') === true ? all : undefined
-    }, 240_000, 500)
-    const [a, b] = done as [StatusJson, StatusJson]
+    }) as [StatusJson, StatusJson]
     assert.match(a.job?.dataset ?? '', /^mnist$/)
     assert.equal(a.job?.id, b.job?.id)
     // the joiner got the model from the swarm
