@@ -4,7 +4,8 @@
  * the rows (features and labels) the dense loader builds; a reader started at a cursor continues the pass
  * exactly (a restart mid-pass); a trainer restored from a checkpoint goes on with the same batches; and only
  * the shards asked for are opened, a missing one through the `ensureShard` hook. The data set has numeric,
- * categorical and text columns, so that every column kind is decoded from sliced record batches.
+ * categorical and text columns, so that every column kind is decoded from sliced record batches; a decode
+ * worker that cannot start leaves the work to the calling thread.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -16,6 +17,7 @@ import type { DatasetDescription } from '../node/data/imported/index.ts'
 import { loadDataset } from '../node/data/dataset.ts'
 import type { Batch, Dataset } from '../node/data/dataset.ts'
 import { PassOrder, RowSet, StreamedRows, blocksOf, loadTestSample } from '../node/data/stream/index.ts'
+import { WorkerDecoder } from '../node/data/stream/decoder.ts'
 import { jobId, parseJob } from '../protocols/job/index.ts'
 import { Trainer, selectBackend } from '../node/trainer/index.ts'
 
@@ -190,4 +192,16 @@ test('a large test split is an evenly spread sample of the test shard, read a re
   bytes[bytes.length >> 1] ^= 1
   writeFileSync(file, bytes)
   assert.throws(() => loadTestSample(join(datasetsRoot(dataDir), id), description), { name: 'CorruptDatasetError' })
+})
+
+test('a decode worker that cannot start leaves the decoding to this thread', async () => {
+  const decoder = new WorkerDecoder(description, new URL('./no-such-worker.ts', import.meta.url))
+  try {
+    const got = await decoder.decode(shardPath(report.dir, description.shards[1]), description.shards[1], 10, 20)
+    const f = description.features
+    assert.deepEqual(got.x, dense.train.x.subarray((starts[1] + 10) * f, (starts[1] + 20) * f))
+    assert.ok(decoder.inline !== null, 'decoding inline')
+  } finally {
+    await decoder.close()
+  }
 })

@@ -4,6 +4,8 @@
  * training), so that the Arrow reads and the feature transform run beside
  * the tensor work instead of between its steps. The worker holds its own
  * open files; a block's features come back as transferred buffers (no copy).
+ * A worker that cannot start (its module fails to load) leaves the decoding
+ * to this thread, logged nowhere but visible as `WorkerDecoder.inline`.
  */
 import { Worker } from 'node:worker_threads'
 import type { Examples } from '../types.ts'
@@ -72,25 +74,38 @@ export interface DecodeRequest {
 }
 export type DecodeAnswer = { id: number, x: Float32Array, y: Uint8Array, n: number, features: number } | { id: number, error: { name: string, message: string } }
 
+interface Pending {
+  request: DecodeRequest
+  resolve: (e: Examples) => void
+  reject: (err: Error) => void
+}
+
 export class WorkerDecoder implements BlockDecoder {
   private readonly description: DatasetDescription
+  private readonly script: URL
   private worker: Worker | null = null
-  private readonly pending = new Map<number, { resolve: (e: Examples) => void, reject: (err: Error) => void }>()
+  /** Set once a worker failed before its first answer: decoding stays in this thread. */
+  inline: InlineDecoder | null = null
+  private answered = false
+  private readonly pending = new Map<number, Pending>()
   private nextId = 0
   private closed = false
 
-  constructor (description: DatasetDescription) {
+  /** `script`: the worker's module (for tests). */
+  constructor (description: DatasetDescription, script = new URL('./decode-worker.ts', import.meta.url)) {
     this.description = description
+    this.script = script
   }
 
   async decode (path: string, shard: ShardFileDescription, start: number, end: number): Promise<Examples> {
     if (this.closed) throw new Error('the decoder is closed')
+    if (this.inline !== null) return await this.inline.decode(path, shard, start, end)
     const worker = this.start()
-    const id = this.nextId++
+    const request = { id: this.nextId++, path, shard, start, end }
     return await new Promise<Examples>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject })
+      this.pending.set(request.id, { request, resolve, reject })
       worker.ref()
-      worker.postMessage({ id, path, shard, start, end } satisfies DecodeRequest)
+      worker.postMessage(request satisfies DecodeRequest)
     })
   }
 
@@ -99,14 +114,16 @@ export class WorkerDecoder implements BlockDecoder {
     const worker = this.worker
     this.worker = null
     if (worker !== null) await worker.terminate()
+    await this.inline?.close()
   }
 
   /** The worker, started on first use; one that failed is replaced by the next decode. */
   private start (): Worker {
     if (this.worker !== null) return this.worker
-    const worker = new Worker(new URL('./decode-worker.ts', import.meta.url), { workerData: { description: this.description } })
+    const worker = new Worker(this.script, { workerData: { description: this.description } })
     worker.unref()
     worker.on('message', (a: DecodeAnswer) => {
+      this.answered = true
       const p = this.pending.get(a.id)
       if (p === undefined) return
       this.pending.delete(a.id)
@@ -120,9 +137,17 @@ export class WorkerDecoder implements BlockDecoder {
       }
     })
     const fail = (err: Error): void => {
-      if (this.worker === worker) this.worker = null
-      for (const p of this.pending.values()) p.reject(err)
+      if (this.worker !== worker) return
+      this.worker = null
+      const pending = [...this.pending.values()]
       this.pending.clear()
+      if (!this.answered && !this.closed) {
+        // it never worked: decode here from now on, the waiting blocks included
+        const inline = this.inline ??= new InlineDecoder(this.description)
+        for (const p of pending) inline.decode(p.request.path, p.request.shard, p.request.start, p.request.end).then(p.resolve, p.reject)
+      } else {
+        for (const p of pending) p.reject(err)
+      }
     }
     worker.on('error', fail)
     worker.on('exit', code => { fail(new Error(`the decode worker exited (code ${code})`)) })
