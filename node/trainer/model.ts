@@ -313,7 +313,7 @@ function hostBackend (): boolean {
  * z, given the gradient `dy` of `pooled` and the layer's ReLU output.
  */
 function maxPoolReluGrad (dy: tf.Tensor4D, activation: tf.Tensor4D, pooled: tf.Tensor4D): tf.Tensor4D {
-  if (!hostBackend()) {
+  if (!hostBackend() || fastWasm()) { // kernels.ts's MaxPoolGrad loops over the wasm heap: no copies out and back
     const dx = tf.engine().runKernel('MaxPoolGrad', { dy, input: activation, output: pooled }, { filterSize: [POOL, POOL], strides: [POOL, POOL], pad: 'valid' }) as tf.Tensor4D
     return tf.mul(dx, tf.step(activation))
   }
