@@ -83,6 +83,20 @@ test('peer dataset import --lm: bad input exits 2 and says why', async () => {
     const noLabel = await run(short)
     assert.equal(noLabel.code, 2)
     assert.match(noLabel.stderr, /--label/)
+
+    // a gpt job on data that is not byte windows of its context is refused before the peer starts
+    const text = join(dir.path, 'text.txt')
+    writeFileSync(text, TEXT)
+    const imported = await run(text, '--lm', '--context', '16', '--json')
+    assert.equal(imported.code, 0, imported.stderr)
+    const { datasetId } = JSON.parse(imported.stdout) as { datasetId: string }
+    const start = async (...args: string[]) => await runPeer(['start', '--data-dir', dir.path, '--open', '--model', 'gpt', ...args])
+    const mnist = await start('--dataset', 'mnist')
+    assert.equal(mnist.code, 2)
+    assert.match(mnist.stderr, /--model gpt needs a language-model data set/)
+    const context = await start('--dataset', datasetId, '--context', '32')
+    assert.equal(context.code, 2)
+    assert.match(context.stderr, /holds windows of context 16/)
   } finally {
     await dir.remove()
   }

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { InvalidArgumentError, Option } from 'commander'
 import { BUILTIN_DATASETS, InvalidJobError, MODEL_PRESETS, isDatasetName, isModelName, parseJob, parseJobJson } from '../../protocols/job/index.ts'
 import type { Job, JobInput } from '../../protocols/job/index.ts'
@@ -150,12 +150,41 @@ export async function jobFromFlags (flags: JobFlags, dataDir: string): Promise<J
   if (flags.outerLr !== undefined) overrides.outerLearningRate = flags.outerLr
   if (flags.outerMomentum !== undefined) overrides.outerMomentum = flags.outerMomentum
   if (flags.job === undefined && Object.keys(overrides).length === 0) return undefined
+  let job: Job
   try {
-    return parseJob({ ...base, ...overrides })
+    job = parseJob({ ...base, ...overrides })
   } catch (err) {
     if (err instanceof InvalidJobError) throw new UsageError(err.message)
     throw err
   }
+  if (job.model === 'gpt') await checkGptData(job, dataDir)
+  return job
+}
+
+/**
+ * A gpt job names a language-model data set whose windows fit its context: the built-in spam-text, or one
+ * imported with --lm (checked where its description is in this data dir; a joiner's is checked by its trainer).
+ */
+async function checkGptData (job: Job, dataDir: string): Promise<void> {
+  const wanted = job.gpt?.context
+  const lmData = 'a language-model data set: spam-text, or one imported with `peer dataset import FILE --lm`'
+  let context: number | undefined
+  if (job.dataset === 'spam-text') {
+    context = (await import('../data/lm.ts')).SPAM_TEXT_CONTEXT
+  } else if ((BUILTIN_DATASETS as readonly string[]).includes(job.dataset)) {
+    throw new UsageError(`--model gpt needs ${lmData} (${job.dataset} is not one)`)
+  } else {
+    const { datasetsRoot, readDescription } = await import('../data/imported/index.ts')
+    let description
+    try {
+      description = readDescription(join(datasetsRoot(dataDir), job.dataset), job.dataset)
+    } catch {
+      return // not here (yet): the trainer checks the rows once the data set has arrived
+    }
+    if (description.lm === undefined) throw new UsageError(`--model gpt needs ${lmData} (${job.dataset} is a table with ${description.classes.length} classes)`)
+    context = description.lm.context
+  }
+  if (wanted !== undefined && wanted !== context) throw new UsageError(`--context ${wanted}: the data set ${job.dataset} holds windows of context ${context} (leave --context out${job.dataset === 'spam-text' ? '' : `, or import the text again with --context ${wanted}`})`)
 }
 
 /** `peer start`'s security options (`--join` itself is declared with the networking options). */

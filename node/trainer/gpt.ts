@@ -252,7 +252,7 @@ export class GptNet implements Net {
       const a = layerNorm(h, blk.ln1g, blk.ln1b)
       const qkv = tf.add(tf.matMul(a, blk.qkvW as tf.Tensor2D), blk.qkvB) // [b·t, 3·dim]
       // q, k, v: [b·t, dim] column blocks → [b·heads, t, hd], each by a 4-D transpose (one rank-5 transpose
-      // of all three is a slow loop on wasm: a third of a step)
+      // of all three is a slow loop on wasm: a fifth of a step)
       const [q, k, v] = tf.split(qkv, 3, 1).map(part => tf.reshape(tf.transpose(tf.reshape(part, [b, t, heads, hd]), [0, 2, 1, 3]), [b * heads, t, hd]) as tf.Tensor3D)
       const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask) // [b·heads, t, t]
       const att = tf.matMul(tf.softmax(scores), v) // [b·heads, t, hd]
