@@ -113,7 +113,11 @@ export class WorkerDecoder implements BlockDecoder {
     this.closed = true
     const worker = this.worker
     this.worker = null
-    if (worker !== null) await worker.terminate()
+    if (worker !== null) {
+      // held until it has exited: an unref'd worker's exit would otherwise never come if nothing else keeps the process up
+      worker.ref()
+      await worker.terminate()
+    }
     await this.inline?.close()
   }
 
