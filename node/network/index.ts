@@ -42,8 +42,8 @@ import { InvalidMessagePenalty, PEER_SCORE_THRESHOLDS, peerScoreParams, topicSco
 export { loadOrCreateKey, KEY_FILE } from './key.ts'
 export { ReconnectService, reconnect, backoffDelay, DEFAULT_BACKOFF } from './reconnect.ts'
 export type { BackoffOptions, ReconnectComponents, ReconnectInit, ReconnectNetwork, ReconnectPeerStatus, ReconnectStatus } from './reconnect.ts'
-export { dialJoinPeers, joinSwarm, waitForPeers } from './join.ts'
-export type { JobConflict, JoinComponents, JoinInit, JoinManifest, Joined, WaitForPeersInit } from './join.ts'
+export { connectMembers, dialJoinPeers, joinSwarm, waitForPeers } from './join.ts'
+export type { ConnectComponents, JobConflict, JoinComponents, JoinInit, JoinManifest, Joined, WaitForPeersInit } from './join.ts'
 export { JobConflictError, JoinFailedError } from './errors.ts'
 export { TopicValidatorResult }
 export type { Libp2p, PeerId, Stream }

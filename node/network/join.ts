@@ -1,6 +1,7 @@
 /**
  * Joining a swarm: which job this peer trains, reaching the swarm through
- * the `--join` addresses, and waiting for `--min-peers` members. A peer given
+ * the `--join` addresses, waiting for `--min-peers` members, and opening
+ * connections to a round's members. A peer given
  * --join adopts the swarm's job (and refuses to train another); a peer
  * without one trains the job it was asked for, else the one its data dir
  * holds, else the default job.
@@ -10,6 +11,7 @@
  * await waitForPeers({ live: () => manifest.live() }, { minPeers: 3, onWaiting: w => console.log(w.live, w.needed) })
  */
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { Logger } from 'pino'
 import { jobId as computeJobId, parseJob } from '../../protocols/job/index.ts'
 import type { Job, JobInput } from '../../protocols/job/index.ts'
 import { JobConflictError, JoinFailedError } from './errors.ts'
@@ -18,6 +20,8 @@ import { JobConflictError, JoinFailedError } from './errors.ts'
 const JOIN_RETRY_MS = 1000
 /** How often a peer waiting for --min-peers looks again. */
 const PEER_WAIT_POLL_MS = 250
+/** How long opening a connection to a round member may take. */
+const CONNECT_TIMEOUT_MS = 3000
 
 /** A job id another member reported while syncing manifests, other than this peer's. */
 export interface JobConflict {
@@ -141,6 +145,30 @@ export async function waitForPeers (components: { live: () => string[] }, init: 
     if (init.signal?.aborted === true) throw new Error('stopped while waiting for peers')
     await sleep(PEER_WAIT_POLL_MS)
   }
+}
+
+export interface ConnectComponents {
+  /** The parts of the libp2p host used (Network's). */
+  network: {
+    isConnected: (peer: string) => boolean
+    learnAddresses: (peer: string, addresses: string[]) => Promise<void>
+    dial: (peer: string, signal?: AbortSignal) => Promise<string>
+  }
+  /** Where each member can be reached, as the manifest knows it. */
+  members: () => ReadonlyMap<string, { addresses?: string[] }>
+  logger: Logger
+}
+
+/** Opens connections to the peers not yet connected, with the addresses the manifest knows for them (a round's members, before its ring starts). */
+export async function connectMembers (components: ConnectComponents, peers: string[]): Promise<void> {
+  const { network, logger } = components
+  const members = components.members()
+  await Promise.all(peers.filter(p => !network.isConnected(p)).map(async p => {
+    await network.learnAddresses(p, members.get(p)?.addresses ?? [])
+    await network.dial(p, AbortSignal.timeout(CONNECT_TIMEOUT_MS)).catch(err => {
+      logger.debug({ peer: p, err: (err as Error).message }, 'could not connect to a round member')
+    })
+  }))
 }
 
 function describeJob (job: Job): string {

@@ -1,7 +1,10 @@
 /**
- * The root actor: opens the data dir, resolves the job, picks the tensor
- * backend, starts the control API, restores the newest checkpoint, runs the
- * trainer, and shuts everything down in order.
+ * The root actor: opens the data dir, picks the tensor backend, starts the
+ * control API and the services in order, handing each the components it
+ * needs (joining: node/network/join.ts; the job's data: node/data/resolve.ts;
+ * catching up: node/state-sync/catch-up.ts; operations: node/ops), restores
+ * the newest checkpoint, runs the trainer, and shuts everything down in
+ * reverse order. It wires and decides; the services do the work.
  *
  * Where this folder sits among the others: docs/architecture.md.
  *
@@ -19,7 +22,7 @@ import { RowSet, resolveJobData } from '../data/index.ts'
 import { ModelService, resolveJobModel } from '../models/index.ts'
 import type { JobData } from '../data/index.ts'
 import { ReplicationService, ShardService, createDataDirShardStore } from '../shard-transfer/index.ts'
-import { ReconnectService, joinSwarm, loadOrCreateKey, startNetwork, waitForPeers } from '../network/index.ts'
+import { ReconnectService, connectMembers, joinSwarm, loadOrCreateKey, startNetwork, waitForPeers } from '../network/index.ts'
 import { resolveSwarmKey } from '../security/index.ts'
 import type { Network } from '../network/index.ts'
 import { Manifest } from '../manifest/index.ts'
@@ -81,9 +84,6 @@ export interface PeerOptions {
 
 /** How long a leaving peer waits for the others to copy the shards only it holds (small shards take milliseconds). */
 const HANDOFF_TIMEOUT_MS = 15_000
-/** How long opening a connection to a round member may take. */
-const CONNECT_TIMEOUT_MS = 3000
-
 /** A running peer. `finished` resolves once it has stopped (or failed), with the exit code. */
 export class Peer extends EventEmitter<PeerEvents> {
   readonly options: PeerOptions
@@ -293,7 +293,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       ring: this.requireRing(),
       liveMembers: () => manifest.live(),
       hasLeft: peer => manifest.members().get(peer)?.state === 'left',
-      prepare: async members => { await this.connectTo(members) },
+      prepare: async members => { await connectMembers({ network, members: () => manifest.members(), logger: options.logger }, members) },
       logger: log.child({ name: 'peer:rounds' })
     }, { collectTimeoutMs: options.collectTimeoutMs, stepTimeoutMs: options.stepTimeoutMs })
     this.rounds.start(this.jobId)
@@ -344,18 +344,6 @@ export class Peer extends EventEmitter<PeerEvents> {
     await waitForPeers({ live: () => manifest.live() }, { minPeers: this.options.minPeers, onWaiting: w => { this.emit('waiting', w) }, signal })
     // a joiner, or a peer restarted behind the swarm, takes the swarm's state first
     await this.requireCatchUp().atStart()
-  }
-
-  /** Opens connections to peers not yet connected, with the addresses the manifest knows for them. */
-  private async connectTo (peers: string[]): Promise<void> {
-    const network = this.requireNetwork()
-    const members = this.requireManifest().members()
-    await Promise.all(peers.filter(p => !network.isConnected(p)).map(async p => {
-      await network.learnAddresses(p, members.get(p)?.addresses ?? [])
-      await network.dial(p, AbortSignal.timeout(CONNECT_TIMEOUT_MS)).catch(err => {
-        this.options.logger.debug({ peer: p, err: (err as Error).message }, 'could not connect to a round member')
-      })
-    }))
   }
 
   /**
