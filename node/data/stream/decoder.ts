@@ -113,10 +113,14 @@ export class WorkerDecoder implements BlockDecoder {
     this.closed = true
     const worker = this.worker
     this.worker = null
+    // blocks still asked for (read ahead) are not wanted any more
+    const pending = [...this.pending.values()]
+    this.pending.clear()
+    for (const p of pending) p.reject(new Error('the decoder is closed'))
     if (worker !== null) {
-      // held until it has exited: an unref'd worker's exit would otherwise never come if nothing else keeps the process up
-      worker.ref()
-      await worker.terminate()
+      // not awaited: terminate()'s promise may never settle once nothing else keeps the process up
+      worker.unref()
+      void worker.terminate().catch(() => {})
     }
     await this.inline?.close()
   }
