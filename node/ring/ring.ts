@@ -2,7 +2,8 @@ import { createActor, fromCallback, fromPromise, toPromise } from 'xstate'
 import type { Actor } from 'xstate'
 import {
   ABORT_NOTIFY_TIMEOUT_MS, DEFAULT_BLOCK_BYTES, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STEP_TIMEOUT_MS, MAX_BLOCK_BYTES,
-  MAX_MEMBERS, MAX_PEER_ID_BYTES, MAX_U32, MIN_BLOCK_BYTES, PIPELINE_BLOCKS, RoundAbortedError, assertLittleEndian, encodeAbort
+  MAX_MEMBERS, MAX_PEER_ID_BYTES, MAX_U32, MIN_BLOCK_BYTES, PIPELINE_BLOCKS, RoundAbortedError, STEP_TIMEOUT_BYTES_PER_MS,
+  assertLittleEndian, encodeAbort
 } from '../../protocols/allreduce/index.ts'
 import type { AbortCode } from '../../protocols/allreduce/index.ts'
 import { runExchange } from './exchange.ts'
@@ -33,7 +34,10 @@ export interface RoundSpec {
    * round (external memory that drives V8's full collections, tens of ms each).
    */
   into?: Float32Array
-  /** Longest a step may take (default: the ring's, DEFAULT_STEP_TIMEOUT_MS unless set). */
+  /**
+   * Longest a step may take (default: the ring's, DEFAULT_STEP_TIMEOUT_MS unless set), plus the time one chunk
+   * takes at STEP_TIMEOUT_BYTES_PER_MS (nothing to speak of for small vectors; seconds for 100 MB).
+   */
   stepTimeoutMs?: number
   /** Longest connecting (dial, hellos) may take (default: the ring's, DEFAULT_CONNECT_TIMEOUT_MS unless set). */
   connectTimeoutMs?: number
@@ -251,7 +255,7 @@ export class Ring {
         attempt: spec.attempt,
         members: n,
         connectTimeoutMs: spec.connectTimeoutMs ?? this.#connectTimeoutMs,
-        stepTimeoutMs: spec.stepTimeoutMs ?? this.#stepTimeoutMs,
+        stepTimeoutMs: (spec.stepTimeoutMs ?? this.#stepTimeoutMs) + Math.ceil(spec.vector.byteLength / n / STEP_TIMEOUT_BYTES_PER_MS),
         notifyTimeoutMs: this.#notifyTimeoutMs
       }
     })

@@ -38,6 +38,14 @@ interface Snapshot {
   bytes: Uint8Array
 }
 
+/** How long a donor keeps its encoded snapshots after the last request for them. */
+const SNAPSHOT_IDLE_MS = 60_000
+/**
+ * A peer counts as fetching this long after its last request: the time to check and adopt the state and
+ * compute its first update, after its last part (seconds for a big model on a busy machine).
+ */
+const FETCHING_WINDOW_MS = 20_000
+
 export interface StateSyncServerComponents {
   network: Network
   /** The state to serve now (members at the same round must produce the same checkpoint). */
@@ -52,13 +60,16 @@ export class StateSyncServer {
   private readonly handler: ProtocolHandler
   private readonly snapshots: Snapshot[] = []
   private making: Promise<Snapshot> | null = null
+  private idleTimer: NodeJS.Timeout | null = null
+  /** When each peer last asked for anything (see fetching). */
+  private readonly lastAsked = new Map<string, number>()
   served = 0
 
   constructor (components: StateSyncServerComponents) {
     this.components = components
     this.handler = new ProtocolHandler(components.network.node, {
       protocol: STATE_SYNC_PROTOCOL, maxInboundStreams: MAX_STREAMS, maxOutboundStreams: MAX_STREAMS
-    }, ({ stream }) => { void this.serve(stream) })
+    }, ({ stream, connection }) => { void this.serve(stream, connection.remotePeer.toString()) })
   }
 
   get isStarted (): boolean {
@@ -71,6 +82,37 @@ export class StateSyncServer {
 
   async stop (): Promise<void> {
     await this.handler.stop()
+    this.dropSnapshots()
+  }
+
+  /**
+   * The peers that asked this donor for state within the last `withinMs`: joiners still fetching it (or about to
+   * adopt it), whom the rounds wait for (RoundsComponents.fetching).
+   */
+  fetching (withinMs = FETCHING_WINDOW_MS): string[] {
+    const since = Date.now() - withinMs
+    const out: string[] = []
+    for (const [peer, at] of this.lastAsked) {
+      if (at >= since) out.push(peer)
+      else this.lastAsked.delete(peer)
+    }
+    return out
+  }
+
+  /**
+   * A snapshot is the whole encoded state (hundreds of MB for a big model): kept while joiners fetch it, dropped
+   * once none has asked for anything in SNAPSHOT_IDLE_MS.
+   */
+  private touch (): void {
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer)
+    this.idleTimer = setTimeout(() => { this.dropSnapshots() }, SNAPSHOT_IDLE_MS)
+    this.idleTimer.unref()
+  }
+
+  private dropSnapshots (): void {
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer)
+    this.idleTimer = null
+    this.snapshots.length = 0
   }
 
   private async current (): Promise<Snapshot> {
@@ -98,12 +140,14 @@ export class StateSyncServer {
     return await this.making
   }
 
-  private async serve (stream: Stream): Promise<void> {
+  private async serve (stream: Stream, peer: string): Promise<void> {
     const io = framed(stream, MAX_FRAME_BYTES)
     try {
       for (let i = 0; i < MAX_REQUESTS_PER_STREAM; i++) {
         const frame = await withTimeout(io.next(), REQUEST_TIMEOUT_MS * 3, 'idle state-sync stream')
         if (frame === null) break
+        this.touch()
+        this.lastAsked.set(peer, Date.now())
         const req = decodeRequest(frame)
         if (req.op === 'meta') {
           io.send(encodeMeta((await this.current()).meta))
@@ -156,8 +200,12 @@ export interface FetchResult {
   ms: number
 }
 
-/** Parts fetched in an earlier try, by snapshot hash: a retried fetch only asks for what is missing. */
-const partial = new Map<string, Map<number, Uint8Array>>()
+/**
+ * The state being fetched, by snapshot hash: one buffer of the whole state, each part copied into its place as
+ * it arrives (no per-part buffers, no assembly copy at the end), and which parts are in. Kept when a fetch fails,
+ * so that a retry of the same snapshot only asks for what is missing; only the latest snapshot's is kept.
+ */
+const partial = new Map<string, { bytes: Uint8Array, have: Set<number> }>()
 
 class DonorSession {
   readonly peer: string
@@ -181,12 +229,13 @@ class DonorSession {
     return res.meta
   }
 
+  /** The part's bytes: a view of the frame, valid until the next request on this session. */
   async part (snapshot: string, index: number): Promise<Uint8Array> {
     this.io.send(encodeRequest({ op: 'part', snapshot, index }))
     const res = await this.response()
     if (res.kind === 'error') throw new StateSyncError(`${this.peer}: ${res.error}`)
     if (res.kind !== 'part') throw new InvalidMessageError('expected a part')
-    return res.bytes.slice()
+    return res.bytes
   }
 
   private async response (): Promise<ReturnType<typeof decodeResponse>> {
@@ -228,8 +277,10 @@ export async function fetchState (opts: FetchOptions): Promise<FetchResult> {
     const chosen = [...groups.values()].sort((a, b) => b.donors.length - a.donors.length || b.meta.round - a.meta.round)[0]
     const { meta } = chosen
     const total = partCount(meta.bytes)
-    const have = partial.get(meta.snapshot) ?? new Map<number, Uint8Array>()
-    partial.set(meta.snapshot, have)
+    for (const key of partial.keys()) if (key !== meta.snapshot) partial.delete(key)
+    const state = partial.get(meta.snapshot) ?? { bytes: new Uint8Array(meta.bytes), have: new Set<number>() }
+    partial.set(meta.snapshot, state)
+    const { bytes, have } = state
     const queue: number[] = []
     for (let i = 0; i < total; i++) if (!have.has(i)) queue.push(i)
     const used = new Set<string>()
@@ -239,7 +290,12 @@ export async function fetchState (opts: FetchOptions): Promise<FetchResult> {
         if (opts.signal?.aborted === true) throw new StateSyncError('state sync cancelled')
         const index = queue.shift()!
         try {
-          have.set(index, await donor.part(meta.snapshot, index))
+          const part = await donor.part(meta.snapshot, index)
+          const start = index * PART_BYTES
+          const expected = Math.min(PART_BYTES, meta.bytes - start)
+          if (part.byteLength !== expected) throw new InvalidMessageError(`part ${index} of ${part.byteLength} bytes, expected ${expected}`)
+          bytes.set(part, start)
+          have.add(index)
           used.add(donor.peer)
           opts.onProgress?.(have.size, total)
         } catch (err) {
@@ -252,8 +308,6 @@ export async function fetchState (opts: FetchOptions): Promise<FetchResult> {
     }
     await Promise.all(chosen.donors.map(worker))
     if (have.size < total) throw new StateSyncError(`fetched ${have.size} of ${total} parts (${failures} failures); the fetch can be resumed`)
-    const bytes = new Uint8Array(meta.bytes)
-    for (let i = 0; i < total; i++) bytes.set(have.get(i)!, i * PART_BYTES)
     const sha = createHash('sha256').update(bytes).digest('hex')
     partial.delete(meta.snapshot)
     if (sha !== meta.snapshot) throw new StateSyncError('the fetched state does not match the hash the donors announced')

@@ -70,19 +70,19 @@ const headerSchema = z.object({
 /** Largest header accepted when decoding (it lists tensor names and shapes only). */
 const MAX_HEADER_BYTES = 1024 * 1024
 
+/**
+ * One buffer, the tensors copied into it once: with a model of hundreds of MB, every extra full copy is that much
+ * more peak memory (the hash is taken tensor by tensor, so the data need not be gathered first).
+ */
 export function encodeCheckpoint (ckpt: Checkpoint): Uint8Array {
+  // a tensor's values are stored as float32: an int32 tensor's (dataSync of an optimizer's iteration count) converted
+  const asFloats = (t: NamedValues): NamedValues => t.values instanceof Float32Array ? t : { ...t, values: Float32Array.from(t.values) }
   const all = [
-    ...ckpt.weights.map(t => ({ group: 'weights' as const, t })),
-    ...ckpt.optimizer.map(t => ({ group: 'optimizer' as const, t }))
+    ...ckpt.weights.map(t => ({ group: 'weights' as const, t: asFloats(t) })),
+    ...ckpt.optimizer.map(t => ({ group: 'optimizer' as const, t: asFloats(t) }))
   ]
-  const total = all.reduce((s, { t }) => s + t.values.length, 0)
-  const data = new Float32Array(total)
-  let offset = 0
-  for (const { t } of all) {
-    data.set(t.values, offset)
-    offset += t.values.length
-  }
-  const dataBytes = new Uint8Array(data.buffer)
+  const hash = createHash('sha256')
+  for (const { t } of all) hash.update(bytesOf(t.values))
   const header: Header = {
     version: 1,
     jobId: ckpt.jobId,
@@ -91,18 +91,31 @@ export function encodeCheckpoint (ckpt: Checkpoint): Uint8Array {
     evaluation: ckpt.evaluation,
     createdAt: ckpt.createdAt,
     tensors: all.map(({ group, t }) => ({ group, name: t.name, shape: t.shape, length: t.values.length })),
-    sha256: createHash('sha256').update(dataBytes).digest('hex')
+    sha256: hash.digest('hex')
   }
   let json = JSON.stringify(header)
   while ((Buffer.byteLength(json) % 4) !== 0) json += ' '
   const headerBytes = Buffer.from(json)
-  const out = new Uint8Array(4 + headerBytes.length + dataBytes.length)
+  const dataBytes = all.reduce((sum, { t }) => sum + t.values.byteLength, 0)
+  const out = new Uint8Array(4 + headerBytes.length + dataBytes)
   new DataView(out.buffer).setUint32(0, headerBytes.length, true)
   out.set(headerBytes, 4)
-  out.set(dataBytes, 4 + headerBytes.length)
+  let offset = 4 + headerBytes.length
+  for (const { t } of all) {
+    out.set(bytesOf(t.values), offset)
+    offset += t.values.byteLength
+  }
   return out
 }
 
+function bytesOf (values: Float32Array): Uint8Array {
+  return new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
+}
+
+/**
+ * The tensors of the result view `bytes` (no copy; a copy only where the data is not 4-byte aligned): the caller
+ * hands over the buffer, and must not change it while the checkpoint is in use.
+ */
 export function decodeCheckpoint (bytes: Uint8Array): Checkpoint {
   if (bytes.length < 4) throw new CorruptCheckpointError('checkpoint is truncated')
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
@@ -123,7 +136,7 @@ export function decodeCheckpoint (bytes: Uint8Array): Checkpoint {
   for (const t of header.tensors) {
     if (t.shape.reduce((a, b) => a * b, 1) !== t.length) throw new CorruptCheckpointError(`checkpoint tensor ${t.name} has ${t.length} values for shape ${t.shape.join('x')}`)
   }
-  const dataBytes = bytes.slice(4 + headerLength)
+  const dataBytes = (bytes.byteOffset + 4 + headerLength) % 4 === 0 ? bytes.subarray(4 + headerLength) : bytes.slice(4 + headerLength)
   const total = header.tensors.reduce((s, t) => s + t.length, 0)
   if (dataBytes.length !== total * 4) throw new CorruptCheckpointError(`checkpoint holds ${dataBytes.length} data bytes, its header says ${total * 4}`)
   if (createHash('sha256').update(dataBytes).digest('hex') !== header.sha256) throw new CorruptCheckpointError('checkpoint data does not match its hash')

@@ -30,6 +30,7 @@ export interface TrainerHooks {
    * Sums this peer's update vector (gradients with H = 1, the parameter delta with H > 1, each times its sample
    * count, then the count: `Trainer.flattenUpdate`, `Trainer.deltaVector`) with the swarm's; alone, the
    * identity. Null when the round went ahead without this peer, or this peer may not advance (no quorum).
+   * The sum is the trainer's until the next call: it is averaged in place (no model-sized copy).
    */
   reduce?: (vector: Float32Array, samples: number) => Promise<Float32Array | null>
   /** Brings a peer that fell behind to the swarm's state. */
@@ -73,7 +74,8 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
         const sum = await hooks.reduce(vector, samples)
         trainer.timing.record('reduce', performance.now() - t)
         if (sum === null) return { resync: true }
-        update = trainer.unflattenUpdate(sum, loss)
+        // the sum is the rounds' (refilled next round, after this update is applied): averaged in place
+        update = trainer.unflattenUpdate(sum, loss, true)
         localSamples = samples
         return { resync: false }
       }),

@@ -381,14 +381,17 @@ export class Trainer {
     return out
   }
 
-  /** The averaged update from a summed vector (see flattenUpdate); `loss` is this peer's. */
-  unflattenUpdate (sum: Float32Array, loss: number): Update {
+  /**
+   * The averaged update from a summed vector (see flattenUpdate); `loss` is this peer's. With `inPlace` the
+   * averages are written over `sum` itself (a caller that owns it: one model-sized buffer fewer).
+   */
+  unflattenUpdate (sum: Float32Array, loss: number, inPlace = false): Update {
     const total = sum[sum.length - 1]
     const grads: tf.Tensor[] = []
     // into one reused buffer (see flattenUpdate); the tensors may view it (the cpu backend does not copy), so
     // they are to be applied before the next call
-    if (this.gradBuffer?.length !== sum.length - 1) this.gradBuffer = new Float32Array(sum.length - 1)
-    const buffer = this.gradBuffer
+    if (!inPlace && this.gradBuffer?.length !== sum.length - 1) this.gradBuffer = new Float32Array(sum.length - 1)
+    const buffer = inPlace ? sum : this.gradBuffer as Float32Array
     let offset = 0
     for (const v of this.net.variables) {
       const values = buffer.subarray(offset, offset + v.size)
@@ -462,8 +465,12 @@ export class Trainer {
    */
   weightsHash (): string {
     if (this.hashCache?.step === this.progress.step) return this.hashCache.hash
-    const w = this.job.syncEvery > 1 ? this.anchorWeights() : this.flatWeights()
-    const hash = createHash('sha256').update(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)).digest('hex').slice(0, 16)
+    // variable by variable: the same hash as over flatWeights(), without a model-sized copy
+    const sha = createHash('sha256')
+    const add = (w: Float32Array): void => { sha.update(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)) }
+    if (this.job.syncEvery > 1) add(this.anchorWeights())
+    else for (const v of this.net.variables) add(v.dataSync() as Float32Array)
+    const hash = sha.digest('hex').slice(0, 16)
     this.hashCache = { step: this.progress.step, hash }
     return hash
   }

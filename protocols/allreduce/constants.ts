@@ -71,6 +71,12 @@ export const MAX_U32 = 0xffff_ffff
  */
 export const DEFAULT_STEP_TIMEOUT_MS = 5_000
 /**
+ * A step moves one chunk (1/N of the vector) over each link: its timeout is the configured one plus the time the
+ * chunk takes at this rate (bytes per ms; 12,500 is 100 Mbit/s), so that a 100 MB model's steps are not cut
+ * short on a slow link while small vectors keep the short timeout.
+ */
+export const STEP_TIMEOUT_BYTES_PER_MS = 12_500
+/**
  * How long the opening of a round (dial the successor, exchange hellos) may take. Members start a round when
  * they learn the agreed member list, which gossip delivers within about a second of each other; 5 s covers that skew.
  */
