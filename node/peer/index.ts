@@ -293,6 +293,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       ring: this.requireRing(),
       liveMembers: () => manifest.live(),
       hasLeft: peer => manifest.members().get(peer)?.state === 'left',
+      fetching: () => this.stateServer?.fetching() ?? [],
       prepare: async members => { await connectMembers({ network, members: () => manifest.members(), logger: options.logger }, members) },
       logger: log.child({ name: 'peer:rounds' })
     }, { collectTimeoutMs: options.collectTimeoutMs, stepTimeoutMs: options.stepTimeoutMs })

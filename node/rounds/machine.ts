@@ -57,6 +57,8 @@ export type RoundsEvent =
   | { type: 'ready.received', from: string, message: ReadyMessage }
   | { type: 'proposal.received', from: string, message: ProposeMessage }
   | { type: 'members.changed', live: string[], excluded?: string[] }
+  /** Wait longer for the members not ready yet: the collect (and proposal) timers start again. */
+  | { type: 'collect.hold' }
   | { type: 'round.cancel' }
 
 export interface RoundsInput {
@@ -250,6 +252,7 @@ export const roundsMachine = setup({
         { guard: 'noQuorum', target: 'partitioned' }
       ],
       on: {
+        'collect.hold': { target: 'waiting', reenter: true, actions: assign({ collectTimedOut: false }) },
         'ready.received': [
           { guard: 'isLaterAttempt', target: 'announcing', actions: ['recordReady', 'jumpToAttempt'] },
           { guard: 'isCurrentReady', actions: 'recordReady' }

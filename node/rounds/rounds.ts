@@ -21,6 +21,13 @@ export interface RoundsComponents {
   prepare?: (members: string[]) => Promise<void>
   /** Whether a member said it left (cleanly): a member that left no longer counts towards a quorum. */
   hasLeft?: (peer: string) => boolean
+  /**
+   * Members fetching this peer's state now (or a moment ago): a joiner that will take part once it has the
+   * state. An agreement waits for them (up to HOLD_FOR_FETCH_MS) rather than go ahead without them: with a big
+   * model the fetch takes longer than a round, and a joiner the swarm did not wait for is behind again the
+   * moment its fetch ends, and fetches again, and again.
+   */
+  fetching?: () => string[]
   logger: Logger
 }
 
@@ -119,6 +126,8 @@ const REANNOUNCE_MS = 1000
  * than the ring itself for small models.
  */
 const WEIGHTS_CHECK_EVERY = 16
+/** The longest an agreement waits for members fetching this peer's state (RoundsComponents.fetching). */
+const HOLD_FOR_FETCH_MS = 120_000
 /** Recent events kept for status. */
 const MAX_EVENTS = 50
 
@@ -472,9 +481,15 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     const onAbort = (): void => { actor.send({ type: 'round.cancel' }) }
     signal?.addEventListener('abort', onAbort)
     let lastAnnounce = Date.now()
+    const holdUntil = Date.now() + HOLD_FOR_FETCH_MS
     const membersTimer = setInterval(() => {
       actor.send({ type: 'members.changed', live: this.components.liveMembers(), excluded: this.excludedNow() })
       const snapshot = actor.getSnapshot()
+      if (snapshot.value === 'waiting' && Date.now() < holdUntil) {
+        const ready = snapshot.context.ready
+        const fetching = this.components.fetching?.() ?? []
+        if (fetching.some(p => ready[p] === undefined && snapshot.context.expected.includes(p))) actor.send({ type: 'collect.hold' })
+      }
       if (snapshot.value === 'waiting' && Date.now() - lastAnnounce >= REANNOUNCE_MS) {
         lastAnnounce = Date.now()
         this.publish({ t: 'ready', round: req.round, attempt: snapshot.context.attempt, samples: req.samples, weightsHash, step: req.step, epoch: this.group?.epoch ?? 0 }).catch(() => {})
