@@ -78,6 +78,21 @@ test('after the collect timeout the proposer goes ahead with the members that ar
   assert.deepEqual(h.proposed[0].members, ['a', 'b'])
 })
 
+test('a hold (a member fetching this peer\'s state) starts the collect wait again; the member is then waited for', async () => {
+  const h = harness({ self: 'a' })
+  h.actor.send({ type: 'ready.received', from: 'b', message: ready(7, 0) })
+  await settle()
+  h.clock.increment(3000)
+  h.actor.send({ type: 'collect.hold' })
+  await settle()
+  h.clock.increment(3000)
+  await settle()
+  assert.equal(h.proposed.length, 0, '6 s in, but 3 s since the hold')
+  h.actor.send({ type: 'ready.received', from: 'c', message: ready(7, 0) })
+  await toPromise(h.actor)
+  assert.deepEqual(h.proposed[0].members, ['a', 'b', 'c'])
+})
+
 test('an aborted reduction retries as the next attempt, without the culprit excluded by the caller', async () => {
   const h = harness({ self: 'a' }, [{ ok: false, reason: 'peer-lost', culprit: 'c' }, { ok: true }])
   h.actor.send({ type: 'ready.received', from: 'b', message: ready(7, 0) })
