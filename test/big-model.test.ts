@@ -23,7 +23,7 @@ const PARAMETERS = 784 * 4096 + 4096 + 4096 * 6144 + 6144 + 6144 * 10 + 10
 // model takes seconds of compute on a loaded 2-core machine, all of it on the peer's event loop: members are
 // given longer to be silent than the default 5 s (see docs/ring.md, "Big vectors").
 const JOB = ['--hidden', HIDDEN.join(','), '--optimizer', 'sgd', '--batch-size', '8', '--epochs', '1', '--lr', '0.01']
-const TIMING = ['--checkpoint-every', '2', '--member-timeout', '20000', '--progress-every', '600']
+const TIMING = ['--checkpoint-every', '2', '--member-timeout', '20000', '--progress-every', '600', '--log-level', 'info']
 
 /** The status over the peer's control API (cheaper than a `peer status` process per poll on a busy machine). */
 async function statusOf (dataDir: string): Promise<StatusJson | undefined> {
@@ -100,6 +100,9 @@ test('a 28 M-parameter model: a joiner syncs the 113 MB state, 2 peers train wit
     } finally {
       await db.close()
     }
+  } catch (err) {
+    for (const p of swarm.peers) t.diagnostic(`${p.name} stderr: ${p.proc.stderr.slice(-3000)}`)
+    throw err
   } finally {
     await swarm.stopAll().catch(() => {})
   }

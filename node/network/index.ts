@@ -77,6 +77,12 @@ export interface NetworkInit {
   psk?: Uint8Array | null
   /** Peer ids allowed to connect (this peer's own needn't be listed). Null or absent: any peer (with the key). */
   allow?: Iterable<string> | null
+  /**
+   * The least time a connection's ping may take before libp2p drops the connection (at least its default, 5 s). The peer
+   * passes its member timeout: a neighbour busy with a long step (seconds of synchronous compute with a big
+   * model) keeps its connections for as long as it keeps its membership.
+   */
+  minPingTimeoutMs?: number
 }
 
 /** What status may show about the network's protection: never the key itself. */
@@ -296,6 +302,8 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
       // a training swarm is small and wants every member reachable
       maxConnections: 512
     },
+    // never below libp2p's own 5 s: a short member timeout (tests) must not drop connections sooner than before
+    ...(init.minPingTimeoutMs !== undefined ? { connectionMonitor: { pingTimeout: { minTimeout: Math.max(5_000, init.minPingTimeoutMs) } } } : {}),
     services: {
       identify: identify(),
       ping: ping(),

@@ -213,7 +213,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     // before the identity: a data dir without one is fresh, and a fresh swarm gets a key (swarm.key, 0600)
     const swarm = await resolveSwarmKey(options.dataDir, { given: options.psk, open: options.open, joining: options.join.length > 0 })
     const privateKey = await loadOrCreateKey(options.dataDir)
-    this.net = await startNetwork({ privateKey, psk: swarm.key, allow: options.allow, listen: options.listen, join: options.join, mdns: options.mdns, logger: log.child({ name: 'peer:network' }) })
+    this.net = await startNetwork({ privateKey, psk: swarm.key, allow: options.allow, listen: options.listen, join: options.join, mdns: options.mdns, minPingTimeoutMs: options.memberTimeoutMs, logger: log.child({ name: 'peer:network' }) })
     log.info({ peerId: this.net.peerId, addresses: this.net.addresses() }, 'network listening')
     this.manifest = new Manifest({
       network: this.net,
