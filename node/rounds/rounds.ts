@@ -488,7 +488,8 @@ export class Rounds extends EventEmitter<RoundsEvents> {
       if (snapshot.value === 'waiting' && Date.now() < holdUntil) {
         const ready = snapshot.context.ready
         const fetching = this.components.fetching?.() ?? []
-        if (fetching.some(p => ready[p] === undefined && snapshot.context.expected.includes(p))) actor.send({ type: 'collect.hold' })
+        const { expected, excluded } = snapshot.context
+        if (fetching.some(p => ready[p] === undefined && expected.includes(p) && !excluded.includes(p))) actor.send({ type: 'collect.hold' })
       }
       if (snapshot.value === 'waiting' && Date.now() - lastAnnounce >= REANNOUNCE_MS) {
         lastAnnounce = Date.now()
