@@ -45,6 +45,11 @@ const SNAPSHOT_IDLE_MS = 60_000
  * compute its first update, after its last part (seconds for a big model on a busy machine).
  */
 const FETCHING_WINDOW_MS = 20_000
+/**
+ * The smallest state whose fetchers count as fetching: below it a fetch is over within the rounds' collect
+ * timeout anyway, and rounds go on as they always did.
+ */
+const HOLD_MIN_STATE_BYTES = 16 * 1024 * 1024
 
 export interface StateSyncServerComponents {
   network: Network
@@ -86,8 +91,8 @@ export class StateSyncServer {
   }
 
   /**
-   * The peers that asked this donor for state within the last `withinMs`: joiners still fetching it (or about to
-   * adopt it), whom the rounds wait for (RoundsComponents.fetching).
+   * The peers that asked this donor for a state of HOLD_MIN_STATE_BYTES or more within the last `withinMs`:
+   * joiners still fetching it (or about to adopt it), whom the rounds wait for (RoundsComponents.fetching).
    */
   fetching (withinMs = FETCHING_WINDOW_MS): string[] {
     const since = Date.now() - withinMs
@@ -97,6 +102,11 @@ export class StateSyncServer {
       else this.lastAsked.delete(peer)
     }
     return out
+  }
+
+  /** Only a big state's fetch outlasts the rounds' own wait for a joiner (small ones take well under a second). */
+  private noteAsked (peer: string, snapshot: Snapshot): void {
+    if (snapshot.bytes.byteLength >= HOLD_MIN_STATE_BYTES) this.lastAsked.set(peer, Date.now())
   }
 
   /**
@@ -147,10 +157,11 @@ export class StateSyncServer {
         const frame = await withTimeout(io.next(), REQUEST_TIMEOUT_MS * 3, 'idle state-sync stream')
         if (frame === null) break
         this.touch()
-        this.lastAsked.set(peer, Date.now())
         const req = decodeRequest(frame)
         if (req.op === 'meta') {
-          io.send(encodeMeta((await this.current()).meta))
+          const current = await this.current()
+          this.noteAsked(peer, current)
+          io.send(encodeMeta(current.meta))
           continue
         }
         const snap = this.snapshots.find(s => s.meta.snapshot === req.snapshot)
@@ -158,6 +169,7 @@ export class StateSyncServer {
           io.send(encodeError('snapshot no longer kept: ask for metadata again'))
           continue
         }
+        this.noteAsked(peer, snap)
         const start = req.index * PART_BYTES
         if (start >= snap.bytes.byteLength && !(start === 0 && snap.bytes.byteLength === 0)) {
           io.send(encodeError(`no part ${req.index}`))
