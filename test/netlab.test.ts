@@ -296,10 +296,12 @@ test('a member cut off whose connections are dropped at once is redialled, and b
     assert.ok((redials[1]?.attempts ?? 0) >= 2, 'b kept trying while it was cut off')
     assert.ok(redials.reduce((n, r) => n + (r?.reconnects ?? 0), 0) >= 1, 'the connections came back by redialling')
     assert.ok(s.swarm.peers.every(p => p.proc.child.exitCode === null), 'no peer ended during the cut')
-    await t.test('and the job ends with one model', { todo: 'issue 12: after its connections were killed (ss -K), b holds without a quorum (it no longer trains alone) but in some runs is not back in the ring before a and c finish; once they have exited it waits on, because it never hears that they left' }, async () => {
+    // issue 12: a and c saw their old connections to b close only after b had redialled them, and gossipsub kept
+    // its stream to b on the closed one: b heard none of their round announcements and held without a quorum
+    // until they finished and left (node/network reopenGossipStream)
+    await t.test('and the job ends with one model', async () => {
       const ring = await s.ringOfThree(20_000)
       t.diagnostic(`one ring of three again ${ring ?? 'never (20 s)'} ms after the connections`)
-      // the job has about 30 s left here: 30 s more, then the peers are killed and this part fails (it is a todo: the suite waits no longer)
       const done = await s.results(60_000)
       t.diagnostic(`done: ${s.describe(done)}`)
       assert.equal(new Set(done.map(d => d.hash)).size, 1, `weights: ${done.map(d => d.hash).join(' ')}`)

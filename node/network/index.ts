@@ -31,7 +31,7 @@ import { gossipsub } from '@chainsafe/libp2p-gossipsub'
 import { preSharedKey } from '@libp2p/pnet'
 import type { GossipSub } from '@chainsafe/libp2p-gossipsub'
 import { TopicValidatorResult } from '@libp2p/interface'
-import type { PeerId, PrivateKey, Stream } from '@libp2p/interface'
+import type { Connection, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -112,6 +112,13 @@ export interface NetworkEvents {
 
 export type GossipHandler = (from: string, data: Uint8Array) => void
 
+/** What of gossipsub's (v14) internals `Network.reopenGossipStream` reads and drives. */
+interface GossipRouterStreams {
+  peers: Map<string, PeerId>
+  streamsOutbound: Map<string, { rawStream: Stream, close: () => Promise<void> }>
+  outboundInflightQueue: { push: (item: { peerId: PeerId, connection: Connection }) => void }
+}
+
 export class Network extends EventEmitter<NetworkEvents> {
   readonly node: Libp2p<Services>
   readonly peerId: string
@@ -133,6 +140,7 @@ export class Network extends EventEmitter<NetworkEvents> {
     this.penalty = penalty
     node.addEventListener('peer:connect', evt => { this.emit('peer.connected', evt.detail.toString()) })
     node.addEventListener('peer:disconnect', evt => { this.emit('peer.disconnected', evt.detail.toString()) })
+    node.addEventListener('connection:close', evt => { this.reopenGossipStream(evt.detail.remotePeer) })
     node.services.pubsub.addEventListener('gossipsub:message', evt => {
       const { msg } = evt.detail
       const handler = this.handlers.get(msg.topic)
@@ -143,6 +151,29 @@ export class Network extends EventEmitter<NetworkEvents> {
         this.logger.warn({ err, topic: msg.topic }, 'gossip handler failed')
       }
     })
+  }
+
+  /**
+   * Gossipsub (v14) keeps one outbound stream per peer and opens none while it has one; a connection that
+   * closes while the peer has another one open (the peer redialled before this side saw the old one die, as
+   * after a cut whose far side dropped its connections) fires no disconnect. The router would go on writing to
+   * the closed connection's stream, and the peer would hear nothing this peer publishes though connected
+   * (issue 12). So the stream is replaced by one on a connection still open, which also announces this peer's
+   * subscriptions again; the peer stays in the router, its score kept.
+   */
+  private reopenGossipStream (peer: PeerId): void {
+    const open = this.node.getConnections(peer).filter(c => c.status === 'open')
+    // none open: peer:disconnect follows, and the router removes the peer
+    if (open.length === 0) return
+    const router = this.node.services.pubsub as unknown as GossipRouterStreams
+    const id = peer.toString()
+    const stream = router.streamsOutbound.get(id)
+    if (!router.peers.has(id) || stream === undefined || open.some(c => c.streams.includes(stream.rawStream))) return
+    router.streamsOutbound.delete(id)
+    stream.close().catch(() => {})
+    this.logger.debug({ peer: id }, 'gossip stream was on a closed connection: reopening it on another')
+    // the router's own queue: it opens outbound streams one at a time, and skips a peer that has one again
+    router.outboundInflightQueue.push({ peerId: peer, connection: open[open.length - 1] })
   }
 
   /** Addresses others can dial, each with /p2p/<id>. */
