@@ -165,7 +165,9 @@ export class Network extends EventEmitter<NetworkEvents> {
     const open = this.node.getConnections(peer).filter(c => c.status === 'open')
     // none open: peer:disconnect follows, and the router removes the peer
     if (open.length === 0) return
-    const router = this.node.services.pubsub as unknown as GossipRouterStreams
+    const router = this.node.services.pubsub as unknown as Partial<GossipRouterStreams>
+    // internals another gossipsub version may not have: then nothing is done here (never a throw in a listener)
+    if (!(router.peers instanceof Map) || !(router.streamsOutbound instanceof Map) || typeof router.outboundInflightQueue?.push !== 'function') return
     const id = peer.toString()
     const stream = router.streamsOutbound.get(id)
     if (!router.peers.has(id) || stream === undefined || open.some(c => c.streams.includes(stream.rawStream))) return
