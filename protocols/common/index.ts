@@ -2,7 +2,8 @@
  * What the wire protocols share (see docs/architecture.md): the error classes every one of them throws
  * (`InvalidMessageError` for any input that is not a valid message, `TimeoutError`, `NotStartedError`), the
  * bounded length-prefixed framing (`framing.ts`), and `ProtocolHandler`, the start/stop/isStarted of a
- * service that registers one protocol's handler (`service.ts`). Protocols re-export the errors from their
+ * service that registers one protocol's handler (`service.ts`), and the frames the transfer protocols (shard,
+ * model) share: data, error and the answer's decoder (`transfer.ts`). Protocols re-export the errors from their
  * own `errors.ts`, so importers keep importing from the protocol they use.
  *
  * @example
@@ -18,3 +19,8 @@ export { FrameDecoder, decodeFrames, encodeLengthPrefix, framed, prefixed, readF
 export type { ByteSource, Framed } from './framing.ts'
 export { ProtocolHandler } from './service.ts'
 export type { ProtocolHandlerInit, Registrar } from './service.ts'
+export {
+  CHUNK_BYTES, ERROR_HEADER_BYTES, FRAME_DATA, FRAME_ERROR, FRAME_HEADER, FRAME_REQUEST, MAX_ANSWER_FRAME_BYTES, MAX_REASON_BYTES,
+  TRANSFER_ERROR_CODES, decodeTransferResponse, encodeData, encodeError
+} from './transfer.ts'
+export type { HeaderLayout, TransferErrorCode, TransferResponse } from './transfer.ts'

@@ -1,22 +1,26 @@
 /**
  * The frames of `/peer/model/1.0.0` and their encoders and decoders. Integers
  * are little-endian. Every frame sits behind an unsigned varint length prefix
- * (protocols/common/framing.ts) and is never larger than MAX_FRAME_BYTES.
+ * (protocols/common/framing.ts) and is never larger than MAX_FRAME_BYTES. The data and error frames, and
+ * the answer's decoder, are those of every transfer protocol (protocols/common/transfer.ts).
  */
 import {
-  CHUNK_BYTES, ERROR_HEADER_BYTES, FRAME_DATA, FRAME_ERROR, FRAME_HEADER, FRAME_REQUEST, HEADER_BYTES, MAX_FRAME_BYTES,
-  MAX_MODEL_JSON_BYTES, MAX_REASON_BYTES, MAX_WEIGHTS_BYTES, MODEL_KEY_BYTES, REQUEST_BYTES
+  FRAME_HEADER, FRAME_REQUEST, HEADER_BYTES, MAX_MODEL_JSON_BYTES, MAX_WEIGHTS_BYTES, MODEL_KEY_BYTES, REQUEST_BYTES
 } from './constants.ts'
+import { TRANSFER_ERROR_CODES, decodeTransferResponse } from '../common/index.ts'
+import type { HeaderLayout, TransferErrorCode, TransferResponse } from '../common/index.ts'
 import { InvalidMessageError } from './errors.ts'
 
-/** Why a holder did not send the model (the index is the wire value). */
-export const ERROR_CODES = ['not-found', 'unavailable', 'bad-request'] as const
-export type ErrorCode = typeof ERROR_CODES[number]
+/** The data and error frames are those every transfer protocol shares. */
+export { encodeData, encodeError } from '../common/index.ts'
 
-export type ModelResponse =
-  | { type: 'header', jsonBytes: number, weightsBytes: number }
-  | { type: 'data', bytes: Uint8Array }
-  | { type: 'error', code: ErrorCode, reason: string }
+/** Why a holder did not send the model (the index is the wire value). */
+export const ERROR_CODES = TRANSFER_ERROR_CODES
+export type ErrorCode = TransferErrorCode
+
+/** The sizes a header frame announces: model.json's, then the weights'. */
+export interface ModelHeader { jsonBytes: number, weightsBytes: number }
+export type ModelResponse = TransferResponse<ModelHeader>
 
 const MODEL_ID = /^mdl-([0-9a-f]{16})$/
 
@@ -45,57 +49,19 @@ export function encodeHeader (jsonBytes: number, weightsBytes: number): Uint8Arr
   return out
 }
 
-/** A data frame around `bytes` (1 … CHUNK_BYTES of them). */
-export function encodeData (bytes: Uint8Array): Uint8Array {
-  if (bytes.byteLength === 0 || bytes.byteLength > CHUNK_BYTES) throw new InvalidMessageError(`a data frame carries 1 … ${CHUNK_BYTES} bytes`)
-  const out = new Uint8Array(1 + bytes.byteLength)
-  out[0] = FRAME_DATA
-  out.set(bytes, 1)
-  return out
-}
-
-export function encodeError (code: ErrorCode, reason: string): Uint8Array {
-  let text = Buffer.from(reason, 'utf8')
-  if (text.byteLength > MAX_REASON_BYTES) text = Buffer.from(reason.slice(0, MAX_REASON_BYTES / 4), 'utf8')
-  const out = new Uint8Array(ERROR_HEADER_BYTES + text.byteLength)
-  out[0] = FRAME_ERROR
-  out[1] = ERROR_CODES.indexOf(code)
-  new DataView(out.buffer).setUint16(2, text.byteLength, true)
-  out.set(text, ERROR_HEADER_BYTES)
-  return out
+/** The header frame's sizes, each within its bound. */
+const HEADER: HeaderLayout<ModelHeader> = {
+  bytes: HEADER_BYTES,
+  decode: view => {
+    const json = view.getBigUint64(1, true)
+    const weights = view.getBigUint64(9, true)
+    if (json < 1n || json > BigInt(MAX_MODEL_JSON_BYTES)) throw new InvalidMessageError(`announced model.json size ${json} is out of bounds (1 … ${MAX_MODEL_JSON_BYTES})`, 'too-large')
+    if (weights > BigInt(MAX_WEIGHTS_BYTES)) throw new InvalidMessageError(`announced weights size ${weights} is over the limit of ${MAX_WEIGHTS_BYTES}`, 'too-large')
+    return { jsonBytes: Number(json), weightsBytes: Number(weights) }
+  }
 }
 
 /** One response frame; InvalidMessageError on anything malformed or over the limits. */
 export function decodeResponse (frame: Uint8Array): ModelResponse {
-  if (frame.byteLength < 1 || frame.byteLength > MAX_FRAME_BYTES) throw new InvalidMessageError('response frame size out of bounds')
-  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength)
-  switch (frame[0]) {
-    case FRAME_HEADER: {
-      if (frame.byteLength !== HEADER_BYTES) throw new InvalidMessageError(`a header frame is ${HEADER_BYTES} bytes, not ${frame.byteLength}`)
-      const json = view.getBigUint64(1, true)
-      const weights = view.getBigUint64(9, true)
-      if (json < 1n || json > BigInt(MAX_MODEL_JSON_BYTES)) throw new InvalidMessageError(`announced model.json size ${json} is out of bounds (1 … ${MAX_MODEL_JSON_BYTES})`, 'too-large')
-      if (weights > BigInt(MAX_WEIGHTS_BYTES)) throw new InvalidMessageError(`announced weights size ${weights} is over the limit of ${MAX_WEIGHTS_BYTES}`, 'too-large')
-      return { type: 'header', jsonBytes: Number(json), weightsBytes: Number(weights) }
-    }
-    case FRAME_DATA:
-      if (frame.byteLength < 2) throw new InvalidMessageError('an empty data frame')
-      return { type: 'data', bytes: frame.subarray(1) }
-    case FRAME_ERROR: {
-      if (frame.byteLength < ERROR_HEADER_BYTES) throw new InvalidMessageError('an error frame shorter than its header')
-      const code = ERROR_CODES[frame[1]]
-      if (code === undefined) throw new InvalidMessageError(`unknown error code ${frame[1]}`)
-      const length = view.getUint16(2, true)
-      if (length > MAX_REASON_BYTES || frame.byteLength !== ERROR_HEADER_BYTES + length) throw new InvalidMessageError('an error frame whose reason length does not match')
-      let reason: string
-      try {
-        reason = new TextDecoder('utf-8', { fatal: true }).decode(frame.subarray(ERROR_HEADER_BYTES))
-      } catch {
-        throw new InvalidMessageError('an error reason that is not UTF-8')
-      }
-      return { type: 'error', code, reason }
-    }
-    default:
-      throw new InvalidMessageError(`unknown frame type ${frame[0]}`)
-  }
+  return decodeTransferResponse(frame, HEADER)
 }

@@ -6,11 +6,11 @@ export const PROTOCOL_VERSION = '1.0.0'
 /** `/peer/model/1.0.0`: one stream per request; the asker sends one request frame, the holder answers and closes. */
 export const MODEL_PROTOCOL = `${PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTOCOL_VERSION}`
 
-/** Frame type tags, the first byte of every frame. */
-export const FRAME_REQUEST = 1
-export const FRAME_HEADER = 2
-export const FRAME_DATA = 3
-export const FRAME_ERROR = 4
+/**
+ * Frame type tags (the first byte of every frame), the error frame's layout, the data frames' payload and the
+ * reason's bound: those every transfer protocol shares (protocols/common/transfer.ts, as /peer/shard/1.0.0).
+ */
+export { CHUNK_BYTES, ERROR_HEADER_BYTES, FRAME_DATA, FRAME_ERROR, FRAME_HEADER, FRAME_REQUEST, MAX_REASON_BYTES } from '../common/index.ts'
 
 /** A model is asked for by its id, `mdl-` and 16 hex digits: the 8 bytes those digits spell. */
 export const MODEL_KEY_BYTES = 8
@@ -18,8 +18,6 @@ export const MODEL_KEY_BYTES = 8
 export const REQUEST_BYTES = 1 + MODEL_KEY_BYTES
 /** type u8, then the model.json's size and the weights' size, each a little-endian u64 (below 2^53). */
 export const HEADER_BYTES = 17
-/** type u8, code u8, reason length u16, then the reason (UTF-8). */
-export const ERROR_HEADER_BYTES = 4
 
 /**
  * The largest model.json: a topology is a few KiB per layer (a converted
@@ -33,12 +31,8 @@ export const MAX_MODEL_JSON_BYTES = 16 * 1024 * 1024
  */
 export const MAX_WEIGHTS_BYTES = 1024 ** 3
 
-/** Bytes per data frame: yamux's initial receive window, as the shard protocol (one frame never waits on a window update). */
-export const CHUNK_BYTES = 256 * 1024
 /** The largest frame: a data frame. A length prefix above this fails the stream before anything is allocated. */
-export const MAX_FRAME_BYTES = 1 + CHUNK_BYTES
-/** An error's reason is a sentence for logs, not a document. */
-export const MAX_REASON_BYTES = 256
+export { MAX_ANSWER_FRAME_BYTES as MAX_FRAME_BYTES } from '../common/index.ts'
 
 /** A holder waits this long for the request after a stream opens: an asker sends it at once. */
 export const REQUEST_TIMEOUT_MS = 10_000

@@ -20,6 +20,6 @@
  */
 export * from './constants.ts'
 export { ERROR_CODES, decodeRequest, decodeResponse, encodeData, encodeError, encodeHeader, encodeRequest } from './codec.ts'
-export type { ErrorCode, ModelResponse } from './codec.ts'
+export type { ErrorCode, ModelHeader, ModelResponse } from './codec.ts'
 export { InvalidMessageError, ModelUnavailableError, NotStartedError, TimeoutError } from './errors.ts'
 export type { InvalidMessageKind } from './errors.ts'

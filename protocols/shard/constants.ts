@@ -6,11 +6,14 @@ export const PROTOCOL_VERSION = '1.0.0'
 /** `/peer/shard/1.0.0`: one stream per request; the asker sends one request frame, the holder answers and closes. */
 export const SHARD_PROTOCOL = `${PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTOCOL_VERSION}`
 
-/** Frame type tags, the first byte of every frame. */
-export const FRAME_REQUEST = 1
-export const FRAME_HEADER = 2
-export const FRAME_DATA = 3
-export const FRAME_ERROR = 4
+/**
+ * Frame type tags (the first byte of every frame), the error frame's layout, the data frames' payload and the
+ * reason's bound: those every transfer protocol shares (protocols/common/transfer.ts, as /peer/model/1.0.0).
+ * CHUNK_BYTES, bytes of file per data frame, is yamux's initial receive window (256 KiB), so one frame never
+ * waits on a window update half-way, and the per-frame costs (an await, a muxer frame, a write to the file)
+ * are small next to it.
+ */
+export { CHUNK_BYTES, ERROR_HEADER_BYTES, FRAME_DATA, FRAME_ERROR, FRAME_HEADER, FRAME_REQUEST, MAX_REASON_BYTES } from '../common/index.ts'
 
 /** What a request asks for (the second byte of a request frame). */
 export const KIND_SHARD = 1
@@ -24,19 +27,9 @@ export const DESCRIPTION_KEY_BYTES = 8
 export const REQUEST_HEADER_BYTES = 2
 /** type u8, then the size of what follows as a little-endian u64 (below 2^53). */
 export const HEADER_BYTES = 9
-/** type u8, code u8, reason length u16, then the reason (UTF-8). */
-export const ERROR_HEADER_BYTES = 4
 
-/**
- * Bytes of file per data frame. 256 KiB is yamux's initial receive window, so
- * one frame never waits on a window update half-way, and the per-frame costs
- * (an await, a muxer frame, a write to the file) are small next to it.
- */
-export const CHUNK_BYTES = 256 * 1024
 /** The largest frame: a data frame. A length prefix above this fails the stream before anything is allocated. */
-export const MAX_FRAME_BYTES = 1 + CHUNK_BYTES
-/** An error's reason is a sentence for logs, not a document. */
-export const MAX_REASON_BYTES = 256
+export { MAX_ANSWER_FRAME_BYTES as MAX_FRAME_BYTES } from '../common/index.ts'
 /** A shard is a few hundred MiB at most in practice; 64 GiB rejects absurd sizes in a header while leaving room. */
 export const MAX_SHARD_BYTES = 64 * 1024 ** 3
 /** The same bound as node/data's description reader (the longest part is the text columns' document frequencies). */

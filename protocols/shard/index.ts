@@ -27,7 +27,7 @@ export {
   ERROR_CODES, FrameDecoder, decodeRequest, decodeResponse, encodeData, encodeError, encodeHeader, encodeLengthPrefix,
   encodeRequest, maxSize, prefixed
 } from './codec.ts'
-export type { ErrorCode, ShardRequest, ShardResponse } from './codec.ts'
+export type { ErrorCode, ShardHeader, ShardRequest, ShardResponse } from './codec.ts'
 export {
   InvalidMessageError, NotStartedError, ShardFetchError, ShardHashMismatchError, ShardNotFoundError, ShardUnavailableError,
   TimeoutError
