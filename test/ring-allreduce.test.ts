@@ -7,7 +7,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { DATA_HEADER_BYTES, DONE_BYTES, HELLO_BYTES, PROTOCOL } from '../protocols/allreduce/index.ts'
 import { Ring, chunkSpans, createLibp2pRingTransport, createTcpRingTransport, elementsSent, roundError, sendChunk, stepCount } from '../node/ring/index.ts'
-import type { RoundResult, TcpAddress } from '../node/ring/index.ts'
+import type { AllReduceResult, TcpAddress } from '../node/ring/index.ts'
 
 /** Small blocks so that even short vectors take several frames per chunk. */
 const BLOCK_BYTES = 64 * 4
@@ -62,13 +62,13 @@ function plainSum (vectors: Float32Array[]): Float64Array {
 let round = 0
 
 /** One round over the given members, in that order; every member's result. */
-async function allReduce (members: Member[], vectors: Float32Array[]): Promise<RoundResult[]> {
+async function allReduce (members: Member[], vectors: Float32Array[]): Promise<AllReduceResult[]> {
   const ids = members.map(m => m.id)
   const r = round++
   return await Promise.all(members.map(async (m, i) => await m.ring.run({ round: r, attempt: 0, members: ids, self: m.id, vector: vectors[i], stepTimeoutMs: 5000 })))
 }
 
-function sums (results: RoundResult[]): Float32Array[] {
+function sums (results: AllReduceResult[]): Float32Array[] {
   return results.map((r, i) => {
     assert.ok(r.ok, `member ${i}: ${r.ok ? '' : `[${r.code}] ${r.reason}`}`)
     return r.sum

@@ -17,7 +17,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { DATA_HEADER_BYTES, FRAME_DATA, MAX_FRAME_BYTES } from '../protocols/allreduce/index.ts'
 import { Ring, createLibp2pRingTransport, createTcpRingTransport } from '../node/ring/index.ts'
-import type { OutboundChannel, RingTransport, RoundResult, TcpAddress, TcpRingTransport } from '../node/ring/index.ts'
+import type { OutboundChannel, RingTransport, AllReduceResult, TcpAddress, TcpRingTransport } from '../node/ring/index.ts'
 
 const T = 1000 // step and connect timeout of every round here
 const BLOCK_BYTES = 64 * 4
@@ -118,7 +118,7 @@ async function cluster (): Promise<Cluster> {
 const vectorOf = (i: number, length = LENGTH): Float32Array => Float32Array.from({ length }, (_, k) => ((k + 31 * i) % 97) - 48)
 const sumOf = (members: number[], length = LENGTH): number[] => Array.from({ length }, (_, k) => members.reduce((s, i) => s + vectorOf(i, length)[k], 0))
 
-interface Timed { result: RoundResult, ms: number }
+interface Timed { result: AllReduceResult, ms: number }
 
 /**
  * Runs one round of the listed members (indices into the cluster) on those of them that `run`, each with its
@@ -134,8 +134,8 @@ async function round (c: Cluster, r: number, members: number[], signals: Array<A
 }
 
 /** Every member failed, within the deadline; returns the results by member index. */
-function allFailed (timed: Timed[], members: number[], deadline: number): Map<number, Extract<RoundResult, { ok: false }>> {
-  const out = new Map<number, Extract<RoundResult, { ok: false }>>()
+function allFailed (timed: Timed[], members: number[], deadline: number): Map<number, Extract<AllReduceResult, { ok: false }>> {
+  const out = new Map<number, Extract<AllReduceResult, { ok: false }>>()
   timed.forEach(({ result, ms }, k) => {
     assert.equal(result.ok, false, `member ${members[k]} got a sum`)
     assert.ok(!('sum' in result), 'no partial result')

@@ -26,7 +26,7 @@ import { startNetwork } from '../node/network/index.ts'
 import type { Network } from '../node/network/index.ts'
 import { generateSwarmKey } from '../node/security/index.ts'
 import { Ring, createKeyedRingTransport } from '../node/ring/index.ts'
-import type { KeyedRingTransport, RoundResult } from '../node/ring/index.ts'
+import type { KeyedRingTransport, AllReduceResult } from '../node/ring/index.ts'
 import {
   KEY_PROTOCOL, OPEN_RECORD_BYTES, PREAMBLE_BYTES, RECORD_HEADER_BYTES, RecordOpener, RecordSealer, SESSION_ID_BYTES,
   TAG_BYTES, UnknownSessionError, deriveSessionKey, encodePreamble
@@ -212,7 +212,7 @@ interface Member { id: string, net: Network, transport: KeyedRingTransport, ring
 
 let round = 0
 
-async function allReduce (members: Member[], vectors: Float32Array[], timeoutMs = 5000, r = round++, attempt = 0): Promise<RoundResult[]> {
+async function allReduce (members: Member[], vectors: Float32Array[], timeoutMs = 5000, r = round++, attempt = 0): Promise<AllReduceResult[]> {
   const ids = members.map(m => m.id)
   return await within(Promise.all(members.map(async (m, i) => await m.ring.run({ round: r, attempt, members: ids, self: m.id, vector: vectors[i], stepTimeoutMs: timeoutMs, connectTimeoutMs: timeoutMs }))), `round ${r}.${attempt}`, 4 * timeoutMs)
 }
@@ -221,9 +221,9 @@ async function allReduce (members: Member[], vectors: Float32Array[], timeoutMs 
  * A round retried as the rounds do it (a new attempt after an abort), up to `attempts` times: a member whose
  * connection was dropped may not have seen the reset yet when the next attempt starts, and then fails that one.
  */
-async function allReduceRetried (members: Member[], vectors: Float32Array[], attempts = 3): Promise<{ results: RoundResult[], attempts: number }> {
+async function allReduceRetried (members: Member[], vectors: Float32Array[], attempts = 3): Promise<{ results: AllReduceResult[], attempts: number }> {
   const r = round++
-  let results: RoundResult[] = []
+  let results: AllReduceResult[] = []
   for (let attempt = 0; attempt < attempts; attempt++) {
     results = await allReduce(members, vectors, 2000, r, attempt)
     for (const res of results) if (res.ok) assert.ok(results.every(x => x.ok), 'all or nothing')
@@ -237,7 +237,7 @@ function integerVectors (n: number, length: number, seed: number): Float32Array[
   return Array.from({ length: n }, (_, i) => Float32Array.from({ length }, (_, k) => ((k * 7 + i * 13 + seed) % 201) - 100))
 }
 
-function assertSums (results: RoundResult[], vectors: Float32Array[], what: string): void {
+function assertSums (results: AllReduceResult[], vectors: Float32Array[], what: string): void {
   const expected = new Float32Array(vectors[0].length)
   for (const v of vectors) for (let k = 0; k < v.length; k++) expected[k] += v[k]
   results.forEach((r, i) => {

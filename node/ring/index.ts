@@ -32,7 +32,7 @@
  *   is read ahead, so a neighbour that is ahead is held back by the transport's flow control, not buffered.
  */
 export { Ring, roundError } from './ring.ts'
-export type { RingComponents, RingInit, RingStatus, RoundResult, RoundSpec, RoundStats } from './ring.ts'
+export type { AllReduceResult, AllReduceStats, RingComponents, RingInit, RingStatus, RoundSpec } from './ring.ts'
 export { createLibp2pRingTransport } from './libp2p-transport.ts'
 export type { Libp2pRingTransportOptions, RingLibp2p } from './libp2p-transport.ts'
 export { createKeyedRingTransport, listenHostOf } from './keyed-transport.ts'

@@ -43,7 +43,8 @@ export interface RoundSpec {
   connectTimeoutMs?: number
 }
 
-export interface RoundStats {
+/** One all-reduce's figures on this member (time, bytes each way, bandwidth, steps done), whether it succeeded or not. */
+export interface AllReduceStats {
   ms: number
   /** Frame bytes written to the successor (headers included). */
   bytesSent: number
@@ -55,8 +56,9 @@ export interface RoundStats {
   steps: number
 }
 
-export type RoundResult =
-  | { ok: true, sum: Float32Array, stats: RoundStats }
+/** What `Ring.run` returns for one all-reduce: the sum and its figures, or why this member aborted it. */
+export type AllReduceResult =
+  | { ok: true, sum: Float32Array, stats: AllReduceStats }
   | {
     ok: false
     /** Why this member aborted (see docs/ring.md). */
@@ -66,7 +68,7 @@ export type RoundResult =
     reason: string
     /** The member to blame, where one is known (the sender of a bad frame, a lost neighbour), passed round unchanged. */
     culprit?: string
-    stats: RoundStats
+    stats: AllReduceStats
   }
 
 export interface RingComponents {
@@ -96,7 +98,7 @@ export interface RingStatus {
   /** `connecting`, `reduce-scatter k/N−1`, `all-gather k/N−1`, `aborting`, `aborted`, `done`. */
   state: string
   /** The last finished round's outcome, for status pages. */
-  last: null | { round: number, attempt: number, ok: boolean, code?: AbortCode, cause?: AbortCode, reason?: string, culprit?: string, stats: RoundStats }
+  last: null | { round: number, attempt: number, ok: boolean, code?: AbortCode, cause?: AbortCode, reason?: string, culprit?: string, stats: AllReduceStats }
 }
 
 function specProblem (spec: RoundSpec): string | null {
@@ -177,7 +179,7 @@ export class Ring {
    * Sums `spec.vector` over the ring. Never throws for a failed round: it returns `{ ok: false, code, reason,
    * culprit? }`. With `signal` aborted, the round is cancelled (code `cancelled`) and the other members abort too.
    */
-  async run (spec: RoundSpec, signal?: AbortSignal): Promise<RoundResult> {
+  async run (spec: RoundSpec, signal?: AbortSignal): Promise<AllReduceResult> {
     const previous = this.#queue
     let release: () => void = () => {}
     this.#queue = new Promise<void>(resolve => { release = resolve })
@@ -189,9 +191,9 @@ export class Ring {
     }
   }
 
-  async #run (spec: RoundSpec, signal: AbortSignal | undefined): Promise<RoundResult> {
+  async #run (spec: RoundSpec, signal: AbortSignal | undefined): Promise<AllReduceResult> {
     const started = performance.now()
-    const stats = (steps: number, progress?: ExchangeProgress): RoundStats => {
+    const stats = (steps: number, progress?: ExchangeProgress): AllReduceStats => {
       const ms = performance.now() - started
       return {
         ms,
@@ -276,7 +278,7 @@ export class Ring {
     const onCancel = (): void => { actor.send({ type: 'round.cancel', code: 'cancelled', reason: 'cancelled by the caller' }) }
     signal?.addEventListener('abort', onCancel, { once: true })
     this.#actor = actor
-    let result: RoundResult
+    let result: AllReduceResult
     try {
       actor.start()
       const output = await toPromise(actor)
@@ -346,7 +348,7 @@ function blockElementsFor (elements: number, members: number, configured: number
 }
 
 /** The error for a failed round, for callers that would rather throw: `if (!r.ok) throw roundError(r)`. */
-export function roundError (result: Extract<RoundResult, { ok: false }>): RoundAbortedError {
+export function roundError (result: Extract<AllReduceResult, { ok: false }>): RoundAbortedError {
   return new RoundAbortedError(`all-reduce round aborted [${result.code}]: ${result.reason}`, result.code, result.culprit)
 }
 

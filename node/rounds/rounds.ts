@@ -6,7 +6,7 @@ import {
 } from '../../protocols/rounds/index.ts'
 import type { ProposeMessage, RoundMessage } from '../../protocols/rounds/index.ts'
 import type { Network } from '../network/index.ts'
-import type { Ring, RoundStats } from '../ring/index.ts'
+import type { AllReduceStats, Ring } from '../ring/index.ts'
 import { roundsMachine } from './machine.ts'
 import type { RoundsOutput } from './machine.ts'
 import { hasQuorum, quorumSize, sameMembers } from './group.ts'
@@ -50,7 +50,7 @@ export interface ReduceRequest {
 }
 
 export type ReduceResult =
-  | { ok: true, sum: Float32Array, members: string[], attempt: number, stats: RoundStats | null, group: Group }
+  | { ok: true, sum: Float32Array, members: string[], attempt: number, stats: AllReduceStats | null, group: Group }
   | { ok: false, outcome: 'excluded' | 'cancelled' | 'partitioned', members: string[] }
 
 /** Set while this peer holds no quorum of its last group: it does not advance its model (docs/rounds.md). */
@@ -439,7 +439,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     const live = this.components.liveMembers()
     const pending = this.inbox.get(req.round) ?? []
     const weightsHash = req.weightsHash()
-    let stats: RoundStats | null = null
+    let stats: AllReduceStats | null = null
     const logic = roundsMachine.provide({
       actors: {
         announce: fromPromise(async ({ input }) => {
@@ -531,7 +531,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     const group: Group = { epoch: output.epoch, members: output.members }
     this.agreed(group, false)
     this.status.completed += 1
-    const s = stats as RoundStats | null
+    const s = stats as AllReduceStats | null
     if (s !== null) this.status.last = { round: req.round, ms: s.ms, bytesSent: s.bytesSent, algbw: s.algbw, members: output.members.length }
     this.setRound(req.round + 1)
     return { ok: true, sum: req.vector, members: output.members, attempt: output.attempt, stats: s, group }
