@@ -22,7 +22,7 @@ function scriptedTrainer (opts: { perEpoch: number, epochs: number, failAtStep?:
         log.push('compute')
         if (step === opts.failAtStep) throw new Error('boom at compute')
       }),
-      reduce: fromPromise(async () => {
+      reduceGradients: fromPromise(async () => {
         log.push('reduce')
         if (step === opts.resyncAtStep) {
           opts.resyncAtStep = undefined

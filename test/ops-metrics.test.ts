@@ -81,8 +81,8 @@ test('metrics follow the status; counters grow; per-round figures appear once ro
     syncs: [{ at: 1000, round: 3, bytes: 5000, ms: 20, donors: 1 }, { at: 2000, round: 15, bytes: 7000, ms: 20, donors: 2 }]
   })
   samples = 1280
-  metrics.observeRound({ round: 19, ms: 20, bytesSent: 4000, bytesReceived: 4100, members: 2 })
-  metrics.observeRound({ round: 20, ms: 30, bytesSent: 4000, members: 2 })
+  metrics.observeRound({ round: 19, ms: 20, bytesSent: 4000, bytesReceived: 4100, algbw: 1e6, members: 2 })
+  metrics.observeRound({ round: 20, ms: 30, bytesSent: 4000, bytesReceived: 0, algbw: 1e6, members: 2 })
   m = parsePrometheus(await metrics.render())
   assert.equal(valueOf(m.samples, 'peer_training_step'), 20)
   assert.equal(valueOf(m.samples, 'peer_test_accuracy'), 0.91)
@@ -157,7 +157,7 @@ test('promtool check metrics passes on the whole scrape, libp2p\'s metrics inclu
   try {
     await other.dial(node.getMultiaddrs()[0])
     const metrics = new OpsMetrics({ status: () => status(), samples: () => 640, extra: () => [registry] })
-    metrics.observeRound({ round: 9, ms: 12.5, bytesSent: 4096, bytesReceived: 4096, members: 2 })
+    metrics.observeRound({ round: 9, ms: 12.5, bytesSent: 4096, bytesReceived: 4096, algbw: 1e6, members: 2 })
     const text = await metrics.render()
     assert.ok(text.includes('libp2p_tcp_inbound_connections{'), 'libp2p\'s gauge named as a counter is there, renamed')
     const r = promtoolCheck(text)!

@@ -2,13 +2,13 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { SimulatedClock, createActor, fromPromise, toPromise } from 'xstate'
 import { compareRank, hasQuorum, membersOf, proposerOf, roundsMachine } from '../node/rounds/index.ts'
-import type { ReduceOutput, RoundsInput } from '../node/rounds/index.ts'
+import type { AttemptResult, RoundsInput } from '../node/rounds/index.ts'
 import type { ProposeMessage, ReadyMessage } from '../protocols/rounds/index.ts'
 
 const ready = (round: number, attempt: number, weightsHash = 'h'): ReadyMessage => ({ t: 'ready', round, attempt, samples: 64, weightsHash, step: round })
 
-/** A rounds machine whose publishing and reducing are recorded; `reduceResults` answer the reduce calls in turn. */
-function harness (input: Partial<RoundsInput> & { self: string }, reduceResults: ReduceOutput[] = [{ ok: true }]) {
+/** A rounds machine whose publishing and reducing are recorded; `reduceResults` answer the allReduce calls in turn. */
+function harness (input: Partial<RoundsInput> & { self: string }, reduceResults: AttemptResult[] = [{ ok: true }]) {
   const announced: Array<{ round: number, attempt: number }> = []
   const proposed: ProposeMessage[] = []
   const reduced: Array<{ attempt: number, members: string[] }> = []
@@ -17,7 +17,7 @@ function harness (input: Partial<RoundsInput> & { self: string }, reduceResults:
     actors: {
       announce: fromPromise(async ({ input: i }: { input: { round: number, attempt: number } }) => { announced.push(i) }),
       propose: fromPromise(async ({ input: p }: { input: ProposeMessage }) => { proposed.push(p) }),
-      reduce: fromPromise(async ({ input: r }: { input: { round: number, attempt: number, members: string[], epoch: number } }) => {
+      allReduce: fromPromise(async ({ input: r }: { input: { round: number, attempt: number, members: string[], epoch: number } }) => {
         reduced.push({ attempt: r.attempt, members: r.members })
         return reduceResults.shift() ?? { ok: true as const }
       })

@@ -79,7 +79,7 @@ for (const kind of ['in memory', 'streamed'] as const) test(`2 peers reducing wi
     for (const [i, trainer] of trainers.entries()) {
       const store = db.sublevel<string, Uint8Array>(`ckpt-${i}`, { valueEncoding: 'view' }) as unknown as BinaryStore
       const logic = createTrainerLogic(() => trainer, new CheckpointStore(store), {
-        reduce: async vector => {
+        allReduce: async vector => {
           const round = trainer.progress.round
           const result = await rings[i].run({ round, attempt: 0, members: ids, self: ids[i], vector })
           if (!result.ok) throw new Error(`round ${round}: ${result.reason}`)

@@ -174,7 +174,7 @@ export class OpsMetrics {
       }
     }
     if (Number.isFinite(report.bytesSent) && report.bytesSent > 0) this.roundMetrics.bytes.inc(report.bytesSent)
-    if (report.bytesReceived !== undefined && Number.isFinite(report.bytesReceived) && report.bytesReceived > 0) this.roundMetrics.received.inc(report.bytesReceived)
+    if (Number.isFinite(report.bytesReceived) && report.bytesReceived > 0) this.roundMetrics.received.inc(report.bytesReceived)
     if (Number.isFinite(report.ms) && report.ms >= 0) this.roundMetrics.seconds.observe(report.ms / 1000)
   }
 

@@ -137,7 +137,7 @@ export class Peer extends EventEmitter<PeerEvents> {
             put: async (key, value) => { await this.binary().put(key, value) }
           }),
           {
-            reduce: async (vector, samples) => await this.reduce(vector, samples),
+            allReduce: async (vector, samples) => await this.runRound(vector, samples),
             resync: async () => {
               // without a quorum only a state that wins over this peer's is worth fetching (none: wait and retry)
               if (this.partitioned) await this.requireCatchUp().run('no quorum of its group', false)
@@ -348,13 +348,14 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   /**
-   * Sums this peer's update vector with the swarm's (the rounds decide with whom); null when the round went
-   * ahead without this peer or it holds no quorum of its group: the trainer then catches up instead.
+   * The trainer's `allReduce` hook: takes part in the trainer's current round with this update vector (the
+   * rounds decide with whom) and returns the sum; null when the round went ahead without this peer or it holds
+   * no quorum of its group: the trainer then catches up instead.
    */
-  private async reduce (vector: Float32Array, samples: number): Promise<Float32Array | null> {
+  private async runRound (vector: Float32Array, samples: number): Promise<Float32Array | null> {
     const trainer = this.requireTrainer()
     if (this.catchUp?.behind === true) return null
-    const result = await this.requireRounds().reduce({
+    const result = await this.requireRounds().round({
       round: trainer.progress.round,
       vector,
       weightsHash: () => trainer.weightsHash(),
@@ -364,15 +365,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.partitioned = !result.ok && result.outcome === 'partitioned'
     if (!result.ok) return null
     trainer.progress.group = result.group
-    if (result.stats !== null) {
-      this.emit('round', {
-        round: trainer.progress.round,
-        ms: result.stats.ms,
-        bytesSent: result.stats.bytesSent,
-        bytesReceived: result.stats.bytesReceived,
-        members: result.members.length
-      })
-    }
+    if (result.figures !== null) this.emit('round', result.figures)
     return result.sum
   }
 

@@ -9,24 +9,15 @@ import type { Job } from '../../protocols/job/index.ts'
 import type { BackendName, Evaluation } from '../trainer/index.ts'
 import type { ReconnectStatus } from '../network/index.ts'
 import type { ReplicationStatus } from '../shard-transfer/index.ts'
-import type { PartitionStatus, RoundEvent, RoundsStatus } from '../rounds/index.ts'
+import type { LastRound, PartitionStatus, RoundEvent, RoundFigures, RoundsStatus } from '../rounds/index.ts'
 import type { SyncRecord } from '../state-sync/catch-up.ts'
 
-/** A round this peer took part in, as it reports it when the round completes (its all-reduce's figures). */
-export interface RoundFigures {
-  round: number
-  /** Wall time of the all-reduce. */
-  ms: number
-  bytesSent: number
-  /** Absent where it was not measured. */
-  bytesReceived?: number
-  members: number
-}
+export type { LastRound, RoundFigures } from '../rounds/index.ts'
 
 /** The events of a running peer. */
 export interface PeerEvents {
   state: [string]
-  /** A round this peer took part in completed. */
+  /** A round this peer took part in completed (not emitted when it was alone: no all-reduce ran). */
   round: [RoundFigures]
   /** Waiting for --min-peers: members live so far, and how many are needed. */
   waiting: [{ live: number, needed: number }]
@@ -60,7 +51,7 @@ export interface PeerStatus {
     completed: number
     aborted: number
     /** The last round's all-reduce: time, bytes this peer sent, bandwidth (bytes/s of the vector). */
-    last: RoundsStatus['last']
+    last: LastRound | null
     events: RoundEvent[]
     excluded?: RoundsStatus['excluded']
     /** The ring's own phase in the round under way or the last one: `connecting`, `reduce-scatter k/N−1`, `all-gather k/N−1`, `aborting`, `aborted`, `done`. */

@@ -10,12 +10,12 @@
  * @example
  * const rounds = new Rounds({ network, ring, liveMembers: () => manifest.live(), logger })
  * rounds.start(jobId)
- * const r = await rounds.reduce({ round, vector, weightsHash, samples, step })
+ * const r = await rounds.round({ round, vector, weightsHash, samples, step }, signal)
  * if (r.ok) apply(r.sum)
  */
 export { Rounds } from './rounds.ts'
-export type { PartitionStatus, ReduceRequest, ReduceResult, RoundEvent, RoundsComponents, RoundsEvents, RoundsInit, RoundsStatus } from './rounds.ts'
+export type { LastRound, PartitionStatus, RoundEvent, RoundFigures, RoundOutcome, RoundRequest, RoundsComponents, RoundsEvents, RoundsInit, RoundsStatus } from './rounds.ts'
 export { compareRank, hasQuorum, quorumSize, rankOf, sameMembers } from './group.ts'
 export type { Group, GroupRank } from './group.ts'
 export { membersOf, proposerOf, roundsMachine } from './machine.ts'
-export type { ReadyInfo, ReduceOutput, RoundsContext, RoundsEvent, RoundsInput, RoundsOutput } from './machine.ts'
+export type { AgreementResult, AttemptResult, ReadyInfo, RoundsContext, RoundsEvent, RoundsInput } from './machine.ts'

@@ -50,7 +50,7 @@ export interface RoundsContext {
   collectTimedOut: boolean
   lastAbort: { reason: string, culprit?: string } | null
   aborts: number
-  outcome: RoundsOutput['outcome']
+  outcome: AgreementResult['outcome']
 }
 
 export type RoundsEvent =
@@ -73,9 +73,11 @@ export interface RoundsInput {
   base?: string[] | null
 }
 
-export type ReduceOutput = { ok: true } | { ok: false, reason: string, culprit?: string }
+/** What the machine's `allReduce` actor returns for one attempt: the ring summed, or why it did not (the machine retries). */
+export type AttemptResult = { ok: true } | { ok: false, reason: string, culprit?: string }
 
-export interface RoundsOutput {
+/** How one round's agreement ended (the machine's output; `Rounds.round` turns it into a RoundOutcome). */
+export interface AgreementResult {
   outcome: 'done' | 'excluded' | 'cancelled' | 'partitioned'
   round: number
   attempt: number
@@ -128,12 +130,12 @@ export const roundsMachine = setup({
     context: {} as RoundsContext,
     events: {} as RoundsEvent,
     input: {} as RoundsInput,
-    output: {} as RoundsOutput
+    output: {} as AgreementResult
   },
   actors: {
     announce: notProvided<{ round: number, attempt: number }, void>('announce'),
     propose: notProvided<ProposeMessage, void>('propose'),
-    reduce: notProvided<{ round: number, attempt: number, members: string[], epoch: number }, ReduceOutput>('reduce')
+    allReduce: notProvided<{ round: number, attempt: number, members: string[], epoch: number }, AttemptResult>('allReduce')
   },
   delays: {
     // the defaults; node/rounds/rounds.ts provides the configured ones (DEFAULT_COLLECT_TIMEOUT_MS and its grace)
@@ -281,7 +283,7 @@ export const roundsMachine = setup({
     reducing: {
       always: { guard: ({ context }) => context.proposal !== null && !context.proposal.members.includes(context.self), target: 'excluded' },
       invoke: {
-        src: 'reduce',
+        src: 'allReduce',
         input: ({ context }) => ({ round: context.round, attempt: context.attempt, members: context.proposal?.members ?? [], epoch: context.proposal?.epoch ?? 0 }),
         onDone: [
           { guard: ({ event }) => event.output.ok, target: 'done' },

@@ -8,7 +8,7 @@ import type { ProposeMessage, RoundMessage } from '../../protocols/rounds/index.
 import type { Network } from '../network/index.ts'
 import type { AllReduceStats, Ring } from '../ring/index.ts'
 import { roundsMachine } from './machine.ts'
-import type { RoundsOutput } from './machine.ts'
+import type { AgreementResult } from './machine.ts'
 import { hasQuorum, quorumSize, sameMembers } from './group.ts'
 import type { Group } from './group.ts'
 
@@ -37,7 +37,8 @@ export interface RoundsInit {
   stepTimeoutMs?: number
 }
 
-export interface ReduceRequest {
+/** What `Rounds.round` takes: this peer's update vector for round `round`, and what its announcements carry. */
+export interface RoundRequest {
   round: number
   vector: Float32Array
   /**
@@ -49,9 +50,25 @@ export interface ReduceRequest {
   step: number
 }
 
-export type ReduceResult =
-  | { ok: true, sum: Float32Array, members: string[], attempt: number, stats: AllReduceStats | null, group: Group }
+/** What `Rounds.round` returns: the sum over the round's members (and the round's figures), or why this peer has none. */
+export type RoundOutcome =
+  | { ok: true, sum: Float32Array, members: string[], attempt: number, figures: RoundFigures | null, group: Group }
   | { ok: false, outcome: 'excluded' | 'cancelled' | 'partitioned', members: string[] }
+
+/** One completed round's figures: its all-reduce's time and bytes on this peer, and how many members summed. */
+export interface RoundFigures {
+  round: number
+  /** Wall time of the all-reduce. */
+  ms: number
+  bytesSent: number
+  bytesReceived: number
+  /** Vector bytes per second of the all-reduce. */
+  algbw: number
+  members: number
+}
+
+/** The last completed round, as status shows it (`ring.last` of `peer status --json`: these fields, never renamed). */
+export type LastRound = Pick<RoundFigures, 'round' | 'ms' | 'bytesSent' | 'algbw' | 'members'>
 
 /** Set while this peer holds no quorum of its last group: it does not advance its model (docs/rounds.md). */
 export interface PartitionStatus {
@@ -79,7 +96,7 @@ export interface RoundsStatus {
   state: string
   completed: number
   aborted: number
-  last: { round: number, ms: number, bytesSent: number, algbw: number, members: number } | null
+  last: LastRound | null
   events: RoundEvent[]
   /** Peers excluded for sending bad contributions, with the time the exclusion ends. */
   excluded: Array<{ peer: string, until: number, strikes: number }>
@@ -342,7 +359,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
    * excluded, nobody asked for an agreement) the ring starts at once with the group's members (attempt 0);
    * otherwise, or when that ring fails, the members agree on a new group over gossip (attempts 1, 2, …).
    */
-  async reduce (req: ReduceRequest, signal?: AbortSignal): Promise<ReduceResult> {
+  async round (req: RoundRequest, signal?: AbortSignal): Promise<RoundOutcome> {
     const { network, logger } = this.components
     const self = network.peerId
     this.setRound(req.round)
@@ -366,12 +383,12 @@ export class Rounds extends EventEmitter<RoundsEvents> {
       this.status.members = [self]
       this.status.state = 'done'
       this.setRound(req.round + 1)
-      return { ok: true, sum: req.vector, members: [self], attempt: 0, stats: null, group }
+      return { ok: true, sum: req.vector, members: [self], attempt: 0, figures: null, group }
     }
     const group = this.group
     if (this.reuse && group !== null && group.members.length > 1 && group.members.includes(self) && pending.length === 0 &&
       sameMembers(group.members, live) && !this.excludedNow().some(p => group.members.includes(p))) {
-      const result = await this.reduceInGroup(req, group, signal)
+      const result = await this.roundInGroup(req, group, signal)
       if (result !== null) return result
       // the ring failed: agree on the members again (the failure is counted, its culprit suspected)
     }
@@ -380,7 +397,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
   }
 
   /** A round in the reused group: the ring at once, attempt 0. Null when it failed (agree instead). */
-  private async reduceInGroup (req: ReduceRequest, group: Group, signal?: AbortSignal): Promise<ReduceResult | null> {
+  private async roundInGroup (req: RoundRequest, group: Group, signal?: AbortSignal): Promise<RoundOutcome | null> {
     const { network, ring } = this.components
     const self = network.peerId
     const controller = new AbortController()
@@ -403,9 +420,10 @@ export class Rounds extends EventEmitter<RoundsEvents> {
       this.agreed(group, true)
       this.status.completed += 1
       this.status.state = 'done'
-      this.status.last = { round: req.round, ms: result.stats.ms, bytesSent: result.stats.bytesSent, algbw: result.stats.algbw, members: group.members.length }
+      const figures = figuresOf(req.round, result.stats, group.members.length)
+      this.status.last = lastRoundOf(figures)
       this.setRound(req.round + 1)
-      return { ok: true, sum: result.sum, members: group.members, attempt: 0, stats: result.stats, group }
+      return { ok: true, sum: result.sum, members: group.members, attempt: 0, figures, group }
     }
     if (signal?.aborted === true) return { ok: false, outcome: 'cancelled', members: group.members }
     if (result.code !== 'cancelled') {
@@ -417,7 +435,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     return null
   }
 
-  /** Counts the failed round in the reused group (see reduceInGroup) as an abort, or as a member that left. */
+  /** Counts the failed round in the reused group (see roundInGroup) as an abort, or as a member that left. */
   private settleGroupFailure (): void {
     const f = this.groupFailure
     if (f === null) return
@@ -433,7 +451,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
   }
 
   /** A round whose members are agreed first (ready → proposal), starting a new group. */
-  private async agree (req: ReduceRequest, signal?: AbortSignal): Promise<ReduceResult> {
+  private async agree (req: RoundRequest, signal?: AbortSignal): Promise<RoundOutcome> {
     const { network, ring, logger } = this.components
     const self = network.peerId
     const live = this.components.liveMembers()
@@ -449,7 +467,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
           logger.debug({ round: input.round, attempt: input.attempt, epoch: input.epoch, members: input.members, weightsHash: input.weightsHash, ready: actor.getSnapshot().context.ready, expected: actor.getSnapshot().context.expected, excluded: actor.getSnapshot().context.excluded }, 'proposing the round')
           await this.publish(input)
         }),
-        reduce: fromPromise(async ({ input, signal: abort }) => {
+        allReduce: fromPromise(async ({ input, signal: abort }) => {
           this.status.attempt = input.attempt
           this.status.members = input.members
           this.status.state = 'reducing'
@@ -501,7 +519,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     this.status.attempt = 1
     for (const { from, message } of pending) this.deliver(from, message)
     this.inbox.delete(req.round)
-    let output: RoundsOutput
+    let output: AgreementResult
     try {
       output = await toPromise(actor)
     } finally {
@@ -532,10 +550,19 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     this.agreed(group, false)
     this.status.completed += 1
     const s = stats as AllReduceStats | null
-    if (s !== null) this.status.last = { round: req.round, ms: s.ms, bytesSent: s.bytesSent, algbw: s.algbw, members: output.members.length }
+    const figures = s === null ? null : figuresOf(req.round, s, output.members.length)
+    if (figures !== null) this.status.last = lastRoundOf(figures)
     this.setRound(req.round + 1)
-    return { ok: true, sum: req.vector, members: output.members, attempt: output.attempt, stats: s, group }
+    return { ok: true, sum: req.vector, members: output.members, attempt: output.attempt, figures, group }
   }
+}
+
+function figuresOf (round: number, stats: AllReduceStats, members: number): RoundFigures {
+  return { round, ms: stats.ms, bytesSent: stats.bytesSent, bytesReceived: stats.bytesReceived, algbw: stats.algbw, members }
+}
+
+function lastRoundOf (f: RoundFigures): LastRound {
+  return { round: f.round, ms: f.ms, bytesSent: f.bytesSent, algbw: f.algbw, members: f.members }
 }
 
 /** What the ring hashes with the member list: the group epoch and the weights every member starts from. */

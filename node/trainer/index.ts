@@ -32,7 +32,7 @@ export interface TrainerHooks {
    * identity. Null when the round went ahead without this peer, or this peer may not advance (no quorum).
    * The sum is the trainer's until the next call: it is averaged in place (no model-sized copy).
    */
-  reduce?: (vector: Float32Array, samples: number) => Promise<Float32Array | null>
+  allReduce?: (vector: Float32Array, samples: number) => Promise<Float32Array | null>
   /** Brings a peer that fell behind to the swarm's state. */
   resync?: () => Promise<void>
   onEvaluation?: (evaluation: Evaluation) => void
@@ -63,15 +63,15 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
         localSamples = update.samples
         getTrainer().timing.record('compute', performance.now() - t)
       }),
-      reduce: fromPromise(async () => {
-        if (update === null || hooks.reduce === undefined) return { resync: false }
+      reduceGradients: fromPromise(async () => {
+        if (update === null || hooks.allReduce === undefined) return { resync: false }
         const trainer = getTrainer()
         const { loss, samples } = update
         const vector = trainer.flattenUpdate(update)
         for (const g of update.grads) g.dispose()
         update = null
         const t = performance.now()
-        const sum = await hooks.reduce(vector, samples)
+        const sum = await hooks.allReduce(vector, samples)
         trainer.timing.record('reduce', performance.now() - t)
         if (sum === null) return { resync: true }
         // the sum is the rounds' (refilled next round, after this update is applied): averaged in place
@@ -79,11 +79,11 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
         localSamples = samples
         return { resync: false }
       }),
-      average: fromPromise<{ resync: boolean, report?: StepReport }, void>(async () => {
+      averageDeltas: fromPromise<{ resync: boolean, report?: StepReport }, void>(async () => {
         const trainer = getTrainer()
         const vector = trainer.deltaVector()
         const t = performance.now()
-        const sum = hooks.reduce !== undefined ? await hooks.reduce(vector, trainer.progress.sinceSyncSamples ?? 0) : vector
+        const sum = hooks.allReduce !== undefined ? await hooks.allReduce(vector, trainer.progress.sinceSyncSamples ?? 0) : vector
         trainer.timing.record('reduce', performance.now() - t)
         if (sum === null) return { resync: true }
         trainer.applyOuter(sum)

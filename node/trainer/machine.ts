@@ -5,8 +5,10 @@
  *   H > 1:  ready → computing → applying ─(every H steps)→ averaging → checking → …
  *   reducing/averaging ─ left out of the round ─→ resyncing (fetch the swarm's state) → ready
  *
- * `reducing` is where a swarm sums its members' updates (the ring); alone, a
- * peer reduces over itself. A stop request is honoured at the loop boundary
+ * `reducing` (actor `reduceGradients`) and `averaging` (actor `averageDeltas`)
+ * are where a swarm sums its members' updates, through the `allReduce` hook
+ * (node/trainer/index.ts: trainer → peer → rounds → ring); alone, a peer
+ * reduces over itself. A stop request is honoured at the loop boundary
  * (`ready`), after a final checkpoint. The work of each state is an invoked
  * actor named by string, so tests can `provide` their own.
  */
@@ -60,10 +62,10 @@ export const trainerMachine = setup({
     /** Reports where training stands before the first step (after any restore). */
     prepare: notProvided('prepare') as unknown as ReturnType<typeof fromPromise<StepReport, void>>,
     compute: notProvided('compute') as unknown as ReturnType<typeof fromPromise<void, void>>,
-    /** Sums the update with the swarm's; `resync: true` when the round went ahead without this peer. */
-    reduce: notProvided('reduce') as unknown as ReturnType<typeof fromPromise<{ resync: boolean }, void>>,
-    /** H > 1: averages the parameter deltas with the swarm and applies the outer step; `resync` as for reduce. */
-    average: notProvided('average') as unknown as ReturnType<typeof fromPromise<{ resync: boolean, report?: StepReport }, void>>,
+    /** H = 1: averages this step's gradients with the swarm's (the `allReduce` hook); `resync: true` when the round went ahead without this peer. */
+    reduceGradients: notProvided('reduceGradients') as unknown as ReturnType<typeof fromPromise<{ resync: boolean }, void>>,
+    /** H > 1: averages the parameter deltas with the swarm and applies the outer step; `resync` as for reduceGradients. */
+    averageDeltas: notProvided('averageDeltas') as unknown as ReturnType<typeof fromPromise<{ resync: boolean, report?: StepReport }, void>>,
     /** Fetches the swarm's state (this peer fell behind). */
     resync: notProvided('resync') as unknown as ReturnType<typeof fromPromise<StepReport, void>>,
     apply: notProvided('apply') as unknown as ReturnType<typeof fromPromise<StepReport, void>>,
@@ -132,7 +134,7 @@ export const trainerMachine = setup({
       entry: 'notifyReducing',
       exit: 'notifyTraining',
       invoke: {
-        src: 'reduce',
+        src: 'reduceGradients',
         onDone: [
           { guard: ({ event }) => event.output.resync, target: 'resyncing' },
           { target: 'applying' }
@@ -165,7 +167,7 @@ export const trainerMachine = setup({
       entry: 'notifyReducing',
       exit: 'notifyTraining',
       invoke: {
-        src: 'average',
+        src: 'averageDeltas',
         onDone: [
           { guard: ({ event }) => event.output.resync, target: 'resyncing' },
           { target: 'checking', actions: assign({ report: ({ context, event }) => event.output.report ?? context.report }) }
