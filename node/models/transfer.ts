@@ -2,28 +2,40 @@
  * Serving and fetching stored models over `/peer/model/1.0.0`. A fetch writes
  * into a temp dir beside the store while hashing, and renames it into place
  * only when the bytes hash to the id asked for and parse as a model; on any
- * failure nothing is left behind and the next peer is asked.
+ * failure nothing is left behind and the next peer is asked. The serve and
+ * fetch loops, the temp files and the asking of several peers are
+ * node/common/transfer.ts's, shared with node/shard-transfer; this file says
+ * what a model's payload is (model.json, then the weights) and how its id is hashed.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, rmSync } from 'node:fs'
-import { open, rename, rm } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import type { PeerId, Stream } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
-import { ProtocolHandler, decodeFrames, prefixed } from '../../protocols/common/index.ts'
-import type { Registrar } from '../../protocols/common/index.ts'
+import type { PeerId } from '@libp2p/interface'
 import {
   CHUNK_BYTES, DIAL_TIMEOUT_MS, IDLE_TIMEOUT_MS, InvalidMessageError, MAX_FRAME_BYTES, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS,
-  MODEL_PROTOCOL, ModelUnavailableError, REQUEST_TIMEOUT_MS, TimeoutError, decodeRequest, decodeResponse, encodeData, encodeError,
-  encodeHeader, encodeRequest
+  MODEL_PROTOCOL, ModelUnavailableError, REQUEST_TIMEOUT_MS, decodeRequest, decodeResponse, encodeHeader, encodeRequest
 } from '../../protocols/model/index.ts'
+import type { ModelHeader } from '../../protocols/model/index.ts'
+import { TempFiles, TransferServer, fetchFromFirst, fetchPayload, writeAll } from '../common/transfer.ts'
+import type { ServeAnswer, TransferNode, TransferProtocol } from '../common/transfer.ts'
 import { MODEL_FILE, WEIGHTS_FILE, hasModel, loadModel, modelsRoot, readModelFiles } from './store.ts'
 
 /** The parts of a libp2p node the service (a registrar) and the fetcher (a dialer) use. */
-export interface ModelNode extends Registrar {
-  dialProtocol: (peer: PeerId, protocols: string | string[], options?: { signal?: AbortSignal }) => Promise<Stream>
+export type ModelNode = TransferNode
+
+/** `/peer/model/1.0.0` as node/common/transfer.ts moves it: a holder that did not deliver is a plain Error naming it. */
+const MODEL_TRANSFER: TransferProtocol<string, ModelHeader> = {
+  protocol: MODEL_PROTOCOL,
+  what: 'model',
+  maxFrameBytes: MAX_FRAME_BYTES,
+  requestTimeoutMs: REQUEST_TIMEOUT_MS,
+  idleTimeoutMs: IDLE_TIMEOUT_MS,
+  dialTimeoutMs: DIAL_TIMEOUT_MS,
+  decodeRequest,
+  decodeResponse,
+  failure: f => new Error(f.message)
 }
 
 export interface ModelServiceComponents {
@@ -32,103 +44,34 @@ export interface ModelServiceComponents {
   logger?: Logger
 }
 
-/** Serves the data dir's stored models on `/peer/model/1.0.0`. */
-export class ModelService {
+/** Serves the data dir's stored models on `/peer/model/1.0.0` (`served`, `invalid`: for status and tests). */
+export class ModelService extends TransferServer<string, ModelHeader> {
   private readonly components: ModelServiceComponents
-  private readonly handler: ProtocolHandler
-  /** Models served in full, and requests dropped as malformed (for status and tests). */
-  served = 0
-  invalid = 0
 
   constructor (components: ModelServiceComponents) {
+    super(components.node, MODEL_TRANSFER, { maxInboundStreams: MAX_INBOUND_STREAMS, maxOutboundStreams: MAX_OUTBOUND_STREAMS }, components.logger)
     this.components = components
-    this.handler = new ProtocolHandler(components.node, {
-      protocol: MODEL_PROTOCOL,
-      maxInboundStreams: MAX_INBOUND_STREAMS,
-      maxOutboundStreams: MAX_OUTBOUND_STREAMS
-    }, ({ stream }) => { void this.serve(stream) })
   }
 
-  get isStarted (): boolean {
-    return this.handler.isStarted
-  }
-
-  async start (): Promise<void> {
-    await this.handler.start()
-  }
-
-  async stop (): Promise<void> {
-    await this.handler.stop()
-  }
-
-  private async serve (stream: Stream): Promise<void> {
+  /** model.json then the weights, in data frames of at most CHUNK_BYTES (a frame may straddle the two). */
+  protected answer (id: string): ServeAnswer {
+    if (!hasModel(this.components.dataDir, id)) return { type: 'error', code: 'not-found', reason: `no model ${id}` }
+    let files
     try {
-      const id = await readRequest(stream)
-      if (id === null) {
-        this.invalid++
-        await stream.sink([prefixed(encodeError('bad-request', 'expected one valid request frame'))])
-        return
-      }
-      if (!hasModel(this.components.dataDir, id)) {
-        await stream.sink([prefixed(encodeError('not-found', `no model ${id}`))])
-        return
-      }
-      let files
-      try {
-        files = readModelFiles(this.components.dataDir, id)
-      } catch (err) {
-        await stream.sink([prefixed(encodeError('unavailable', (err as Error).message))])
-        return
-      }
-      const all = [files.modelJson, files.weights]
-      await stream.sink((function * () {
-        yield prefixed(encodeHeader(files.modelJson.byteLength, files.weights.byteLength))
-        for (const part of all) {
-          // encodeData copies: the muxer may still hold a frame when the next is cut
-          for (let at = 0; at < part.byteLength; at += CHUNK_BYTES) yield prefixed(encodeData(part.subarray(at, at + CHUNK_BYTES)))
-        }
-      })())
-      this.served++
+      files = readModelFiles(this.components.dataDir, id)
     } catch (err) {
-      this.components.logger?.debug({ err: (err as Error).message }, 'model stream ended with an error')
-      stream.abort(err as Error)
+      return { type: 'error', code: 'unavailable', reason: (err as Error).message }
     }
-  }
-}
-
-/** The one request frame of a stream, or null if the first frame is not a valid request. */
-async function readRequest (stream: Stream): Promise<string | null> {
-  const frames = decodeFrames(stream.source, MAX_FRAME_BYTES)
-  try {
-    const first = await within(frames.next(), REQUEST_TIMEOUT_MS, 'waiting for the request')
-    if (first.done === true) return null
-    return decodeRequest(first.value)
-  } catch (err) {
-    if ((err as Error).name === 'InvalidMessageError') return null
-    throw err
-  } finally {
-    void frames.return(undefined).catch(() => {})
-  }
-}
-
-async function within<T> (p: Promise<T>, ms: number, what: string, signal?: AbortSignal): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  let onAbort: (() => void) | undefined
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => { reject(new TimeoutError(`${what}: nothing for ${ms} ms`)) }, ms)
-        if (signal !== undefined) {
-          onAbort = () => { reject(signal.reason instanceof Error ? signal.reason : new TimeoutError(`${what}: aborted`)) }
-          if (signal.aborted) onAbort()
-          else signal.addEventListener('abort', onAbort, { once: true })
+    const all = [files.modelJson, files.weights]
+    return {
+      type: 'payload',
+      header: encodeHeader(files.modelJson.byteLength, files.weights.byteLength),
+      chunks: (function * () {
+        for (const part of all) {
+          for (let at = 0; at < part.byteLength; at += CHUNK_BYTES) yield part.subarray(at, at + CHUNK_BYTES)
         }
-      })
-    ])
-  } finally {
-    clearTimeout(timer)
-    if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
+      })()
+    }
   }
 }
 
@@ -141,68 +84,47 @@ function idHasher (jsonBytes: number): { update: (b: Uint8Array) => void, id: ()
 }
 
 /**
- * Fetches model `id` from `peer` into the data dir's store. Throws
- * InvalidMessageError (a bad frame, a wrong hash: the bytes are discarded),
- * TimeoutError, or an Error saying what the peer answered.
+ * Fetches model `id` from `peer` into the data dir's store: into a temp dir beside the store, hashed as it
+ * arrives, renamed into place only when it hashes to `id`. Throws InvalidMessageError (a bad frame, a wrong
+ * hash: the bytes are discarded), TimeoutError, or an Error saying what the peer answered.
  */
 export async function fetchModelFrom (node: ModelNode, peer: PeerId | string, id: string, dataDir: string, signal?: AbortSignal): Promise<{ bytes: number }> {
   const root = modelsRoot(dataDir)
   mkdirSync(root, { recursive: true })
-  const tmp = join(root, `.fetch-${process.pid}-${randomBytes(4).toString('hex')}`)
-  const pid = typeof peer === 'string' ? peerIdFromString(peer) : peer
-  const stream = await node.dialProtocol(pid, MODEL_PROTOCOL, { signal: signal ?? AbortSignal.timeout(DIAL_TIMEOUT_MS) })
-  const files: FileHandle[] = []
-  try {
-    mkdirSync(tmp)
-    await stream.sink([prefixed(encodeRequest(id))])
-    const frames = decodeFrames(stream.source, MAX_FRAME_BYTES)
-    const next = async (what: string): Promise<Uint8Array | null> => {
-      const r = await within(frames.next(), IDLE_TIMEOUT_MS, `${String(peer)}: waiting for ${what}`, signal)
-      return r.done === true ? null : r.value
-    }
-    const first = await next('the answer')
-    if (first === null) throw new Error(`${String(peer)} closed the stream without answering`)
-    const head = decodeResponse(first)
-    if (head.type === 'error') throw new Error(`${String(peer)}: ${head.code}: ${head.reason}`)
-    if (head.type !== 'header') throw new InvalidMessageError('expected a header frame first')
-    const hasher = idHasher(head.jsonBytes)
-    const json = await open(join(tmp, MODEL_FILE), 'wx')
-    files.push(json)
-    const weights = head.weightsBytes > 0 ? await open(join(tmp, WEIGHTS_FILE), 'wx') : null
-    if (weights !== null) files.push(weights)
-    const total = head.jsonBytes + head.weightsBytes
-    let received = 0
-    while (received < total) {
-      const frame = await next('data')
-      if (frame === null) throw new Error(`${String(peer)} ended the stream after ${received} of ${total} bytes`)
-      const r = decodeResponse(frame)
-      if (r.type === 'error') throw new Error(`${String(peer)}: ${r.code}: ${r.reason}`)
-      if (r.type !== 'data') throw new InvalidMessageError('expected a data frame')
-      if (received + r.bytes.byteLength > total) throw new InvalidMessageError(`more bytes than the ${total} announced`)
-      hasher.update(r.bytes)
+  const tmp = TempFiles.dir(join(root, `.fetch-${process.pid}-${randomBytes(4).toString('hex')}`))
+  let hasher: ReturnType<typeof idHasher> | undefined
+  let jsonBytes = 0
+  let json: FileHandle | undefined
+  let weights: FileHandle | null = null
+  const bytes = await fetchPayload(node, peer, MODEL_TRANSFER, encodeRequest(id), {
+    begin: async head => {
+      jsonBytes = head.jsonBytes
+      hasher = idHasher(head.jsonBytes)
+      json = await tmp.create(join(tmp.path, MODEL_FILE))
+      weights = head.weightsBytes > 0 ? await tmp.create(join(tmp.path, WEIGHTS_FILE)) : null
+      return head.jsonBytes + head.weightsBytes
+    },
+    write: async (data, at) => {
+      hasher?.update(data)
       // a frame may straddle model.json and the weights
-      const toJson = Math.max(0, Math.min(r.bytes.byteLength, head.jsonBytes - received))
-      if (toJson > 0) await json.write(r.bytes, 0, toJson, received)
-      if (toJson < r.bytes.byteLength && weights !== null) await weights.write(r.bytes, toJson, r.bytes.byteLength - toJson, received + toJson - head.jsonBytes)
-      received += r.bytes.byteLength
-    }
-    await stream.close().catch(() => {})
-    const actual = hasher.id()
-    if (actual !== id) throw new InvalidMessageError(`${String(peer)} sent a model that hashes to ${actual}, not ${id}: discarded`)
-    for (const f of files.splice(0)) await f.close()
-    const dir = join(root, id)
-    if (!existsSync(join(dir, MODEL_FILE))) {
-      rmSync(dir, { recursive: true, force: true })
-      await rename(tmp, dir)
-    }
-    return { bytes: total }
-  } catch (err) {
-    stream.abort(err as Error)
-    throw err
-  } finally {
-    for (const f of files) await f.close().catch(() => {})
-    await rm(tmp, { recursive: true, force: true })
-  }
+      const toJson = Math.max(0, Math.min(data.byteLength, jsonBytes - at))
+      if (toJson > 0 && json !== undefined) await writeAll(json, data, 0, toJson, at)
+      if (toJson < data.byteLength && weights !== null) await writeAll(weights, data, toJson, data.byteLength - toJson, at + toJson - jsonBytes)
+    },
+    finish: async () => {
+      const actual = hasher?.id()
+      if (actual !== id) throw new InvalidMessageError(`${String(peer)} sent a model that hashes to ${actual}, not ${id}: discarded`)
+      await tmp.close()
+      const dir = join(root, id)
+      if (!existsSync(join(dir, MODEL_FILE))) {
+        rmSync(dir, { recursive: true, force: true })
+        await tmp.rename(dir)
+      }
+    },
+    discard: async () => { await tmp.discard() }
+  }, signal)
+  await tmp.discard()
+  return { bytes }
 }
 
 /**
@@ -212,22 +134,16 @@ export async function fetchModelFrom (node: ModelNode, peer: PeerId | string, id
  */
 export async function fetchModel (node: ModelNode, peers: Array<PeerId | string>, id: string, dataDir: string, signal?: AbortSignal): Promise<{ peer: string, bytes: number, ms: number }> {
   const started = performance.now()
-  const causes: Array<{ peer: string, error: string }> = []
-  for (const peer of peers) {
+  const { peer, value } = await fetchFromFirst(peers, async peer => {
+    const r = await fetchModelFrom(node, peer, id, dataDir, signal)
     try {
-      const r = await fetchModelFrom(node, peer, id, dataDir, signal)
-      try {
-        loadModel(dataDir, id)
-      } catch (err) {
-        // right hash, bad model: the creator stored it so; nobody has a better one
-        rmSync(join(modelsRoot(dataDir), id), { recursive: true, force: true })
-        throw err
-      }
-      return { peer: String(peer), bytes: r.bytes, ms: performance.now() - started }
+      loadModel(dataDir, id)
     } catch (err) {
-      if (signal?.aborted === true) throw err
-      causes.push({ peer: String(peer), error: `${(err as Error).name}: ${(err as Error).message}` })
+      // right hash, bad model: the creator stored it so; nobody has a better one
+      rmSync(join(modelsRoot(dataDir), id), { recursive: true, force: true })
+      throw err
     }
-  }
-  throw new ModelUnavailableError(`no peer could send model ${id}${causes.length > 0 ? `: ${causes.map(c => `${c.peer}: ${c.error}`).join('; ')}` : ' (no peers to ask)'}`, causes)
+    return r
+  }, causes => new ModelUnavailableError(`no peer could send model ${id}${causes.length > 0 ? `: ${causes.map(c => `${c.peer}: ${c.error}`).join('; ')}` : ' (no peers to ask)'}`, causes), signal)
+  return { peer, bytes: value.bytes, ms: performance.now() - started }
 }

@@ -2,93 +2,60 @@
  * The fetching side of `/peer/shard/1.0.0`: a shard by hash into a temporary
  * file, renamed only when the hash matches; a description checked against its
  * data set id; a whole data set (or some of its shards) from the first peer
- * that delivers each.
+ * that delivers each. The stream loop, the temp file and the asking of
+ * several peers are node/common/transfer.ts's, shared with node/models.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { open, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { PeerId, Stream } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
-import type { Registrar } from '../../protocols/common/index.ts'
+import type { PeerId } from '@libp2p/interface'
 import {
-  DIAL_TIMEOUT_MS, IDLE_TIMEOUT_MS, InvalidMessageError, SHARD_PROTOCOL, ShardFetchError, ShardHashMismatchError, ShardNotFoundError,
-  ShardUnavailableError, TimeoutError, decodeFrames, decodeResponse, encodeRequest, maxSize, prefixed
+  DIAL_TIMEOUT_MS, IDLE_TIMEOUT_MS, InvalidMessageError, MAX_FRAME_BYTES, REQUEST_TIMEOUT_MS, SHARD_PROTOCOL, ShardFetchError,
+  ShardHashMismatchError, ShardNotFoundError, ShardUnavailableError, decodeRequest, decodeResponse, encodeRequest, maxSize
 } from '../../protocols/shard/index.ts'
-import type { ShardRequest } from '../../protocols/shard/index.ts'
+import type { ShardHeader, ShardRequest } from '../../protocols/shard/index.ts'
+import { TempFiles, fetchFromFirst, fetchPayload, writeAll } from '../common/transfer.ts'
+import type { PayloadSink, TransferNode, TransferProtocol } from '../common/transfer.ts'
 import {
   DESCRIPTION_FILE, allShards, checkDescription, datasetsRoot, missingShards, readDescription, shardPath
 } from '../data/imported/index.ts'
 import type { DatasetDescription } from '../data/imported/index.ts'
 
 /** The parts of a libp2p node the service (a registrar) and the fetchers (a dialer) use. */
-export interface ShardNode extends Registrar {
-  dialProtocol: (peer: PeerId, protocols: string | string[], options?: { signal?: AbortSignal }) => Promise<Stream>
-}
+export type ShardNode = TransferNode
 
-export async function within<T> (p: Promise<T>, ms: number, what: string, signal?: AbortSignal): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  let onAbort: (() => void) | undefined
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => { reject(new TimeoutError(`${what}: nothing for ${ms} ms`)) }, ms)
-        if (signal !== undefined) {
-          onAbort = () => { reject(signal.reason instanceof Error ? signal.reason : new TimeoutError(`${what}: aborted`)) }
-          if (signal.aborted) onAbort()
-          else signal.addEventListener('abort', onAbort, { once: true })
-        }
-      })
-    ])
-  } finally {
-    clearTimeout(timer)
-    if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
-  }
-}
-
-function toPeerId (peer: PeerId | string): PeerId {
-  return typeof peer === 'string' ? peerIdFromString(peer) : peer
+/**
+ * `/peer/shard/1.0.0` as node/common/transfer.ts moves it: a holder that answers not-found is
+ * ShardNotFoundError (ask another), any other failure to deliver ShardFetchError.
+ */
+export const SHARD_TRANSFER: TransferProtocol<ShardRequest, ShardHeader> = {
+  protocol: SHARD_PROTOCOL,
+  what: 'shard',
+  maxFrameBytes: MAX_FRAME_BYTES,
+  requestTimeoutMs: REQUEST_TIMEOUT_MS,
+  idleTimeoutMs: IDLE_TIMEOUT_MS,
+  dialTimeoutMs: DIAL_TIMEOUT_MS,
+  decodeRequest,
+  decodeResponse,
+  failure: f => f.kind === 'refused' && f.beforeHeader && f.code === 'not-found'
+    ? new ShardNotFoundError(`${f.peer}: ${f.reason ?? ''}`)
+    : new ShardFetchError(f.message)
 }
 
 /**
- * Asks `peer` for `req` and passes each received chunk to `onData` (the size
- * first to `onHeader`). Throws ShardNotFoundError if the peer does not have
- * it, ShardFetchError if it fails part-way, InvalidMessageError on a bad
- * frame, TimeoutError if the peer goes quiet.
+ * Asks `peer` for `req` and passes what arrives to `sink`, once the header's
+ * size is within what `req` allows. Throws ShardNotFoundError if the peer does
+ * not have it, ShardFetchError if it fails part-way, InvalidMessageError on a
+ * bad frame, TimeoutError if the peer goes quiet.
  */
-async function request (node: ShardNode, peer: PeerId | string, req: ShardRequest, onHeader: (size: number) => Promise<void> | void, onData: (bytes: Uint8Array) => Promise<void> | void, signal?: AbortSignal): Promise<number> {
-  const stream = await node.dialProtocol(toPeerId(peer), SHARD_PROTOCOL, { signal: signal ?? AbortSignal.timeout(DIAL_TIMEOUT_MS) })
-  try {
-    await stream.sink([prefixed(encodeRequest(req))])
-    const frames = decodeFrames(stream.source)
-    const first = await within(frames.next(), IDLE_TIMEOUT_MS, `${String(peer)}: waiting for the answer`, signal)
-    if (first.done === true) throw new ShardFetchError(`${String(peer)} closed the stream without answering`)
-    const head = decodeResponse(first.value)
-    if (head.type === 'error') {
-      if (head.code === 'not-found') throw new ShardNotFoundError(`${String(peer)}: ${head.reason}`)
-      throw new ShardFetchError(`${String(peer)}: ${head.code}: ${head.reason}`)
+async function request (node: ShardNode, peer: PeerId | string, req: ShardRequest, sink: Omit<PayloadSink<ShardHeader>, 'begin'>, signal?: AbortSignal): Promise<number> {
+  return await fetchPayload(node, peer, SHARD_TRANSFER, encodeRequest(req), {
+    ...sink,
+    begin: head => {
+      if (head.size > maxSize(req)) throw new InvalidMessageError(`announced size ${head.size} is over the limit of ${maxSize(req)}`)
+      return head.size
     }
-    if (head.type !== 'header') throw new InvalidMessageError('expected a header frame first')
-    if (head.size > maxSize(req)) throw new InvalidMessageError(`announced size ${head.size} is over the limit of ${maxSize(req)}`)
-    await onHeader(head.size)
-    let received = 0
-    while (received < head.size) {
-      const next = await within(frames.next(), IDLE_TIMEOUT_MS, `${String(peer)}: waiting for data`, signal)
-      if (next.done === true) throw new ShardFetchError(`${String(peer)} ended the stream after ${received} of ${head.size} bytes`)
-      const r = decodeResponse(next.value)
-      if (r.type === 'error') throw new ShardFetchError(`${String(peer)}: ${r.code}: ${r.reason}`)
-      if (r.type !== 'data') throw new InvalidMessageError('expected a data frame')
-      if (received + r.bytes.byteLength > head.size) throw new InvalidMessageError(`more bytes than the ${head.size} announced`)
-      received += r.bytes.byteLength
-      await onData(r.bytes)
-    }
-    await stream.close().catch(() => {})
-    return received
-  } catch (err) {
-    stream.abort(err as Error)
-    throw err
-  }
+  }, signal)
 }
 
 export interface FetchShardOptions {
@@ -104,30 +71,23 @@ export interface FetchShardOptions {
  */
 export async function fetchShard (node: ShardNode, peer: PeerId | string, sha256: string, destDir: string, signal?: AbortSignal, options: FetchShardOptions = {}): Promise<{ path: string, bytes: number }> {
   const dest = join(destDir, options.fileName ?? `${sha256}.arrow`)
-  const tmp = join(destDir, `.${sha256.slice(0, 16)}-${randomBytes(4).toString('hex')}.part`)
+  const tmp = new TempFiles(join(destDir, `.${sha256.slice(0, 16)}-${randomBytes(4).toString('hex')}.part`))
   const hash = createHash('sha256')
-  const file = await open(tmp, 'wx')
-  let closed = false
-  try {
-    let at = 0
-    const bytes = await request(node, peer, { kind: 'shard', sha256 }, () => {}, async data => {
+  const file = await tmp.create()
+  const bytes = await request(node, peer, { kind: 'shard', sha256 }, {
+    write: async (data, at) => {
       hash.update(data)
-      let done = 0
-      while (done < data.byteLength) done += (await file.write(data, done, data.byteLength - done, at + done)).bytesWritten
-      at += data.byteLength
-    }, signal)
-    const actual = hash.digest('hex')
-    if (actual !== sha256) throw new ShardHashMismatchError(`${String(peer)} sent a shard that hashes to ${actual}, not ${sha256}: discarded`, sha256, actual)
-    await file.sync()
-    await file.close()
-    closed = true
-    await rename(tmp, dest)
-    return { path: dest, bytes }
-  } catch (err) {
-    if (!closed) await file.close().catch(() => {})
-    await rm(tmp, { force: true })
-    throw err
-  }
+      await writeAll(file, data, 0, data.byteLength, at)
+    },
+    finish: async () => {
+      const actual = hash.digest('hex')
+      if (actual !== sha256) throw new ShardHashMismatchError(`${String(peer)} sent a shard that hashes to ${actual}, not ${sha256}: discarded`, sha256, actual)
+      await tmp.close({ sync: true })
+      await tmp.rename(dest)
+    },
+    discard: async () => { await tmp.discard() }
+  }, signal)
+  return { path: dest, bytes }
 }
 
 /**
@@ -140,7 +100,11 @@ export async function fetchDescription (node: ShardNode, peer: PeerId | string, 
   const dir = join(root, datasetId)
   if (existsSync(join(dir, DESCRIPTION_FILE))) return readDescription(dir, datasetId)
   const parts: Uint8Array[] = []
-  await request(node, peer, { kind: 'description', datasetId }, () => {}, data => { parts.push(data.slice()) }, signal)
+  await request(node, peer, { kind: 'description', datasetId }, {
+    write: data => { parts.push(data.slice()) },
+    finish: () => {},
+    discard: () => {}
+  }, signal)
   const text = Buffer.concat(parts).toString('utf8')
   let description: DatasetDescription
   try {
@@ -190,39 +154,19 @@ export interface FetchDatasetResult {
  */
 export async function fetchDataset (node: ShardNode, peers: Array<PeerId | string>, datasetId: string, dataDir: string, options: FetchDatasetOptions = {}): Promise<FetchDatasetResult> {
   const started = Date.now()
-  const causes: Array<{ peer: string, error: string }> = []
-  let description: DatasetDescription | undefined
-  for (const peer of peers) {
-    try {
-      description = await fetchDescription(node, peer, datasetId, dataDir, options.signal)
-      break
-    } catch (err) {
-      if (options.signal?.aborted === true) throw err
-      causes.push({ peer: String(peer), error: `${(err as Error).name}: ${(err as Error).message}` })
-    }
-  }
-  if (description === undefined) throw new ShardUnavailableError(`no peer could send the description of ${datasetId}`, causes)
+  const { value: description } = await fetchFromFirst(peers, async peer => await fetchDescription(node, peer, datasetId, dataDir, options.signal),
+    causes => new ShardUnavailableError(`no peer could send the description of ${datasetId}`, causes), options.signal)
   const dir = join(datasetsRoot(dataDir), datasetId)
   const wanted = new Set(options.shards !== undefined ? [...options.shards.map(i => description.shards[i]?.sha256), description.test.sha256] : allShards(description).map(s => s.sha256))
   const fetched: FetchDatasetResult['fetched'] = []
   for (const shard of missingShards(dir, description)) {
     if (!wanted.has(shard.sha256) || existsSync(shardPath(dir, shard))) continue
-    const tried: Array<{ peer: string, error: string }> = []
-    let ok = false
-    for (const peer of peers) {
-      try {
-        const r = await fetchShard(node, peer, shard.sha256, dir, options.signal, { fileName: shard.file })
-        const got = { sha256: shard.sha256, peer: String(peer), bytes: r.bytes }
-        fetched.push(got)
-        options.onShard?.(got)
-        ok = true
-        break
-      } catch (err) {
-        if (options.signal?.aborted === true) throw err
-        tried.push({ peer: String(peer), error: `${(err as Error).name}: ${(err as Error).message}` })
-      }
-    }
-    if (!ok) throw new ShardUnavailableError(`no peer could send shard ${shard.index} (${shard.sha256}) of ${datasetId}`, tried)
+    await fetchFromFirst(peers, async peer => {
+      const r = await fetchShard(node, peer, shard.sha256, dir, options.signal, { fileName: shard.file })
+      const got = { sha256: shard.sha256, peer: String(peer), bytes: r.bytes }
+      fetched.push(got)
+      options.onShard?.(got)
+    }, tried => new ShardUnavailableError(`no peer could send shard ${shard.index} (${shard.sha256}) of ${datasetId}`, tried), options.signal)
   }
   return { description, fetched, bytes: fetched.reduce((n, f) => n + f.bytes, 0), ms: Date.now() - started }
 }

@@ -15,7 +15,8 @@
  * drops a shard only while R other live keepers hold it.
  *
  * Files: index.ts (the service and what it serves), fetch.ts (the fetchers),
- * placement.ts (the rules), replication.ts (the service that applies them).
+ * placement.ts (the rules), replication.ts (the service that applies them);
+ * the serve and fetch loops are node/common/transfer.ts's, shared with node/models.
  *
  * Where this folder sits among the others: docs/architecture.md.
  *
@@ -31,16 +32,13 @@ import { open } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import type { Stream } from '@libp2p/interface'
-import { ProtocolHandler } from '../../protocols/common/index.ts'
-import {
-  CHUNK_BYTES, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, REQUEST_TIMEOUT_MS, SHARD_PROTOCOL,
-  decodeFrames, decodeRequest, encodeData, encodeError, encodeHeader, maxSize, prefixed
-} from '../../protocols/shard/index.ts'
-import type { ShardRequest } from '../../protocols/shard/index.ts'
+import { CHUNK_BYTES, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, SHARD_PROTOCOL, encodeHeader, maxSize } from '../../protocols/shard/index.ts'
+import type { ShardHeader, ShardRequest } from '../../protocols/shard/index.ts'
 import { DESCRIPTION_FILE, allShards, datasetsRoot, isDatasetId, readDescription, shardPath } from '../data/imported/index.ts'
 import type { DatasetDescription } from '../data/imported/index.ts'
-import { within } from './fetch.ts'
+import { TransferServer } from '../common/transfer.ts'
+import type { ServeAnswer } from '../common/transfer.ts'
+import { SHARD_TRANSFER } from './fetch.ts'
 import type { ShardNode } from './fetch.ts'
 
 export {
@@ -107,97 +105,55 @@ export interface ShardServiceInit {
   maxInboundStreams?: number
 }
 
-/** Serves this peer's shard files and descriptions on `/peer/shard/1.0.0`. */
-export class ShardService {
+/** Serves this peer's shard files and descriptions on `/peer/shard/1.0.0` (`served`, `bytesServed`: for status and benchmarks). */
+export class ShardService extends TransferServer<ShardRequest, ShardHeader> {
   private readonly components: ShardServiceComponents
-  private readonly handler: ProtocolHandler
-  /** Files served in full, and their bytes (for status and benchmarks). */
-  served = 0
-  bytesServed = 0
 
   constructor (components: ShardServiceComponents, init: ShardServiceInit = {}) {
-    this.components = components
-    this.handler = new ProtocolHandler(components.node, {
-      protocol: SHARD_PROTOCOL,
+    super(components.node, SHARD_TRANSFER, {
       maxInboundStreams: init.maxInboundStreams ?? MAX_INBOUND_STREAMS,
       maxOutboundStreams: MAX_OUTBOUND_STREAMS
-    }, ({ stream }) => { void this.serve(stream) })
+    }, components.logger)
+    this.components = components
   }
 
-  get isStarted (): boolean {
-    return this.handler.isStarted
-  }
-
-  async start (): Promise<void> {
-    await this.handler.start()
-  }
-
-  async stop (): Promise<void> {
-    await this.handler.stop()
-  }
-
-  private async serve (stream: Stream): Promise<void> {
-    const log = this.components.logger
-    let file: FileHandle | null = null
+  /** The file asked for, read in data frames of at most CHUNK_BYTES. */
+  protected async answer (req: ShardRequest): Promise<ServeAnswer> {
+    const path = req.kind === 'shard' ? this.components.store.shardPath(req.sha256) : this.components.store.descriptionPath(req.datasetId)
+    if (path === null) return { type: 'error', code: 'not-found', reason: req.kind === 'shard' ? `no shard ${req.sha256}` : `no data set ${req.datasetId}` }
+    let file: FileHandle
     try {
-      const req = await readRequest(stream)
-      if (req === null) {
-        await stream.sink([prefixed(encodeError('bad-request', 'expected one valid request frame'))])
-        return
-      }
-      const path = req.kind === 'shard' ? this.components.store.shardPath(req.sha256) : this.components.store.descriptionPath(req.datasetId)
-      if (path === null) {
-        await stream.sink([prefixed(encodeError('not-found', req.kind === 'shard' ? `no shard ${req.sha256}` : `no data set ${req.datasetId}`))])
-        return
-      }
-      try {
-        file = await open(path, 'r')
-      } catch (err) {
-        await stream.sink([prefixed(encodeError('unavailable', (err as Error).message))])
-        return
-      }
-      const size = (await file.stat()).size
-      if (size > maxSize(req)) {
-        await stream.sink([prefixed(encodeError('unavailable', `file of ${size} bytes is over the protocol's limit`))])
-        return
-      }
-      const handle = file
-      const self = this
-      await stream.sink((async function * () {
-        yield prefixed(encodeHeader(size))
+      file = await open(path, 'r')
+    } catch (err) {
+      return { type: 'error', code: 'unavailable', reason: (err as Error).message }
+    }
+    let size: number
+    try {
+      size = (await file.stat()).size
+    } catch (err) {
+      await file.close().catch(() => {})
+      throw err
+    }
+    if (size > maxSize(req)) {
+      await file.close().catch(() => {})
+      return { type: 'error', code: 'unavailable', reason: `file of ${size} bytes is over the protocol's limit` }
+    }
+    return {
+      type: 'payload',
+      header: encodeHeader(size),
+      chunks: (async function * () {
         let sent = 0
         while (sent < size) {
           // a fresh buffer per frame: the muxer may still hold the previous one
           const chunk = new Uint8Array(Math.min(CHUNK_BYTES, size - sent))
-          const { bytesRead } = await handle.read(chunk, 0, chunk.byteLength, sent)
+          const { bytesRead } = await file.read(chunk, 0, chunk.byteLength, sent)
           if (bytesRead === 0) throw new Error(`${path} shrank while being served`)
           sent += bytesRead
-          yield prefixed(encodeData(chunk.subarray(0, bytesRead)))
+          yield chunk.subarray(0, bytesRead)
         }
-        self.bytesServed += sent
-      })())
-      this.served++
-    } catch (err) {
-      log?.debug({ err: (err as Error).message }, 'shard stream ended with an error')
-      stream.abort(err as Error)
-    } finally {
-      await file?.close().catch(() => {})
+      })(),
+      close: async () => { await file.close() }
     }
-  }
-}
-
-/** The one request frame of a stream, or null if the first frame is not a valid request. */
-async function readRequest (stream: Stream): Promise<ShardRequest | null> {
-  const frames = decodeFrames(stream.source)
-  try {
-    const first = await within(frames.next(), REQUEST_TIMEOUT_MS, 'waiting for the request')
-    if (first.done === true) return null
-    return decodeRequest(first.value)
-  } catch (err) {
-    if ((err as Error).name === 'InvalidMessageError') return null
-    throw err
-  } finally {
-    void frames.return(undefined).catch(() => {})
   }
 }
 
