@@ -306,7 +306,7 @@ try {
   } else {
     log(`swarm: ${samplesPerSec} samples/s (median over ${window.toFixed(0)} s), ${(steps / window).toFixed(1)} steps/s; loss ${last.training?.loss?.toFixed(3) ?? '-'}`)
     for (const p of peers) {
-      log(`  ${p.peer}: holds ${p.heldShards}/${p.shards} training shards + test split = ${(p.heldBytes / GB).toFixed(3)} GB (${(p.heldFraction * 100).toFixed(0)}% of ${(totalBytes / GB).toFixed(2)} GB), fetched ${mbOf(p.fetchedBytes)}, dropped ${p.dropped} shards; peak RSS ${mbOf(p.peakRss)} (now ${mbOf(p.rss)}); step: compute ${p.timing?.computeMs ?? '-'} ms, reduce ${p.timing?.reduceMs ?? '-'} ms, apply ${p.timing?.applyMs ?? '-'} ms`)
+      log(`  ${p.peer}: holds ${p.heldShards}/${p.shards} training shards + test split = ${(p.heldBytes / GB).toFixed(3)} GB (${(p.heldFraction * 100).toFixed(0)}% of ${(totalBytes / GB).toFixed(2)} GB), fetched ${mbOf(p.fetchedBytes)} of training shards, dropped ${p.dropped} shards; peak RSS ${mbOf(p.peakRss)} (now ${mbOf(p.rss)}); step: compute ${p.timing?.computeMs ?? '-'} ms, reduce ${p.timing?.reduceMs ?? '-'} ms, apply ${p.timing?.applyMs ?? '-'} ms`)
     }
     log(wholeHolders.length === 0 ? `no peer holds the whole data set (R = ${replicas}: about R/N = ${(replicas / n * 100).toFixed(0)}% of the training shards each)` : `${wholeHolders.map(p => p.peer).join(', ')} hold(s) the whole data set`)
     log(minCopies >= replicas ? `every training shard is on >= ${replicas} peers' disks (fewest copies: ${minCopies})` : `a training shard has only ${minCopies} copies on disk (R = ${replicas})`)
