@@ -26,6 +26,19 @@ export class TimeoutError extends Error {
   override name = 'TimeoutError'
 }
 
+/**
+ * No peer asked could provide what was fetched; `causes` says what each one answered. Each transfer protocol
+ * names its own (ModelUnavailableError, ShardUnavailableError), so callers test `err.name`.
+ */
+export class UnavailableError extends Error {
+  override name = 'UnavailableError'
+  readonly causes: Array<{ peer: string, error: string }>
+  constructor (message: string, causes: Array<{ peer: string, error: string }>) {
+    super(message)
+    this.causes = causes
+  }
+}
+
 /** A service or transport used before `start()` or after `stop()`. */
 export class NotStartedError extends Error {
   override name = 'NotStartedError'

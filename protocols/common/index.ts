@@ -1,6 +1,7 @@
 /**
  * What the wire protocols share (see docs/architecture.md): the error classes every one of them throws
- * (`InvalidMessageError` for any input that is not a valid message, `TimeoutError`, `NotStartedError`), the
+ * (`InvalidMessageError` for any input that is not a valid message, `TimeoutError`, `NotStartedError`; `UnavailableError`,
+ * the base of the transfer protocols' "no peer could send it"), the
  * bounded length-prefixed framing (`framing.ts`), and `ProtocolHandler`, the start/stop/isStarted of a
  * service that registers one protocol's handler (`service.ts`), and the frames the transfer protocols (shard,
  * model) share: data, error and the answer's decoder (`transfer.ts`). Protocols re-export the errors from their
@@ -13,7 +14,7 @@
  * const frame = await readFrame(stream.source, MAX_REQUEST_BYTES) // InvalidMessageError ('too-large') before buffering an oversized frame
  * await writeFrames(stream, answer)
  */
-export { InvalidMessageError, NotStartedError, TimeoutError } from './errors.ts'
+export { InvalidMessageError, NotStartedError, TimeoutError, UnavailableError } from './errors.ts'
 export type { InvalidMessageKind } from './errors.ts'
 export { FrameDecoder, decodeFrames, encodeLengthPrefix, framed, prefixed, readFrame, writeFrames } from './framing.ts'
 export type { ByteSource, Framed } from './framing.ts'

@@ -3,6 +3,8 @@
  * bad field). TimeoutError: a wait that took longer than its limit (a dial, the request, the next frame).
  * NotStartedError: a service used before `start()` or after `stop()`.
  */
+import { UnavailableError } from '../common/index.ts'
+
 export { InvalidMessageError, NotStartedError, TimeoutError, type InvalidMessageKind } from '../common/index.ts'
 
 /** The asked peer does not hold what was asked for: ask another. */
@@ -28,11 +30,6 @@ export class ShardFetchError extends Error {
 }
 
 /** No peer asked could provide it. `causes` says what each one answered. */
-export class ShardUnavailableError extends Error {
+export class ShardUnavailableError extends UnavailableError {
   override name = 'ShardUnavailableError'
-  readonly causes: Array<{ peer: string, error: string }>
-  constructor (message: string, causes: Array<{ peer: string, error: string }>) {
-    super(message)
-    this.causes = causes
-  }
 }
