@@ -111,15 +111,16 @@ export class CatchUp {
    * Fetches the swarm's state from the members ahead (all of them in parallel) and adopts it. With
    * `fallback` (a peer left out of a round), members that rank as this peer does are donors too, never a
    * lower rank's; without (no quorum of its group), only a state that wins is fetched. None: nothing to do.
+   * `signal` cancels the fetch (the trainer machine stopped).
    */
-  async run (why: string, fallback = true): Promise<void> {
+  async run (why: string, fallback = true, signal?: AbortSignal): Promise<void> {
     const { network, trainer, rounds, logger: log } = this.components
     if (this.components.stopping()) return
     let donors = this.othersAhead()
     if (donors.length === 0 && fallback) donors = this.candidates().filter(c => compareRank(c.rank, this.myRank()) >= 0).map(c => c.peer)
     if (donors.length === 0) return
     log.info({ why, donors: donors.length, round: trainer.progress.round }, 'fetching the swarm\'s state')
-    const result = await fetchState({ network, donors, logger: log })
+    const result = await fetchState({ network, donors, signal, logger: log })
     if (result.checkpoint.jobId !== trainer.jobId) throw new Error(`donors sent state of job ${result.checkpoint.jobId}`)
     const theirs = rankOf(result.checkpoint.progress.group ?? null, result.checkpoint.progress.round)
     const before = this.myRank()

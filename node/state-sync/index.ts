@@ -229,7 +229,9 @@ class DonorSession {
   }
 
   static async open (network: Network, peer: string, signal?: AbortSignal): Promise<DonorSession> {
-    const stream = await network.node.dialProtocol(peerIdFromString(peer), STATE_SYNC_PROTOCOL, { signal: signal ?? AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
+    // the caller's signal cancels the dial; the timeout bounds it either way
+    const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS)
+    const stream = await network.node.dialProtocol(peerIdFromString(peer), STATE_SYNC_PROTOCOL, { signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]) })
     return new DonorSession(peer, framed(stream, MAX_FRAME_BYTES))
   }
 
