@@ -137,11 +137,11 @@ export class Peer extends EventEmitter<PeerEvents> {
             put: async (key, value) => { await this.binary().put(key, value) }
           }),
           {
-            allReduce: async (vector, samples) => await this.runRound(vector, samples),
-            resync: async () => {
+            allReduce: async (vector, samples, signal) => await this.runRound(vector, samples, signal),
+            resync: async signal => {
               // without a quorum only a state that wins over this peer's is worth fetching (none: wait and retry)
-              if (this.partitioned) await this.requireCatchUp().run('no quorum of its group', false)
-              else await this.requireCatchUp().run('left out of a round')
+              if (this.partitioned) await this.requireCatchUp().run('no quorum of its group', false, signal)
+              else await this.requireCatchUp().run('left out of a round', true, signal)
             },
             onEvaluation: e => {
               log.info({ epoch: e.epoch, step: e.step, loss: e.loss, accuracy: e.accuracy }, 'evaluation')
@@ -350,9 +350,10 @@ export class Peer extends EventEmitter<PeerEvents> {
   /**
    * The trainer's `allReduce` hook: takes part in the trainer's current round with this update vector (the
    * rounds decide with whom) and returns the sum; null when the round went ahead without this peer or it holds
-   * no quorum of its group: the trainer then catches up instead.
+   * no quorum of its group: the trainer then catches up instead. `signal` (the trainer machine stopped) ends
+   * the rounds' wait for the round.
    */
-  private async runRound (vector: Float32Array, samples: number): Promise<Float32Array | null> {
+  private async runRound (vector: Float32Array, samples: number, signal: AbortSignal): Promise<Float32Array | null> {
     const trainer = this.requireTrainer()
     if (this.catchUp?.behind === true) return null
     const result = await this.requireRounds().round({
@@ -361,7 +362,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       weightsHash: () => trainer.weightsHash(),
       samples,
       step: trainer.progress.step
-    })
+    }, signal)
     this.partitioned = !result.ok && result.outcome === 'partitioned'
     if (!result.ok) return null
     trainer.progress.group = result.group

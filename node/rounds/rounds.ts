@@ -358,10 +358,12 @@ export class Rounds extends EventEmitter<RoundsEvents> {
    * In a stable group (the members of the last agreed group are exactly the live members, none suspected or
    * excluded, nobody asked for an agreement) the ring starts at once with the group's members (attempt 0);
    * otherwise, or when that ring fails, the members agree on a new group over gossip (attempts 1, 2, …).
+   * `signal` ends the wait for the round (the trainer stopped): the outcome is then `cancelled`.
    */
   async round (req: RoundRequest, signal?: AbortSignal): Promise<RoundOutcome> {
     const { network, logger } = this.components
     const self = network.peerId
+    if (signal?.aborted === true) return { ok: false, outcome: 'cancelled', members: [] }
     this.setRound(req.round)
     this.behindRound = null
     const later = [...this.inbox.keys()].filter(r => r > req.round)
@@ -452,6 +454,8 @@ export class Rounds extends EventEmitter<RoundsEvents> {
 
   /** A round whose members are agreed first (ready → proposal), starting a new group. */
   private async agree (req: RoundRequest, signal?: AbortSignal): Promise<RoundOutcome> {
+    // (a signal that fires from here on cancels the agreement: the listener is added before the next await)
+    if (signal?.aborted === true) return { ok: false, outcome: 'cancelled', members: [] }
     const { network, ring, logger } = this.components
     const self = network.peerId
     const live = this.components.liveMembers()

@@ -31,10 +31,11 @@ export interface TrainerHooks {
    * count, then the count: `Trainer.flattenUpdate`, `Trainer.deltaVector`) with the swarm's; alone, the
    * identity. Null when the round went ahead without this peer, or this peer may not advance (no quorum).
    * The sum is the trainer's until the next call: it is averaged in place (no model-sized copy).
+   * `signal` fires when the trainer machine is stopped: the wait for the round ends (the result is not used).
    */
-  allReduce?: (vector: Float32Array, samples: number) => Promise<Float32Array | null>
-  /** Brings a peer that fell behind to the swarm's state. */
-  resync?: () => Promise<void>
+  allReduce?: (vector: Float32Array, samples: number, signal: AbortSignal) => Promise<Float32Array | null>
+  /** Brings a peer that fell behind to the swarm's state; `signal` as for allReduce. */
+  resync?: (signal: AbortSignal) => Promise<void>
   onEvaluation?: (evaluation: Evaluation) => void
   onCheckpoint?: (step: number) => void
 }
@@ -63,7 +64,7 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
         localSamples = update.samples
         getTrainer().timing.record('compute', performance.now() - t)
       }),
-      reduceGradients: fromPromise(async () => {
+      reduceGradients: fromPromise(async ({ signal }) => {
         if (update === null || hooks.allReduce === undefined) return { resync: false }
         const trainer = getTrainer()
         const { loss, samples } = update
@@ -71,7 +72,7 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
         for (const g of update.grads) g.dispose()
         update = null
         const t = performance.now()
-        const sum = await hooks.allReduce(vector, samples)
+        const sum = await hooks.allReduce(vector, samples, signal)
         trainer.timing.record('reduce', performance.now() - t)
         if (sum === null) return { resync: true }
         // the sum is the rounds' (refilled next round, after this update is applied): averaged in place
@@ -79,18 +80,18 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
         localSamples = samples
         return { resync: false }
       }),
-      averageDeltas: fromPromise<{ resync: boolean, report?: StepReport }, void>(async () => {
+      averageDeltas: fromPromise<{ resync: boolean, report?: StepReport }, void>(async ({ signal }) => {
         const trainer = getTrainer()
         const vector = trainer.deltaVector()
         const t = performance.now()
-        const sum = hooks.allReduce !== undefined ? await hooks.allReduce(vector, trainer.progress.sinceSyncSamples ?? 0) : vector
+        const sum = hooks.allReduce !== undefined ? await hooks.allReduce(vector, trainer.progress.sinceSyncSamples ?? 0, signal) : vector
         trainer.timing.record('reduce', performance.now() - t)
         if (sum === null) return { resync: true }
         trainer.applyOuter(sum)
         return { resync: false, report: report(trainer) }
       }),
-      resync: fromPromise(async () => {
-        await hooks.resync?.()
+      resync: fromPromise(async ({ signal }) => {
+        await hooks.resync?.(signal)
         return report(getTrainer())
       }),
       apply: fromPromise(async () => {
