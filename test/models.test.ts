@@ -174,7 +174,6 @@ test('batch-norm moving statistics are state: unchanged by computing, set when t
     assert.equal(trainer.weightsHash(), hash)
     // the swarm's path: flattened, summed (here alone), unflattened, applied
     const vector = trainer.flattenUpdate(update)
-    for (const g of update.grads) g.dispose()
     trainer.applyUpdate(trainer.unflattenUpdate(vector, update.loss), update.samples)
     const after = state.map(v => Array.from(v.dataSync()))
     assert.notDeepEqual(after, before, 'applying the update moves the statistics')

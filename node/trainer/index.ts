@@ -50,7 +50,11 @@ function report (trainer: Trainer): StepReport {
   }
 }
 
-/** The trainer machine, its work done by the Trainer `getTrainer` returns when it starts, its checkpoints kept in `checkpoints`. */
+/**
+ * The trainer machine, its work done by the Trainer `getTrainer` returns when it starts, its checkpoints kept in
+ * `checkpoints`. This code only moves the update and its vectors between the Trainer and the hooks: converting
+ * tensors to vectors and back, and disposing tensors, is the Trainer's (see `Update`).
+ */
 export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: CheckpointStore, hooks: TrainerHooks = {}) {
   let update: Update | null = null
   /** Samples of this peer's own batch in `update` (after a reduction `update.samples` is the swarm's). */
@@ -68,8 +72,8 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
         if (update === null || hooks.allReduce === undefined) return { resync: false }
         const trainer = getTrainer()
         const { loss, samples } = update
+        // the update's tensors end here (flattenUpdate disposes them): from now on the step is vectors
         const vector = trainer.flattenUpdate(update)
-        for (const g of update.grads) g.dispose()
         update = null
         const t = performance.now()
         const sum = await hooks.allReduce(vector, samples, signal)

@@ -18,7 +18,11 @@ import { CheckpointMismatchError } from './errors.ts'
 
 export type { Evaluation, Progress } from './progress.ts'
 
-/** One local update, ready to be applied (or, in a swarm, reduced first). */
+/**
+ * One local update, ready to be applied (or, in a swarm, reduced first). Its tensors are the Trainer's: the
+ * Trainer owns tensor ↔ vector and every disposal on the step path (`flattenUpdate` and `applyUpdate` dispose
+ * the update they are given; callers only move the update and the vectors between them).
+ */
 export interface Update {
   grads: tf.Tensor[]
   loss: number
@@ -363,7 +367,8 @@ export class Trainer {
   /**
    * An update as one vector for the all-reduce: every gradient times the
    * sample count, then the sample count itself, so that the sum over members
-   * divided by its last element is the sample-weighted average.
+   * divided by its last element is the sample-weighted average. The update's
+   * tensors are disposed (the vector replaces them).
    */
   flattenUpdate (update: Update): Float32Array {
     // one buffer, reused step after step: a vector-sized array per step is external memory that drives V8's
@@ -378,6 +383,7 @@ export class Trainer {
       offset += values.length
     }
     out[offset] = update.samples
+    for (const g of update.grads) g.dispose()
     return out
   }
 
