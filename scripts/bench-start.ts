@@ -1,7 +1,7 @@
 /**
  * `npm start` alone and as a swarm: wall time to the single peer's test accuracy.
  *
- *   npm run bench:start -- [--peers 1,3] [--target ACC] [--swarm-epochs N] [--json] [-- <job flags for npm start>]
+ *   npm run bench:start -- [--peers 1,3] [--target ACC] [--swarm-epochs N] [--swarm-lr RATE] [--json] [-- <job flags for npm start>]
  *
  * Runs `node scripts/start.ts --peers N` (exactly what `npm start` runs) once per swarm size, in order, on fresh
  * data dirs, and times from its launch: the first peer training, every peer in one ring, each epoch's test
@@ -9,7 +9,8 @@
  * accuracy (the single peer's, with the default `--peers 1,3`) unless `--target` gives one; each run then reports
  * the wall time at which its first peer's test accuracy first reached it, or that it did not. `--swarm-epochs N`
  * gives the runs with more than one peer N epochs (the job otherwise: a swarm of N trains like one machine with an
- * N-times larger batch, so it may need more epochs to reach the same accuracy).
+ * N-times larger batch, so it may need more epochs to reach the same accuracy); `--swarm-lr RATE` gives them
+ * another learning rate (the larger batch's usual remedy: scale the rate with it).
  *
  * While a run trains, every peer's `peer status --json` is polled once a second, for where the time goes: the
  * phases (starting, joining, syncing, training) of each peer, the swarm samples/s, the step split
@@ -29,6 +30,7 @@ const { values: args, positionals } = parseArgs({
     peers: { type: 'string', default: '1,3' },
     target: { type: 'string' },
     'swarm-epochs': { type: 'string' },
+    'swarm-lr': { type: 'string' },
     json: { type: 'boolean', default: false }
   },
   allowPositionals: true
@@ -46,6 +48,11 @@ if (fixedTarget !== null && !(fixedTarget > 0 && fixedTarget <= 1)) {
 const swarmEpochs = args['swarm-epochs'] !== undefined ? Number(args['swarm-epochs']) : null
 if (swarmEpochs !== null && !(Number.isInteger(swarmEpochs) && swarmEpochs >= 1)) {
   process.stderr.write(`bench-start: --swarm-epochs ${args['swarm-epochs']} is not a whole number >= 1\n`)
+  process.exit(2)
+}
+const swarmLr = args['swarm-lr'] !== undefined ? Number(args['swarm-lr']) : null
+if (swarmLr !== null && !(swarmLr > 0)) {
+  process.stderr.write(`bench-start: --swarm-lr ${args['swarm-lr']} is not a positive rate\n`)
   process.exit(2)
 }
 const startScript = join(import.meta.dirname, 'start.ts')
@@ -99,7 +106,7 @@ function lastAllReduceMs (s: Status): number | null {
 
 async function run (n: number, target: number | null): Promise<Run> {
   const before = loadavg()
-  const extra = n > 1 && swarmEpochs !== null ? ['--epochs', String(swarmEpochs)] : []
+  const extra = n > 1 ? [...(swarmEpochs !== null ? ['--epochs', String(swarmEpochs)] : []), ...(swarmLr !== null ? ['--lr', String(swarmLr)] : [])] : []
   const t0 = performance.now()
   const at = (): number => Math.round((performance.now() - t0) / 100) / 10
   const child = spawn(process.execPath, [startScript, '--peers', String(n), ...positionals, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -192,7 +199,7 @@ log(`bench-start: ${cpus().length} CPUs, load ${loadavg().map(l => l.toFixed(2))
 const runs: Run[] = []
 let target = fixedTarget
 for (const n of sizes) {
-  log(`npm start -- --peers ${n}${n > 1 && swarmEpochs !== null ? ` --epochs ${swarmEpochs}` : ''} ${positionals.join(' ')}`)
+  log(`npm start -- --peers ${n}${n > 1 && swarmEpochs !== null ? ` --epochs ${swarmEpochs}` : ''}${n > 1 && swarmLr !== null ? ` --lr ${swarmLr}` : ''} ${positionals.join(' ')}`)
   const r = await run(n, target)
   if (target === null && r.finalAccuracy !== null) {
     target = r.finalAccuracy
