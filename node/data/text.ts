@@ -87,6 +87,50 @@ export function forEachNgram (text: string, buckets: number, visit: (bucket: num
   }
 }
 
+const utf8 = new TextDecoder()
+
+/**
+ * `forEachNgram` of the text whose UTF-8 bytes are `bytes[start, end)`, with
+ * the same calls. An ASCII document is cut into words and hashed on its bytes
+ * (in ASCII, a letter or digit is [A-Za-z0-9], lower case is +32, and a byte
+ * is a UTF-16 code unit), without making a string; any other is decoded and
+ * given to `forEachNgram`.
+ */
+export function forEachNgramUtf8 (bytes: Uint8Array, start: number, end: number, buckets: number, visit: (bucket: number) => void): void {
+  const stop = Math.min(end, start + MAX_TEXT_CHARS)
+  for (let i = start; i < end; i++) {
+    if (bytes[i] >= 0x80) {
+      forEachNgram(utf8.decode(bytes.subarray(start, end)), buckets, visit)
+      return
+    }
+  }
+  const mask = buckets - 1
+  let prev = -1
+  let i = start
+  while (i < stop) {
+    let c = bytes[i]
+    if (!isAsciiWordByte(c)) { i++; continue }
+    const from = i
+    let h = FNV_OFFSET
+    while (i < stop && isAsciiWordByte(c = bytes[i])) {
+      h = Math.imul(h ^ (c >= 0x41 && c <= 0x5a ? c + 32 : c), FNV_PRIME)
+      i++
+    }
+    if (i - from > MAX_WORD_CHARS) {
+      prev = -1
+      continue
+    }
+    h = h >>> 0
+    visit(h & mask)
+    if (prev !== -1) visit(mixPair(prev, h) & mask)
+    prev = h
+  }
+}
+
+function isAsciiWordByte (c: number): boolean {
+  return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39)
+}
+
 /**
  * Term counts of one document into a scratch vector; returns the buckets
  * touched (each once). The caller zeroes them again after use.

@@ -12,7 +12,8 @@
  * on a LAN, where size matters less than simplicity.
  *
  * A shard's columns are the description's non-ignored columns, in order:
- * numeric → Float64, categorical and label → Dictionary<Int32, Utf8> whose
+ * numeric → Float64 (or, where the description's `storage` says so, Uint8,
+ * Uint16 or Int32: language-model tokens), categorical and label → Dictionary<Int32, Utf8> whose
  * dictionary is the description's categories (so the index is the one-hot
  * position or class index), text → Utf8. No nulls: missing values were
  * dropped or filled before writing.
@@ -21,19 +22,46 @@ import { createHash } from 'node:crypto'
 import type { Hash } from 'node:crypto'
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs'
 import {
-  AsyncByteQueue, Dictionary, Field, Float64, Int32, RecordBatch, RecordBatchFileWriter, Schema, Struct, Utf8,
+  AsyncByteQueue, Dictionary, Field, Float64, Int32, RecordBatch, RecordBatchFileWriter, Schema, Struct, Uint16, Uint8, Utf8,
   makeData, tableFromIPC, vectorFromArray
 } from 'apache-arrow'
-import type { Data, Table, Vector } from 'apache-arrow'
+import type { Data, DataType, Table, Vector } from 'apache-arrow'
 import type { ColumnDescription } from './description.ts'
-import type { CleanRow } from './stats.ts'
+import type { CleanRow, StatsAccumulator } from './stats.ts'
 
 /** Rows per record batch: large enough that per-batch overhead vanishes, small enough to bound what a writer buffers. */
 export const BATCH_ROWS = 8192
-/** A writer also flushes once its buffered text reaches this many characters (long documents). */
-export const BATCH_TEXT_CHARS = 4 * 1024 * 1024
+/** A writer also flushes once its buffered text reaches this many bytes (long documents). */
+export const BATCH_TEXT_BYTES = 4 * 1024 * 1024
 
-type StoredColumn = Pick<ColumnDescription, 'name' | 'type' | 'categories'>
+type StoredColumn = Pick<ColumnDescription, 'name' | 'type' | 'categories' | 'storage'>
+
+/** A text column's rows as UTF-8: row i is `data[offsets[i], offsets[i + 1])` (Arrow's Utf8 layout). */
+export interface Utf8Column {
+  offsets: Int32Array
+  data: Uint8Array
+}
+
+/** A numeric column as stored: float64, or narrower integers (`storage`). */
+export type NumericArray = Float64Array | Uint8Array | Uint16Array | Int32Array
+
+/**
+ * Cleaned rows as columns, indexed like the description's columns (null where
+ * ignored): numeric → a number array, categorical and label → Int32Array of
+ * category indices, text → each row's UTF-8 bytes.
+ */
+export type CleanColumns = ReadonlyArray<ArrayLike<number> | ReadonlyArray<Uint8Array> | null>
+
+/** One buffered batch of a shard, indexed like the shard's stored columns. */
+export type BatchColumns = Array<NumericArray | Int32Array | Utf8Column>
+
+function numericType (storage: StoredColumn['storage']): DataType {
+  return storage === 'uint8' ? new Uint8() : storage === 'uint16' ? new Uint16() : storage === 'int32' ? new Int32() : new Float64()
+}
+
+function numericArray (storage: StoredColumn['storage'], n: number): NumericArray {
+  return storage === 'uint8' ? new Uint8Array(n) : storage === 'uint16' ? new Uint16Array(n) : storage === 'int32' ? new Int32Array(n) : new Float64Array(n)
+}
 
 /** The Arrow schema of a shard and the dictionaries of its categorical columns. */
 export class ShardSchema {
@@ -53,7 +81,7 @@ export class ShardSchema {
       this.columns.push(c)
       this.source.push(i)
       if (c.type === 'numeric') {
-        fields.push(new Field(c.name, new Float64(), false))
+        fields.push(new Field(c.name, numericType(c.storage), false))
         this.dictionaries.push(null)
       } else if (c.type === 'text') {
         fields.push(new Field(c.name, new Utf8(), false))
@@ -66,21 +94,27 @@ export class ShardSchema {
     this.schema = new Schema(fields)
   }
 
-  /** A record batch from column buffers (one per stored column). */
-  batch (buffers: ColumnBuffers, length: number): RecordBatch {
+  /** Empty buffers for one batch. */
+  buffers (): BatchColumns {
+    return this.columns.map(c => c.type === 'numeric' ? numericArray(c.storage, BATCH_ROWS) : c.type === 'text' ? { offsets: new Int32Array(BATCH_ROWS + 1), data: new Uint8Array(64 * 1024) } : new Int32Array(BATCH_ROWS))
+  }
+
+  /** A record batch of the first `length` rows of `buffers` (copied: the buffers are reused). */
+  batch (buffers: BatchColumns, length: number): RecordBatch {
     const fields = this.schema.fields
     const children: Data[] = fields.map((f, k) => {
       const c = this.columns[k]
       const buf = buffers[k]
-      if (c.type === 'numeric') return makeData({ type: new Float64(), length, nullCount: 0, data: (buf as Float64Array).slice(0, length) })
-      if (c.type === 'text') return vectorFromArray((buf as string[]).slice(0, length), new Utf8()).data[0]
+      if (c.type === 'numeric') return makeData({ type: f.type, length, nullCount: 0, data: (buf as NumericArray).slice(0, length) } as never)
+      if (c.type === 'text') {
+        const { offsets, data } = buf as Utf8Column
+        return makeData({ type: new Utf8(), length, nullCount: 0, valueOffsets: offsets.slice(0, length + 1), data: data.slice(0, offsets[length]) })
+      }
       return makeData({ type: f.type as Dictionary<Utf8, Int32>, length, nullCount: 0, data: (buf as Int32Array).slice(0, length), dictionary: this.dictionaries[k] as Vector<Utf8> })
     })
     return new RecordBatch(this.schema, makeData({ type: new Struct(fields), length, nullCount: 0, children }))
   }
 }
-
-type ColumnBuffers = Array<Float64Array | Int32Array | string[]>
 
 /** Receives the IPC bytes as the writer produces them: straight to the file, and through the hash. */
 class FileSink extends AsyncByteQueue {
@@ -111,59 +145,105 @@ export interface WrittenShard {
   sha256: string
 }
 
+const encoder = new TextEncoder()
+
 /**
- * Appends cleaned rows to one shard file, a record batch at a time; memory is
- * one batch. Writes are synchronous: an import writes several shards in
- * turn, and a blocking write keeps each one's memory bounded without
- * back-pressure plumbing.
+ * Appends cleaned rows to one shard file, a record batch at a time, into
+ * column buffers; memory is one batch. Each full batch goes to `stats` (when
+ * given) and then to the file. Writes are synchronous: an import writes
+ * several shards in turn, and a blocking write keeps each one's memory
+ * bounded without back-pressure plumbing.
  */
 export class ShardWriter {
   readonly path: string
   private readonly shape: ShardSchema
+  private readonly stats: StatsAccumulator | null
   private readonly fd: number
   private readonly sink: FileSink
   private readonly writer: RecordBatchFileWriter
-  private readonly buffers: ColumnBuffers
+  private readonly buffers: BatchColumns
+  /** Per stored column: 0 numeric, 1 categorical or label, 2 text. */
+  private readonly kinds: Uint8Array
   private buffered = 0
-  private textChars = 0
   rows = 0
 
-  constructor (path: string, shape: ShardSchema) {
+  constructor (path: string, shape: ShardSchema, stats: StatsAccumulator | null = null) {
     this.path = path
     this.shape = shape
+    this.stats = stats
     this.fd = openSync(path, 'wx')
     this.sink = new FileSink(this.fd)
     this.writer = new RecordBatchFileWriter()
     this.writer.reset(this.sink as unknown as Parameters<RecordBatchFileWriter['reset']>[0], shape.schema)
-    this.buffers = shape.columns.map(c => c.type === 'numeric' ? new Float64Array(BATCH_ROWS) : c.type === 'text' ? [] : new Int32Array(BATCH_ROWS))
+    this.buffers = shape.buffers()
+    this.kinds = Uint8Array.from(shape.columns, c => c.type === 'numeric' ? 0 : c.type === 'text' ? 2 : 1)
   }
 
   /** `row` is indexed like the description's columns (see CleanRow). */
   append (row: CleanRow): void {
     const i = this.buffered
-    const { source, columns } = this.shape
-    for (let k = 0; k < columns.length; k++) {
+    const { source } = this.shape
+    for (let k = 0; k < source.length; k++) {
       const v = row[source[k]]
-      const buf = this.buffers[k]
-      if (columns[k].type === 'text') {
+      if (this.kinds[k] === 2) {
         const s = v as string
-        ;(buf as string[])[i] = s
-        this.textChars += s.length
+        const t = this.textRoom(k, s.length * 3)
+        t.offsets[i + 1] = t.offsets[i] + encoder.encodeInto(s, t.data.subarray(t.offsets[i])).written
       } else {
-        (buf as Float64Array | Int32Array)[i] = v as number
+        (this.buffers[k] as NumericArray)[i] = v as number
       }
     }
+    this.appended()
+  }
+
+  /** Row `i` of `columns` (indexed like the description's columns). */
+  appendFrom (columns: CleanColumns, i: number): void {
+    const at = this.buffered
+    const { source } = this.shape
+    for (let k = 0; k < source.length; k++) {
+      const from = columns[source[k]]
+      if (this.kinds[k] === 2) {
+        const bytes = (from as ReadonlyArray<Uint8Array>)[i]
+        const t = this.textRoom(k, bytes.length)
+        t.data.set(bytes, t.offsets[at])
+        t.offsets[at + 1] = t.offsets[at] + bytes.length
+      } else {
+        (this.buffers[k] as NumericArray)[at] = (from as ArrayLike<number>)[i]
+      }
+    }
+    this.appended()
+  }
+
+  /** Text column k's buffer with room for `more` bytes after the buffered rows. */
+  private textRoom (k: number, more: number): Utf8Column {
+    const t = this.buffers[k] as Utf8Column
+    const need = t.offsets[this.buffered] + more
+    if (need > t.data.length) {
+      const grown = new Uint8Array(Math.max(need, t.data.length * 2))
+      grown.set(t.data.subarray(0, t.offsets[this.buffered]))
+      t.data = grown
+    }
+    return t
+  }
+
+  private appended (): void {
     this.buffered++
     this.rows++
-    if (this.buffered === BATCH_ROWS || this.textChars >= BATCH_TEXT_CHARS) this.flush()
+    if (this.buffered === BATCH_ROWS || this.textBytes() >= BATCH_TEXT_BYTES) this.flush()
+  }
+
+  private textBytes (): number {
+    let n = 0
+    for (let k = 0; k < this.kinds.length; k++) if (this.kinds[k] === 2) n += (this.buffers[k] as Utf8Column).offsets[this.buffered]
+    return n
   }
 
   private flush (): void {
-    if (this.buffered === 0) return
-    this.writer.write(this.shape.batch(this.buffers, this.buffered))
-    for (const b of this.buffers) if (Array.isArray(b)) b.length = 0
+    const n = this.buffered
+    if (n === 0) return
+    this.stats?.addBatch(this.shape.source, this.buffers, n)
+    this.writer.write(this.shape.batch(this.buffers, n))
     this.buffered = 0
-    this.textChars = 0
   }
 
   /** Writes the last batch and the file footer, closes the file. */
@@ -200,12 +280,12 @@ export function dictionaryIndices (vec: Vector): Int32Array {
   return out
 }
 
-/** The float64 values of a numeric column (see dictionaryIndices on the chunks' offsets). */
+/** The values of a numeric column as float64, whatever its stored type (see dictionaryIndices on the chunks' offsets). */
 export function float64Values (vec: Vector): Float64Array {
   const out = new Float64Array(vec.length)
   let at = 0
   for (const data of vec.data) {
-    out.set((data.values as Float64Array).subarray(0, data.length), at)
+    out.set((data.values as NumericArray).subarray(0, data.length), at)
     at += data.length
   }
   return out

@@ -42,6 +42,11 @@ const columnSchema = z.object({
    * that the variance of a column far from zero does not cancel away in floating point.
    */
   shift: z.number().optional(),
+  /**
+   * Numeric columns of small integers stored narrower than float64 (language-model tokens); absent: float64.
+   * Readers give the same values either way.
+   */
+  storage: z.enum(['uint8', 'uint16', 'int32']).optional(),
   /** Input rows where the value was missing (counted before any row was dropped). */
   missing: count,
   /** Why a column is ignored, when it was not asked for. */

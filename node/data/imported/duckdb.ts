@@ -40,7 +40,7 @@
  */
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
-import type { DuckDBConnection, DuckDBDataChunk, DuckDBInstance } from '@duckdb/node-api'
+import type { DuckDBBlobVector, DuckDBConnection, DuckDBInstance, DuckDBVector } from '@duckdb/node-api'
 import { MalformedInputError, UnusableInputError } from './errors.ts'
 import { MAX_CLASSES, fillIndices } from './engine.ts'
 import type { EngineReport, Profile, Scan, ScanSettings } from './engine.ts'
@@ -254,44 +254,53 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
       droppedDuplicates,
       kept,
       lastLine,
-      write: async (described, emit) => {
-        // categories as ENUMs, so DuckDB hands over each value's index (its one-hot position, its class)
+      write: async (described, sink) => {
+        // categories as ENUMs, so DuckDB hands over each value's index (its one-hot position, its class); missing
+        // values filled here, so that every column comes out without nulls, as a typed array
+        const fillIndex = fillIndices(described)
         const exprs: string[] = []
         const at: number[] = []
+        const kinds: Array<'number' | 'code' | 'text'> = []
         for (let i = 0; i < described.length; i++) {
           const col = described[i]
           if (col.type === 'ignored') continue
           at.push(i)
-          if (col.type === 'numeric') exprs.push(`to_number(${c(i)})`)
-          else if (col.type === 'text') exprs.push(c(i))
-          else {
+          if (col.type === 'numeric') {
+            kinds.push('number')
+            exprs.push(`coalesce(to_number(${c(i)}), ${typeof col.fill === 'number' ? doubleLiteral(col.fill) : '0'}::DOUBLE)`)
+          } else if (col.type === 'text') {
+            kinds.push('text')
+            // encode: the UTF-8 bytes as a BLOB (a cast would read backslash escapes)
+            exprs.push(`encode(coalesce(${c(i)}, ''))`)
+          } else {
+            kinds.push('code')
             await db.run(`CREATE TYPE e${i} AS ENUM (${(col.categories ?? []).map(lit).join(', ')})`)
-            exprs.push(`enum_code(TRY_CAST(${c(i)} AS e${i}))::INTEGER`)
+            exprs.push(`coalesce(enum_code(TRY_CAST(${c(i)} AS e${i}))::INTEGER, ${fillIndex[i]})`)
           }
         }
-        const fillIndex = fillIndices(described)
         // a plain scan keeps insertion order (preserve_insertion_order): rowid, checked, is k
         const result = await db.stream(`SELECT rowid::DOUBLE AS k, ${exprs.join(', ')} FROM kept`)
-        const clean = new Array<number | string | null>(described.length).fill(null)
+        const columns: Array<Float64Array | Int32Array | Uint8Array[] | null> = new Array(described.length).fill(null)
         let k = 0
-        for (let chunk: DuckDBDataChunk | null = await result.fetchChunk(); chunk !== null && chunk.rowCount > 0; chunk = await result.fetchChunk()) {
-          const vectors = at.map((_, j) => (chunk as DuckDBDataChunk).getColumnVector(j + 1))
-          const ks = chunk.getColumnVector(0)
-          for (let row = 0; row < chunk.rowCount; row++) {
-            if (ks.getItem(row) !== k) throw new Error(`DuckDB returned kept row ${String(ks.getItem(row))} where row ${k} was due`)
+        let next = result.fetchChunk()
+        try {
+          for (;;) {
+            const chunk = await next
+            if (chunk === null || chunk.rowCount === 0) break
+            // DuckDB makes the next chunk while this one is written
+            next = result.fetchChunk()
+            const n = chunk.rowCount
+            const ks = doubles(chunk.getColumnVector(0), n)
+            for (let r = 0; r < n; r++) if (ks[r] !== k + r) throw new Error(`DuckDB returned kept row ${ks[r]} where row ${k + r} was due`)
             for (let j = 0; j < at.length; j++) {
-              const i = at[j]
-              const col = described[i]
-              const v = vectors[j].getItem(row) as number | string | null
-              switch (col.type) {
-                case 'numeric': clean[i] = v ?? col.fill as number; break
-                case 'text': clean[i] = v ?? ''; break
-                case 'categorical': clean[i] = v ?? fillIndex[i]; break
-                default: clean[i] = v
-              }
+              const v = chunk.getColumnVector(j + 1)
+              columns[at[j]] = kinds[j] === 'number' ? doubles(v, n) : kinds[j] === 'code' ? int32s(v, n) : blobs(v as DuckDBBlobVector, n)
             }
-            emit(clean, k++)
+            sink.columns(columns, n)
+            k += n
           }
+        } finally {
+          next.catch(() => {})
         }
         await noteSpill()
       },
@@ -305,6 +314,35 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
     await close()
     throw err
   }
+}
+
+/** A double as a SQL literal that DuckDB reads back to the same double (JavaScript's shortest round-trip form). */
+function doubleLiteral (x: number): string {
+  return Number.isFinite(x) ? `CAST(${lit(Object.is(x, -0) ? '-0.0' : String(x))} AS DOUBLE)` : '0'
+}
+
+/**
+ * A DOUBLE column of a result chunk, without nulls, as a Float64Array: the vector's own memory where the
+ * client exposes it (valid while the chunk is), else read value by value.
+ */
+function doubles (v: DuckDBVector, n: number): Float64Array {
+  const items = (v as unknown as { items?: unknown }).items
+  if (items instanceof Float64Array && items.length >= n) return items
+  return Float64Array.from({ length: n }, (_, i) => Number(v.getItem(i)))
+}
+
+/** An INTEGER column of a result chunk, without nulls, as an Int32Array (see doubles). */
+function int32s (v: DuckDBVector, n: number): Int32Array {
+  const items = (v as unknown as { items?: unknown }).items
+  if (items instanceof Int32Array && items.length >= n) return items
+  return Int32Array.from({ length: n }, (_, i) => Number(v.getItem(i)))
+}
+
+/** A BLOB column of a result chunk, without nulls: each row's bytes (views into the chunk for short ones). */
+function blobs (v: DuckDBBlobVector, n: number): Uint8Array[] {
+  const out = new Array<Uint8Array>(n)
+  for (let i = 0; i < n; i++) out[i] = v.getItemBytes(i) ?? new Uint8Array(0)
+  return out
 }
 
 /** A SQL identifier. */

@@ -7,6 +7,7 @@
 import { mixSeed } from '../random.ts'
 import type { ColumnDescription, MissingMode } from './description.ts'
 import type { InputFormat } from './source.ts'
+import type { CleanColumns } from './arrow.ts'
 import type { CleanRow } from './stats.ts'
 
 /** The label's values index a Uint8Array. */
@@ -69,6 +70,14 @@ export interface Profile {
   counts: Map<string, [number, number]> | null
 }
 
+/** Where an engine's write pass sends the kept rows, in order. */
+export interface CleanSink {
+  /** The next kept row (see CleanRow; read before the next call). */
+  row: (clean: CleanRow) => void
+  /** The next `length` kept rows, as columns (see CleanColumns; read before the next call). */
+  columns: (columns: CleanColumns, length: number) => void
+}
+
 /** One engine's pass over the file, done; `write` streams the kept rows again, cleaned. */
 export interface Scan {
   profiles: Profile[]
@@ -78,8 +87,8 @@ export interface Scan {
   kept: number
   /** The line the last data row starts on (for error messages; may read the file again). */
   lastLine: () => Promise<number>
-  /** Each kept row in order, cleaned per `described` (see CleanRow), with its index among the kept rows. */
-  write: (described: ColumnDescription[], row: (clean: CleanRow, k: number) => void) => Promise<void>
+  /** Every kept row in order, cleaned per `described`, to `sink` (a row or a block of rows at a time). */
+  write: (described: ColumnDescription[], sink: CleanSink) => Promise<void>
   engine: () => Promise<EngineReport>
   close: () => Promise<void>
 }

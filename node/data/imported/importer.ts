@@ -47,6 +47,7 @@ import { join } from 'node:path'
 import { pidAlive } from '../../common/process.ts'
 import { isValidBucketCount } from '../text.ts'
 import { ShardSchema, ShardWriter } from './arrow.ts'
+import type { CleanColumns } from './arrow.ts'
 import type { WrittenShard } from './arrow.ts'
 import { DATASET_FORMAT, DESCRIPTION_FILE, columnWidth, datasetId } from './description.ts'
 import type { ColumnDescription, DatasetDescription, MissingMode, NormalizeMode, ShardFileDescription } from './description.ts'
@@ -220,9 +221,17 @@ export async function importDataset (path: string, options: ImportOptions): Prom
     // ---- write ----
     const out = new DatasetWriter(tmp, described, Math.max(1, Math.min(shardsWanted, countTrainRows(scan.kept, seed, testFraction))), buckets)
     try {
-      await scan.write(described, (clean, k) => {
-        out.add(clean, isTestRow(k, seed, testFraction))
-        if ((k & 4095) === 0) settings.progress({ phase: 'write', bytes: Math.round(before.size * k / scan!.kept), totalBytes: before.size, rows: k })
+      const isTest = (k: number): boolean => isTestRow(k, seed, testFraction)
+      const progress = (): void => settings.progress({ phase: 'write', bytes: Math.round(before.size * out.rows / scan!.kept), totalBytes: before.size, rows: out.rows })
+      await scan.write(described, {
+        row: clean => {
+          out.add(clean, isTest(out.rows))
+          if ((out.rows & 4095) === 0) progress()
+        },
+        columns: (columns, length) => {
+          out.addColumns(columns, length, isTest)
+          progress()
+        }
       })
     } catch (err) {
       out.abort()
@@ -330,25 +339,29 @@ export class DatasetWriter {
     const shape = new ShardSchema(described)
     this.layout = new StatsLayout({ columns: described, buckets })
     this.shardCount = shardCount
+    this.stats = Array.from({ length: shardCount }, () => new StatsAccumulator(this.layout))
     try {
-      for (let s = 0; s < shardCount; s++) this.writers.push(new ShardWriter(join(dir, `shard-${s}.tmp`), shape))
+      for (let s = 0; s < shardCount; s++) this.writers.push(new ShardWriter(join(dir, `shard-${s}.tmp`), shape, this.stats[s]))
       this.test = new ShardWriter(join(dir, 'test.tmp'), shape)
     } catch (err) {
       this.abort()
       throw err
     }
     this.writers.push(this.test)
-    this.stats = Array.from({ length: shardCount }, () => new StatsAccumulator(this.layout))
   }
 
   add (clean: CleanRow, test: boolean): void {
     this.rows++
-    if (test) this.test.append(clean)
-    else {
-      const s = this.trainIndex++ % this.shardCount
-      this.writers[s].append(clean)
-      this.stats[s].add(clean)
-    }
+    this.next(test).append(clean)
+  }
+
+  /** The next `length` rows, as columns; `isTest(k)` says whether the k-th row of the data set is a test row. */
+  addColumns (columns: CleanColumns, length: number, isTest: (k: number) => boolean): void {
+    for (let i = 0; i < length; i++) this.next(isTest(this.rows++)).appendFrom(columns, i)
+  }
+
+  private next (test: boolean): ShardWriter {
+    return test ? this.test : this.writers[this.trainIndex++ % this.shardCount]
   }
 
   /** Finishes every file and renames it to `<sha256>.arrow`; the test shard comes last. */

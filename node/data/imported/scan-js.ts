@@ -125,13 +125,12 @@ export async function scanWithJs (s: ScanSettings): Promise<Scan> {
     droppedDuplicates,
     kept,
     lastLine: async () => lastLine,
-    write: async (described, emit) => {
+    write: async (described, sink) => {
       const again = await openSource(path, { name, format })
       checkSameHeader(again, columns, name)
       const lookups = described.map(c => c.categories !== undefined ? new Map(c.categories.map((v, i) => [v, i])) : null)
       const fillIndex = fillIndices(described)
       let r = 0
-      let k = 0
       const clean = new Array<number | string | null>(described.length).fill(null)
       for await (const row of again.rows) {
         if (!keep.has(r++)) continue
@@ -146,7 +145,7 @@ export async function scanWithJs (s: ScanSettings): Promise<Scan> {
             default: clean[c] = null
           }
         }
-        emit(clean, k++)
+        sink.row(clean)
       }
       if (r !== rowsRead) throw new Error(`${name} changed during the import (${rowsRead} rows in the first pass, ${r} in the second): import it again`)
     },

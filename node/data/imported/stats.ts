@@ -39,7 +39,8 @@
 import type { Table } from 'apache-arrow'
 import type { ColumnDescription, StatsDescription } from './description.ts'
 import { StatsCoverageError } from './errors.ts'
-import { forEachNgram } from '../text.ts'
+import { forEachNgram, forEachNgramUtf8 } from '../text.ts'
+import type { BatchColumns, NumericArray, Utf8Column } from './arrow.ts'
 
 /** The part of a description that fixes the statistics' layout. */
 export interface StatsSchema {
@@ -131,6 +132,57 @@ export class StatsAccumulator {
       v[s.at] += 1
       this.addDocument(t, s.at + 1)
     }
+  }
+
+  /**
+   * Adds the first `length` rows of a shard writer's batch (arrow.ts; `source[k]` is stored column k's place
+   * among the description's columns). The same numbers as `add` row by row: each sum sees the same additions
+   * in the same order.
+   */
+  addBatch (source: readonly number[], columns: BatchColumns, length: number): void {
+    const v = this.vector
+    const of = (column: number): BatchColumns[number] | undefined => columns[source.indexOf(column)]
+    v[0] += length
+    for (const s of this.layout.numeric) {
+      const x = of(s.column) as NumericArray | undefined
+      if (x === undefined) continue
+      let sum = v[s.at + 1]
+      let sumsq = v[s.at + 2]
+      let min = v[s.at + 3]
+      let max = v[s.at + 4]
+      for (let i = 0; i < length; i++) {
+        const d = x[i] - s.shift
+        sum += d
+        sumsq += d * d
+        if (x[i] < min) min = x[i]
+        if (x[i] > max) max = x[i]
+      }
+      v[s.at] += length
+      v[s.at + 1] = sum
+      v[s.at + 2] = sumsq
+      v[s.at + 3] = min
+      v[s.at + 4] = max
+    }
+    for (const s of this.layout.categorical) {
+      const c = of(s.column) as Int32Array | undefined
+      if (c === undefined) continue
+      for (let i = 0; i < length; i++) if (c[i] >= 0 && c[i] < s.width) v[s.at + c[i]] += 1
+    }
+    for (const s of this.layout.text) {
+      const t = of(s.column) as Utf8Column | undefined
+      if (t === undefined) continue
+      v[s.at] += length
+      for (let i = 0; i < length; i++) this.addDocumentBytes(t.data, t.offsets[i], t.offsets[i + 1], s.at + 1)
+    }
+  }
+
+  private addDocumentBytes (bytes: Uint8Array, start: number, end: number, at: number): void {
+    const { seen, touched } = this
+    forEachNgramUtf8(bytes, start, end, this.layout.buckets, b => {
+      if (seen[b] === 0) { seen[b] = 1; touched.push(b) }
+    })
+    for (const b of touched) { this.vector[at + b] += 1; seen[b] = 0 }
+    touched.length = 0
   }
 
   private addDocument (text: string, at: number): void {
