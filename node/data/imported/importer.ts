@@ -41,35 +41,26 @@
  * renamed into place at the end, so no reader ever sees half a data set; bad
  * input is found before any shard is written, and leaves nothing behind.
  */
-import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { pidAlive } from '../../common/process.ts'
+import { statSync } from 'node:fs'
 import { isValidBucketCount } from '../text.ts'
-import { ShardSchema, ShardWriter } from './arrow.ts'
-import type { CleanColumns } from './arrow.ts'
-import type { WrittenShard } from './arrow.ts'
-import { DATASET_FORMAT, DESCRIPTION_FILE, columnWidth, datasetId } from './description.ts'
-import type { ColumnDescription, DatasetDescription, MissingMode, NormalizeMode, ShardFileDescription } from './description.ts'
+import { columnWidth } from './description.ts'
+import type { ColumnDescription, MissingMode, NormalizeMode } from './description.ts'
 import { DataInputError, MissingColumnError, UnusableInputError } from './errors.ts'
 import { formatOf } from './source.ts'
 import type { InputFormat } from './source.ts'
-import { StatsAccumulator, StatsLayout, combineAll, statsToDescription } from './stats.ts'
-import type { CleanRow } from './stats.ts'
 import { isTestRow } from './engine.ts'
+import { DEFAULT_SHARDS, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DatasetWriter, WorkDir, checkSplitOptions, countTrainRows, publish, statInput } from './output.ts'
+import type { Published } from './output.ts'
 import type { EngineName, EngineReport, ImportProgress, Scan, ScanSettings } from './engine.ts'
 
 export { MAX_CLASSES, NUMBER, fillIndices, isTestRow } from './engine.ts'
 export type { EngineName, EngineReport, ImportProgress, Profile, Scan, ScanSettings } from './engine.ts'
 
-export const DEFAULT_SHARDS = 8
-export const MAX_SHARDS = 1024
+export { DEFAULT_SHARDS, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DatasetWriter, MAX_SHARDS, countTrainRows, describeJson, removeStaleTemps } from './output.ts'
+
 export const DEFAULT_BUCKETS = 1 << 12
 /** Non-numeric columns with more distinct values than this are not one-hot encoded (it would be wider than it is useful). */
 export const DEFAULT_MAX_CATEGORIES = 1000
-export const DEFAULT_TEST_FRACTION = 0.15
-/** The same split seed as the built-in data sets: held-out rows never depend on a job. */
-export const DEFAULT_SPLIT_SEED = 0x5eed
 
 export interface ImportOptions {
   /** The label column. */
@@ -146,18 +137,10 @@ export async function importDataset (path: string, options: ImportOptions): Prom
   const seed = options.seed ?? DEFAULT_SPLIT_SEED
   const maxCategories = options.maxCategories ?? DEFAULT_MAX_CATEGORIES
   const format = options.format ?? formatOf(path)
-  if (!Number.isInteger(shardsWanted) || shardsWanted < 1 || shardsWanted > MAX_SHARDS) throw new RangeError(`shards must be 1 … ${MAX_SHARDS}`)
+  checkSplitOptions(shardsWanted, testFraction)
   if (!isValidBucketCount(buckets)) throw new RangeError('buckets must be a power of two, 256 … 65536')
-  if (!(testFraction >= 0 && testFraction <= 0.9)) throw new RangeError('testFraction must be in [0, 0.9]')
   if (options.threads !== undefined && !(Number.isInteger(options.threads) && options.threads >= 1)) throw new RangeError('threads must be a positive integer')
-  let before: ReturnType<typeof statSync>
-  try {
-    before = statSync(path)
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException
-    throw new DataInputError({ file: name, line: 1, column: 1 }, e.code === 'ENOENT' ? 'no such file' : `cannot read: ${e.message}`)
-  }
-  if (!before.isFile()) throw new DataInputError({ file: name, line: 1, column: 1 }, 'not a file')
+  const before = statInput(path, name)
 
   const [{ readColumns, scanWithJs }, duck] = await Promise.all([
     import('./scan-js.ts'),
@@ -181,12 +164,8 @@ export async function importDataset (path: string, options: ImportOptions): Prom
   }
 
   // the work dir: DuckDB spills there; shards are written there and renamed into place
-  const root = options.outDir
-  const rootExisted = existsSync(root)
-  mkdirSync(root, { recursive: true })
-  removeStaleTemps(root)
-  const tmp = join(root, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
-  mkdirSync(tmp)
+  const work = WorkDir.open(options.outDir)
+  const tmp = work.path
   const settings: ScanSettings = {
     path,
     name,
@@ -246,53 +225,43 @@ export async function importDataset (path: string, options: ImportOptions): Prom
     await scan.close()
     scan = null
 
-    const { files, trainRows, stats, layout } = out.finish()
-    const testShard = { ...files[files.length - 1], index: 0 }
-    const trainShards = files.slice(0, -1)
-    const description: DatasetDescription = {
-      format: DATASET_FORMAT,
+    const published = publish(work, out, {
       label: options.label,
       classes,
       columns: described,
       transform: { normalize, missing: missingMode, buckets, testFraction, splitSeed: seed },
-      features,
-      counts: { ...counts, trainRows, testRows: testShard.rows },
-      stats: statsToDescription(layout, stats),
-      shards: trainShards,
-      test: testShard
-    }
-    const id = datasetId(description)
-    writeFileSync(join(tmp, DESCRIPTION_FILE), describeJson(description))
-    const dir = join(root, id)
-    let existing = false
-    if (existsSync(dir)) {
-      existing = true
-      rmSync(tmp, { recursive: true, force: true })
-    } else {
-      renameSync(tmp, dir)
-    }
-    return {
-      ...counts,
-      columns: described.map(c => ({ name: c.name, type: c.type, missing: c.missing, ...(c.categories !== undefined ? { categories: c.categories.length } : {}), ...(c.note !== undefined ? { note: c.note } : {}) })),
-      shards: trainShards.length,
-      datasetId: id,
-      dir,
-      trainRows,
-      testRows: testShard.rows,
-      features,
-      classes,
-      bytes: files.reduce((n, f) => n + f.bytes, 0),
-      existing,
-      engine
-    }
+      features
+    }, counts)
+    return reportOf(published, engine)
   } catch (err) {
     if (scan !== null) await scan.close().catch(() => {})
-    rmSync(tmp, { recursive: true, force: true })
-    if (!rootExisted) try { rmdirSync(root) } catch {}
+    work.discard()
     throw err
   }
 }
 
+
+/** What an import says it did, from the published description. */
+export function reportOf (p: Published, engine: EngineReport, columns?: ColumnReport[]): ImportReport {
+  const d = p.description
+  return {
+    rowsRead: d.counts.rowsRead,
+    droppedMissing: d.counts.droppedMissing,
+    droppedDuplicates: d.counts.droppedDuplicates,
+    rowsWritten: d.counts.rowsWritten,
+    columns: columns ?? d.columns.map(c => ({ name: c.name, type: c.type, missing: c.missing, ...(c.categories !== undefined ? { categories: c.categories.length } : {}), ...(c.note !== undefined ? { note: c.note } : {}) })),
+    shards: d.shards.length,
+    datasetId: p.datasetId,
+    dir: p.dir,
+    trainRows: d.counts.trainRows,
+    testRows: d.counts.testRows,
+    features: d.features,
+    classes: d.classes,
+    bytes: p.bytes,
+    existing: p.existing,
+    engine
+  }
+}
 
 /** Each column's description from the engine's profiles (the rules at the top of this file). */
 function decideSchema (s: ScanSettings, scan: Scan): ColumnDescription[] {
@@ -325,75 +294,6 @@ function decideSchema (s: ScanSettings, scan: Scan): ColumnDescription[] {
   })
 }
 
-/** The shard files of one import, written as rows arrive: round robin over the training shards, and the test shard. */
-export class DatasetWriter {
-  readonly layout: StatsLayout
-  private readonly writers: ShardWriter[] = []
-  private readonly test: ShardWriter
-  private readonly stats: StatsAccumulator[]
-  private readonly shardCount: number
-  private trainIndex = 0
-  rows = 0
-
-  constructor (dir: string, described: ColumnDescription[], shardCount: number, buckets: number) {
-    const shape = new ShardSchema(described)
-    this.layout = new StatsLayout({ columns: described, buckets })
-    this.shardCount = shardCount
-    this.stats = Array.from({ length: shardCount }, () => new StatsAccumulator(this.layout))
-    try {
-      for (let s = 0; s < shardCount; s++) this.writers.push(new ShardWriter(join(dir, `shard-${s}.tmp`), shape, this.stats[s]))
-      this.test = new ShardWriter(join(dir, 'test.tmp'), shape)
-    } catch (err) {
-      this.abort()
-      throw err
-    }
-    this.writers.push(this.test)
-  }
-
-  add (clean: CleanRow, test: boolean): void {
-    this.rows++
-    this.next(test).append(clean)
-  }
-
-  /** The next `length` rows, as columns; `isTest(k)` says whether the k-th row of the data set is a test row. */
-  addColumns (columns: CleanColumns, length: number, isTest: (k: number) => boolean): void {
-    for (let i = 0; i < length; i++) this.next(isTest(this.rows++)).appendFrom(columns, i)
-  }
-
-  private next (test: boolean): ShardWriter {
-    return test ? this.test : this.writers[this.trainIndex++ % this.shardCount]
-  }
-
-  /** Finishes every file and renames it to `<sha256>.arrow`; the test shard comes last. */
-  finish (): { files: ShardFileDescription[], trainRows: number, stats: Float64Array, layout: StatsLayout } {
-    const written: WrittenShard[] = this.writers.map(w => w.finish())
-    const files = written.map((w, index) => {
-      const file = `${w.sha256}.arrow`
-      renameSync(w.path, join(w.path, '..', file))
-      return { index, file, sha256: w.sha256, bytes: w.bytes, rows: w.rows }
-    })
-    return { files, trainRows: this.trainIndex, stats: combineAll(this.layout, this.stats.map(s => s.vector)), layout: this.layout }
-  }
-
-  abort (): void {
-    for (const w of this.writers) w.abort()
-  }
-}
-
-/** Work directories of imports whose process is gone (killed mid-write): never read, safe to remove. */
-export function removeStaleTemps (root: string): void {
-  for (const name of readdirSync(root)) {
-    const m = /^\.tmp-(\d+)-[0-9a-f]+$/.exec(name)
-    if (m !== null && !pidAlive(Number(m[1]))) rmSync(join(root, name), { recursive: true, force: true })
-  }
-}
-
-export function countTrainRows (kept: number, seed: number, fraction: number): number {
-  let n = 0
-  for (let k = 0; k < kept; k++) if (!isTestRow(k, seed, fraction)) n++
-  return n
-}
-
 /** Progress callbacks at most every 100 ms (and always for the last one of a phase). */
 export function throttle (f: ((p: ImportProgress) => void) | undefined): (p: ImportProgress, force?: boolean) => void {
   let last = 0
@@ -404,9 +304,4 @@ export function throttle (f: ((p: ImportProgress) => void) | undefined): (p: Imp
     last = now
     f(p)
   }
-}
-
-/** The description as readable JSON: indented, but arrays of numbers on one line (the document frequencies are long). */
-export function describeJson (d: DatasetDescription): string {
-  return `${JSON.stringify(d, null, 2).replace(/\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]/g, (_, inner: string) => `[${inner.replace(/\s+/g, '')}]`)}\n`
 }

@@ -8,25 +8,24 @@
  * (the importer's `isTestRow`) holds some out for testing, and the training
  * windows go round robin to the shards. Each window is a row with the columns
  * `next` (the label: the last byte, one of the 256 classes "0" … "255") and
- * `t0` … `tN` (numeric, not normalised: the byte values), so the feature row
+ * `t0` … `tN` (numeric, not normalised: the byte values, stored as uint8, so
+ * a shard is about as large as its text; readers see the same numbers as
+ * from float64), so the feature row
  * is the window itself and the class count is 256. The description's `lm`
  * field says so (`{ context: N, tokens: 'bytes' }`).
  *
  * Bounds: the file is read whole, at most MAX_LM_TEXT_BYTES; bytes that are
  * not UTF-8 are refused with the line and column of the first bad one.
  */
-import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { isUtf8 } from 'node:buffer'
-import { join } from 'node:path'
 import { LM_CLASSES } from '../lm.ts'
-import { DATASET_FORMAT, DESCRIPTION_FILE, datasetId } from './description.ts'
-import type { ColumnDescription, DatasetDescription } from './description.ts'
+import type { ColumnDescription } from './description.ts'
 import { DataInputError, EmptyInputError, EncodingError } from './errors.ts'
-import { DEFAULT_BUCKETS, DEFAULT_SHARDS, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DatasetWriter, MAX_SHARDS, countTrainRows, describeJson, isTestRow, removeStaleTemps } from './importer.ts'
+import { isTestRow } from './engine.ts'
+import { DEFAULT_BUCKETS, reportOf } from './importer.ts'
 import type { ImportReport } from './importer.ts'
-import { statsToDescription } from './stats.ts'
-
+import { DEFAULT_SHARDS, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DatasetWriter, WorkDir, checkSplitOptions, countTrainRows, publish, statInput } from './output.ts'
 /** The largest text file imported: its windows as float32 features take about 4 × (1 + 1/context) times this in memory. */
 export const MAX_LM_TEXT_BYTES = 256 * 1024 * 1024
 export const DEFAULT_LM_CONTEXT = 64
@@ -53,18 +52,8 @@ export async function importLmText (path: string, options: LmImportOptions): Pro
   const testFraction = options.testFraction ?? DEFAULT_TEST_FRACTION
   const seed = options.seed ?? DEFAULT_SPLIT_SEED
   if (!Number.isInteger(context) || context < 1 || context > MAX_LM_CONTEXT) throw new RangeError(`context must be 1 … ${MAX_LM_CONTEXT}`)
-  if (!Number.isInteger(shardsWanted) || shardsWanted < 1 || shardsWanted > MAX_SHARDS) throw new RangeError(`shards must be 1 … ${MAX_SHARDS}`)
-  if (!(testFraction >= 0 && testFraction <= 0.9)) throw new RangeError('testFraction must be in [0, 0.9]')
-  let size: number
-  try {
-    const st = statSync(path)
-    if (!st.isFile()) throw new DataInputError({ file: name, line: 1, column: 1 }, 'not a file')
-    size = st.size
-  } catch (err) {
-    if (err instanceof DataInputError) throw err
-    const e = err as NodeJS.ErrnoException
-    throw new DataInputError({ file: name, line: 1, column: 1 }, e.code === 'ENOENT' ? 'no such file' : `cannot read: ${e.message}`)
-  }
+  checkSplitOptions(shardsWanted, testFraction)
+  const { size } = statInput(path, name)
   if (size > MAX_LM_TEXT_BYTES) throw new DataInputError({ file: name, line: 1, column: 1 }, `${size} bytes: larger than the ${MAX_LM_TEXT_BYTES / 1024 ** 2} MiB a language-model import reads`)
   const text = readFileSync(path)
   if (!isUtf8(text)) {
@@ -79,16 +68,11 @@ export async function importLmText (path: string, options: LmImportOptions): Pro
 
   const columns: ColumnDescription[] = [
     { name: LABEL, type: 'label', categories: Array.from({ length: LM_CLASSES }, (_, i) => String(i)), missing: 0 },
-    ...Array.from({ length: context + 1 }, (_, i): ColumnDescription => ({ name: `t${i}`, type: 'numeric', shift: 0, missing: 0 }))
+    ...Array.from({ length: context + 1 }, (_, i): ColumnDescription => ({ name: `t${i}`, type: 'numeric', storage: tokenStorage(LM_CLASSES), shift: 0, missing: 0 }))
   ]
-  const root = options.outDir
-  const rootExisted = existsSync(root)
-  mkdirSync(root, { recursive: true })
-  removeStaleTemps(root)
-  const tmp = join(root, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
-  mkdirSync(tmp)
+  const work = WorkDir.open(options.outDir)
   try {
-    const out = new DatasetWriter(tmp, columns, Math.max(1, Math.min(shardsWanted, trainWindows)), DEFAULT_BUCKETS)
+    const out = new DatasetWriter(work.path, columns, Math.max(1, Math.min(shardsWanted, trainWindows)), DEFAULT_BUCKETS)
     const row: number[] = new Array(context + 2).fill(0)
     try {
       for (let k = 0; k < windows; k++) {
@@ -101,52 +85,27 @@ export async function importLmText (path: string, options: LmImportOptions): Pro
       out.abort()
       throw err
     }
-    const { files, trainRows, stats, layout } = out.finish()
-    const testShard = { ...files[files.length - 1], index: 0 }
-    const trainShards = files.slice(0, -1)
-    const counts = { rowsRead: windows, droppedMissing: 0, droppedDuplicates: 0, rowsWritten: windows }
-    const description: DatasetDescription = {
-      format: DATASET_FORMAT,
+    const published = publish(work, out, {
       label: LABEL,
       classes: columns[0].categories as string[],
       columns,
       transform: { normalize: 'none', missing: 'drop', buckets: DEFAULT_BUCKETS, testFraction, splitSeed: seed },
       features: context + 1,
-      counts: { ...counts, trainRows, testRows: testShard.rows },
-      stats: statsToDescription(layout, stats),
-      shards: trainShards,
-      test: testShard,
       lm: { context, tokens: 'bytes' }
-    }
-    const id = datasetId(description)
-    writeFileSync(join(tmp, DESCRIPTION_FILE), describeJson(description))
-    const dir = join(root, id)
-    let existing = false
-    if (existsSync(dir)) {
-      existing = true
-      rmSync(tmp, { recursive: true, force: true })
-    } else {
-      renameSync(tmp, dir)
-    }
-    return {
-      ...counts,
-      columns: [{ name: LABEL, type: 'label', missing: 0, categories: LM_CLASSES, note: 'the window\'s last byte' }, { name: `t0 … t${context}`, type: 'numeric', missing: 0, note: 'byte tokens' }],
-      shards: trainShards.length,
-      datasetId: id,
-      dir,
-      trainRows,
-      testRows: testShard.rows,
-      features: context + 1,
-      classes: description.classes,
-      bytes: files.reduce((n, f) => n + f.bytes, 0),
-      existing,
-      engine: { name: 'js' }
-    }
+    }, { rowsRead: windows, droppedMissing: 0, droppedDuplicates: 0, rowsWritten: windows })
+    return reportOf(published, { name: 'js' }, [
+      { name: LABEL, type: 'label', missing: 0, categories: LM_CLASSES, note: 'the window\'s last byte' },
+      { name: `t0 … t${context}`, type: 'numeric', missing: 0, note: `byte tokens, stored as ${tokenStorage(LM_CLASSES)}` }
+    ])
   } catch (err) {
-    rmSync(tmp, { recursive: true, force: true })
-    if (!rootExisted) try { rmdirSync(root) } catch {}
+    work.discard()
     throw err
   }
+}
+
+/** The narrowest integer column that holds token ids 0 … vocabulary − 1. */
+export function tokenStorage (vocabulary: number): 'uint8' | 'uint16' | 'int32' {
+  return vocabulary <= 256 ? 'uint8' : vocabulary <= 65536 ? 'uint16' : 'int32'
 }
 
 /** Offset of the first byte that breaks UTF-8 (called once the whole buffer failed `isUtf8`). */

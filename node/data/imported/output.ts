@@ -1,0 +1,190 @@
+/**
+ * What both importers (importer.ts: tables; lm-import.ts: text for language
+ * models) share once the rows are decided: the checks on the input file and
+ * the split options, the work dir inside the datasets root, the shard
+ * writers, and publishing (the description written, the work dir renamed
+ * into place, so that nothing half-written is ever read).
+ */
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs'
+import type { Stats } from 'node:fs'
+import { join } from 'node:path'
+import { pidAlive } from '../../common/process.ts'
+import { ShardSchema, ShardWriter } from './arrow.ts'
+import type { CleanColumns, WrittenShard } from './arrow.ts'
+import { DATASET_FORMAT, DESCRIPTION_FILE, datasetId } from './description.ts'
+import type { ColumnDescription, DatasetDescription, ShardFileDescription } from './description.ts'
+import { DataInputError } from './errors.ts'
+import { isTestRow } from './engine.ts'
+import { StatsAccumulator, StatsLayout, combineAll, statsToDescription } from './stats.ts'
+import type { CleanRow } from './stats.ts'
+
+export const DEFAULT_SHARDS = 8
+export const MAX_SHARDS = 1024
+export const DEFAULT_TEST_FRACTION = 0.15
+/** The same split seed as the built-in data sets: held-out rows never depend on a job. */
+export const DEFAULT_SPLIT_SEED = 0x5eed
+
+/** RangeError for a shard count or test fraction out of range. */
+export function checkSplitOptions (shards: number, testFraction: number): void {
+  if (!Number.isInteger(shards) || shards < 1 || shards > MAX_SHARDS) throw new RangeError(`shards must be 1 … ${MAX_SHARDS}`)
+  if (!(testFraction >= 0 && testFraction <= 0.9)) throw new RangeError('testFraction must be in [0, 0.9]')
+}
+
+/** The input file's stat, or a DataInputError naming `name` (no such file, not a file, unreadable). */
+export function statInput (path: string, name: string): Stats {
+  let st: Stats
+  try {
+    st = statSync(path)
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    throw new DataInputError({ file: name, line: 1, column: 1 }, e.code === 'ENOENT' ? 'no such file' : `cannot read: ${e.message}`)
+  }
+  if (!st.isFile()) throw new DataInputError({ file: name, line: 1, column: 1 }, 'not a file')
+  return st
+}
+
+/** An import's work dir, `<root>/.tmp-<pid>-<random>`: never read as a data set; renamed into place or removed. */
+export class WorkDir {
+  readonly root: string
+  readonly path: string
+  private readonly rootExisted: boolean
+
+  private constructor (root: string, path: string, rootExisted: boolean) {
+    this.root = root
+    this.path = path
+    this.rootExisted = rootExisted
+  }
+
+  /** Creates one under `root` (and `root` itself if needed), removing those of dead imports first. */
+  static open (root: string): WorkDir {
+    const rootExisted = existsSync(root)
+    mkdirSync(root, { recursive: true })
+    removeStaleTemps(root)
+    const path = join(root, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
+    mkdirSync(path)
+    return new WorkDir(root, path, rootExisted)
+  }
+
+  /** Removes it (and the root, where this import created it). */
+  discard (): void {
+    rmSync(this.path, { recursive: true, force: true })
+    if (!this.rootExisted) try { rmdirSync(this.root) } catch {}
+  }
+}
+
+/** Work directories of imports whose process is gone (killed mid-write): never read, safe to remove. */
+export function removeStaleTemps (root: string): void {
+  for (const name of readdirSync(root)) {
+    const m = /^\.tmp-(\d+)-[0-9a-f]+$/.exec(name)
+    if (m !== null && !pidAlive(Number(m[1]))) rmSync(join(root, name), { recursive: true, force: true })
+  }
+}
+
+export function countTrainRows (kept: number, seed: number, fraction: number): number {
+  let n = 0
+  for (let k = 0; k < kept; k++) if (!isTestRow(k, seed, fraction)) n++
+  return n
+}
+
+/** The description's fields an importer decides; publish adds the counts of the split, the statistics and the shards. */
+export type DescriptionHead = Omit<DatasetDescription, 'format' | 'counts' | 'stats' | 'shards' | 'test'>
+export type RowCounts = Pick<DatasetDescription['counts'], 'rowsRead' | 'droppedMissing' | 'droppedDuplicates' | 'rowsWritten'>
+
+export interface Published {
+  description: DatasetDescription
+  datasetId: string
+  dir: string
+  /** The same data set was already there (same content, same id): nothing new was written. */
+  existing: boolean
+  /** Bytes of every shard file. */
+  bytes: number
+}
+
+/**
+ * Finishes the shards, writes the description into the work dir and renames
+ * it to `<root>/<id>` (or removes it, where that data set is already there).
+ */
+export function publish (work: WorkDir, out: DatasetWriter, head: DescriptionHead, counts: RowCounts): Published {
+  const { files, trainRows, stats, layout } = out.finish()
+  const test = { ...files[files.length - 1], index: 0 }
+  const shards = files.slice(0, -1)
+  const { lm, ...rest } = head
+  const description: DatasetDescription = {
+    format: DATASET_FORMAT,
+    ...rest,
+    counts: { ...counts, trainRows, testRows: test.rows },
+    stats: statsToDescription(layout, stats),
+    shards,
+    test,
+    ...(lm !== undefined ? { lm } : {})
+  }
+  const id = datasetId(description)
+  writeFileSync(join(work.path, DESCRIPTION_FILE), describeJson(description))
+  const dir = join(work.root, id)
+  const existing = existsSync(dir)
+  if (existing) rmSync(work.path, { recursive: true, force: true })
+  else renameSync(work.path, dir)
+  return { description, datasetId: id, dir, existing, bytes: files.reduce((n, f) => n + f.bytes, 0) }
+}
+
+/** The shard files of one import, written as rows arrive: round robin over the training shards, and the test shard. */
+export class DatasetWriter {
+  readonly layout: StatsLayout
+  private readonly writers: ShardWriter[] = []
+  private readonly test: ShardWriter
+  private readonly stats: StatsAccumulator[]
+  private readonly shardCount: number
+  private trainIndex = 0
+  rows = 0
+
+  constructor (dir: string, described: ColumnDescription[], shardCount: number, buckets: number) {
+    const shape = new ShardSchema(described)
+    this.layout = new StatsLayout({ columns: described, buckets })
+    this.shardCount = shardCount
+    this.stats = Array.from({ length: shardCount }, () => new StatsAccumulator(this.layout))
+    try {
+      for (let s = 0; s < shardCount; s++) this.writers.push(new ShardWriter(join(dir, `shard-${s}.tmp`), shape, this.stats[s]))
+      this.test = new ShardWriter(join(dir, 'test.tmp'), shape)
+    } catch (err) {
+      this.abort()
+      throw err
+    }
+    this.writers.push(this.test)
+  }
+
+  add (clean: CleanRow, test: boolean): void {
+    this.rows++
+    this.next(test).append(clean)
+  }
+
+  /** The next `length` rows, as columns; `isTest(k)` says whether the k-th row of the data set is a test row. */
+  addColumns (columns: CleanColumns, length: number, isTest: (k: number) => boolean): void {
+    for (let i = 0; i < length; i++) this.next(isTest(this.rows++)).appendFrom(columns, i)
+  }
+
+  private next (test: boolean): ShardWriter {
+    return test ? this.test : this.writers[this.trainIndex++ % this.shardCount]
+  }
+
+  /** Finishes every file and renames it to `<sha256>.arrow`; the test shard comes last. */
+  finish (): { files: ShardFileDescription[], trainRows: number, stats: Float64Array, layout: StatsLayout } {
+    const written: WrittenShard[] = this.writers.map(w => w.finish())
+    const files = written.map((w, index) => {
+      const file = `${w.sha256}.arrow`
+      renameSync(w.path, join(w.path, '..', file))
+      return { index, file, sha256: w.sha256, bytes: w.bytes, rows: w.rows }
+    })
+    return { files, trainRows: this.trainIndex, stats: combineAll(this.layout, this.stats.map(s => s.vector)), layout: this.layout }
+  }
+
+  abort (): void {
+    for (const w of this.writers) w.abort()
+  }
+}
+
+
+/** The description as readable JSON: indented, but arrays of numbers on one line (the document frequencies are long). */
+export function describeJson (d: DatasetDescription): string {
+  return `${JSON.stringify(d, null, 2).replace(/\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]/g, (_, inner: string) => `[${inner.replace(/\s+/g, '')}]`)}\n`
+}
