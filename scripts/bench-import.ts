@@ -2,7 +2,7 @@
  * How fast `peer dataset import` runs and how much memory it needs, and how
  * fast shards move between two peers.
  *
- *   npx node scripts/bench-import.ts [--mb 100] [--sizes 100,1000] [--shards 8] [--threads N] [--memory-limit 512MB] [--engine duckdb|js] [--keep]
+ *   npx node scripts/bench-import.ts [--sizes 100,1000 | --mb N] [--shards 8] [--threads N] [--memory-limit 512MB] [--engine duckdb|js] [--keep]
  *
  * 1. Generates CSV files of about the given sizes (mixed numeric, categorical
  *    and free-text columns, quoted fields with commas, about 1% of values
@@ -34,7 +34,7 @@ const RSS_LIMIT_MB = 1024
 
 const { values: args } = parseArgs({
   options: {
-    mb: { type: 'string', default: '100' },
+    mb: { type: 'string' },
     sizes: { type: 'string' },
     shards: { type: 'string', default: '8' },
     keep: { type: 'boolean', default: false },
@@ -85,7 +85,8 @@ if (args['child-duckdb'] !== undefined) {
   process.exit(0)
 }
 
-const sizes = (args.sizes ?? args.mb).split(',').map(Number)
+const sizes = (args.sizes ?? args.mb ?? '100,1000').split(',').map(Number)
+if (sizes.some(mb => !(mb > 0))) throw new RangeError('--sizes: sizes in MB, comma-separated, each > 0')
 const dir = mkdtempSync(join(tmpdir(), 'peer-bench-import-'))
 console.log(`bench-import: ${cpus().length} CPUs, load ${loadavg()[0].toFixed(1)}; temp dir ${dir}`)
 let largest: { id: string, dataDir: string } | null = null
@@ -100,11 +101,12 @@ try {
     const passOn = ['--shards', args.shards, '--threads', String(threads), '--engine', args.engine as string, ...(args['memory-limit'] !== undefined ? ['--memory-limit', args['memory-limit']] : [])]
     const child = spawnSync(process.execPath, [import.meta.filename, '--child-import', file, '--out', join(dataDir, 'datasets'), ...passOn], { encoding: 'utf8', maxBuffer: 1 << 24 })
     if (child.status !== 0) throw new Error(`import failed: ${child.stderr}`)
-    const { report, seconds, maxRssKb } = JSON.parse(child.stdout.trim().split('\n').pop() as string) as { report: { rowsRead: number, rowsWritten: number, droppedMissing: number, droppedDuplicates: number, shards: number, datasetId: string, bytes: number, engine: { name: string, memoryLimit?: string, threads?: number, spilledBytes?: number } }, seconds: number, maxRssKb: number }
+    const { report, seconds, maxRssKb } = JSON.parse(child.stdout.trim().split('\n').pop() as string) as { report: { rowsRead: number, rowsWritten: number, droppedMissing: number, droppedDuplicates: number, shards: number, datasetId: string, bytes: number, engine: { name: string, memoryLimit?: string, threads?: number, spilledBytes?: number, phases?: Array<{ name: string, seconds: number, peakRssBytes: number }> } }, seconds: number, maxRssKb: number }
     const rssMb = maxRssKb / 1024
     const e = report.engine
     console.log(`import ${(size / 1e6).toFixed(0)} MB (${e.name}${e.name === 'duckdb' ? `, ${e.threads} threads, memory limit ${e.memoryLimit}, spilled ${((e.spilledBytes ?? 0) / 1e6).toFixed(0)} MB` : ''}): ${report.rowsRead} rows read, ${report.droppedMissing} missing dropped, ${report.droppedDuplicates} duplicates dropped, ${report.rowsWritten} written to ${report.shards} shards (${(report.bytes / 1e6).toFixed(1)} MB of Arrow)`)
     console.log(`  ours:   ${seconds.toFixed(1)} s: ${Math.round(report.rowsRead / seconds)} rows/s, ${(size / 1e6 / seconds).toFixed(1)} MB/s; peak RSS ${rssMb.toFixed(0)} MB ${rssMb < RSS_LIMIT_MB ? `(under ${RSS_LIMIT_MB} MB)` : `(OVER the ${RSS_LIMIT_MB} MB limit)`}`)
+    if (e.phases !== undefined) console.log(`  ours, by phase: ${e.phases.map(p => `${p.name} ${p.seconds.toFixed(1)} s (peak RSS ${(p.peakRssBytes / 2 ** 20).toFixed(0)} MB)`).join(', ')}`)
     largest = { id: report.datasetId, dataDir }
 
     const refDir = join(dir, `duckdb-${mb}`)

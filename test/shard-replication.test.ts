@@ -152,13 +152,15 @@ test('from one importer: each peer holds what it keeps, every shard on R = 2; en
   }
 })
 
-test('ensureShard of an unknown shard is a RangeError; stop rejects whoever waits', async () => {
+test('ensureShard of an unknown shard is a RangeError; a shard no live peer holds is listed as unavailable while it waits; stop rejects whoever waits', async () => {
   const view = new SharedView(['s0000'])
   view.live = [nodes[2].peerId.toString()]
   const lonely = new ReplicationService({ node: nodes[2], manifest: view.manifestOf(view.live[0]) }, { dataDir: join(base, 'empty'), description, datasetId: id, intervalMs: 50 })
   lonely.start()
   await assert.rejects(lonely.ensureShard('s9999'), { name: 'RangeError' })
   const waiting = lonely.ensureShard('s0000')
+  // no one else is live: the wait is visible in the status (and so in `peer status` and the metrics)
+  await until('s0000 to be listed as unavailable', () => lonely.status().unavailable.s0000 !== undefined)
   lonely.stop()
   await assert.rejects(waiting, /replication stopped/)
 })

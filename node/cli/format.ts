@@ -25,7 +25,15 @@ export function datasetLine (d: PeerStatus['datasets'][number], withId = true): 
   const copies = Object.values(d.copies)
   const least = copies.length === 0 ? 0 : Math.min(...copies)
   const below = d.belowReplicas.length === 0 ? `every shard on >= ${d.replicas} peers` : `${d.belowReplicas.length} below R=${d.replicas}: ${d.belowReplicas.slice(0, 8).join(' ')}${d.belowReplicas.length > 8 ? ' …' : ''}`
-  return `${withId ? `${d.dataset}  ` : ''}${d.held} of ${d.shards} shards here  copies min ${least} max ${copies.length === 0 ? 0 : Math.max(...copies)}  ${below}${d.fetching !== null ? `  fetching ${d.fetching}` : ''}`
+  return `${withId ? `${d.dataset}  ` : ''}${d.held} of ${d.shards} shards here  copies min ${least} max ${copies.length === 0 ? 0 : Math.max(...copies)}  ${below}${d.fetching !== null ? `  fetching ${d.fetching}` : ''}${unavailableNote(d.unavailable)}`
+}
+
+/** Shards no live peer could send (the status's `unavailable`; absent from an older peer's status). */
+function unavailableNote (unavailable: Record<string, number> | undefined): string {
+  const ids = Object.keys(unavailable ?? {})
+  if (ids.length === 0) return ''
+  const longest = Math.max(...Object.values(unavailable ?? {}))
+  return `  ${ids.length} UNAVAILABLE (no live peer sent them, up to ${Math.round(longest / 1000)} s): ${ids.slice(0, 8).join(' ')}${ids.length > 8 ? ' …' : ''}`
 }
 
 /** The compact view of `peer status`. */

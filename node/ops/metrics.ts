@@ -127,6 +127,7 @@ export class OpsMetrics {
     // an imported data set's shards (none for a built-in one)
     gauge('peer_dataset_shards_held', 'Training shards of the imported data set whose files this peer holds', st => st.datasets?.[0]?.held)
     gauge('peer_dataset_shards_below_replicas', 'Shards of the imported data set with fewer than R live copies swarm-wide', st => st.datasets?.[0]?.belowReplicas.length)
+    gauge('peer_dataset_shards_unavailable', 'Shards of the imported data set this peer wants that no live peer could send at the last try', st => st.datasets?.[0] !== undefined ? Object.keys(st.datasets[0].unavailable ?? {}).length : undefined)
     total('peer_dataset_shards_fetched_total', 'Shard files this peer fetched since it started', st => st.datasets?.[0]?.fetched)
     gauge('peer_members_live', 'Live members of the swarm (this peer included)', st => st.members.filter(m => m.live).length)
     new Gauge({

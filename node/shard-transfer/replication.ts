@@ -5,7 +5,8 @@
  * drops a shard it no longer keeps once R other live keepers hold it (after a
  * grace, so that claims settling after a join do not make it drop and fetch
  * again). One fetch at a time, from a live holder of the shard; a shard no one
- * could send is retried after a backoff.
+ * could send is retried after a backoff, listed in the status as unavailable
+ * (with how long), and logged as a warning once that lasts UNAVAILABLE_WARN_MS.
  *
  * The trainer's side: `isLocal(id)` says whether a shard's file is here,
  * `ensureShard(id)` resolves once it is (fetching it first), and the
@@ -34,6 +35,8 @@ const DEFAULT_INTERVAL_MS = 1000
 const DEFAULT_DROP_AFTER_MS = 10_000
 /** A shard no holder could send is tried again after this. */
 const RETRY_MS = 2000
+/** A shard wanted here that no live peer could send for this long is logged as a warning (a moment without sources is normal after a restart). */
+const UNAVAILABLE_WARN_MS = 15_000
 /** One shard file's transfer may take this long (a 64 MiB shard at 1 MB/s). */
 const FETCH_TIMEOUT_MS = 60_000
 
@@ -90,6 +93,11 @@ export interface ReplicationStatus {
   drops: Record<string, number>
   /** The shard being fetched now. */
   fetching: string | null
+  /**
+   * Shards this peer wants (keeps, or the trainer waits for) that no live peer could send at the last try, with
+   * how long that has lasted (ms): they are retried every few seconds, and training that needs one waits.
+   */
+  unavailable: Record<string, number>
 }
 
 export interface ReplicationEvents {
@@ -116,6 +124,9 @@ export class ReplicationService extends EventEmitter<ReplicationEvents> {
   private stopped = true
   private readonly abort = new AbortController()
   private readonly retryAt = new Map<string, number>()
+  /** Shards wanted here that no live peer could send, since when (cleared when one arrives or is no longer wanted). */
+  private readonly unavailableSince = new Map<string, number>()
+  private readonly warnedUnavailable = new Set<string>()
   private readonly surplusSince = new Map<string, number>()
   private readonly urgent = new Set<string>()
   private readonly waiters = new Map<string, Array<{ resolve: () => void, reject: (err: Error) => void }>>()
@@ -202,7 +213,8 @@ export class ReplicationService extends EventEmitter<ReplicationEvents> {
       fetches: Object.fromEntries(this.fetches),
       dropped: this.counters.dropped,
       drops: Object.fromEntries(this.drops),
-      fetching: this.fetching
+      fetching: this.fetching,
+      unavailable: Object.fromEntries([...this.unavailableSince].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([id, since]) => [id, Date.now() - since]))
     }
   }
 
@@ -284,6 +296,14 @@ export class ReplicationService extends EventEmitter<ReplicationEvents> {
     const plan = planPlacement(view)
     this.last = plan
     const now = Date.now()
+    // a shard no longer wanted here is no longer unavailable here
+    const wanted = new Set([...this.urgent, ...plan.fetch])
+    for (const id of [...this.unavailableSince.keys()]) {
+      if (!wanted.has(id)) {
+        this.unavailableSince.delete(id)
+        this.warnedUnavailable.delete(id)
+      }
+    }
     const next = [...this.urgent, ...plan.fetch].find(id => !this.local.has(id) && (this.retryAt.get(id) ?? 0) <= now)
     if (next !== undefined && !this.stopped) {
       await this.fetch(next, view)
@@ -323,10 +343,21 @@ export class ReplicationService extends EventEmitter<ReplicationEvents> {
           tried.push(`${peer}: ${(err as Error).name}: ${(err as Error).message}`)
         }
       }
-      this.retryAt.set(id, Date.now() + RETRY_MS)
-      // no one to ask is normal for a moment after a restart, before the other members are heard from
-      if (sources.length === 0) log?.debug({ shard: id }, 'no live peer to fetch a shard from yet')
-      else log?.warn({ shard: id, tried }, 'no peer could send a shard: retrying later')
+      const now = Date.now()
+      this.retryAt.set(id, now + RETRY_MS)
+      const since = this.unavailableSince.get(id) ?? now
+      this.unavailableSince.set(id, since)
+      const waited = this.urgent.has(id) ? 'training waits for it; ' : ''
+      if (now - since >= UNAVAILABLE_WARN_MS && !this.warnedUnavailable.has(id)) {
+        // said once per spell, and in the status (`unavailable`) and the metrics all along
+        this.warnedUnavailable.add(id)
+        log?.warn({ shard: id, forMs: now - since, tried }, `no live peer has sent shard ${id} for ${Math.round((now - since) / 1000)} s (${sources.length === 0 ? 'none holds it' : 'those holding it failed'}): ${waited}retrying every ${RETRY_MS / 1000} s`)
+      } else if (sources.length === 0) {
+        // no one to ask is normal for a moment after a restart, before the other members are heard from
+        log?.debug({ shard: id }, 'no live peer to fetch a shard from yet')
+      } else {
+        log?.warn({ shard: id, tried }, 'no peer could send a shard: retrying later')
+      }
     } finally {
       this.fetching = null
     }
@@ -337,6 +368,8 @@ export class ReplicationService extends EventEmitter<ReplicationEvents> {
     const index = this.byId.get(id)?.index
     if (index === undefined) return
     const wasUrgent = this.urgent.delete(id)
+    this.unavailableSince.delete(id)
+    this.warnedUnavailable.delete(id)
     const ws = this.waiters.get(id)
     this.waiters.delete(id)
     for (const w of ws ?? []) w.resolve()

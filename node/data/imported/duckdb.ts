@@ -43,7 +43,7 @@ import { join } from 'node:path'
 import type { DuckDBBlobVector, DuckDBConnection, DuckDBInstance, DuckDBVector } from '@duckdb/node-api'
 import { MalformedInputError, UnusableInputError } from './errors.ts'
 import { MAX_CLASSES, fillIndices } from './engine.ts'
-import type { EngineReport, Profile, Scan, ScanSettings } from './engine.ts'
+import type { EngineReport, PhaseReport, Profile, Scan, ScanSettings } from './engine.ts'
 import { emptyError, findInputError, lineOfRow, nothingKept } from './scan-js.ts'
 import { delimiterOf } from './source.ts'
 
@@ -151,6 +151,14 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
     instance.closeSync()
   }
   let spilledBytes = 0
+  const phases: PhaseReport[] = []
+  let phaseStart = performance.now()
+  /** The end of a phase: its time, and the process's peak RSS so far. */
+  const phase = (name: string): void => {
+    const now = performance.now()
+    phases.push({ name, seconds: (now - phaseStart) / 1000, peakRssBytes: process.resourceUsage().maxRSS * 1024 })
+    phaseStart = now
+  }
   const noteSpill = async (): Promise<void> => {
     const r = await db.runAndReadAll('SELECT coalesce(sum(size), 0)::DOUBLE AS bytes FROM duckdb_temporary_files()')
     spilledBytes = Math.max(spilledBytes, num(r.getRowObjectsJS()[0].bytes))
@@ -188,6 +196,7 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
       throw engineInputError(err, name)
     }
     await noteSpill()
+    phase('read')
     s.progress({ phase: 'scan', bytes: s.totalBytes, totalBytes: s.totalBytes, rows: 0 }, true)
 
     // ---- missing values and duplicates ----
@@ -204,6 +213,7 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
     await db.run(`CREATE TABLE kept AS SELECT rowid AS r, ${keys} FROM src
       WHERE rowid IN (SELECT min(rowid) FROM src WHERE NOT (${dropped}) GROUP BY hash(${keys})) ORDER BY r`)
     await noteSpill()
+    phase('dedupe')
     await db.run('DROP TABLE src')
     const kept = num((await one('SELECT count(*)::DOUBLE AS n FROM kept')).n)
     const droppedDuplicates = rowsRead - droppedMissing - kept
@@ -247,6 +257,7 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
       profiles[i].counts = new Map(rows.map(row => [String(row.v), [num(row.train), num(row.n)]]))
     }
 
+    phase('profile')
     return {
       profiles,
       rowsRead,
@@ -303,10 +314,11 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
           next.catch(() => {})
         }
         await noteSpill()
+        phase('write')
       },
       engine: async (): Promise<EngineReport> => {
         const r = await one("SELECT current_setting('memory_limit') AS memory, current_setting('threads')::DOUBLE AS threads, current_setting('temp_directory') AS temp")
-        return { name: 'duckdb', version: duck.version(), memoryLimit: String(r.memory), threads: num(r.threads), tempDirectory: String(r.temp), spilledBytes }
+        return { name: 'duckdb', version: duck.version(), memoryLimit: String(r.memory), threads: num(r.threads), tempDirectory: String(r.temp), spilledBytes, phases }
       },
       close
     }

@@ -31,6 +31,15 @@ export interface EngineReport {
   tempDirectory?: string
   /** The most bytes the engine held in temporary files at once (0: everything fit in memory). */
   spilledBytes?: number
+  /** Where the time went: read (parse, missing values), dedupe, profile (types, categories, means), write (the shards). */
+  phases?: PhaseReport[]
+}
+
+export interface PhaseReport {
+  name: string
+  seconds: number
+  /** The process's peak resident memory at the end of the phase (the most it held up to then). */
+  peakRssBytes: number
 }
 
 /** What both engines are given: the options resolved, the columns resolved. */
