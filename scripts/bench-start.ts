@@ -60,6 +60,8 @@ const log = (line: string): void => { (args.json === true ? process.stderr : pro
 
 interface Status {
   state: string
+  pid?: number
+  job: { batchSize: number } | null
   ring: { members: string[], completed: number, last: { ms?: number, allReduceMs?: number, timeMs?: number } | null, fastRounds?: number, agreedRounds?: number }
   training: { step: number, epoch: number, samplesPerSec: number, timing: { computeMs: number, reduceMs: number, applyMs: number } } | null
   syncs?: unknown[]
@@ -92,9 +94,28 @@ interface Run {
   step: { computeMs: number | null, reduceMs: number | null, applyMs: number | null }
   ringMs: number | null
   steps: number
+  /**
+   * Over the polls in which every peer was training: the swarm's samples/s from the first peer's step count, the
+   * CPU time all peers used (utime + stime from /proc) per 1000 samples, and how many cores they kept busy.
+   */
+  steady: { seconds: number, samplesPerSec: number, cpuSecondsPer1000: number, cores: number } | null
   identicalWeights: boolean | null
   load: { before: number[], after: number[] }
   exitCode: number
+}
+
+const TICKS_PER_SECOND = 100 // USER_HZ on Linux
+
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat, or null. */
+function cpuSeconds (pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // fields after the command name (which may hold spaces), from field 3 on: utime and stime are fields 14, 15
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND
+  } catch {
+    return null
+  }
 }
 
 function lastAllReduceMs (s: Status): number | null {
@@ -110,7 +131,7 @@ async function run (n: number, target: number | null): Promise<Run> {
   const t0 = performance.now()
   const at = (): number => Math.round((performance.now() - t0) / 100) / 10
   const child = spawn(process.execPath, [startScript, '--peers', String(n), ...positionals, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] })
-  const r: Run = { peers: n, epochs: [], phases: {}, finalAccuracy: null, wallSeconds: 0, toTarget: null, target, samplesPerSec: null, step: { computeMs: null, reduceMs: null, applyMs: null }, ringMs: null, steps: 0, identicalWeights: null, load: { before, after: [] }, exitCode: 0 }
+  const r: Run = { peers: n, epochs: [], phases: {}, finalAccuracy: null, wallSeconds: 0, toTarget: null, target, samplesPerSec: null, step: { computeMs: null, reduceMs: null, applyMs: null }, ringMs: null, steps: 0, steady: null, identicalWeights: null, load: { before, after: [] }, exitCode: 0 }
   let base: string | null = null
   let buffer = ''
   child.stdout.on('data', (b: Buffer) => {
@@ -154,6 +175,9 @@ async function run (n: number, target: number | null): Promise<Run> {
   const seen = new Map<string, string>()
   let firstStep = -1
   let lastStep = 0
+  let steadyStart: { t: number, step: number, cpu: number } | null = null
+  let steadyEnd: { t: number, step: number, cpu: number } | null = null
+  let batch = 0
   while (!done) {
     await sleep(1000)
     if (base === null || done) continue
@@ -167,6 +191,14 @@ async function run (n: number, target: number | null): Promise<Run> {
         r.phases[`${name} ${st.state}`] ??= s
       }
     })
+    const cpu = all.map(st => st?.pid !== undefined ? cpuSeconds(st.pid) : null)
+    const p0 = all[0]
+    if (all.every(st => st?.training != null && st.training.step > 0 && (st.state === 'training' || st.state === 'reducing')) && cpu.every(c => c !== null) && p0?.training != null) {
+      const point = { t: performance.now() / 1000, step: p0.training.step, cpu: (cpu as number[]).reduce((a, b) => a + b, 0) }
+      batch = p0.job?.batchSize ?? 0
+      if (steadyStart === null) steadyStart = point
+      else steadyEnd = point
+    }
     if (n > 1 && r.phases['all in one ring'] === undefined && all.every(st => st !== null && (st.state === 'training' || st.state === 'reducing') && st.ring.members.length === n)) r.phases['all in one ring'] = s
     const p1 = all[0]
     if (p1?.training != null && p1.training.step > 0) {
@@ -189,6 +221,13 @@ async function run (n: number, target: number | null): Promise<Run> {
   r.step = { computeMs: round1(median(compute)), reduceMs: round1(median(reduce)), applyMs: round1(median(apply)) }
   r.ringMs = round1(median(ring))
   r.steps = lastStep
+  if (steadyStart !== null && steadyEnd !== null && steadyEnd.step > steadyStart.step) {
+    const dt = steadyEnd.t - steadyStart.t
+    // H = 1: a step is one batch on every peer (H > 1: one local step each, the same count)
+    const samples = (steadyEnd.step - steadyStart.step) * batch * n
+    const cpuUsed = steadyEnd.cpu - steadyStart.cpu
+    r.steady = { seconds: Math.round(dt * 10) / 10, samplesPerSec: Math.round(samples / dt), cpuSecondsPer1000: Math.round(cpuUsed / samples * 1000 * 1000) / 1000, cores: Math.round(cpuUsed / dt * 100) / 100 }
+  }
   if (r.finalAccuracy === null && r.epochs.length > 0) r.finalAccuracy = r.epochs[r.epochs.length - 1].accuracy
   if (r.exitCode !== 0) log(`  ${n}p: npm start exited with ${r.exitCode}: ${err.slice(-1500)}`)
   if (base !== null) rmSync(base, { recursive: true, force: true })
@@ -212,6 +251,7 @@ for (const n of sizes) {
     log(`${n} peer${n > 1 ? 's' : ''}: done in ${r.wallSeconds.toFixed(1)} s wall, final test accuracy ${r.finalAccuracy?.toFixed(4) ?? '-'} after ${r.epochs.length} epochs (${r.steps} steps); ` +
       `${r.target !== null ? (r.toTarget !== null ? `reached ${r.target.toFixed(4)} at ${r.toTarget.toFixed(1)} s` : `did not reach ${r.target.toFixed(4)}`) : ''}`)
     log(`  swarm ${r.samplesPerSec ?? '-'} samples/s (median); step: compute ${r.step.computeMs ?? '-'} ms, reduce ${r.step.reduceMs ?? '-'} ms (ring's own ${r.ringMs ?? '-'} ms), apply ${r.step.applyMs ?? '-'} ms${r.identicalWeights !== null ? `; identical weights ${r.identicalWeights ? 'yes' : 'NO'}` : ''}`)
+    if (r.steady !== null) log(`  steady (${r.steady.seconds} s, every peer training): ${r.steady.samplesPerSec} samples/s from the step count; all peers used ${r.steady.cores} cores, ${r.steady.cpuSecondsPer1000} CPU s per 1000 samples`)
     log(`  phases: ${phases}`)
     log(`  load ${r.load.before.map(l => l.toFixed(2)).join(' ')} → ${r.load.after.map(l => l.toFixed(2)).join(' ')}`)
   }
