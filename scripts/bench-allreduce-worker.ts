@@ -259,6 +259,8 @@ async function handle (msg: Message): Promise<void> {
       return
     }
     case 'exit': {
+      // a stop that hangs (a dial still under way) must not keep the benchmark waiting
+      setTimeout(() => process.exit(0), 2000).unref()
       for (const ring of Object.values(rings)) await ring.stop()
       socketServer?.close()
       for (const node of Object.values(nodes)) await node.stop()

@@ -24,7 +24,9 @@ const { values: args, positionals } = parseArgs({
     seconds: { type: 'string', default: '20' },
     warmup: { type: 'string', default: '5' },
     json: { type: 'boolean', default: false },
-    'no-pin': { type: 'boolean', default: false }
+    'no-pin': { type: 'boolean', default: false },
+    /** Writes each peer's CPU profile (node --cpu-prof) into this folder; peers are then stopped with SIGTERM. */
+    profile: { type: 'string' }
   },
   allowPositionals: true
 })
@@ -40,7 +42,7 @@ const bin = join(root, 'bin', 'peer.js')
 interface Status {
   state: string
   addresses: string[]
-  ring: { members: string[], fastRounds?: number, agreedRounds?: number }
+  ring: { members: string[], fastRounds?: number, agreedRounds?: number, last: { ms: number } | null }
   training: { step: number, samplesPerSec: number, weightsHash: string | null, timing: { computeMs: number, reduceMs: number, applyMs: number } } | null
 }
 
@@ -74,6 +76,9 @@ interface Row {
   computeMs: number
   reduceMs: number
   applyMs: number
+  /** Median of the ring's own time per round (status ring.last.ms), and what the rounds add to it (the trainer's reduce time minus it). */
+  ringMs: number | null
+  roundOverheadMs: number | null
   fastRounds: number
   agreedRounds: number
   identicalWeights: boolean
@@ -86,7 +91,8 @@ async function run (n: number): Promise<Omit<Row, 'ratio'>> {
   const launch = (i: number, extra: string[]): void => {
     const argv = [bin, 'start', '--data-dir', dirs[i], '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--min-peers', String(n), '--epochs', '1000', ...extra]
     const cmd = pin ? 'taskset' : process.execPath
-    const full = pin ? ['-c', String(i % cores), process.execPath, ...argv] : argv
+    const node = args.profile !== undefined ? ['--cpu-prof', '--cpu-prof-dir', args.profile, ...argv] : argv
+    const full = pin ? ['-c', String(i % cores), process.execPath, ...node] : node
     const child = spawn(cmd, full, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PEER_LOG_LEVEL: 'warn' } })
     child.stderr?.on('data', () => {})
     children.push(child)
@@ -104,6 +110,9 @@ async function run (n: number): Promise<Omit<Row, 'ratio'>> {
     })
     await sleep(warmup * 1000)
     const rates: number[] = []
+    // a round's time as the trainer sees it (the hook: rounds + ring) and the ring's own, sampled together
+    const reduceTimes: number[] = []
+    const ringTimes: number[] = []
     const first = await until('status', 10_000, async () => await status(dirs[0]))
     const t0 = performance.now()
     let last = first
@@ -115,6 +124,10 @@ async function run (n: number): Promise<Omit<Row, 'ratio'>> {
       if (s?.training == null) continue
       rates.push(s.training.samplesPerSec)
       timing = s.training.timing
+      if (n > 1 && s.ring.last !== null) {
+        reduceTimes.push(s.training.timing.reduceMs)
+        ringTimes.push(s.ring.last.ms)
+      }
       last = s
     }
     const dt = (performance.now() - t0) / 1000
@@ -128,13 +141,15 @@ async function run (n: number): Promise<Omit<Row, 'ratio'>> {
       computeMs: timing.computeMs,
       reduceMs: timing.reduceMs,
       applyMs: timing.applyMs,
+      ringMs: ringTimes.length > 0 ? Math.round(median(ringTimes) * 100) / 100 : null,
+      roundOverheadMs: ringTimes.length > 0 ? Math.round((median(reduceTimes) - median(ringTimes)) * 100) / 100 : null,
       fastRounds: last.ring.fastRounds ?? 0,
       agreedRounds: last.ring.agreedRounds ?? 0,
       // members may be one round apart when read: equal hashes are likely, not certain
       identicalWeights: hashes.size === 1
     }
   } finally {
-    for (const c of children) c.kill('SIGKILL')
+    for (const c of children) c.kill(args.profile !== undefined ? 'SIGTERM' : 'SIGKILL')
     await Promise.all(children.map(async c => { if (c.exitCode === null && c.signalCode === null) await new Promise(resolve => c.once('exit', resolve)) }))
     rmSync(base, { recursive: true, force: true })
   }
@@ -149,7 +164,7 @@ for (const n of sizes) {
   rows.push({ ...r, ratio: alone !== null && alone > 0 ? Math.round(r.samplesPerSec / alone * 100) / 100 : null })
   if (args.json !== true) {
     const row = rows[rows.length - 1]
-    process.stdout.write(`${n} peer${n > 1 ? 's' : ' '}: ${row.samplesPerSec} samples/s (${row.ratio ?? '-'}x alone), ${row.stepsPerSec} steps/s; step: compute ${row.computeMs} ms, reduce ${row.reduceMs} ms, apply ${row.applyMs} ms; rounds in a reused group ${row.fastRounds}, agreed ${row.agreedRounds}\n`)
+    process.stdout.write(`${n} peer${n > 1 ? 's' : ' '}: ${row.samplesPerSec} samples/s (${row.ratio ?? '-'}x alone), ${row.stepsPerSec} steps/s; step: compute ${row.computeMs} ms, reduce ${row.reduceMs} ms, apply ${row.applyMs} ms${row.ringMs !== null ? ` (the ring's own ${row.ringMs} ms of the reduce: rounds add ${row.roundOverheadMs} ms)` : ''}; rounds in a reused group ${row.fastRounds}, agreed ${row.agreedRounds}\n`)
   }
 }
 const meta = { cores, pinned: pin, loadBefore, loadAfter: loadavg()[0], job: jobArgs }
