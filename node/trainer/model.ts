@@ -314,8 +314,8 @@ function hostBackend (): boolean {
  */
 function maxPoolReluGrad (dy: tf.Tensor4D, activation: tf.Tensor4D, pooled: tf.Tensor4D): tf.Tensor4D {
   if (!hostBackend() || fastWasm()) { // kernels.ts's MaxPoolGrad loops over the wasm heap: no copies out and back
-    const dx = tf.engine().runKernel('MaxPoolGrad', { dy, input: activation, output: pooled }, { filterSize: [POOL, POOL], strides: [POOL, POOL], pad: 'valid' }) as tf.Tensor4D
-    return tf.mul(dx, tf.step(activation))
+    // ReLU's gradient at a window's maximum is step(maximum): applied to the pooled gradient, a quarter of the size
+    return tf.engine().runKernel('MaxPoolGrad', { dy: tf.mul(dy, tf.step(pooled)), input: activation, output: pooled }, { filterSize: [POOL, POOL], strides: [POOL, POOL], pad: 'valid' }) as tf.Tensor4D
   }
   const [batch, inH, inW, channels] = activation.shape
   const [, outH, outW] = pooled.shape
