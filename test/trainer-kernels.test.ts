@@ -234,7 +234,8 @@ describe('fast wasm kernels equal the cpu kernels', () => {
       [[2, 8, 8, 3], [2, 2], [2, 2], 'valid'],
       [[2, 9, 7, 2], [3, 3], [2, 2], 'same'],
       [[1, 10, 10, 4], [3, 2], [1, 2], 'valid'],
-      [[2, 7, 9, 3], [2, 2], [2, 2], 'same'] // windows cut by the padding
+      [[2, 7, 9, 3], [2, 2], [2, 2], 'same'], // windows cut by the padding
+      [[2, 9, 7, 2], [2, 2], [2, 2], 'valid'] // a last row and column in no window
     ]
     for (const [xs, filterSize, strides, pad] of pools) {
       for (const ties of [false, true]) {

@@ -724,7 +724,17 @@ function maxPoolGrad (args: Args): Info {
   const output = args.inputs.output as Info
   const info = tf.backend_util.computePool2DInfo(input.shape as [number, number, number, number], attrs.filterSize as [number, number],
     attrs.strides as [number, number], 1, attrs.pad as 'valid', attrs.dimRoundingMode as 'floor' | undefined)
-  const { batchSize, inHeight: h, inWidth: w, inChannels: ch, outHeight: oh, outWidth: ow, filterHeight: fh, filterWidth: fw } = info
+  const { filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw, padInfo } = info
+  if (fh === 2 && fw === 2 && sh === 2 && sw === 2 && padInfo.top === 0 && padInfo.left === 0 && 2 * info.outHeight <= info.inHeight && 2 * info.outWidth <= info.inWidth) {
+    const out = maxPoolGrad2x2(backend, dy, input, output, info)
+    if (out !== null) return out
+  }
+  return maxPoolGradSearch(backend, dy, input, output, info)
+}
+
+/** MaxPoolGrad of any window: for each window and channel with a non-zero dy, a search for the first element equal to the output. */
+function maxPoolGradSearch (backend: BackendWasm, dy: Info, input: Info, output: Info, info: tf.backend_util.Conv2DInfo): Info {
+  const { batchSize, inHeight: h, inWidth: w, inChannels: ch, outHeight: oh, outWidth: ow, filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw, padInfo } = info
   const out = zeros(backend, input.shape)
   const xs = heap(backend, input)
   const ys = heap(backend, output)
@@ -733,25 +743,13 @@ function maxPoolGrad (args: Args): Info {
   const row = w * ch
   for (let b = 0; b < batchSize; b++) {
     for (let i = 0; i < oh; i++) {
-      const r0 = Math.max(0, i * info.strideHeight - info.padInfo.top)
-      const r1 = Math.min(h, i * info.strideHeight - info.padInfo.top + fh)
+      const r0 = Math.max(0, i * sh - padInfo.top)
+      const r1 = Math.min(h, i * sh - padInfo.top + fh)
       for (let j = 0; j < ow; j++) {
-        const c0 = Math.max(0, j * info.strideWidth - info.padInfo.left)
-        const c1 = Math.min(w, j * info.strideWidth - info.padInfo.left + fw)
+        const c0 = Math.max(0, j * sw - padInfo.left)
+        const c1 = Math.min(w, j * sw - padInfo.left + fw)
         const gOff = ((b * oh + i) * ow + j) * ch
         const first = ((b * h + r0) * w + c0) * ch
-        if (fh === 2 && fw === 2 && r1 - r0 === 2 && c1 - c0 === 2) {
-          // the common 2x2 window, unrolled
-          for (let d = 0, q = first; d < ch; d++, q++) {
-            const gv = g[gOff + d]
-            if (gv === 0) continue
-            const m = ys[gOff + d]
-            let at = xs[q] === m ? q : xs[q + ch] === m ? q + ch : xs[q + row] === m ? q + row : xs[q + row + ch] === m ? q + row + ch : -1
-            if (at < 0) at = firstMaximum(xs, q, 2, 2, row, ch)
-            if (at >= 0) dx[at] += gv
-          }
-          continue
-        }
         for (let d = 0; d < ch; d++) {
           const gv = g[gOff + d]
           if (gv === 0) continue
@@ -769,6 +767,53 @@ function maxPoolGrad (args: Args): Info {
     }
   }
   return out
+}
+
+/**
+ * MaxPoolGrad of 2x2 windows with stride 2 (the cnn preset's pool): the
+ * windows tile the input, so every element inside them is written once,
+ * without branches (which of four is the maximum is a coin toss the
+ * processor mispredicts: 2x faster so); only a last odd row or column
+ * outside every window is zero-filled. Null (nothing kept) where some
+ * window's output is none of its elements (NaN): maxPoolGradSearch then.
+ * (A non-finite dy value reaches all four elements as NaN, not just the
+ * maximum.)
+ */
+function maxPoolGrad2x2 (backend: BackendWasm, dy: Info, input: Info, output: Info, info: tf.backend_util.Conv2DInfo): Info | null {
+  const { batchSize, inHeight: h, inWidth: w, inChannels: ch, outHeight: oh, outWidth: ow } = info
+  const out = 2 * oh === h && 2 * ow === w ? backend.makeOutput(input.shape, 'float32') : zeros(backend, input.shape)
+  const xs = heap(backend, input)
+  const ys = heap(backend, output)
+  const g = heap(backend, dy)
+  const dx = heap(backend, out)
+  const row = w * ch
+  let missed = 0
+  for (let b = 0; b < batchSize; b++) {
+    for (let i = 0; i < oh; i++) {
+      for (let j = 0; j < ow; j++) {
+        const gOff = ((b * oh + i) * ow + j) * ch
+        const q0 = ((b * h + 2 * i) * w + 2 * j) * ch
+        for (let d = 0; d < ch; d++) {
+          const q = q0 + d
+          const m = ys[gOff + d]
+          const gv = g[gOff + d]
+          // e_k: 1 for the first of the four equal to the maximum, else 0 (the last when none of the first three is)
+          const e0 = +(xs[q] === m)
+          const e1 = +(xs[q + ch] === m) * (1 - e0)
+          const e2 = +(xs[q + row] === m) * (1 - e0 - e1)
+          const e3 = 1 - e0 - e1 - e2
+          missed += e3 * +(xs[q + row + ch] !== m)
+          dx[q] = e0 * gv
+          dx[q + ch] = e1 * gv
+          dx[q + row] = e2 * gv
+          dx[q + row + ch] = e3 * gv
+        }
+      }
+    }
+  }
+  if (missed === 0) return out
+  free(backend, out)
+  return null
 }
 
 /** The index of the first largest element of a window (rows × cols, strides row and ch from `first`); −1 if none is (all NaN). */
