@@ -179,7 +179,13 @@ describe('fast wasm kernels equal the cpu kernels', () => {
     // stride 1 (the filter gradient's full-width rows): channels with padding, asymmetric explicit padding, the cnn preset's second layer
     [[3, 6, 6, 2], [3, 3, 2, 4], [1, 1], 'same'],
     [[2, 7, 6, 3], [3, 2, 3, 2], [1, 1], [[0, 0], [2, 1], [0, 3], [0, 0]]],
-    [[16, 12, 12, 8], [3, 3, 8, 16], [1, 1], 'valid']
+    [[16, 12, 12, 8], [3, 3, 8, 16], [1, 1], 'valid'],
+    // valid, output channels in fours (the filter gradient in wasm SIMD): strides; 20 channels (16 + 4); 12 (three vectors)
+    [[2, 11, 10, 3], [3, 3, 3, 8], [2, 3], 'valid'],
+    [[2, 7, 7, 2], [2, 3, 2, 20], [1, 1], 'valid'],
+    [[3, 6, 5, 5], [3, 2, 5, 12], [1, 1], 'valid'],
+    // valid, stride 1, five output channels: the full-width rows
+    [[2, 9, 9, 3], [3, 3, 3, 5], [1, 1], 'valid']
   ]
 
   it('Conv2DBackpropFilter: an input whose patches span several blocks (summed)', async () => {

@@ -178,8 +178,11 @@ class FastNet implements Net {
         const last = this.convs.length - 1
         d = tf.reshape(d, trace.pooled[last].shape)
         for (let l = last; l >= 0; l--) {
-          const dz = maxPoolReluGrad(d as tf.Tensor4D, trace.convOut[l], trace.pooled[l])
-          convGrads.unshift(conv2dFilterGrad(trace.convIn[l], dz), tf.sum(dz, [0, 1, 2]))
+          // ReLU's gradient at a window's maximum is step(maximum): applied to the pooled gradient, a quarter of the size;
+          // each window's masked gradient lands on one element of dz, so the bias gradient sums the masked one
+          const masked = tf.mul(d, tf.step(trace.pooled[l])) as tf.Tensor4D
+          const dz = maxPoolGrad(masked, trace.convOut[l], trace.pooled[l])
+          convGrads.unshift(conv2dFilterGrad(trace.convIn[l], dz), tf.sum(masked, [0, 1, 2]))
           if (l > 0) d = conv2dInputGrad(dz, this.convs[l].kernel as tf.Tensor4D)
         }
       }
@@ -310,12 +313,13 @@ function hostBackend (): boolean {
 
 /**
  * Gradient through `pooled = maxPool(relu(z), 2, 2, 'valid')` with respect to
- * z, given the gradient `dy` of `pooled` and the layer's ReLU output.
+ * z, given the layer's ReLU output and the gradient `dy` of `pooled` already
+ * masked by ReLU's gradient (zero where the window's maximum is not positive):
+ * each window's dy goes to its first maximum in row-major order.
  */
-function maxPoolReluGrad (dy: tf.Tensor4D, activation: tf.Tensor4D, pooled: tf.Tensor4D): tf.Tensor4D {
+function maxPoolGrad (dy: tf.Tensor4D, activation: tf.Tensor4D, pooled: tf.Tensor4D): tf.Tensor4D {
   if (!hostBackend() || fastWasm()) { // kernels.ts's MaxPoolGrad loops over the wasm heap: no copies out and back
-    // ReLU's gradient at a window's maximum is step(maximum): applied to the pooled gradient, a quarter of the size
-    return tf.engine().runKernel('MaxPoolGrad', { dy: tf.mul(dy, tf.step(pooled)), input: activation, output: pooled }, { filterSize: [POOL, POOL], strides: [POOL, POOL], pad: 'valid' }) as tf.Tensor4D
+    return tf.engine().runKernel('MaxPoolGrad', { dy, input: activation, output: pooled }, { filterSize: [POOL, POOL], strides: [POOL, POOL], pad: 'valid' }) as tf.Tensor4D
   }
   const [batch, inH, inW, channels] = activation.shape
   const [, outH, outW] = pooled.shape
