@@ -18,7 +18,7 @@ import { loadDataset } from '../node/data/index.ts'
 import { parseJob, jobId } from '../protocols/job/index.ts'
 import { MAX_WEIGHTS_BYTES, decodeResponse, encodeHeader, encodeRequest, decodeRequest } from '../protocols/model/index.ts'
 import { main } from '../node/cli/main.ts'
-import { tempDir } from './helpers/peer-process.ts'
+import { runPeer, tempDir } from './helpers/peer-process.ts'
 import { kerasStyleCnn, saveToDir } from './helpers/layers-model.ts'
 
 function sink (): { stream: Writable, text: () => string } {
@@ -198,6 +198,29 @@ test('a model whose input or output does not fit the data set is refused, naming
     const { id } = await importModel(dir.path, await saveToDir(denseModel(), join(dir.path, 'd'), { weights: false }))
     await assert.rejects(createLayersNet(loadModel(dir.path, id), { features: 100, classes: 10, seed: 1 }), /takes 784 values per example, the data set has 100 features/)
     await assert.rejects(createLayersNet(loadModel(dir.path, id), { features: 784, classes: 2, seed: 1 }), /output layer "dense_Dense\d+" gives shape \[None, 10\], the data set has 2 classes/)
+  } finally {
+    await dir.remove()
+  }
+})
+
+test('peer start with a model that does not fit the data set exits 2 naming the mismatch (a real process)', async () => {
+  const dir = await tempDir('peer-models-')
+  try {
+    const small = tf.sequential()
+    small.add(tf.layers.dense({ inputShape: [100], units: 10, activation: 'softmax' }))
+    const fiveClasses = tf.sequential()
+    fiveClasses.add(tf.layers.dense({ inputShape: [784], units: 5, name: 'five' }))
+    const cases: Array<[tf.Sequential, string, RegExp]> = [
+      [small, 'input', /input \[100\] takes 100 values per example, the data set has 784 features/],
+      [fiveClasses, 'output', /output layer "five" gives shape \[None, 5\], the data set has 10 classes/]
+    ]
+    for (const [model, name, message] of cases) {
+      const path = await saveToDir(model, join(dir.path, name), { weights: false })
+      const run = await runPeer(['start', '--data-dir', join(dir.path, `data-${name}`), '--open', '--listen', '/ip4/127.0.0.1/tcp/0', '--dataset', 'mnist', '--model', path, '--epochs', '1', '--exit-when-done'])
+      assert.equal(run.code, 2, `${name}: ${run.stderr}`)
+      assert.match(run.stderr, message)
+      model.dispose()
+    }
   } finally {
     await dir.remove()
   }

@@ -9,7 +9,7 @@ import type { PeerStatus } from '../peer/status.ts'
 import type { Network } from '../network/index.ts'
 import { BACKENDS } from '../trainer/backends.ts'
 import type { BackendChoice } from '../trainer/backends.ts'
-import { EXIT_FAILURE, EXIT_OK, UsageError } from './context.ts'
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from './context.ts'
 import type { CliContext } from './context.ts'
 import { progressLine } from './format.ts'
 import { dataDirOption, jobFromFlags, jobOptions, parsePositiveInt, securityOptions, swarmFromFlags } from './options.ts'
@@ -195,7 +195,7 @@ export const startCommand = {
           : '\n  (a private swarm refuses peers without its key: join it with the join token its first peer printed, `peer start --join peer1.…`)'
       }
       ctx.stderr.write(`peer start: ${error}\n`)
-      return EXIT_FAILURE
+      return code === EXIT_USAGE ? EXIT_USAGE : EXIT_FAILURE
     }
     out('stopped')
     return EXIT_OK

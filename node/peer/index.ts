@@ -84,7 +84,10 @@ export interface PeerOptions {
 
 /** How long a leaving peer waits for the others to copy the shards only it holds (small shards take milliseconds). */
 const HANDOFF_TIMEOUT_MS = 15_000
-/** A running peer. `finished` resolves once it has stopped (or failed), with the exit code. */
+/** Failures of the job's own input, found once its data is known (a user's model that does not fit the data set): exit code 2. */
+const INPUT_ERRORS = new Set(['InvalidModelError'])
+
+/** A running peer. `finished` resolves once it has stopped (or failed), with the exit code: 0 stopped, 1 failed, 2 the job's input is invalid. */
 export class Peer extends EventEmitter<PeerEvents> {
   readonly options: PeerOptions
   readonly actor: Actor<typeof peerMachine>
@@ -169,7 +172,7 @@ export class Peer extends EventEmitter<PeerEvents> {
         if (snapshot.matches('stopped')) resolve(0)
         if (snapshot.matches({ failed: 'halted' })) {
           log.debug({ error: snapshot.context.error }, 'peer failed')
-          resolve(1)
+          resolve(INPUT_ERRORS.has(snapshot.context.errorName ?? '') ? 2 : 1)
         }
       })
     })

@@ -17,6 +17,8 @@ import type { TrainerOutput } from '../trainer/machine.ts'
 export interface PeerContext {
   checkpointEvery: number
   error: string | null
+  /** The failure's error name (`InvalidModelError`…), where it had one. */
+  errorName?: string | null
 }
 
 export type PeerEvent =
@@ -48,7 +50,10 @@ export const peerMachine = setup({
     drainTimeout: 60_000
   },
   actions: {
-    recordError: assign({ error: (_, params: { error: unknown }) => errorText(params.error) })
+    recordError: assign({
+      error: (_, params: { error: unknown }) => errorText(params.error),
+      errorName: (_, params: { error: unknown }) => (params.error instanceof Error ? params.error.name : null)
+    })
   }
 }).createMachine({
   id: 'peer',
