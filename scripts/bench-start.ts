@@ -64,7 +64,7 @@ interface Status {
   job: { batchSize: number } | null
   ring: { members: string[], completed: number, last: { ms?: number, allReduceMs?: number, timeMs?: number } | null, fastRounds?: number, agreedRounds?: number }
   training: { step: number, epoch: number, samplesPerSec: number, timing: { computeMs: number, reduceMs: number, applyMs: number } } | null
-  syncs?: unknown[]
+  syncs?: Array<{ ms: number, bytes: number, donors: number }>
 }
 
 async function status (dataDir: string): Promise<Status | null> {
@@ -99,6 +99,8 @@ interface Run {
    * CPU time all peers used (utime + stime from /proc) per 1000 samples, and how many cores they kept busy.
    */
   steady: { seconds: number, samplesPerSec: number, cpuSecondsPer1000: number, cores: number } | null
+  /** Each joiner's first state sync (fetching the weights and optimizer state from the members): ms, bytes, donors. */
+  syncs: Record<string, { ms: number, bytes: number, donors: number }>
   identicalWeights: boolean | null
   load: { before: number[], after: number[] }
   exitCode: number
@@ -131,7 +133,7 @@ async function run (n: number, target: number | null): Promise<Run> {
   const t0 = performance.now()
   const at = (): number => Math.round((performance.now() - t0) / 100) / 10
   const child = spawn(process.execPath, [startScript, '--peers', String(n), ...positionals, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] })
-  const r: Run = { peers: n, epochs: [], phases: {}, finalAccuracy: null, wallSeconds: 0, toTarget: null, target, samplesPerSec: null, step: { computeMs: null, reduceMs: null, applyMs: null }, ringMs: null, steps: 0, steady: null, identicalWeights: null, load: { before, after: [] }, exitCode: 0 }
+  const r: Run = { peers: n, epochs: [], phases: {}, finalAccuracy: null, wallSeconds: 0, toTarget: null, target, samplesPerSec: null, step: { computeMs: null, reduceMs: null, applyMs: null }, ringMs: null, steps: 0, steady: null, syncs: {}, identicalWeights: null, load: { before, after: [] }, exitCode: 0 }
   let base: string | null = null
   let buffer = ''
   child.stdout.on('data', (b: Buffer) => {
@@ -179,13 +181,16 @@ async function run (n: number, target: number | null): Promise<Run> {
   let steadyEnd: { t: number, step: number, cpu: number } | null = null
   let batch = 0
   while (!done) {
-    await sleep(1000)
+    // finely while the swarm starts (its phases), then once a second
+    await sleep(r.phases['peer-1 first step seen'] === undefined ? 250 : 1000)
     if (base === null || done) continue
     const all = await Promise.all(Array.from({ length: n }, async (_, i) => await status(join(base as string, `peer-${i + 1}`))))
     const s = at()
     all.forEach((st, i) => {
       if (st === null) return
       const name = `peer-${i + 1}`
+      const sync = st.syncs?.[0]
+      if (i > 0 && sync !== undefined) r.syncs[name] ??= { ms: Math.round(sync.ms), bytes: sync.bytes, donors: sync.donors }
       if (seen.get(name) !== st.state) {
         seen.set(name, st.state)
         r.phases[`${name} ${st.state}`] ??= s
@@ -253,6 +258,8 @@ for (const n of sizes) {
     log(`  swarm ${r.samplesPerSec ?? '-'} samples/s (median); step: compute ${r.step.computeMs ?? '-'} ms, reduce ${r.step.reduceMs ?? '-'} ms (ring's own ${r.ringMs ?? '-'} ms), apply ${r.step.applyMs ?? '-'} ms${r.identicalWeights !== null ? `; identical weights ${r.identicalWeights ? 'yes' : 'NO'}` : ''}`)
     if (r.steady !== null) log(`  steady (${r.steady.seconds} s, every peer training): ${r.steady.samplesPerSec} samples/s from the step count; all peers used ${r.steady.cores} cores, ${r.steady.cpuSecondsPer1000} CPU s per 1000 samples`)
     log(`  phases: ${phases}`)
+    const syncs = Object.entries(r.syncs)
+    if (syncs.length > 0) log(`  state sync: ${syncs.map(([k, v]) => `${k} ${v.ms} ms (${(v.bytes / 1e6).toFixed(1)} MB from ${v.donors} donor${v.donors === 1 ? '' : 's'})`).join(', ')}`)
     log(`  load ${r.load.before.map(l => l.toFixed(2)).join(' ')} → ${r.load.after.map(l => l.toFixed(2)).join(' ')}`)
   }
 }
