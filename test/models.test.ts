@@ -192,6 +192,38 @@ test('batch-norm moving statistics are state: unchanged by computing, set when t
   }
 })
 
+test('weight constraints are projected after every update (as Keras does), identically on every member', async () => {
+  await selectBackend('wasm')
+  const dir = await tempDir('peer-models-')
+  try {
+    const m = tf.sequential()
+    m.add(tf.layers.dense({ inputShape: [784], units: 16, activation: 'relu', kernelConstraint: tf.constraints.nonNeg(), name: 'nonneg' }))
+    m.add(tf.layers.dense({ units: 10, activation: 'softmax', kernelConstraint: tf.constraints.maxNorm({ maxValue: 0.5, axis: 0 }), name: 'maxnorm' }))
+    const { id } = await importModel(dir.path, await saveToDir(m, join(dir.path, 'c'), { weights: false }))
+    const dataset = loadDataset('mnist')
+    const job = parseJob({ model: id, batchSize: 32, seed: 5, learningRate: 0.05 })
+    const hashes: string[] = []
+    for (let member = 0; member < 2; member++) {
+      const net = await createLayersNet(loadModel(dir.path, id), { features: dataset.features, classes: dataset.classes, seed: job.seed })
+      const [kernel0, , kernel1] = net.variables
+      assert.ok(kernel0.dataSync().some(x => x < 0), 'the initial kernel has negative values (constraints apply to updates, not to initialisation)')
+      const trainer = new Trainer({ job, jobId: jobId(job), dataset, net })
+      for (let step = 0; step < 3; step++) {
+        const update = await trainer.computeUpdate()
+        trainer.applyUpdate(trainer.unflattenUpdate(trainer.flattenUpdate(update), update.loss), update.samples)
+        assert.ok(kernel0.dataSync().every(x => x >= 0), `step ${step}: nonNeg holds`)
+        const norms = tf.tidy(() => tf.sqrt(tf.sum(tf.square(kernel1), 0)).dataSync())
+        assert.ok(norms.every(n => n <= 0.5 + 1e-5), `step ${step}: maxNorm holds (largest column norm ${Math.max(...norms)})`)
+      }
+      hashes.push(trainer.weightsHash())
+      trainer.dispose()
+    }
+    assert.equal(hashes[0], hashes[1])
+  } finally {
+    await dir.remove()
+  }
+})
+
 test('a model whose input or output does not fit the data set is refused, naming the layer', async () => {
   const dir = await tempDir('peer-models-')
   try {

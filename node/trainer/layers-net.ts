@@ -21,6 +21,11 @@
  *   the trainer assigns the swarm's sample-weighted average when it applies
  *   the update. Every member holds the same moving statistics after every
  *   round, and they travel with the weights in checkpoints and state syncs.
+ * - Weight constraints (`kernelConstraint`, `biasConstraint`, batch norm's
+ *   `gammaConstraint`…) are projected after every update, as Keras does
+ *   (tf.js's own model.fit leaves them out: its optimizer writes the
+ *   variables directly): the trainer calls `afterUpdate`, on every member
+ *   alike, so weights stay identical.
  * - Dropout-like layers with a `seed` get a fresh seed each step from the job
  *   seed, the layer and the step: masks are deterministic per step (the same
  *   on every member, applied to different rows), and weights stay identical
@@ -282,6 +287,7 @@ class LayersNet implements Net {
   private readonly state: tf.Variable[]
   private readonly inputShape: number[]
   private readonly dropouts: Array<{ layer: { seed?: number }, index: number }>
+  private readonly constrained: Array<{ variable: tf.Variable, constraint: { apply: (w: tf.Tensor) => tf.Tensor } }>
   private readonly seed: number
   private readonly exportClass: typeof tf.LayersModel
   private readonly exportConfig: tf.serialization.ConfigDict
@@ -305,6 +311,11 @@ class LayersNet implements Net {
     this.dropouts = allLayers(model)
       .map((layer, index) => ({ layer: layer as unknown as { seed?: number, rate?: number }, index }))
       .filter(({ layer }) => 'seed' in layer && 'rate' in layer)
+    this.constrained = model.trainableWeights.flatMap(w => {
+      const constraint = (w as unknown as { constraint?: { apply: (w: tf.Tensor) => tf.Tensor } | null }).constraint
+      return constraint != null ? [{ variable: w.read() as tf.Variable, constraint }] : []
+    })
+    if (this.constrained.length === 0) this.afterUpdate = undefined
     this.seed = opts.seed
     this.exportClass = exportClass
     this.exportConfig = exportConfig
@@ -332,6 +343,13 @@ class LayersNet implements Net {
       const after = this.state.map(v => tf.clone(v))
       this.state.forEach((v, i) => { v.assign(before[i]) })
       return { loss: value, grads: [...this.trainable.map(v => grads[v.name]), ...after] }
+    })
+  }
+
+  /** Projects the constrained weights (where there are none, the constructor removes this). */
+  afterUpdate?: () => void = () => {
+    tf.tidy(() => {
+      for (const { variable, constraint } of this.constrained) variable.assign(constraint.apply(variable))
     })
   }
 

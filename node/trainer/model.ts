@@ -70,6 +70,12 @@ export interface Net {
    * Evaluation uses it instead of `predict` where it is there.
    */
   evaluateRows?: (x: Float32Array, n: number) => { loss: number, accuracy: number }
+  /**
+   * What the model asks for after every update of its weights (the trainer
+   * calls it after the optimizer's step and after an outer step): a Layers
+   * model's weight constraints (kernelConstraint…), projected as Keras does.
+   */
+  afterUpdate?: () => void
   dispose (): void
 }
 

@@ -230,6 +230,7 @@ export class Trainer {
       else tf.tidy(() => { v.assign(tf.tensor((update.grads[i].dataSync() as Float32Array).slice(), v.shape)) })
     })
     this.optimizer.applyGradients(named)
+    this.net.afterUpdate?.() // weight constraints
     for (const g of update.grads) g.dispose()
     this.loss = this.loss === null ? update.loss : LOSS_SMOOTHING * this.loss + (1 - LOSS_SMOOTHING) * update.loss
     this.rate.push({ t: performance.now(), n: update.samples })
@@ -305,6 +306,10 @@ export class Trainer {
       }
     }
     this.setFlatWeights(anchor)
+    if (this.net.afterUpdate !== undefined) {
+      this.net.afterUpdate() // weight constraints: the anchor is then the constrained weights, taken again from the model
+      this.anchor = null
+    }
     const p = this.progress
     const epochBefore = this.epoch
     p.round += 1
