@@ -268,6 +268,35 @@ describe('fast wasm kernels equal the cpu kernels', () => {
     await compareKernel('Sum', { x: ints([5, 3], -9, 9) }, { axis: 0, keepDims: false }, 'Sum int32')
   })
 
+  it('SplitV: axes, sizes with a -1, a size 0, int32', async () => {
+    const cases: Array<[Data, number[] | number, number]> = [
+      [normal([32, 256]), 4, 1], [normal([4, 6, 5]), [2, -1, 1], 1], [normal([6, 3]), [0, 4, 2], 0],
+      [normal([2, 3, 8]), [3, 5], -1], [ints([5, 6], -9, 9), 3, 1]
+    ]
+    for (const [x, numOrSizeSplits, axis] of cases) {
+      const what = `SplitV ${x.shape} ${JSON.stringify(numOrSizeSplits)} axis ${axis}`
+      const run = (): Array<{ shape: number[], values: ArrayLike<number> }> => {
+        const t = tf.tensor(x.values, x.shape, x.dtype)
+        const outs = tf.engine().runKernel('SplitV', { x: t }, { numOrSizeSplits, axis }) as unknown as tf.Tensor[]
+        const result = outs.map(o => ({ shape: o.shape, values: o.dataSync() as ArrayLike<number> }))
+        tf.dispose([t, ...outs])
+        return result
+      }
+      await tf.setBackend('cpu')
+      const expected = run()
+      await tf.setBackend('wasm')
+      run()
+      const buffers = (tf.backend() as unknown as { numDataIds: () => number }).numDataIds()
+      const actual = run()
+      assert.equal((tf.backend() as unknown as { numDataIds: () => number }).numDataIds(), buffers, `${what}: wasm buffers leaked`)
+      assert.equal(actual.length, expected.length, what)
+      actual.forEach((a, k) => {
+        assert.deepEqual(a.shape, expected[k].shape, `${what}: shape ${k}`)
+        assert.deepEqual(Array.from(a.values), Array.from(expected[k].values), `${what}: output ${k}`)
+      })
+    }
+  })
+
   it('Tile: ranks 1-4, rows of one element, int32 and bool', async () => {
     const cases: Array<[number[], number[]]> = [[[5], [3]], [[2, 3], [2, 1]], [[4, 4, 1], [1, 1, 6]], [[1, 1, 7], [3, 4, 1]], [[2, 3, 2, 2], [2, 1, 3, 2]], [[3, 1], [1, 1]]]
     for (const [shape, reps] of cases) await compareKernel('Tile', { x: normal(shape) }, { reps }, `Tile ${shape} reps ${reps}`)
