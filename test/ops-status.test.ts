@@ -18,6 +18,7 @@ import {
   decodeRequest, decodeResponse, encodeRequest, encodeResponse, memberStatusSchema
 } from '../protocols/status/index.ts'
 import type { MemberStatus } from '../protocols/status/index.ts'
+import { ProtocolService } from '../protocols/common/index.ts'
 import { StatusService, markAgreement } from '../node/ops/status-service.ts'
 import type { SwarmRow } from '../node/ops/types.ts'
 
@@ -174,7 +175,15 @@ test('members answer with their summary; an unreachable one is reported as such'
   const [a, b] = [await node(), await node()]
   const serviceA = new StatusService({ node: a, summary: () => summary(a.peerId.toString()) })
   const serviceB = new StatusService({ node: b, summary: () => summary(b.peerId.toString(), { state: 'reducing' }) }, { timeoutMs: 2000 })
+  // a ProtocolService: the constructor registers nothing, start() does (twice is once), stop() removes it
+  assert.ok(serviceA instanceof ProtocolService)
+  assert.equal(serviceA.protocol, STATUS_PROTOCOL)
+  assert.equal(serviceA.isStarted, false)
+  assert.ok(!a.getProtocols().includes(STATUS_PROTOCOL))
   await serviceA.start()
+  await serviceA.start()
+  assert.equal(serviceA.isStarted, true)
+  assert.ok(a.getProtocols().includes(STATUS_PROTOCOL))
   await serviceB.start()
   await b.dial(a.getMultiaddrs()[0])
   const answer = await serviceB.ask(a.peerId.toString())
@@ -192,6 +201,10 @@ test('members answer with their summary; an unreachable one is reported as such'
   assert.equal(byId.get(ghost)?.reachable, false)
   assert.match(byId.get(ghost)?.error ?? '', /Error/)
   assert.equal(byId.get(a.peerId.toString())?.linkBytesPerSec, Math.round(170_000 / 0.0032))
+  await serviceA.stop()
+  assert.equal(serviceA.isStarted, false)
+  assert.ok(!a.getProtocols().includes(STATUS_PROTOCOL))
+  await assert.rejects(serviceB.ask(a.peerId.toString()), 'a stopped member no longer answers')
   await serviceA.stop()
   await serviceB.stop()
 })

@@ -17,9 +17,9 @@ import { mkdirSync } from 'node:fs'
 import { open, rename, rm } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import type { Logger } from 'pino'
-import type { PeerId, Stream } from '@libp2p/interface'
+import type { IncomingStreamData, PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { InvalidMessageError, ProtocolHandler, TimeoutError, decodeFrames, encodeData, encodeError, prefixed } from '../../protocols/common/index.ts'
+import { InvalidMessageError, ProtocolService, TimeoutError, decodeFrames, encodeData, encodeError, prefixed } from '../../protocols/common/index.ts'
 import type { Registrar, TransferErrorCode, TransferResponse } from '../../protocols/common/index.ts'
 
 /** The parts of a libp2p node a transfer service (a registrar) and its fetchers (a dialer) use. */
@@ -106,34 +106,25 @@ export interface StreamLimits {
 }
 
 /**
- * A holder's side of a transfer protocol: registers the protocol's handler while started (`start`, `stop`,
- * `isStarted`) and answers each stream's one request with what `answer` says. Building one does no work.
+ * A holder's side of a transfer protocol, a ProtocolService (`start`, `stop`, `isStarted`): answers each
+ * stream's one request with what `answer` says. Building one does no work.
  */
-export abstract class TransferServer<Req, H> {
+export abstract class TransferServer<Req, H> extends ProtocolService {
   /** Answers sent in full, the payload bytes they carried, and requests answered bad-request (for status and tests). */
   served = 0
   bytesServed = 0
   invalid = 0
   private readonly proto: TransferProtocol<Req, H>
-  private readonly handler: ProtocolHandler
   private readonly logger: Logger | undefined
 
   constructor (registrar: Registrar, proto: TransferProtocol<Req, H>, limits: StreamLimits, logger?: Logger) {
+    super(registrar, { protocol: proto.protocol, ...limits })
     this.proto = proto
     this.logger = logger
-    this.handler = new ProtocolHandler(registrar, { protocol: proto.protocol, ...limits }, ({ stream }) => { void this.serve(stream) })
   }
 
-  get isStarted (): boolean {
-    return this.handler.isStarted
-  }
-
-  async start (): Promise<void> {
-    await this.handler.start()
-  }
-
-  async stop (): Promise<void> {
-    await this.handler.stop()
+  protected onStream ({ stream }: IncomingStreamData): void {
+    void this.serve(stream)
   }
 
   /** What to send for a valid request. A throw aborts the stream. */

@@ -2,10 +2,10 @@
  * The `/peer/status/1.0.0` service: answers other members with this peer's
  * summary, asks them for theirs, and puts a swarm-wide view together.
  */
-import type { Libp2p, Stream } from '@libp2p/interface'
+import type { IncomingStreamData, Libp2p, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
-import { ProtocolHandler, readFrame, writeFrames } from '../../protocols/common/index.ts'
+import { ProtocolService, readFrame, writeFrames } from '../../protocols/common/index.ts'
 import {
   InvalidMessageError, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MAX_STREAMS, REQUEST_TIMEOUT_MS, STATUS_PROTOCOL,
   StatusRequestError, TimeoutError, decodeRequest, decodeResponse, encodeRequest, encodeResponse
@@ -32,30 +32,21 @@ function describe (err: unknown): string {
   return `${e.name ?? 'Error'}: ${e.message ?? String(err)}`
 }
 
-export class StatusService {
+/** Answers status requests on `/peer/status/1.0.0` while started, and asks other peers for theirs. */
+export class StatusService extends ProtocolService {
   private readonly components: StatusServiceComponents
   private readonly timeoutMs: number
-  private readonly handler: ProtocolHandler
   served = 0
   rejected = 0
 
   constructor (components: StatusServiceComponents, init: StatusServiceInit = {}) {
+    super(components.node, { protocol: STATUS_PROTOCOL, maxInboundStreams: MAX_STREAMS, maxOutboundStreams: MAX_STREAMS })
     this.components = components
     this.timeoutMs = init.timeoutMs ?? REQUEST_TIMEOUT_MS
-    this.handler = new ProtocolHandler(components.node, { protocol: STATUS_PROTOCOL, maxInboundStreams: MAX_STREAMS, maxOutboundStreams: MAX_STREAMS }, ({ stream }) => { void this.serve(stream) })
   }
 
-  get isStarted (): boolean {
-    return this.handler.isStarted
-  }
-
-  /** Answers status requests on `/peer/status/1.0.0`. */
-  async start (): Promise<void> {
-    await this.handler.start()
-  }
-
-  async stop (): Promise<void> {
-    await this.handler.stop()
+  protected onStream ({ stream }: IncomingStreamData): void {
+    void this.serve(stream)
   }
 
   private async serve (stream: Stream): Promise<void> {

@@ -16,8 +16,8 @@
 import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
 import { peerIdFromString } from '@libp2p/peer-id'
-import type { Stream } from '@libp2p/interface'
-import { ProtocolHandler } from '../../protocols/common/index.ts'
+import type { IncomingStreamData, Stream } from '@libp2p/interface'
+import { ProtocolService } from '../../protocols/common/index.ts'
 import {
   InvalidMessageError, MAX_FRAME_BYTES, MAX_REQUESTS_PER_STREAM, MAX_STREAMS, PART_BYTES, REQUEST_TIMEOUT_MS,
   SNAPSHOTS_KEPT, STATE_SYNC_PROTOCOL, StateSyncError,
@@ -60,9 +60,8 @@ export interface StateSyncServerComponents {
 }
 
 /** Serves this peer's state to joiners. */
-export class StateSyncServer {
+export class StateSyncServer extends ProtocolService {
   private readonly components: StateSyncServerComponents
-  private readonly handler: ProtocolHandler
   private readonly snapshots: Snapshot[] = []
   private making: Promise<Snapshot> | null = null
   private idleTimer: NodeJS.Timeout | null = null
@@ -71,22 +70,16 @@ export class StateSyncServer {
   served = 0
 
   constructor (components: StateSyncServerComponents) {
+    super(components.network.node, { protocol: STATE_SYNC_PROTOCOL, maxInboundStreams: MAX_STREAMS, maxOutboundStreams: MAX_STREAMS })
     this.components = components
-    this.handler = new ProtocolHandler(components.network.node, {
-      protocol: STATE_SYNC_PROTOCOL, maxInboundStreams: MAX_STREAMS, maxOutboundStreams: MAX_STREAMS
-    }, ({ stream, connection }) => { void this.serve(stream, connection.remotePeer.toString()) })
   }
 
-  get isStarted (): boolean {
-    return this.handler.isStarted
+  protected onStream ({ stream, connection }: IncomingStreamData): void {
+    void this.serve(stream, connection.remotePeer.toString())
   }
 
-  async start (): Promise<void> {
-    await this.handler.start()
-  }
-
-  async stop (): Promise<void> {
-    await this.handler.stop()
+  override async stop (): Promise<void> {
+    await super.stop()
     this.dropSnapshots()
   }
 

@@ -2,8 +2,8 @@
  * What the wire protocols share (see docs/architecture.md): the error classes every one of them throws
  * (`InvalidMessageError` for any input that is not a valid message, `TimeoutError`, `NotStartedError`; `UnavailableError`,
  * the base of the transfer protocols' "no peer could send it"), the
- * bounded length-prefixed framing (`framing.ts`), and `ProtocolHandler`, the start/stop/isStarted of a
- * service that registers one protocol's handler (`service.ts`), and the frames the transfer protocols (shard,
+ * bounded length-prefixed framing (`framing.ts`), and `ProtocolService` (the base of a service that answers
+ * one protocol: its start/stop/isStarted) with the `ProtocolHandler` it holds (`service.ts`), and the frames the transfer protocols (shard,
  * model) share: data, error and the answer's decoder (`transfer.ts`). Protocols re-export the errors from their
  * own `errors.ts`, so importers keep importing from the protocol they use.
  *
@@ -18,7 +18,7 @@ export { InvalidMessageError, NotStartedError, TimeoutError, UnavailableError } 
 export type { InvalidMessageKind } from './errors.ts'
 export { FrameDecoder, decodeFrames, encodeLengthPrefix, framed, prefixed, readFrame, writeFrames } from './framing.ts'
 export type { ByteSource, Framed } from './framing.ts'
-export { ProtocolHandler } from './service.ts'
+export { ProtocolHandler, ProtocolService } from './service.ts'
 export type { ProtocolHandlerInit, Registrar } from './service.ts'
 export {
   CHUNK_BYTES, ERROR_HEADER_BYTES, FRAME_DATA, FRAME_ERROR, FRAME_HEADER, FRAME_REQUEST, MAX_ANSWER_FRAME_BYTES, MAX_REASON_BYTES,

@@ -1,9 +1,10 @@
 /**
  * The start/stop every protocol service shares: `start()` registers one protocol's stream handler with its
- * stream limits, `stop()` removes it, `isStarted` says which. Services hold one and delegate to it; building
- * one does no work.
+ * stream limits, `stop()` removes it, `isStarted` says which. A service that serves one protocol extends
+ * `ProtocolService` (which holds a `ProtocolHandler` and delegates to it); one that cannot (it extends
+ * something else) holds a `ProtocolHandler` itself. Building either does no work.
  */
-import type { StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
+import type { IncomingStreamData, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 
 /** The part of a libp2p node that registers handlers. */
 export interface Registrar {
@@ -60,4 +61,44 @@ export class ProtocolHandler {
     this.started = false
     await this.registrar.unhandle(this.init.protocol).catch(() => {})
   }
+}
+
+/**
+ * The base of a service that answers one protocol: `start`, `stop` and `isStarted` are its handler's; the
+ * subclass says what each incoming stream gets (`onStream`, which must not throw). A subclass that holds more
+ * than the handler overrides `stop()` and calls `super.stop()` first.
+ *
+ * @example
+ * class EchoService extends ProtocolService {
+ *   constructor (node: Registrar) { super(node, { protocol: '/peer/echo/1.0.0', maxInboundStreams: 4, maxOutboundStreams: 4 }) }
+ *   protected onStream ({ stream }: IncomingStreamData): void { void stream.sink(stream.source) }
+ * }
+ */
+export abstract class ProtocolService {
+  private readonly handler: ProtocolHandler
+
+  constructor (registrar: Registrar, init: ProtocolHandlerInit) {
+    this.handler = new ProtocolHandler(registrar, init, data => { this.onStream(data) })
+  }
+
+  get protocol (): string {
+    return this.handler.protocol
+  }
+
+  get isStarted (): boolean {
+    return this.handler.isStarted
+  }
+
+  /** Registers the protocol's handler; a second start does nothing. */
+  async start (): Promise<void> {
+    await this.handler.start()
+  }
+
+  /** Removes the handler (streams already open run on); a stop before start does nothing. */
+  async stop (): Promise<void> {
+    await this.handler.stop()
+  }
+
+  /** One incoming stream of the protocol, while started. */
+  protected abstract onStream (data: IncomingStreamData): void
 }
