@@ -97,6 +97,11 @@ test('trainer: an error in a step ends in failed with the reason', async () => {
   assert.ok(!log.includes('apply 3'))
 })
 
+test('trainer: an actor its owner did not provide fails, naming itself', async () => {
+  const output = await toPromise(createActor(trainerMachine, { input: { checkpointEvery: 1000 } }).start())
+  assert.deepEqual(output, { reason: 'failed', error: 'trainer actor "prepare" was not provided' })
+})
+
 /** A stand-in trainer for the root machine: reaches `done` or `stopped` on command. */
 const stubTrainer = (behaviour: 'finish' | 'stop-on-request' | 'ignore-stop') => createMachine({
   id: 'stub',

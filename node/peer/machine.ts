@@ -9,10 +9,11 @@
  * (open the data dir, join the swarm, restore state, run the trainer, shut
  * down), so that tests can swap them with `provide`.
  */
-import { assign, fromPromise, sendTo, setup } from 'xstate'
+import { assign, sendTo, setup } from 'xstate'
 import type { SnapshotFrom } from 'xstate'
 import { trainerMachine } from '../trainer/machine.ts'
 import type { TrainerOutput } from '../trainer/machine.ts'
+import { errorText, notProvided, recordErrorThen } from '../common/machine.ts'
 
 export interface PeerContext {
   checkpointEvery: number
@@ -26,12 +27,6 @@ export type PeerEvent =
   | { type: 'trainer.reducing' }
   | { type: 'trainer.training' }
 
-const notProvided = (name: string) => fromPromise<void, void>(async () => {
-  throw new Error(`peer actor "${name}" was not provided`)
-})
-
-const errorText = (error: unknown): string => String((error as Error)?.message ?? error)
-
 export const peerMachine = setup({
   types: {
     context: {} as PeerContext,
@@ -39,11 +34,11 @@ export const peerMachine = setup({
     input: {} as { checkpointEvery: number }
   },
   actors: {
-    start: notProvided('start'),
-    join: notProvided('join'),
-    sync: notProvided('sync'),
+    start: notProvided('peer', 'start'),
+    join: notProvided('peer', 'join'),
+    sync: notProvided('peer', 'sync'),
     trainer: trainerMachine,
-    shutdown: notProvided('shutdown')
+    shutdown: notProvided('peer', 'shutdown')
   },
   delays: {
     /** How long a stop waits for the trainer to finish its step and write its checkpoint. */
@@ -64,7 +59,7 @@ export const peerMachine = setup({
       invoke: {
         src: 'start',
         onDone: 'joining',
-        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+        onError: recordErrorThen('failed')
       },
       on: { 'peer.stop': 'stopping' }
     },
@@ -72,7 +67,7 @@ export const peerMachine = setup({
       invoke: {
         src: 'join',
         onDone: 'syncing',
-        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+        onError: recordErrorThen('failed')
       },
       on: { 'peer.stop': 'stopping' }
     },
@@ -80,7 +75,7 @@ export const peerMachine = setup({
       invoke: {
         src: 'sync',
         onDone: 'running',
-        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+        onError: recordErrorThen('failed')
       },
       on: { 'peer.stop': 'stopping' }
     },
@@ -94,7 +89,7 @@ export const peerMachine = setup({
           { guard: ({ event }) => (event.output as TrainerOutput).reason === 'stopped', target: 'stopping' },
           { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: (event.output as TrainerOutput).error }) } }
         ],
-        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+        onError: recordErrorThen('failed')
       },
       initial: 'training',
       states: {

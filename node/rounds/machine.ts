@@ -17,9 +17,10 @@
  * checks the list's hash with both neighbours and aborts on a mismatch, so no
  * member ever applies a sum computed over a different list (docs/rounds.md).
  */
-import { and, assign, fromPromise, not, setup } from 'xstate'
+import { and, assign, not, setup } from 'xstate'
 import type { ProposeMessage, ReadyMessage } from '../../protocols/rounds/index.ts'
 import { hasQuorum } from './group.ts'
+import { notProvided } from '../common/machine.ts'
 
 export interface ReadyInfo {
   peer: string
@@ -89,10 +90,6 @@ export interface AgreementResult {
   ready: string[]
 }
 
-const notProvided = <I, O>(name: string) => fromPromise<O, I>(async () => {
-  throw new Error(`rounds actor "${name}" was not provided`)
-})
-
 /** The members ready for this attempt. */
 export function readyNow (ctx: Pick<RoundsContext, 'ready' | 'attempt'>): Record<string, ReadyInfo> {
   return Object.fromEntries(Object.entries(ctx.ready).filter(([, r]) => r.attempt === ctx.attempt))
@@ -133,9 +130,9 @@ export const roundsMachine = setup({
     output: {} as AgreementResult
   },
   actors: {
-    announce: notProvided<{ round: number, attempt: number }, void>('announce'),
-    propose: notProvided<ProposeMessage, void>('propose'),
-    allReduce: notProvided<{ round: number, attempt: number, members: string[], epoch: number }, AttemptResult>('allReduce')
+    announce: notProvided<void, { round: number, attempt: number }>('rounds', 'announce'),
+    propose: notProvided<void, ProposeMessage>('rounds', 'propose'),
+    allReduce: notProvided<AttemptResult, { round: number, attempt: number, members: string[], epoch: number }>('rounds', 'allReduce')
   },
   delays: {
     // the defaults; node/rounds/rounds.ts provides the configured ones (DEFAULT_COLLECT_TIMEOUT_MS and its grace)

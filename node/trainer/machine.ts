@@ -12,7 +12,8 @@
  * (`ready`), after a final checkpoint. The work of each state is an invoked
  * actor named by string, so tests can `provide` their own.
  */
-import { assign, fromPromise, setup } from 'xstate'
+import { assign, setup } from 'xstate'
+import { errorText, notProvided, recordErrorThen } from '../common/machine.ts'
 
 /** What the applying step reports, for the guards that pick the next state. */
 export interface StepReport {
@@ -47,10 +48,6 @@ export interface TrainerOutput {
   error: string | null
 }
 
-const notProvided = (name: string) => fromPromise<never, unknown>(async () => {
-  throw new Error(`trainer actor "${name}" was not provided`)
-})
-
 export const trainerMachine = setup({
   types: {
     context: {} as TrainerContext,
@@ -60,17 +57,17 @@ export const trainerMachine = setup({
   },
   actors: {
     /** Reports where training stands before the first step (after any restore). */
-    prepare: notProvided('prepare') as unknown as ReturnType<typeof fromPromise<StepReport, void>>,
-    compute: notProvided('compute') as unknown as ReturnType<typeof fromPromise<void, void>>,
+    prepare: notProvided<StepReport>('trainer', 'prepare'),
+    compute: notProvided<void>('trainer', 'compute'),
     /** H = 1: averages this step's gradients with the swarm's (the `allReduce` hook); `resync: true` when the round went ahead without this peer. */
-    reduceGradients: notProvided('reduceGradients') as unknown as ReturnType<typeof fromPromise<{ resync: boolean }, void>>,
+    reduceGradients: notProvided<{ resync: boolean }>('trainer', 'reduceGradients'),
     /** H > 1: averages the parameter deltas with the swarm and applies the outer step; `resync` as for reduceGradients. */
-    averageDeltas: notProvided('averageDeltas') as unknown as ReturnType<typeof fromPromise<{ resync: boolean, report?: StepReport }, void>>,
+    averageDeltas: notProvided<{ resync: boolean, report?: StepReport }>('trainer', 'averageDeltas'),
     /** Fetches the swarm's state (this peer fell behind). */
-    resync: notProvided('resync') as unknown as ReturnType<typeof fromPromise<StepReport, void>>,
-    apply: notProvided('apply') as unknown as ReturnType<typeof fromPromise<StepReport, void>>,
-    evaluate: notProvided('evaluate') as unknown as ReturnType<typeof fromPromise<void, void>>,
-    checkpoint: notProvided('checkpoint') as unknown as ReturnType<typeof fromPromise<void, void>>
+    resync: notProvided<StepReport>('trainer', 'resync'),
+    apply: notProvided<StepReport>('trainer', 'apply'),
+    evaluate: notProvided<void>('trainer', 'evaluate'),
+    checkpoint: notProvided<void>('trainer', 'checkpoint')
   },
   guards: {
     stopRequested: ({ context }) => context.stopRequested,
@@ -78,7 +75,7 @@ export const trainerMachine = setup({
   },
   actions: {
     requestStop: assign({ stopRequested: true }),
-    recordError: assign({ error: (_, params: { error: unknown }) => String((params.error as Error)?.message ?? params.error) }),
+    recordError: assign({ error: (_, params: { error: unknown }) => errorText(params.error) }),
     // The root actor mirrors reducing/training; a trainer run on its own (tests, benchmarks) has no parent to tell.
     notifyReducing: ({ self }) => { self._parent?.send({ type: 'trainer.reducing' }) },
     notifyTraining: ({ self }) => { self._parent?.send({ type: 'trainer.training' }) }
@@ -110,7 +107,7 @@ export const trainerMachine = setup({
             syncEvery: ({ context, event }) => event.output.syncEvery ?? context.syncEvery
           })
         },
-        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+        onError: recordErrorThen('failed')
       }
     },
     ready: {
@@ -127,7 +124,7 @@ export const trainerMachine = setup({
           { guard: ({ context }) => context.syncEvery === 1, target: 'reducing' },
           { target: 'applying' }
         ],
-        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+        onError: recordErrorThen('failed')
       }
     },
     reducing: {
@@ -139,7 +136,7 @@ export const trainerMachine = setup({
           { guard: ({ event }) => event.output.resync, target: 'resyncing' },
           { target: 'applying' }
         ],
-        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+        onError: recordErrorThen('failed')
       }
     },
     resyncing: {
@@ -147,14 +144,14 @@ export const trainerMachine = setup({
         src: 'resync',
         onDone: { target: 'ready', actions: assign({ report: ({ event }) => event.output }) },
         // a failed fetch is retried from the loop (the next round finds this peer behind again)
-        onError: { target: 'ready', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+        onError: recordErrorThen('ready')
       }
     },
     applying: {
       invoke: {
         src: 'apply',
         onDone: { target: 'applied', actions: assign({ report: ({ event }) => event.output }) },
-        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+        onError: recordErrorThen('failed')
       }
     },
     applied: {
@@ -172,7 +169,7 @@ export const trainerMachine = setup({
           { guard: ({ event }) => event.output.resync, target: 'resyncing' },
           { target: 'checking', actions: assign({ report: ({ context, event }) => event.output.report ?? context.report }) }
         ],
-        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+        onError: recordErrorThen('failed')
       }
     },
     /** After an update: evaluate at an epoch's end, checkpoint when due. */
@@ -187,28 +184,28 @@ export const trainerMachine = setup({
       invoke: {
         src: 'evaluate',
         onDone: 'checkpointing',
-        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+        onError: recordErrorThen('failed')
       }
     },
     checkpointing: {
       invoke: {
         src: 'checkpoint',
         onDone: { target: 'ready', actions: assign({ lastCheckpointStep: ({ context }) => context.report?.step ?? 0 }) },
-        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+        onError: recordErrorThen('failed')
       }
     },
     finishing: {
       invoke: {
         src: 'checkpoint',
         onDone: 'done',
-        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+        onError: recordErrorThen('failed')
       }
     },
     stopping: {
       invoke: {
         src: 'checkpoint',
         onDone: 'stopped',
-        onError: { target: 'failed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } }
+        onError: recordErrorThen('failed')
       }
     },
     done: { type: 'final', entry: assign({ outcome: 'done' as const }) },
