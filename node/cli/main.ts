@@ -1,6 +1,8 @@
 /**
  * The `peer` command line: thin commands that parse, call, and print.
  * `main()` is importable so tests can run a command and capture what a user sees.
+ *
+ * Where this folder sits among the others: docs/architecture.md.
  */
 import { Command, CommanderError } from 'commander'
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './context.ts'

@@ -8,6 +8,8 @@
  * member know that all the others hold the sum too; and, if it gives up, one abort frame instead.
  * Frames are length-prefixed (unsigned varint) and never larger than MAX_FRAME_BYTES.
  *
+ * Where this folder sits among the others: docs/architecture.md (the ring itself: docs/ring.md).
+ *
  * @example
  * const bytes = encodeHello({ round: 7, attempt: 0, members: 3, index: 1, elements: 1000, membersHash: membersHash(ids) })
  * const decoder = new FrameDecoder()

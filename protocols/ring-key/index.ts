@@ -7,6 +7,8 @@
  * AEAD records sealed with the session's key, the first of which proves the session. No I/O here: `node/ring`
  * runs the exchange and the sockets; this folder says what bytes are valid.
  *
+ * Where this folder sits among the others: docs/architecture.md (the data plane: docs/ring.md).
+ *
  * @example
  * const key = deriveSessionKey({ dialerShare, listenerShare, sessionId, dialer, listener })
  * const sealer = new RecordSealer(key)
