@@ -13,6 +13,7 @@ import {
   IDENT_HEADER_BYTES, MAX_BLOCK_BYTES, MAX_FRAME_BYTES, MAX_MEMBERS, MAX_PEER_ID_BYTES, MAX_REASON_BYTES, MAX_U32,
   MEMBERS_HASH_BYTES, WIRE_VERSION
 } from './constants.ts'
+import { FrameDecoder as CommonFrameDecoder, encodeLengthPrefix as encodeCommonLengthPrefix } from '../common/index.ts'
 import { InvalidMessageError } from './errors.ts'
 
 /** Why a round aborted, as carried in an abort frame (the index in this list is the wire value). */
@@ -329,105 +330,17 @@ function decodeDataHeaderUnchecked (view: DataView): DataHeader {
 }
 
 /**
- * Encodes the varint length prefix of a frame of `length` bytes. It does not enforce MAX_FRAME_BYTES: the
- * limit is the receiver's to check (and a test's to break).
+ * Encodes the varint length prefix of a frame of `length` bytes (the shared framing's, protocols/common). It
+ * does not enforce MAX_FRAME_BYTES: the limit is the receiver's to check (and a test's to break).
  */
 export function encodeLengthPrefix (length: number): Uint8Array {
   if (!Number.isInteger(length) || length <= 0 || length > MAX_U32) throw new RangeError(`frame length ${length} outside 1 … ${MAX_U32}`)
-  const out: number[] = []
-  let rest = length
-  while (rest >= 0x80) {
-    out.push((rest & 0x7f) | 0x80)
-    rest >>>= 7
-  }
-  out.push(rest)
-  return Uint8Array.from(out)
+  return encodeCommonLengthPrefix(length)
 }
 
-/**
- * Splits a byte stream into frames: feed it chunks as they arrive, get whole frames back. A frame that lies
- * inside one chunk comes back as a view of it; one that spans chunks is assembled in a buffer of exactly its
- * size, allocated only once its length prefix has been checked against the limit. Throws InvalidMessageError
- * (and stays broken) on a bad prefix; `end()` throws one of kind `truncated` if the stream stopped inside a frame.
- */
-export class FrameDecoder {
-  readonly maxFrameBytes: number
-  readonly #maxPrefixBytes: number
-  #prefix = 0
-  #prefixBytes = 0
-  /** The frame being assembled across chunks, and how much of it is filled. */
-  #partial: Uint8Array | null = null
-  #filled = 0
-  /** Bytes still to come of the current frame, or -1 while reading a length prefix. */
-  #need = -1
-  #failed: InvalidMessageError | null = null
-
+/** The shared frame decoder (protocols/common), at most MAX_FRAME_BYTES a frame unless told otherwise. */
+export class FrameDecoder extends CommonFrameDecoder {
   constructor (maxFrameBytes: number = MAX_FRAME_BYTES) {
-    if (!Number.isInteger(maxFrameBytes) || maxFrameBytes < 1 || maxFrameBytes >= 2 ** 28) throw new RangeError('maxFrameBytes must be 1 … 2^28−1')
-    this.maxFrameBytes = maxFrameBytes
-    let bytes = 1
-    while (2 ** (7 * bytes) <= maxFrameBytes) bytes++
-    this.#maxPrefixBytes = bytes
-  }
-
-  /** True between frames (nothing buffered). */
-  get idle (): boolean {
-    return this.#need === -1 && this.#prefixBytes === 0
-  }
-
-  push (chunk: Uint8Array): Uint8Array[] {
-    if (this.#failed !== null) throw this.#failed
-    const frames: Uint8Array[] = []
-    let at = 0
-    const end = chunk.byteLength
-    while (at < end) {
-      if (this.#need === -1) {
-        const byte = chunk[at++]
-        this.#prefix += (byte & 0x7f) * 2 ** (7 * this.#prefixBytes)
-        this.#prefixBytes++
-        if ((byte & 0x80) !== 0) {
-          if (this.#prefixBytes >= this.#maxPrefixBytes) this.#fail(new InvalidMessageError(`length prefix longer than ${this.#maxPrefixBytes} bytes`, 'too-large'))
-          continue
-        }
-        const length = this.#prefix
-        this.#prefix = 0
-        this.#prefixBytes = 0
-        if (length === 0) this.#fail(new InvalidMessageError('empty frame'))
-        if (length > this.maxFrameBytes) this.#fail(new InvalidMessageError(`frame of ${length} bytes exceeds ${this.maxFrameBytes}`, 'too-large'))
-        if (end - at >= length) {
-          frames.push(chunk.subarray(at, at + length))
-          at += length
-          continue
-        }
-        this.#need = length
-        this.#partial = new Uint8Array(length)
-        this.#filled = 0
-        continue
-      }
-      const partial = this.#partial as Uint8Array
-      const take = Math.min(this.#need, end - at)
-      partial.set(chunk.subarray(at, at + take), this.#filled)
-      this.#filled += take
-      this.#need -= take
-      at += take
-      if (this.#need === 0) {
-        frames.push(partial)
-        this.#partial = null
-        this.#need = -1
-      }
-    }
-    return frames
-  }
-
-  /** The stream ended: throws if it ended inside a frame. */
-  end (): void {
-    if (this.#failed !== null) throw this.#failed
-    if (!this.idle) this.#fail(new InvalidMessageError('stream ended inside a frame', 'truncated'))
-  }
-
-  #fail (err: InvalidMessageError): never {
-    this.#failed = err
-    this.#partial = null
-    throw err
+    super(maxFrameBytes)
   }
 }

@@ -37,60 +37,78 @@ export function prefixed (frame: Uint8Array): Uint8Array {
 }
 
 /**
- * Cuts a byte stream into frames of 1 … `maxFrameBytes` bytes. A length prefix longer than needed for
- * `maxFrameBytes`, a frame above the limit, an empty frame or a stream that ends inside a frame throw
- * InvalidMessageError; nothing larger than the limit is ever allocated.
+ * Cuts a byte stream into frames of 1 … `maxFrameBytes` bytes: feed it chunks as they arrive, get whole frames
+ * back. A frame that lies inside one chunk comes back as a view of it; one that spans chunks is assembled in a
+ * buffer of exactly its size, allocated only once its length prefix has been checked against the limit. A
+ * length prefix longer than needed for `maxFrameBytes`, a frame above the limit or an empty frame throw
+ * InvalidMessageError, and the decoder stays broken (every later call throws the same); `end()` throws one of
+ * kind `truncated` if the stream stopped inside a frame.
  */
 export class FrameDecoder {
   readonly maxFrameBytes: number
-  private readonly maxPrefixBytes: number
-  private prefix = 0
-  private prefixBytes = 0
-  private partial: Uint8Array | null = null
-  private filled = 0
+  readonly #maxPrefixBytes: number
+  #prefix = 0
+  #prefixBytes = 0
+  /** The frame being assembled across chunks, and how much of it is filled. */
+  #partial: Uint8Array | null = null
+  #filled = 0
+  /** Bytes still to come of the current frame, or -1 while reading a length prefix. */
+  #need = -1
+  #failed: InvalidMessageError | null = null
 
   constructor (maxFrameBytes: number) {
     if (!Number.isInteger(maxFrameBytes) || maxFrameBytes < 1 || maxFrameBytes >= 2 ** 28) throw new RangeError('maxFrameBytes must be 1 … 2^28−1')
     this.maxFrameBytes = maxFrameBytes
     let bytes = 1
     while (2 ** (7 * bytes) <= maxFrameBytes) bytes++
-    this.maxPrefixBytes = bytes
+    this.#maxPrefixBytes = bytes
+  }
+
+  /** True between frames (nothing buffered). */
+  get idle (): boolean {
+    return this.#need === -1 && this.#prefixBytes === 0
   }
 
   /** The frames completed by `chunk` (views into it where a frame lies whole inside it). */
   push (chunk: Uint8Array): Uint8Array[] {
+    if (this.#failed !== null) throw this.#failed
     const frames: Uint8Array[] = []
     let at = 0
-    while (at < chunk.byteLength) {
-      if (this.partial === null) {
+    const end = chunk.byteLength
+    while (at < end) {
+      if (this.#need === -1) {
         const byte = chunk[at++]
-        this.prefix += (byte & 0x7f) * 2 ** (7 * this.prefixBytes)
-        this.prefixBytes++
+        this.#prefix += (byte & 0x7f) * 2 ** (7 * this.#prefixBytes)
+        this.#prefixBytes++
         if ((byte & 0x80) !== 0) {
-          if (this.prefixBytes >= this.maxPrefixBytes) throw new InvalidMessageError(`length prefix longer than ${this.maxPrefixBytes} bytes`, 'too-large')
+          if (this.#prefixBytes >= this.#maxPrefixBytes) this.#fail(new InvalidMessageError(`length prefix longer than ${this.#maxPrefixBytes} bytes`, 'too-large'))
           continue
         }
-        const length = this.prefix
-        this.prefix = 0
-        this.prefixBytes = 0
-        if (length === 0) throw new InvalidMessageError('empty frame')
-        if (length > this.maxFrameBytes) throw new InvalidMessageError(`frame length ${length} exceeds the limit of ${this.maxFrameBytes} bytes`, 'too-large')
-        if (chunk.byteLength - at >= length) {
+        const length = this.#prefix
+        this.#prefix = 0
+        this.#prefixBytes = 0
+        if (length === 0) this.#fail(new InvalidMessageError('empty frame'))
+        if (length > this.maxFrameBytes) this.#fail(new InvalidMessageError(`frame length ${length} exceeds the limit of ${this.maxFrameBytes} bytes`, 'too-large'))
+        if (end - at >= length) {
           frames.push(chunk.subarray(at, at + length))
           at += length
           continue
         }
-        this.partial = new Uint8Array(length)
-        this.filled = 0
+        this.#need = length
+        this.#partial = new Uint8Array(length)
+        this.#filled = 0
         continue
       }
-      const take = Math.min(this.partial.byteLength - this.filled, chunk.byteLength - at)
-      this.partial.set(chunk.subarray(at, at + take), this.filled)
-      this.filled += take
+      const partial = this.#partial as Uint8Array
+      const take = Math.min(this.#need, end - at)
+      partial.set(chunk.subarray(at, at + take), this.#filled)
+      this.#filled += take
+      this.#need -= take
       at += take
-      if (this.filled === this.partial.byteLength) {
-        frames.push(this.partial)
-        this.partial = null
+      if (this.#need === 0) {
+        frames.push(partial)
+        this.#partial = null
+        this.#need = -1
       }
     }
     return frames
@@ -98,7 +116,14 @@ export class FrameDecoder {
 
   /** The stream ended: throws if it ended inside a frame. */
   end (): void {
-    if (this.partial !== null || this.prefixBytes > 0) throw new InvalidMessageError('stream ended inside a frame', 'truncated')
+    if (this.#failed !== null) throw this.#failed
+    if (!this.idle) this.#fail(new InvalidMessageError('stream ended inside a frame', 'truncated'))
+  }
+
+  #fail (err: InvalidMessageError): never {
+    this.#failed = err
+    this.#partial = null
+    throw err
   }
 }
 
