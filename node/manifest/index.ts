@@ -8,7 +8,7 @@
  *
  * @example
  * const manifest = new Manifest({ network, store, logger })
- * await manifest.load(); manifest.start()
+ * await manifest.start()                                  // reads the replica back, answers syncs
  * await manifest.createJob(job, shards); manifest.attachJob(jobId)
  * manifest.mine() // ['s0003', 's0011', …]
  */

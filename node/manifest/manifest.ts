@@ -131,8 +131,8 @@ export class Manifest extends EventEmitter<ManifestEvents> {
     this.syncHandler = syncHandler(components.network.node, (stream, peer) => { void this.answerSync(stream, peer) })
   }
 
-  /** Reads the persisted replica back from LevelDB. */
-  async load (): Promise<void> {
+  /** Reads the persisted replica back from LevelDB (part of start). */
+  private async load (): Promise<void> {
     const entries: Entry[] = []
     for await (const [key, stored] of this.components.store.iterator()) {
       const s = stored as { value: unknown, clock: Entry['clock'] }
@@ -144,9 +144,15 @@ export class Manifest extends EventEmitter<ManifestEvents> {
     // members remembered from before are not live until they are heard from again
   }
 
-  /** Answers sync requests and syncs with every peer that connects. */
-  start (): void {
-    void this.syncHandler.start()
+  get isStarted (): boolean {
+    return this.syncHandler.isStarted
+  }
+
+  /** Reads the persisted replica back, then answers sync requests and syncs with every peer that connects; a second start does nothing. */
+  async start (): Promise<void> {
+    if (this.syncHandler.isStarted) return
+    await this.load()
+    await this.syncHandler.start()
     this.components.network.on('peer.connected', this.onConnect)
   }
 

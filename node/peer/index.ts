@@ -232,8 +232,7 @@ export class Peer extends EventEmitter<PeerEvents> {
         return group === undefined ? undefined : { epoch: group.epoch, size: group.members.length, lead: group.members[0] ?? '' }
       }
     })
-    await this.manifest.load()
-    this.manifest.start()
+    await this.manifest.start()
     this.shardService = new ShardService({ node: this.net.node, store: createDataDirShardStore(options.dataDir), logger: log.child({ name: 'peer:shards' }) })
     await this.shardService.start()
     this.modelService = new ModelService({ node: this.net.node, dataDir: options.dataDir, logger: log.child({ name: 'peer:models' }) })
