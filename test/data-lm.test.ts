@@ -10,7 +10,7 @@ import assert from 'node:assert/strict'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { loadDataset } from '../node/data/dataset.ts'
-import { importLmText, datasetsRoot, readDescription } from '../node/data/imported/index.ts'
+import { importLmText, datasetsRoot, readDescription, readShard } from '../node/data/imported/index.ts'
 import { RowSet } from '../node/data/stream/rows.ts'
 import { runPeer, tempDir } from './helpers/peer-process.ts'
 
@@ -31,6 +31,10 @@ test('a text file imports as windows of context + 1 byte tokens, 256 classes, ev
     assert.equal(report.shards, 3)
     const d = readDescription(join(datasetsRoot(dir.path), report.datasetId))
     assert.deepEqual(d.lm, { context, tokens: 'bytes' })
+    // tokens stored as uint8, not float64 (8x the text); the reader gives the trainer the same numbers (checked below)
+    assert.ok(d.columns.filter(c => c.name.startsWith('t')).every(c => c.storage === 'uint8'))
+    const shard = readShard(join(datasetsRoot(dir.path), report.datasetId, d.shards[0].file))
+    assert.equal(String(shard.schema.fields.find(f => f.name === 't0')?.type), 'Uint8')
 
     const dataset = loadDataset(report.datasetId, { dataDir: dir.path })
     assert.equal(dataset.classes, 256)
