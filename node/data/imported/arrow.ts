@@ -52,6 +52,9 @@ export type NumericArray = Float64Array | Uint8Array | Uint16Array | Int32Array
  */
 export type CleanColumns = ReadonlyArray<ArrayLike<number> | ReadonlyArray<Uint8Array> | null>
 
+/** Receives a written batch's text column (`column`: its place among the description's columns) as UTF-8 bytes and offsets. */
+export type TextSink = (column: number, data: Uint8Array, offsets: Int32Array, length: number) => void
+
 /** One buffered batch of a shard, indexed like the shard's stored columns. */
 export type BatchColumns = Array<NumericArray | Int32Array | Utf8Column>
 
@@ -158,6 +161,7 @@ export class ShardWriter {
   readonly path: string
   private readonly shape: ShardSchema
   private readonly stats: StatsAccumulator | null
+  private readonly textSink: TextSink | null
   private readonly fd: number
   private readonly sink: FileSink
   private readonly writer: RecordBatchFileWriter
@@ -167,10 +171,12 @@ export class ShardWriter {
   private buffered = 0
   rows = 0
 
-  constructor (path: string, shape: ShardSchema, stats: StatsAccumulator | null = null) {
+  /** `textSink`: where each written batch's text goes (its own buffers), for document frequencies counted elsewhere; the stats then count none. */
+  constructor (path: string, shape: ShardSchema, stats: StatsAccumulator | null = null, textSink: TextSink | null = null) {
     this.path = path
     this.shape = shape
     this.stats = stats
+    this.textSink = textSink
     this.fd = openSync(path, 'wx')
     this.sink = new FileSink(this.fd)
     this.writer = new RecordBatchFileWriter()
@@ -241,9 +247,17 @@ export class ShardWriter {
   private flush (): void {
     const n = this.buffered
     if (n === 0) return
-    this.stats?.addBatch(this.shape.source, this.buffers, n)
-    this.writer.write(this.shape.batch(this.buffers, n))
+    this.stats?.addBatch(this.shape.source, this.buffers, n, this.textSink === null)
+    const batch = this.shape.batch(this.buffers, n)
+    this.writer.write(batch)
     this.buffered = 0
+    if (this.textSink === null) return
+    // the batch's copies of the text, written and no longer needed here
+    for (let k = 0; k < this.kinds.length; k++) {
+      if (this.kinds[k] !== 2) continue
+      const data = batch.getChildAt(k)?.data[0] as Data<Utf8>
+      this.textSink(this.shape.source[k], data.values, data.valueOffsets, n)
+    }
   }
 
   /** Writes the last batch and the file footer, closes the file. */

@@ -225,7 +225,7 @@ export async function importDataset (path: string, options: ImportOptions): Prom
     await scan.close()
     scan = null
 
-    const published = publish(work, out, {
+    const published = await publish(work, out, {
       label: options.label,
       classes,
       columns: described,

@@ -85,7 +85,7 @@ export async function importLmText (path: string, options: LmImportOptions): Pro
       out.abort()
       throw err
     }
-    const published = publish(work, out, {
+    const published = await publish(work, out, {
       label: LABEL,
       classes: columns[0].categories as string[],
       columns,

@@ -11,7 +11,8 @@ import type { Stats } from 'node:fs'
 import { join } from 'node:path'
 import { pidAlive } from '../../common/process.ts'
 import { ShardSchema, ShardWriter } from './arrow.ts'
-import type { CleanColumns, WrittenShard } from './arrow.ts'
+import type { CleanColumns, TextSink, WrittenShard } from './arrow.ts'
+import { DocumentFrequencies } from './text-df.ts'
 import { DATASET_FORMAT, DESCRIPTION_FILE, datasetId } from './description.ts'
 import type { ColumnDescription, DatasetDescription, ShardFileDescription } from './description.ts'
 import { DataInputError } from './errors.ts'
@@ -105,8 +106,8 @@ export interface Published {
  * Finishes the shards, writes the description into the work dir and renames
  * it to `<root>/<id>` (or removes it, where that data set is already there).
  */
-export function publish (work: WorkDir, out: DatasetWriter, head: DescriptionHead, counts: RowCounts): Published {
-  const { files, trainRows, stats, layout } = out.finish()
+export async function publish (work: WorkDir, out: DatasetWriter, head: DescriptionHead, counts: RowCounts): Promise<Published> {
+  const { files, trainRows, stats, layout } = await out.finish()
   const test = { ...files[files.length - 1], index: 0 }
   const shards = files.slice(0, -1)
   const { lm, ...rest } = head
@@ -135,6 +136,7 @@ export class DatasetWriter {
   private readonly test: ShardWriter
   private readonly stats: StatsAccumulator[]
   private readonly shardCount: number
+  private readonly df: DocumentFrequencies | null
   private trainIndex = 0
   rows = 0
 
@@ -143,8 +145,14 @@ export class DatasetWriter {
     this.layout = new StatsLayout({ columns: described, buckets })
     this.shardCount = shardCount
     this.stats = Array.from({ length: shardCount }, () => new StatsAccumulator(this.layout))
+    // the training shards' document frequencies: slot s · T + j for shard s and text column j
+    const text = this.layout.text
+    this.df = text.length > 0 ? new DocumentFrequencies(buckets, shardCount * text.length) : null
+    const sink = (s: number): TextSink | null => this.df === null
+      ? null
+      : (column, data, offsets, length) => { (this.df as DocumentFrequencies).add({ slot: s * text.length + text.findIndex(t => t.column === column), data, offsets, length }) }
     try {
-      for (let s = 0; s < shardCount; s++) this.writers.push(new ShardWriter(join(dir, `shard-${s}.tmp`), shape, this.stats[s]))
+      for (let s = 0; s < shardCount; s++) this.writers.push(new ShardWriter(join(dir, `shard-${s}.tmp`), shape, this.stats[s], sink(s)))
       this.test = new ShardWriter(join(dir, 'test.tmp'), shape)
     } catch (err) {
       this.abort()
@@ -168,8 +176,19 @@ export class DatasetWriter {
   }
 
   /** Finishes every file and renames it to `<sha256>.arrow`; the test shard comes last. */
-  finish (): { files: ShardFileDescription[], trainRows: number, stats: Float64Array, layout: StatsLayout } {
+  async finish (): Promise<{ files: ShardFileDescription[], trainRows: number, stats: Float64Array, layout: StatsLayout }> {
     const written: WrittenShard[] = this.writers.map(w => w.finish())
+    if (this.df !== null) {
+      const counts = await this.df.finish()
+      const text = this.layout.text
+      for (let s = 0; s < this.shardCount; s++) {
+        const v = this.stats[s].vector
+        text.forEach((t, j) => {
+          const df = counts[s * text.length + j]
+          for (let b = 0; b < this.layout.buckets; b++) v[t.at + 1 + b] += df[b]
+        })
+      }
+    }
     const files = written.map((w, index) => {
       const file = `${w.sha256}.arrow`
       renameSync(w.path, join(w.path, '..', file))
@@ -179,6 +198,7 @@ export class DatasetWriter {
   }
 
   abort (): void {
+    this.df?.close()
     for (const w of this.writers) w.abort()
   }
 }

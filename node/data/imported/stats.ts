@@ -139,7 +139,7 @@ export class StatsAccumulator {
    * among the description's columns). The same numbers as `add` row by row: each sum sees the same additions
    * in the same order.
    */
-  addBatch (source: readonly number[], columns: BatchColumns, length: number): void {
+  addBatch (source: readonly number[], columns: BatchColumns, length: number, documentFrequencies = true): void {
     const v = this.vector
     const of = (column: number): BatchColumns[number] | undefined => columns[source.indexOf(column)]
     v[0] += length
@@ -172,7 +172,8 @@ export class StatsAccumulator {
       const t = of(s.column) as Utf8Column | undefined
       if (t === undefined) continue
       v[s.at] += length
-      for (let i = 0; i < length; i++) this.addDocumentBytes(t.data, t.offsets[i], t.offsets[i + 1], s.at + 1)
+      // without: the caller counts them (text-df.ts) and adds them at s.at + 1
+      if (documentFrequencies) for (let i = 0; i < length; i++) this.addDocumentBytes(t.data, t.offsets[i], t.offsets[i + 1], s.at + 1)
     }
   }
 
