@@ -168,7 +168,7 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
     await db.run([
       `CREATE MACRO norm(v) AS CASE WHEN regexp_full_match(v, ${lit(MISSING_RE2)}) THEN NULL ELSE v END;`,
       // only for values that match NUMBER_RE2; DuckDB's cast skips ASCII blanks, trim the others (slow, so only when needed)
-      `CREATE MACRO to_number(v) AS coalesce(TRY_CAST(v AS DOUBLE), CAST(trim(v, ${lit(BLANKS)}) AS DOUBLE));`,
+      `CREATE MACRO to_number(v) AS coalesce(TRY_CAST(v AS DOUBLE), TRY_CAST(trim(v, ${lit(BLANKS)}) AS DOUBLE));`,
       testRowMacros(s.seed, s.testFraction)
     ].join('\n'))
 
@@ -209,19 +209,21 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
     if (rowsRead === 0) throw emptyError(name, format === 'parquet' ? 1 : await lineOfRow(path, name, format, 0))
     const keys = [...used].map(c).join(', ')
     // the first of equal rows is kept (the smallest rowid), equal meaning equal 64-bit hashes of the values, as in
-    // the JavaScript engine (rowset.ts); kept rows are stored in file order, so kept's rowid is k, the kept row's index
-    await db.run(`CREATE TABLE kept AS SELECT rowid AS r, ${keys} FROM src
-      WHERE rowid IN (SELECT min(rowid) FROM src WHERE NOT (${dropped}) GROUP BY hash(${keys})) ORDER BY r`)
+    // the JavaScript engine (rowset.ts). Only the kept rows' places are stored (r, sorted: keep's rowid is k, the
+    // kept row's index), not a copy of the rows: the write pass reads src in file order and takes the kept ones
+    await db.run(`CREATE TABLE keep AS SELECT min(rowid) AS r FROM src WHERE NOT (${dropped}) GROUP BY hash(${keys}) ORDER BY r`)
     await noteSpill()
     phase('dedupe')
-    await db.run('DROP TABLE src')
-    const kept = num((await one('SELECT count(*)::DOUBLE AS n FROM kept')).n)
+    const kept = num((await one('SELECT count(*)::DOUBLE AS n FROM keep')).n)
     const droppedDuplicates = rowsRead - droppedMissing - kept
     if (kept === 0) throw nothingKept(name, await lastLine(), rowsRead, droppedMissing, droppedDuplicates)
 
     // ---- each column's profile over the kept rows ----
     const profiles: Profile[] = columns.map((_, i) => ({ missing: used.includes(i) ? rowsRead - num(counts[c(i)]) : 0, numeric: true, present: 0, trainN: 0, trainSum: 0, counts: null }))
     const typed = [...used].filter(i => !textAt.has(i))
+    // the kept rows' typed columns (no text), with k: what the profile reads
+    await db.run(`CREATE TABLE kept AS SELECT keep.rowid AS k, keep.r AS r${typed.map(i => `, src.${c(i)} AS ${c(i)}`).join('')} FROM keep JOIN src ON src.rowid = keep.r`)
+    await noteSpill()
     if (typed.length > 0) {
       const p = await one(`SELECT ${typed.map(i => `count(${c(i)})::DOUBLE AS p${i}, coalesce(bool_and(regexp_full_match(${c(i)}, ${lit(NUMBER_RE2)})), true) AS n${i}`).join(', ')} FROM kept`)
       for (const i of typed) {
@@ -229,12 +231,10 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
         profiles[i].numeric = p[`n${i}`] === true
       }
     }
-    // training means: one thread, so that the sum runs in file order, as the JavaScript engine adds
+    // training means: summed in k order (an ordered aggregate), as the JavaScript engine adds
     const numeric = typed.filter(i => profiles[i].numeric && profiles[i].present > 0 && i !== labelAt)
     if (numeric.length > 0) {
-      await db.run('SET threads = 1')
-      const m = await one(`SELECT ${numeric.map(i => `count(${c(i)}) FILTER (WHERE NOT is_test(rowid))::DOUBLE AS n${i}, coalesce(sum(to_number(${c(i)})) FILTER (WHERE NOT is_test(rowid)), 0) AS s${i}`).join(', ')} FROM kept`)
-      await db.run(`SET threads = ${threads}`)
+      const m = await one(`SELECT ${numeric.map(i => `count(${c(i)}) FILTER (WHERE NOT is_test(k))::DOUBLE AS n${i}, coalesce(sum(to_number(${c(i)}) ORDER BY k) FILTER (WHERE NOT is_test(k)), 0) AS s${i}`).join(', ')} FROM kept`)
       for (const i of numeric) {
         profiles[i].trainN = num(m[`n${i}`])
         profiles[i].trainSum = num(m[`s${i}`])
@@ -243,7 +243,7 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
     // categories: the label's always, and every other typed column that is not numeric
     for (const i of typed.filter(i => i === labelAt || (!profiles[i].numeric && profiles[i].present > 0))) {
       const limit = i === labelAt ? MAX_CLASSES : maxCategories
-      const r = await db.runAndReadAll(`SELECT ${c(i)} AS v, count(*) FILTER (WHERE NOT is_test(rowid))::DOUBLE AS train, count(*)::DOUBLE AS n FROM kept WHERE ${c(i)} IS NOT NULL GROUP BY ${c(i)} LIMIT ${limit + 1}`)
+      const r = await db.runAndReadAll(`SELECT ${c(i)} AS v, count(*) FILTER (WHERE NOT is_test(k))::DOUBLE AS train, count(*)::DOUBLE AS n FROM kept WHERE ${c(i)} IS NOT NULL GROUP BY ${c(i)} LIMIT ${limit + 1}`)
       const rows = r.getRowObjectsJS()
       if (rows.length > limit) {
         if (i === labelAt) {
@@ -257,6 +257,7 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
       profiles[i].counts = new Map(rows.map(row => [String(row.v), [num(row.train), num(row.n)]]))
     }
 
+    await db.run('DROP TABLE kept')
     phase('profile')
     return {
       profiles,
@@ -289,10 +290,20 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
             exprs.push(`coalesce(enum_code(TRY_CAST(${c(i)} AS e${i}))::INTEGER, ${fillIndex[i]})`)
           }
         }
-        // a plain scan keeps insertion order (preserve_insertion_order): rowid, checked, is k
-        const result = await db.stream(`SELECT rowid::DOUBLE AS k, ${exprs.join(', ')} FROM kept`)
+        // which of src's rows are kept: a bit per row
+        const keptBits = new Uint8Array(Math.ceil(rowsRead / 8))
+        const places = await db.stream('SELECT r::DOUBLE AS r FROM keep')
+        for (let chunk = await places.fetchChunk(); chunk !== null && chunk.rowCount > 0; chunk = await places.fetchChunk()) {
+          const rs = doubles(chunk.getColumnVector(0), chunk.rowCount)
+          for (let j = 0; j < chunk.rowCount; j++) keptBits[rs[j] >>> 3] |= 1 << (rs[j] & 7)
+        }
+        // a plain scan keeps insertion order (preserve_insertion_order): file order, checked, of the rows not dropped
+        // for missing values, of which the kept ones are taken
+        const result = await db.stream(`SELECT rowid::DOUBLE AS r, ${exprs.join(', ')} FROM src WHERE NOT (${dropped})`)
         const columns: Array<Float64Array | Int32Array | Uint8Array[] | null> = new Array(described.length).fill(null)
+        const select = new Uint32Array(4096)
         let k = 0
+        let last = -1
         let next = result.fetchChunk()
         try {
           for (;;) {
@@ -301,18 +312,27 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
             // DuckDB makes the next chunk while this one is written
             next = result.fetchChunk()
             const n = chunk.rowCount
-            const ks = doubles(chunk.getColumnVector(0), n)
-            for (let r = 0; r < n; r++) if (ks[r] !== k + r) throw new Error(`DuckDB returned kept row ${ks[r]} where row ${k + r} was due`)
+            if (n > select.length) throw new Error(`DuckDB returned a chunk of ${n} rows, more than ${select.length}`)
+            const rs = doubles(chunk.getColumnVector(0), n)
+            let taken = 0
+            for (let j = 0; j < n; j++) {
+              const r = rs[j]
+              if (!(r > last)) throw new Error(`DuckDB returned row ${r} after row ${last}: not in file order`)
+              last = r
+              if ((keptBits[r >>> 3] & (1 << (r & 7))) !== 0) select[taken++] = j
+            }
+            if (taken === 0) continue
             for (let j = 0; j < at.length; j++) {
               const v = chunk.getColumnVector(j + 1)
-              columns[at[j]] = kinds[j] === 'number' ? doubles(v, n) : kinds[j] === 'code' ? int32s(v, n) : blobs(v as DuckDBBlobVector, n)
+              columns[at[j]] = kinds[j] === 'number' ? doubles(v, n) : kinds[j] === 'code' ? int32s(v, n) : blobs(v as DuckDBBlobVector, n, select, taken)
             }
-            sink.columns(columns, n)
-            k += n
+            sink.columns(columns, n, select.subarray(0, taken))
+            k += taken
           }
         } finally {
           next.catch(() => {})
         }
+        if (k !== kept) throw new Error(`${name}: ${k} kept rows read back where ${kept} were kept`)
         await noteSpill()
         phase('write')
       },
@@ -350,10 +370,12 @@ function int32s (v: DuckDBVector, n: number): Int32Array {
   return Int32Array.from({ length: n }, (_, i) => Number(v.getItem(i)))
 }
 
-/** A BLOB column of a result chunk, without nulls: each row's bytes (views into the chunk for short ones). */
-function blobs (v: DuckDBBlobVector, n: number): Uint8Array[] {
-  const out = new Array<Uint8Array>(n)
-  for (let i = 0; i < n; i++) out[i] = v.getItemBytes(i) ?? new Uint8Array(0)
+const EMPTY = new Uint8Array(0)
+
+/** A BLOB column of a result chunk, without nulls: the bytes of the selected rows (views into the chunk for short ones; the others left empty). */
+function blobs (v: DuckDBBlobVector, n: number, select: Uint32Array, count: number): Uint8Array[] {
+  const out = new Array<Uint8Array>(n).fill(EMPTY)
+  for (let j = 0; j < count; j++) out[select[j]] = v.getItemBytes(select[j]) ?? EMPTY
   return out
 }
 

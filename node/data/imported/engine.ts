@@ -83,8 +83,8 @@ export interface Profile {
 export interface CleanSink {
   /** The next kept row (see CleanRow; read before the next call). */
   row: (clean: CleanRow) => void
-  /** The next `length` kept rows, as columns (see CleanColumns; read before the next call). */
-  columns: (columns: CleanColumns, length: number) => void
+  /** The kept rows among `length` rows of columns (see CleanColumns; read before the next call): those at `rows`, in order. */
+  columns: (columns: CleanColumns, length: number, rows: Uint32Array) => void
 }
 
 /** One engine's pass over the file, done; `write` streams the kept rows again, cleaned. */

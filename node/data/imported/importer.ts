@@ -207,8 +207,8 @@ export async function importDataset (path: string, options: ImportOptions): Prom
           out.add(clean, isTest(out.rows))
           if ((out.rows & 4095) === 0) progress()
         },
-        columns: (columns, length) => {
-          out.addColumns(columns, length, isTest)
+        columns: (columns, _length, rows) => {
+          out.addColumns(columns, rows, isTest)
           progress()
         }
       })

@@ -166,9 +166,9 @@ export class DatasetWriter {
     this.next(test).append(clean)
   }
 
-  /** The next `length` rows, as columns; `isTest(k)` says whether the k-th row of the data set is a test row. */
-  addColumns (columns: CleanColumns, length: number, isTest: (k: number) => boolean): void {
-    for (let i = 0; i < length; i++) this.next(isTest(this.rows++)).appendFrom(columns, i)
+  /** The next rows: those at `rows` of `columns`, in order; `isTest(k)` says whether the k-th row of the data set is a test row. */
+  addColumns (columns: CleanColumns, rows: ArrayLike<number>, isTest: (k: number) => boolean): void {
+    for (let j = 0; j < rows.length; j++) this.next(isTest(this.rows++)).appendFrom(columns, rows[j])
   }
 
   private next (test: boolean): ShardWriter {
