@@ -40,9 +40,9 @@
  */
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
-import type { DuckDBBlobVector, DuckDBConnection, DuckDBInstance, DuckDBVector } from '@duckdb/node-api'
+import type { DuckDBBlobVector, DuckDBConnection, DuckDBDataChunk, DuckDBInstance, DuckDBVector } from '@duckdb/node-api'
 import { MalformedInputError, UnusableInputError } from './errors.ts'
-import { MAX_CLASSES, fillIndices } from './engine.ts'
+import { MAX_CLASSES, fillIndices, isTestRow } from './engine.ts'
 import type { EngineReport, PhaseReport, Profile, Scan, ScanSettings } from './engine.ts'
 import { emptyError, findInputError, lineOfRow, nothingKept } from './scan-js.ts'
 import { delimiterOf } from './source.ts'
@@ -218,46 +218,121 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
     const droppedDuplicates = rowsRead - droppedMissing - kept
     if (kept === 0) throw nothingKept(name, await lastLine(), rowsRead, droppedMissing, droppedDuplicates)
 
+    // which of src's rows are kept: a bit per row
+    const keptBits = new Uint8Array(Math.ceil(rowsRead / 8))
+    const places = await db.stream('SELECT r::DOUBLE AS r FROM keep')
+    for (let chunk = await places.fetchChunk(); chunk !== null && chunk.rowCount > 0; chunk = await places.fetchChunk()) {
+      const rs = doubles(chunk.getColumnVector(0), chunk.rowCount)
+      for (let j = 0; j < chunk.rowCount; j++) keptBits[rs[j] >>> 3] |= 1 << (rs[j] & 7)
+    }
+    await db.run('DROP TABLE keep')
+    /**
+     * Streams `exprs` over src's rows not dropped for missing values, in file order (a plain scan keeps insertion
+     * order; checked), and hands each chunk to `take` with the kept rows among them (`rows`) and the k of the first.
+     * DuckDB makes the next chunk while `take` runs.
+     */
+    const readKept = async (exprs: string[], take: (chunk: DuckDBDataChunk, rows: Uint32Array, k: number) => void): Promise<void> => {
+      const result = await db.stream(`SELECT rowid::DOUBLE AS r${exprs.map(e => `, ${e}`).join('')} FROM src WHERE NOT (${dropped})`)
+      const select = new Uint32Array(4096)
+      let k = 0
+      let last = -1
+      let next = result.fetchChunk()
+      try {
+        for (;;) {
+          const chunk = await next
+          if (chunk === null || chunk.rowCount === 0) break
+          next = result.fetchChunk()
+          const n = chunk.rowCount
+          if (n > select.length) throw new Error(`DuckDB returned a chunk of ${n} rows, more than ${select.length}`)
+          const rs = doubles(chunk.getColumnVector(0), n)
+          let taken = 0
+          for (let j = 0; j < n; j++) {
+            const r = rs[j]
+            if (!(r > last)) throw new Error(`DuckDB returned row ${r} after row ${last}: not in file order`)
+            last = r
+            if ((keptBits[r >>> 3] & (1 << (r & 7))) !== 0) select[taken++] = j
+          }
+          if (taken === 0) continue
+          take(chunk, select.subarray(0, taken), k)
+          k += taken
+        }
+      } finally {
+        next.catch(() => {})
+      }
+      if (k !== kept) throw new Error(`${name}: ${k} kept rows read back where ${kept} were kept`)
+    }
+
     // ---- each column's profile over the kept rows ----
+    // Over the rows not dropped for missing values: a duplicate repeats a kept row's values, so whether every value
+    // is a number, whether there are any, and which values there are, are the same over the kept rows; only what
+    // depends on the training rows (means, and the categories' training counts for the fill value) needs which rows
+    // are kept and their k: a pass in file order below, summing as the JavaScript engine does.
+    const notDropped = `FROM src WHERE NOT (${dropped})`
     const profiles: Profile[] = columns.map((_, i) => ({ missing: used.includes(i) ? rowsRead - num(counts[c(i)]) : 0, numeric: true, present: 0, trainN: 0, trainSum: 0, counts: null }))
     const typed = [...used].filter(i => !textAt.has(i))
-    // the kept rows' typed columns (no text), with k: what the profile reads
-    await db.run(`CREATE TABLE kept AS SELECT keep.rowid AS k, keep.r AS r${typed.map(i => `, src.${c(i)} AS ${c(i)}`).join('')} FROM keep JOIN src ON src.rowid = keep.r`)
-    await noteSpill()
     if (typed.length > 0) {
-      const p = await one(`SELECT ${typed.map(i => `count(${c(i)})::DOUBLE AS p${i}, coalesce(bool_and(regexp_full_match(${c(i)}, ${lit(NUMBER_RE2)})), true) AS n${i}`).join(', ')} FROM kept`)
+      const p = await one(`SELECT ${typed.map(i => `count(${c(i)})::DOUBLE AS p${i}, coalesce(bool_and(regexp_full_match(${c(i)}, ${lit(NUMBER_RE2)})), true) AS n${i}`).join(', ')} ${notDropped}`)
       for (const i of typed) {
         profiles[i].present = num(p[`p${i}`])
         profiles[i].numeric = p[`n${i}`] === true
       }
     }
-    // training means: summed in k order (an ordered aggregate), as the JavaScript engine adds
-    const numeric = typed.filter(i => profiles[i].numeric && profiles[i].present > 0 && i !== labelAt)
-    if (numeric.length > 0) {
-      const m = await one(`SELECT ${numeric.map(i => `count(${c(i)}) FILTER (WHERE NOT is_test(k))::DOUBLE AS n${i}, coalesce(sum(to_number(${c(i)}) ORDER BY k) FILTER (WHERE NOT is_test(k)), 0) AS s${i}`).join(', ')} FROM kept`)
-      for (const i of numeric) {
-        profiles[i].trainN = num(m[`n${i}`])
-        profiles[i].trainSum = num(m[`s${i}`])
-      }
-    }
     // categories: the label's always, and every other typed column that is not numeric
+    const categorical: number[] = []
     for (const i of typed.filter(i => i === labelAt || (!profiles[i].numeric && profiles[i].present > 0))) {
       const limit = i === labelAt ? MAX_CLASSES : maxCategories
-      const r = await db.runAndReadAll(`SELECT ${c(i)} AS v, count(*) FILTER (WHERE NOT is_test(k))::DOUBLE AS train, count(*)::DOUBLE AS n FROM kept WHERE ${c(i)} IS NOT NULL GROUP BY ${c(i)} LIMIT ${limit + 1}`)
+      const r = await db.runAndReadAll(`SELECT ${c(i)} AS v, count(*)::DOUBLE AS n ${notDropped} AND ${c(i)} IS NOT NULL GROUP BY ${c(i)} LIMIT ${limit + 1}`)
       const rows = r.getRowObjectsJS()
       if (rows.length > limit) {
         if (i === labelAt) {
-          // where the JavaScript engine stops: the row that brings the 257th class
-          const at = await one(`SELECT r::DOUBLE AS r FROM (SELECT min(r) AS r FROM kept WHERE ${label} IS NOT NULL GROUP BY ${label}) ORDER BY r LIMIT 1 OFFSET ${MAX_CLASSES}`)
+          // where the JavaScript engine stops: the row that brings the 257th class (a value's first row is kept)
+          const at = await one(`SELECT r::DOUBLE AS r FROM (SELECT min(rowid) AS r ${notDropped} AND ${label} IS NOT NULL GROUP BY ${label}) ORDER BY r LIMIT 1 OFFSET ${MAX_CLASSES}`)
           const line = format === 'parquet' ? num(at.r) + 1 : await lineOfRow(path, name, format, num(at.r))
           throw new UnusableInputError({ file: name, line, column: i + 1 }, `the label column "${columns[i]}" has more than ${MAX_CLASSES} distinct values: a classification label needs at most ${MAX_CLASSES} classes`)
         }
         continue
       }
-      profiles[i].counts = new Map(rows.map(row => [String(row.v), [num(row.train), num(row.n)]]))
+      profiles[i].counts = new Map(rows.map(row => [String(row.v), [0, num(row.n)]]))
+      if (i !== labelAt) categorical.push(i)
+    }
+    // training means and categories' training counts, in file order over the kept training rows
+    const numeric = typed.filter(i => profiles[i].numeric && profiles[i].present > 0 && i !== labelAt)
+    if (numeric.length > 0 || categorical.length > 0) {
+      const exprs: string[] = []
+      for (const i of numeric) exprs.push(`coalesce(to_number(${c(i)}), 'NaN'::DOUBLE)`)
+      const values = categorical.map(i => [...(profiles[i].counts as Map<string, [number, number]>).keys()])
+      for (const [j, i] of categorical.entries()) {
+        await db.run(`CREATE TYPE p${i} AS ENUM (${values[j].map(lit).join(', ')})`)
+        exprs.push(`coalesce(enum_code(TRY_CAST(${c(i)} AS p${i}))::INTEGER, -1)`)
+      }
+      const sums = new Float64Array(numeric.length)
+      const ns = new Float64Array(numeric.length)
+      const trainCounts = values.map(v => new Float64Array(v.length))
+      await readKept(exprs, (chunk, rows, k0) => {
+        const xs = numeric.map((_, j) => doubles(chunk.getColumnVector(1 + j), chunk.rowCount))
+        const codes = categorical.map((_, j) => int32s(chunk.getColumnVector(1 + numeric.length + j), chunk.rowCount))
+        for (let t = 0; t < rows.length; t++) {
+          if (isTestRow(k0 + t, s.seed, s.testFraction)) continue
+          const row = rows[t]
+          for (let j = 0; j < xs.length; j++) {
+            const x = xs[j][row]
+            if (Number.isNaN(x)) continue
+            ns[j] += 1
+            sums[j] += x
+          }
+          for (let j = 0; j < codes.length; j++) if (codes[j][row] >= 0) trainCounts[j][codes[j][row]] += 1
+        }
+      })
+      numeric.forEach((i, j) => {
+        profiles[i].trainN = ns[j]
+        profiles[i].trainSum = sums[j]
+      })
+      categorical.forEach((i, j) => {
+        const m = profiles[i].counts as Map<string, [number, number]>
+        values[j].forEach((v, code) => { (m.get(v) as [number, number])[0] = trainCounts[j][code] })
+      })
     }
 
-    await db.run('DROP TABLE kept')
     phase('profile')
     return {
       profiles,
@@ -290,49 +365,15 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
             exprs.push(`coalesce(enum_code(TRY_CAST(${c(i)} AS e${i}))::INTEGER, ${fillIndex[i]})`)
           }
         }
-        // which of src's rows are kept: a bit per row
-        const keptBits = new Uint8Array(Math.ceil(rowsRead / 8))
-        const places = await db.stream('SELECT r::DOUBLE AS r FROM keep')
-        for (let chunk = await places.fetchChunk(); chunk !== null && chunk.rowCount > 0; chunk = await places.fetchChunk()) {
-          const rs = doubles(chunk.getColumnVector(0), chunk.rowCount)
-          for (let j = 0; j < chunk.rowCount; j++) keptBits[rs[j] >>> 3] |= 1 << (rs[j] & 7)
-        }
-        // a plain scan keeps insertion order (preserve_insertion_order): file order, checked, of the rows not dropped
-        // for missing values, of which the kept ones are taken
-        const result = await db.stream(`SELECT rowid::DOUBLE AS r, ${exprs.join(', ')} FROM src WHERE NOT (${dropped})`)
         const columns: Array<Float64Array | Int32Array | Uint8Array[] | null> = new Array(described.length).fill(null)
-        const select = new Uint32Array(4096)
-        let k = 0
-        let last = -1
-        let next = result.fetchChunk()
-        try {
-          for (;;) {
-            const chunk = await next
-            if (chunk === null || chunk.rowCount === 0) break
-            // DuckDB makes the next chunk while this one is written
-            next = result.fetchChunk()
-            const n = chunk.rowCount
-            if (n > select.length) throw new Error(`DuckDB returned a chunk of ${n} rows, more than ${select.length}`)
-            const rs = doubles(chunk.getColumnVector(0), n)
-            let taken = 0
-            for (let j = 0; j < n; j++) {
-              const r = rs[j]
-              if (!(r > last)) throw new Error(`DuckDB returned row ${r} after row ${last}: not in file order`)
-              last = r
-              if ((keptBits[r >>> 3] & (1 << (r & 7))) !== 0) select[taken++] = j
-            }
-            if (taken === 0) continue
-            for (let j = 0; j < at.length; j++) {
-              const v = chunk.getColumnVector(j + 1)
-              columns[at[j]] = kinds[j] === 'number' ? doubles(v, n) : kinds[j] === 'code' ? int32s(v, n) : blobs(v as DuckDBBlobVector, n, select, taken)
-            }
-            sink.columns(columns, n, select.subarray(0, taken))
-            k += taken
+        await readKept(exprs, (chunk, rows) => {
+          const n = chunk.rowCount
+          for (let j = 0; j < at.length; j++) {
+            const v = chunk.getColumnVector(j + 1)
+            columns[at[j]] = kinds[j] === 'number' ? doubles(v, n) : kinds[j] === 'code' ? int32s(v, n) : blobs(v as DuckDBBlobVector, n, rows)
           }
-        } finally {
-          next.catch(() => {})
-        }
-        if (k !== kept) throw new Error(`${name}: ${k} kept rows read back where ${kept} were kept`)
+          sink.columns(columns, n, rows)
+        })
         await noteSpill()
         phase('write')
       },
@@ -373,9 +414,9 @@ function int32s (v: DuckDBVector, n: number): Int32Array {
 const EMPTY = new Uint8Array(0)
 
 /** A BLOB column of a result chunk, without nulls: the bytes of the selected rows (views into the chunk for short ones; the others left empty). */
-function blobs (v: DuckDBBlobVector, n: number, select: Uint32Array, count: number): Uint8Array[] {
+function blobs (v: DuckDBBlobVector, n: number, rows: Uint32Array): Uint8Array[] {
   const out = new Array<Uint8Array>(n).fill(EMPTY)
-  for (let j = 0; j < count; j++) out[select[j]] = v.getItemBytes(select[j]) ?? EMPTY
+  for (const j of rows) out[j] = v.getItemBytes(j) ?? EMPTY
   return out
 }
 
