@@ -3,11 +3,17 @@
  *
  * DuckDB (`@duckdb/node-api`, an in-process database whose native binary
  * ships in the npm package) parses the file in parallel and does everything
- * that looks at all rows at once: missing values, duplicates, the test split,
- * column types, categories and training means. JavaScript then streams the
- * kept rows out of it, in file order, a result chunk at a time, to hash the
- * text and write the Arrow shards (arrow.ts): DuckDB writes no Arrow IPC
- * files, and the text features must be hashed as the trainer hashes them.
+ * that looks at all rows at once: missing values, duplicates, column types,
+ * categories. It keeps one table of the file (`src`) and, for the duplicates,
+ * only the kept rows' places (never a second copy of the rows). JavaScript
+ * then streams src's rows in file order, a result chunk at a time, and takes
+ * the kept ones: once for the training means (and the categories' training
+ * counts), summed as the JavaScript engine sums, and once to write the Arrow
+ * shards (arrow.ts): each chunk's columns come out as typed arrays (numbers,
+ * category indices as ENUM codes, text as UTF-8 bytes) and are copied into
+ * the shard writers' column buffers, with no JavaScript value per field.
+ * DuckDB writes no Arrow IPC files, and the text's document frequencies must
+ * be hashed as the trainer hashes them (in a worker thread, text-df.ts).
  *
  * Bounded memory: DuckDB runs with `memory_limit` (DEFAULT_MEMORY_LIMIT unless
  * asked) and `temp_directory` inside the import's work dir, so a file larger
@@ -20,16 +26,15 @@
  * in any case, after trimming what JavaScript's `trim` trims.
  *
  * Exactly what the JavaScript engine computes:
- * - row order: each table keeps insertion order (`preserve_insertion_order`),
- *   so the source table's `rowid` is the row's place in the file, and the kept
- *   rows, stored in that order, have their index k as `rowid` (the write pass
- *   checks it row by row);
+ * - row order: src keeps insertion order (`preserve_insertion_order`), so its
+ *   `rowid` is the row's place in the file, and a plain scan returns its rows
+ *   in that order (checked chunk by chunk: the rowids must increase);
  * - duplicates: equal 64-bit hashes of the non-ignored values (DuckDB's
  *   `hash`), the first in file order kept; rowset.ts says why a hash will do;
- * - the test split: `isTestRow`'s mixSeed spelled in SQL (IS_TEST below);
- * - each numeric column's training mean: summed by one thread, in file order,
- *   as the JavaScript engine adds; the parse of a decimal is correctly rounded
- *   in both, so the sums agree bit for bit and a data set has one id;
+ * - the test split: `isTestRow(k)` for the k-th kept row, in JavaScript;
+ * - each numeric column's training mean: summed in JavaScript, in file order;
+ *   the parse of a decimal is correctly rounded in both engines, so the sums
+ *   agree bit for bit and a data set has one id;
  * - categories are sorted in JavaScript (UTF-16 order, not DuckDB's bytes).
  *
  * Errors: DuckDB's CSV errors count rows, not lines, so when it refuses the
@@ -92,24 +97,6 @@ export function lit (s: string): string {
   return `'${s.replaceAll("'", "''")}'`
 }
 
-/**
- * The SQL macros that say whether kept row k is a test row: `isTestRow(k, seed, fraction)`
- * in BIGINT arithmetic. `Math.imul(x, c) >>> 0` is (x · c) mod 2^32, spelt as two
- * products of x by 16-bit halves of c, which fit 64 bits.
- */
-export function testRowMacros (seed: number, fraction: number): string {
-  const h0 = ((seed ^ 0x9e3779b9) >>> 0).toString()
-  // mixSeed(seed, k) / 2^32 < fraction  ⟺  mixSeed(seed, k) < ceil(fraction · 2^32), mixSeed being an integer
-  const threshold = Math.ceil(fraction * 4294967296).toString()
-  const imul = (x: string, c: number): string => `((${x}) * ${c & 0xffff} + ((((${x}) * ${c >>> 16}) % 65536) << 16)) % 4294967296`
-  return [
-    `CREATE OR REPLACE MACRO mix_a(k) AS ${imul(`xor(${h0}::BIGINT, (k + 2135587861) % 4294967296)`, 0x85ebca6b)};`,
-    `CREATE OR REPLACE MACRO mix_b(h) AS ${imul('xor(h, h >> 13)', 0xc2b2ae35)};`,
-    'CREATE OR REPLACE MACRO mix_c(h) AS xor(h, h >> 16);',
-    `CREATE OR REPLACE MACRO is_test(k) AS mix_c(mix_b(mix_a(k::BIGINT))) < ${threshold};`
-  ].join('\n')
-}
-
 async function open (duck: DuckModule, options: Record<string, string>, file = ':memory:'): Promise<{ instance: DuckDBInstance, db: DuckDBConnection }> {
   const instance = await duck.DuckDBInstance.create(file, { preserve_insertion_order: 'true', ...options })
   return { instance, db: await instance.connect() }
@@ -168,8 +155,7 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
     await db.run([
       `CREATE MACRO norm(v) AS CASE WHEN regexp_full_match(v, ${lit(MISSING_RE2)}) THEN NULL ELSE v END;`,
       // only for values that match NUMBER_RE2; DuckDB's cast skips ASCII blanks, trim the others (slow, so only when needed)
-      `CREATE MACRO to_number(v) AS coalesce(TRY_CAST(v AS DOUBLE), TRY_CAST(trim(v, ${lit(BLANKS)}) AS DOUBLE));`,
-      testRowMacros(s.seed, s.testFraction)
+      `CREATE MACRO to_number(v) AS coalesce(TRY_CAST(v AS DOUBLE), TRY_CAST(trim(v, ${lit(BLANKS)}) AS DOUBLE));`
     ].join('\n'))
 
     // ---- the file, as text, one row per data row in file order (rowid), missing values as NULL ----

@@ -7,8 +7,9 @@
  * - DuckDB (duckdb.ts), the default: the file is parsed, typed, deduplicated
  *   and profiled by the engine, in parallel, under a memory limit, spilling to
  *   a temp dir inside the import's work dir when the data does not fit; only
- *   the write pass (text hashing, Arrow shards) runs in JavaScript, streaming
- *   DuckDB's result chunks.
+ *   the training means and the write pass (Arrow shards from DuckDB's result
+ *   chunks as typed arrays, the text's document frequencies in a worker
+ *   thread) run in JavaScript.
  * - JavaScript (scan-js.ts): two streaming passes through csv-parse; used only
  *   when DuckDB's native binary cannot load (or with `engine: 'js'`). No
  *   Parquet.
