@@ -117,7 +117,9 @@ test('from one importer: each peer holds what it keeps, every shard on R = 2; en
   view.live = [...ids]
   const services = nodes.map((node, i) => new ReplicationService({ node, manifest: view.manifestOf(ids[i]) }, { dataDir: dirs[i], description, datasetId: id, intervalMs: 50, dropAfterMs: 200 }))
   try {
+    assert.ok(services.every(s => !s.isStarted))
     for (const s of services) s.start()
+    assert.ok(services.every(s => s.isStarted))
     view.settleClaims()
     const settledAt = (live: number[]): boolean => live.every(i => {
       const st = services[i].status()
@@ -142,6 +144,7 @@ test('from one importer: each peer holds what it keeps, every shard on R = 2; en
 
     // the importer goes (killed: its records stay, but it is no longer live)
     services[0].stop()
+    assert.equal(services[0].isStarted, false)
     await servers[0].stop()
     view.live = [ids[1], ids[2]]
     view.settleClaims()

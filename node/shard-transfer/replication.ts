@@ -149,6 +149,10 @@ export class ReplicationService extends EventEmitter<ReplicationEvents> {
     init.description.shards.forEach((s, i) => this.byId.set(shardId(i), s))
   }
 
+  get isStarted (): boolean {
+    return !this.stopped
+  }
+
   start (): void {
     if (!this.stopped) return
     this.stopped = false
