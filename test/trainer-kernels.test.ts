@@ -319,6 +319,19 @@ describe('fast wasm kernels equal the cpu kernels', () => {
     await compareKernel('Identity', { x: normal([4, 3]) }, {}, 'Identity')
   })
 
+  it('Cast to the same dtype shares its input\'s buffer; to another dtype converts', async () => {
+    await tf.setBackend('wasm')
+    const x = tf.tensor([1.5, -2, 3])
+    const y = tf.engine().runKernel('Cast', { x }, { dtype: 'float32' }) as tf.Tensor
+    x.dispose()
+    assert.deepEqual(Array.from(y.dataSync()), [1.5, -2, 3])
+    y.dispose()
+    await compareKernel('Cast', { x: normal([4, 3]) }, { dtype: 'float32' }, 'Cast float32')
+    await compareKernel('Cast', { x: normal([4, 3]) }, { dtype: 'int32' }, 'Cast to int32')
+    await compareKernel('Cast', { x: ints([5], -3, 3) }, { dtype: 'int32' }, 'Cast int32')
+    await compareKernel('Cast', { x: ints([5], -3, 3) }, { dtype: 'float32' }, 'Cast int32 to float32')
+  })
+
   it('GatherV2: axes, batch dimensions, rows of one element, int32; an index out of range throws', async () => {
     await compareKernel('GatherV2', { x: normal([10, 4]), indices: ints([7], 0, 10) }, { axis: 0, batchDims: 0 }, 'GatherV2 rows')
     await compareKernel('GatherV2', { x: normal([10, 4]), indices: ints([3, 5], 0, 10) }, { axis: 0, batchDims: 0 }, 'GatherV2 rows, rank-2 indices')

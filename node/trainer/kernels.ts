@@ -42,7 +42,8 @@
  *   missing too: loops over the wasm heap.
  * - `Tile`, `GatherV2` compute an index per element: block and row copies;
  *   `SplitV` runs a Slice kernel per output: row copies into all of them;
- *   `Identity` copies its input: it shares the buffer, as cpu's does.
+ *   `Identity` and `Cast` to the same dtype copy their input: they share the
+ *   buffer, as cpu's identity does.
  *
  * - Gradients (any backend): `tile`'s gradient slices and adds once per
  *   repetition (layerNormalization of a [64, 64, 32] sequence: 4,096 of each,
@@ -1036,6 +1037,17 @@ function identity (args: Args): Info {
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype }
 }
 
+/**
+ * cast to the dtype x already has shares x's buffer, as identity does;
+ * wasm's copies it (relu's gradient casts step(x), float32, to float32).
+ */
+function cast (args: Args): Info {
+  const x = args.inputs.x as Info
+  if (x.dtype === 'string' || args.attrs.dtype !== x.dtype) return stock('Cast')(args)
+  args.backend.incRef(x.dataId)
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype }
+}
+
 // ---------------------------------------------------------------- gradients (any backend)
 
 /**
@@ -1111,11 +1123,12 @@ const FAST: Record<string, Kernel> = {
   GatherV2: gatherV2,
   Sum: sum,
   SplitV: splitV as unknown as Kernel,
-  Identity: identity
+  Identity: identity,
+  Cast: cast
 }
 
 /** Stock wasm kernels ours call. */
-const CALLED = ['BatchMatMul', '_FusedMatMul', 'Transpose', 'Conv2D', 'DepthwiseConv2dNative', 'Sum', 'SplitV', 'Slice', 'Add', 'Reshape', 'Tile', 'Identity', 'GatherV2', ...Object.values(ACTIVATIONS) as string[]]
+const CALLED = ['BatchMatMul', '_FusedMatMul', 'Transpose', 'Conv2D', 'DepthwiseConv2dNative', 'Sum', 'SplitV', 'Slice', 'Add', 'Reshape', 'Tile', 'Identity', 'Cast', 'GatherV2', ...Object.values(ACTIVATIONS) as string[]]
 
 /** The names of the kernels registerFastWasmKernels replaces or adds. */
 export const FAST_WASM_KERNELS: readonly string[] = Object.keys(FAST)
