@@ -519,7 +519,7 @@ function conv2DBackpropFilter (args: Args): Info {
     1, attrs.pad as 'valid', attrs.dimRoundingMode as 'floor' | undefined, false, channelsLast('Conv2DBackpropFilter', attrs.dataFormat))
   const { strideHeight: sh, strideWidth: sw, padInfo: pad } = info
   const memory = wasmMemory(backend)
-  if (memory !== null && pad.top === 0 && pad.left === 0 && pad.bottom === 0 && pad.right === 0 && info.outChannels % 4 === 0 &&
+  if (memory !== null && x.dtype === 'float32' && dy.dtype === 'float32' && pad.top === 0 && pad.left === 0 && pad.bottom === 0 && pad.right === 0 && info.outChannels % 4 === 0 &&
     info.dilationHeight === 1 && info.dilationWidth === 1) {
     const out = zeros(backend, filterShape)
     simdFilterGrad(memory, place(backend, x).offset, place(backend, dy).offset, place(backend, out).offset, {
