@@ -17,7 +17,7 @@ import { MAX_MESSAGE_BYTES, decodeRoundMessage, encodeRoundMessage } from '../pr
 import * as stateSync from '../protocols/state-sync/index.ts'
 import * as status from '../protocols/status/index.ts'
 import { readFrame as readSyncFrame } from '../node/manifest/sync.ts'
-import { framed } from '../node/state-sync/framed.ts'
+import { framed } from '../protocols/common/index.ts'
 
 const PEER = '12D3KooWRm8J3iL796zPFi2EtGGtUJn58AG67gcqzMFHZnnsTzqD'
 const utf8 = new TextEncoder()

@@ -13,7 +13,8 @@ import { planClaims, unownedShards } from './claims.ts'
 import { LwwMap } from './crdt.ts'
 import type { Entry } from './crdt.ts'
 import { HlcClock } from './hlc.ts'
-import { readFrame, syncHandler, writeFrame } from './sync.ts'
+import { readFrame, syncHandler } from './sync.ts'
+import { writeFrames } from '../../protocols/common/index.ts'
 import type { ProtocolHandler } from '../../protocols/common/index.ts'
 import { DEFAULT_HEARTBEAT_MS, DEFAULT_MEMBER_TIMEOUT_MS } from './constants.ts'
 
@@ -440,7 +441,7 @@ export class Manifest extends EventEmitter<ManifestEvents> {
     const { network, logger } = this.components
     try {
       const stream = await network.node.dialProtocol(peerIdFromString(peer), SYNC_PROTOCOL, { signal })
-      await writeFrame(stream, this.syncMessage())
+      await writeFrames(stream, this.syncMessage())
       const bytes = await readFrame(stream)
       await stream.close().catch(() => {})
       if (bytes === null) throw new InvalidMessageError('peer closed the sync without answering')
@@ -463,7 +464,7 @@ export class Manifest extends EventEmitter<ManifestEvents> {
       const bytes = await readFrame(stream)
       if (bytes === null) throw new InvalidMessageError('empty sync request')
       const remote = decodeSync(bytes)
-      await writeFrame(stream, this.syncMessage())
+      await writeFrames(stream, this.syncMessage())
       await this.acceptSync(peer, remote)
       this.counters.syncs += 1
     } catch (err) {

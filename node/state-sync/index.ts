@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { IncomingStreamData, Stream } from '@libp2p/interface'
-import { ProtocolService } from '../../protocols/common/index.ts'
+import { ProtocolService, framed } from '../../protocols/common/index.ts'
 import {
   InvalidMessageError, MAX_FRAME_BYTES, MAX_REQUESTS_PER_STREAM, MAX_STREAMS, PART_BYTES, REQUEST_TIMEOUT_MS,
   SNAPSHOTS_KEPT, STATE_SYNC_PROTOCOL, StateSyncError,
@@ -27,7 +27,6 @@ import type { StateMeta } from '../../protocols/state-sync/index.ts'
 import type { Network } from '../network/index.ts'
 import { decodeCheckpoint, encodeCheckpoint } from '../trainer/checkpoint.ts'
 import type { Checkpoint } from '../trainer/checkpoint.ts'
-import { framed } from './framed.ts'
 
 export { StateSyncError } from '../../protocols/state-sync/index.ts'
 export { winningDonors } from './donors.ts'
