@@ -97,8 +97,10 @@ test('Rounds.round ends its wait for a round when its signal fires', async () =>
   stoppers.push(async () => { await network.stop() })
   const ring = new Ring({ transport: createTcpRingTransport({ self: network.peerId, resolve: () => undefined }) })
   // a member that never announces itself, and a collect timeout far away: without the signal the round waits
-  const rounds = new Rounds({ network, ring, liveMembers: () => [network.peerId, 'ghost'], logger }, { collectTimeoutMs: 600_000 })
-  rounds.start('abort-test')
+  const rounds = new Rounds({ network, ring, liveMembers: () => [network.peerId, 'ghost'], logger }, { jobId: 'abort-test', collectTimeoutMs: 600_000 })
+  assert.equal(rounds.isStarted, false)
+  rounds.start()
+  assert.equal(rounds.isStarted, true)
   stoppers.push(async () => { rounds.stop() })
   const request = () => ({ round: 0, vector: new Float32Array([1, 2, 1]), weightsHash: () => 'w', samples: 1, step: 0 })
 

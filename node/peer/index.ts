@@ -298,8 +298,8 @@ export class Peer extends EventEmitter<PeerEvents> {
       fetching: () => this.stateServer?.fetching() ?? [],
       prepare: async members => { await connectMembers({ network, members: () => manifest.members(), logger: options.logger }, members) },
       logger: log.child({ name: 'peer:rounds' })
-    }, { collectTimeoutMs: options.collectTimeoutMs, stepTimeoutMs: options.stepTimeoutMs })
-    this.rounds.start(this.jobId)
+    }, { jobId: this.jobId, collectTimeoutMs: options.collectTimeoutMs, stepTimeoutMs: options.stepTimeoutMs })
+    this.rounds.start()
     const catchUp = new CatchUp({
       network,
       members: () => manifest.members(),

@@ -8,8 +8,8 @@
  * Where this folder sits among the others: docs/architecture.md.
  *
  * @example
- * const rounds = new Rounds({ network, ring, liveMembers: () => manifest.live(), logger })
- * rounds.start(jobId)
+ * const rounds = new Rounds({ network, ring, liveMembers: () => manifest.live(), logger }, { jobId })
+ * rounds.start()
  * const r = await rounds.round({ round, vector, weightsHash, samples, step }, signal)
  * if (r.ok) apply(r.sum)
  */

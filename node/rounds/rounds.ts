@@ -32,6 +32,8 @@ export interface RoundsComponents {
 }
 
 export interface RoundsInit {
+  /** The job whose rounds these are (its gossip topic). */
+  jobId: string
   collectTimeoutMs?: number
   /** Per-step timeout of the ring (a lost or stalled neighbour aborts the round within about this). */
   stepTimeoutMs?: number
@@ -154,6 +156,7 @@ const MAX_EVENTS = 50
  */
 export class Rounds extends EventEmitter<RoundsEvents> {
   private readonly components: RoundsComponents
+  private readonly jobId: string
   private readonly collectTimeoutMs: number
   private readonly stepTimeoutMs: number | undefined
   private topic: string | null = null
@@ -175,15 +178,22 @@ export class Rounds extends EventEmitter<RoundsEvents> {
   private groupFailure: { round: number, group: Group, code: string, reason: string, culprit?: string } | null = null
   rejected = 0
 
-  constructor (components: RoundsComponents, init: RoundsInit = {}) {
+  constructor (components: RoundsComponents, init: RoundsInit) {
     super()
     this.components = components
+    this.jobId = init.jobId
     this.collectTimeoutMs = init.collectTimeoutMs ?? DEFAULT_COLLECT_TIMEOUT_MS
     this.stepTimeoutMs = init.stepTimeoutMs
   }
 
-  start (jobId: string): void {
-    this.topic = roundsTopic(jobId)
+  get isStarted (): boolean {
+    return this.topic !== null
+  }
+
+  /** Hears the job's rounds topic; a second start does nothing. */
+  start (): void {
+    if (this.topic !== null) return
+    this.topic = roundsTopic(this.jobId)
     this.components.network.subscribe(this.topic, (from, data) => { this.onMessage(from, data) }, (_from, data) => {
       try {
         decodeRoundMessage(data)
