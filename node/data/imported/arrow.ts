@@ -28,6 +28,8 @@ import {
 import type { Data, DataType, Table, Vector } from 'apache-arrow'
 import type { ColumnDescription } from './description.ts'
 import type { CleanRow, StatsAccumulator } from './stats.ts'
+import type { BatchColumns, NumericArray, Utf8Column } from './columns.ts'
+export type { BatchColumns, NumericArray, Utf8Column } from './columns.ts'
 
 /** Rows per record batch: large enough that per-batch overhead vanishes, small enough to bound what a writer buffers. */
 export const BATCH_ROWS = 8192
@@ -35,15 +37,6 @@ export const BATCH_ROWS = 8192
 export const BATCH_TEXT_BYTES = 4 * 1024 * 1024
 
 type StoredColumn = Pick<ColumnDescription, 'name' | 'type' | 'categories' | 'storage'>
-
-/** A text column's rows as UTF-8: row i is `data[offsets[i], offsets[i + 1])` (Arrow's Utf8 layout). */
-export interface Utf8Column {
-  offsets: Int32Array
-  data: Uint8Array
-}
-
-/** A numeric column as stored: float64, or narrower integers (`storage`). */
-export type NumericArray = Float64Array | Uint8Array | Uint16Array | Int32Array
 
 /**
  * Cleaned rows as columns, indexed like the description's columns (null where
@@ -54,9 +47,6 @@ export type CleanColumns = ReadonlyArray<ArrayLike<number> | ReadonlyArray<Uint8
 
 /** Receives a written batch's text column (`column`: its place among the description's columns) as UTF-8 bytes and offsets. */
 export type TextSink = (column: number, data: Uint8Array, offsets: Int32Array, length: number) => void
-
-/** One buffered batch of a shard, indexed like the shard's stored columns. */
-export type BatchColumns = Array<NumericArray | Int32Array | Utf8Column>
 
 function numericType (storage: StoredColumn['storage']): DataType {
   return storage === 'uint8' ? new Uint8() : storage === 'uint16' ? new Uint16() : storage === 'int32' ? new Int32() : new Float64()

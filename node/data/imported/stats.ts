@@ -40,7 +40,7 @@ import type { Table } from 'apache-arrow'
 import type { ColumnDescription, StatsDescription } from './description.ts'
 import { StatsCoverageError } from './errors.ts'
 import { forEachNgram, forEachNgramUtf8 } from '../text.ts'
-import type { BatchColumns, NumericArray, Utf8Column } from './arrow.ts'
+import type { BatchColumns, NumericArray, Utf8Column } from './columns.ts'
 
 /** The part of a description that fixes the statistics' layout. */
 export interface StatsSchema {
