@@ -107,12 +107,12 @@ try {
     const passOn = ['--shards', args.shards, '--threads', String(threads), '--engine', args.engine as string, ...(args['memory-limit'] !== undefined ? ['--memory-limit', args['memory-limit']] : [])]
     const child = spawnSync(process.execPath, [import.meta.filename, '--child-import', file, '--out', join(dataDir, 'datasets'), ...passOn], { encoding: 'utf8', maxBuffer: 1 << 24 })
     if (child.status !== 0) throw new Error(`import failed: ${child.stderr}`)
-    const { report, seconds, cpuSeconds: cpu, maxRssKb } = JSON.parse(child.stdout.trim().split('\n').pop() as string) as { report: { rowsRead: number, rowsWritten: number, droppedMissing: number, droppedDuplicates: number, shards: number, datasetId: string, bytes: number, engine: { name: string, memoryLimit?: string, threads?: number, spilledBytes?: number, phases?: Array<{ name: string, seconds: number, peakRssBytes: number }> } }, seconds: number, cpuSeconds: number, maxRssKb: number }
+    const { report, seconds, cpuSeconds: cpu, maxRssKb } = JSON.parse(child.stdout.trim().split('\n').pop() as string) as { report: { rowsRead: number, rowsWritten: number, droppedMissing: number, droppedDuplicates: number, shards: number, datasetId: string, bytes: number, engine: { name: string, memoryLimit?: string, threads?: number, spilledBytes?: number, phases?: Array<{ name: string, seconds: number, cpuSeconds: number, peakRssBytes: number }> } }, seconds: number, cpuSeconds: number, maxRssKb: number }
     const rssMb = maxRssKb / 1024
     const e = report.engine
     console.log(`import ${(size / 1e6).toFixed(0)} MB (${e.name}${e.name === 'duckdb' ? `, ${e.threads} threads, memory limit ${e.memoryLimit}, spilled ${((e.spilledBytes ?? 0) / 1e6).toFixed(0)} MB` : ''}): ${report.rowsRead} rows read, ${report.droppedMissing} missing dropped, ${report.droppedDuplicates} duplicates dropped, ${report.rowsWritten} written to ${report.shards} shards (${(report.bytes / 1e6).toFixed(1)} MB of Arrow)`)
     console.log(`  ours:   ${seconds.toFixed(1)} s: ${Math.round(report.rowsRead / seconds)} rows/s, ${(size / 1e6 / seconds).toFixed(1)} MB/s, ${cpu.toFixed(1)} CPU s; peak RSS ${rssMb.toFixed(0)} MB ${rssMb < RSS_LIMIT_MB ? `(under ${RSS_LIMIT_MB} MB)` : `(OVER the ${RSS_LIMIT_MB} MB limit)`}`)
-    if (e.phases !== undefined) console.log(`  ours, by phase: ${e.phases.map(p => `${p.name} ${p.seconds.toFixed(1)} s (peak RSS ${(p.peakRssBytes / 2 ** 20).toFixed(0)} MB)`).join(', ')}`)
+    if (e.phases !== undefined) console.log(`  ours, by phase: ${e.phases.map(p => `${p.name} ${p.seconds.toFixed(1)} s, ${p.cpuSeconds.toFixed(1)} CPU s (peak RSS ${(p.peakRssBytes / 2 ** 20).toFixed(0)} MB)`).join(', ')}`)
     largest = { id: report.datasetId, dataDir }
 
     const refDir = join(dir, `duckdb-${mb}`)

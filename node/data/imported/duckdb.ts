@@ -140,11 +140,14 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
   let spilledBytes = 0
   const phases: PhaseReport[] = []
   let phaseStart = performance.now()
-  /** The end of a phase: its time, and the process's peak RSS so far. */
+  let cpuStart = process.cpuUsage()
+  /** The end of a phase: its time, the CPU time of every thread, and the process's peak RSS so far. */
   const phase = (name: string): void => {
     const now = performance.now()
-    phases.push({ name, seconds: (now - phaseStart) / 1000, peakRssBytes: process.resourceUsage().maxRSS * 1024 })
+    const cpu = process.cpuUsage(cpuStart)
+    phases.push({ name, seconds: (now - phaseStart) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6, peakRssBytes: process.resourceUsage().maxRSS * 1024 })
     phaseStart = now
+    cpuStart = process.cpuUsage()
   }
   const noteSpill = async (): Promise<void> => {
     const r = await db.runAndReadAll('SELECT coalesce(sum(size), 0)::DOUBLE AS bytes FROM duckdb_temporary_files()')

@@ -38,6 +38,8 @@ export interface EngineReport {
 export interface PhaseReport {
   name: string
   seconds: number
+  /** CPU time of the process's threads (DuckDB's workers included) in the phase. */
+  cpuSeconds: number
   /** The process's peak resident memory at the end of the phase (the most it held up to then). */
   peakRssBytes: number
 }
