@@ -4,14 +4,17 @@
  * DuckDB (`@duckdb/node-api`, an in-process database whose native binary
  * ships in the npm package) parses the file in parallel and does everything
  * that looks at all rows at once: missing values, duplicates, column types,
- * categories. It keeps one table of the file (`src`) and, for the duplicates,
- * only the kept rows' places (never a second copy of the rows). JavaScript
+ * categories. It keeps one table of the file (`src`, a text column only as
+ * its hash) and, for the duplicates, only the kept rows' places (never a
+ * second copy of the rows). JavaScript
  * then streams src's rows in file order, a result chunk at a time, and takes
  * the kept ones: once for the training means (and the categories' training
  * counts), summed as the JavaScript engine sums, and once to write the Arrow
  * shards (arrow.ts): each chunk's columns come out as typed arrays (numbers,
  * category indices as ENUM codes, text as UTF-8 bytes) and are copied into
- * the shard writers' column buffers, with no JavaScript value per field.
+ * the shard writers' column buffers, with no JavaScript value per field; the
+ * text comes from the file read again beside it (its hashes checked against
+ * src's, row by row), so that the bulk of the data is never held or spilled.
  * DuckDB writes no Arrow IPC files, and the text's document frequencies must
  * be hashed as the trainer hashes them (in a worker thread, text-df.ts).
  *
@@ -179,7 +182,9 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
     }
     try {
       if (format === 'jsonl') await checkJsonLines(db, path, relation, columns)
-      await db.run(`CREATE TABLE src AS SELECT ${[...used].map(i => `${values(i)} AS ${c(i)}`).join(', ')} FROM ${relation}`)
+      // a text column is kept as its hash (NULL where missing), which is all that the duplicates and the counts
+      // need: its bytes are read from the file again by the write pass, so DuckDB holds (and spills) a fraction
+      await db.run(`CREATE TABLE src AS SELECT ${[...used].map(i => textAt.has(i) ? `${textHash(c(i))} AS ${c(i)}` : c(i)).join(', ')} FROM (SELECT ${[...used].map(i => `${values(i)} AS ${c(i)}`).join(', ')} FROM ${relation})`)
     } catch (err) {
       if (format !== 'parquet') await findInputError(path, name, format)
       throw engineInputError(err, name)
@@ -220,7 +225,7 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
      * order; checked), and hands each chunk to `take` with the kept rows among them (`rows`) and the k of the first.
      * DuckDB makes the next chunk while `take` runs.
      */
-    const readKept = async (exprs: string[], take: (chunk: DuckDBDataChunk, rows: Uint32Array, k: number) => void): Promise<void> => {
+    const readKept = async (exprs: string[], take: (chunk: DuckDBDataChunk, rows: Uint32Array, k: number) => void | Promise<void>): Promise<void> => {
       const result = await db.stream(`SELECT rowid::DOUBLE AS r${exprs.map(e => `, ${e}`).join('')} FROM src WHERE NOT (${dropped})`)
       const select = new Uint32Array(4096)
       let k = 0
@@ -242,7 +247,7 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
             if ((keptBits[r >>> 3] & (1 << (r & 7))) !== 0) select[taken++] = j
           }
           if (taken === 0) continue
-          take(chunk, select.subarray(0, taken), k)
+          await take(chunk, select.subarray(0, taken), k)
           k += taken
         }
       } finally {
@@ -345,9 +350,9 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
             kinds.push('number')
             exprs.push(`coalesce(to_number(${c(i)}), ${typeof col.fill === 'number' ? doubleLiteral(col.fill) : '0'}::DOUBLE)`)
           } else if (col.type === 'text') {
+            // its hash, to check that the file's rows read again line up with src's
             kinds.push('text')
-            // encode: the UTF-8 bytes as a BLOB (a cast would read backslash escapes)
-            exprs.push(`encode(coalesce(${c(i)}, ''))`)
+            exprs.push(`coalesce(${c(i)}, 0::UBIGINT)`)
           } else {
             kinds.push('code')
             await db.run(`CREATE TYPE e${i} AS ENUM (${(col.categories ?? []).map(lit).join(', ')})`)
@@ -355,14 +360,39 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
           }
         }
         const columns: Array<Float64Array | Int32Array | Uint8Array[] | null> = new Array(described.length).fill(null)
-        await readKept(exprs, (chunk, rows) => {
-          const n = chunk.rowCount
-          for (let j = 0; j < at.length; j++) {
-            const v = chunk.getColumnVector(j + 1)
-            columns[at[j]] = kinds[j] === 'number' ? doubles(v, n) : kinds[j] === 'code' ? int32s(v, n) : blobs(v as DuckDBBlobVector, n, rows)
-          }
-          sink.columns(columns, n, rows)
-        })
+        // the text columns: the file read again, every row in file order, on a connection of its own (DuckDB parses it
+        // beside this pass), with the same hashes as src's
+        const texts = at.filter((_, j) => kinds[j] === 'text')
+        const file = texts.length > 0 ? await FileRows.open(await instance.connect(), `SELECT ${texts.map(i => `encode(coalesce(${values(i)}, '')) AS t${i}, coalesce(${textHash(values(i))}, 0::UBIGINT) AS h${i}`).join(', ')} FROM ${relation}`, texts.length) : null
+        try {
+          await readKept(exprs, async (chunk, rows) => {
+            const n = chunk.rowCount
+            const rs = doubles(chunk.getColumnVector(0), n)
+            for (let j = 0; j < at.length; j++) {
+              const v = chunk.getColumnVector(j + 1)
+              if (kinds[j] === 'text') {
+                const bytes = new Array<Uint8Array>(n).fill(EMPTY)
+                const hashes = words(v, n)
+                const t = texts.indexOf(at[j])
+                const f = file as FileRows
+                for (const row of rows) {
+                  let index = f.indexOf(rs[row])
+                  if (index < 0) index = await f.load(rs[row])
+                  const fh = f.hashes[t]
+                  if (fh[2 * index] !== hashes[2 * row] || fh[2 * index + 1] !== hashes[2 * row + 1]) throw new Error(`${name}: row ${rs[row]} of the file read again is not the row read first: import it again`)
+                  // a copy: the file's chunk may be gone by the time this one is written
+                  bytes[row] = f.texts[t].getItemBytes(index)?.slice() ?? EMPTY
+                }
+                columns[at[j]] = bytes
+              } else {
+                columns[at[j]] = kinds[j] === 'number' ? doubles(v, n) : int32s(v, n)
+              }
+            }
+            sink.columns(columns, n, rows)
+          })
+        } finally {
+          file?.close()
+        }
         await noteSpill()
         phase('write')
       },
@@ -402,11 +432,80 @@ function int32s (v: DuckDBVector, n: number): Int32Array {
 
 const EMPTY = new Uint8Array(0)
 
-/** A BLOB column of a result chunk, without nulls: the bytes of the selected rows (views into the chunk for short ones; the others left empty). */
-function blobs (v: DuckDBBlobVector, n: number, rows: Uint32Array): Uint8Array[] {
-  const out = new Array<Uint8Array>(n).fill(EMPTY)
-  for (const j of rows) out[j] = v.getItemBytes(j) ?? EMPTY
-  return out
+/** A text value's hash, NULL where it is missing. */
+function textHash (v: string): string {
+  return `CASE WHEN ${v} IS NULL THEN NULL ELSE hash(${v}) END`
+}
+
+/** A UBIGINT column of a result chunk, without nulls, as pairs of 32-bit words (compared without making BigInts). */
+function words (v: DuckDBVector, n: number): Uint32Array {
+  const items = (v as unknown as { items?: unknown }).items
+  if (items instanceof BigUint64Array && items.length >= n) return new Uint32Array(items.buffer, items.byteOffset, 2 * n)
+  const out = new BigUint64Array(n)
+  for (let i = 0; i < n; i++) out[i] = BigInt(v.getItem(i) as bigint)
+  return new Uint32Array(out.buffer)
+}
+
+/**
+ * The file read again beside the write pass: per text column, its bytes and its hash, by row index (asked for in
+ * increasing order). The next chunk is fetched while the current one is used.
+ */
+class FileRows {
+  private readonly db: DuckDBConnection
+  private readonly result: Awaited<ReturnType<DuckDBConnection['stream']>>
+  private readonly columns: number
+  private chunk: DuckDBDataChunk | null = null
+  private start = 0
+  private end = 0
+  private next: Promise<DuckDBDataChunk | null>
+  /** The current chunk's columns: text t's bytes, and its hashes as pairs of words. */
+  texts: DuckDBBlobVector[] = []
+  hashes: Uint32Array[] = []
+
+  private constructor (db: DuckDBConnection, result: Awaited<ReturnType<DuckDBConnection['stream']>>, columns: number) {
+    this.db = db
+    this.result = result
+    this.columns = columns
+    this.next = result.fetchChunk()
+    this.next.catch(() => {})
+  }
+
+  /** `sql` selects, per text column, its bytes then its hash. */
+  static async open (db: DuckDBConnection, sql: string, columns: number): Promise<FileRows> {
+    try {
+      return new FileRows(db, await db.stream(sql), columns)
+    } catch (err) {
+      db.closeSync()
+      throw err
+    }
+  }
+
+  /** Row r's index in the current chunk, or -1 (then `load` it). */
+  indexOf (r: number): number {
+    return r >= this.start && r < this.end ? r - this.start : -1
+  }
+
+  /** Moves on to the chunk holding row r; returns r's index there. */
+  async load (r: number): Promise<number> {
+    if (r < this.start) throw new Error(`row ${r} asked for after row ${this.start}`)
+    while (r >= this.end) {
+      const chunk = await this.next
+      if (chunk === null || chunk.rowCount === 0) throw new Error(`the file read again ended before row ${r}: it changed during the import; import it again`)
+      this.next = this.result.fetchChunk()
+      this.next.catch(() => {})
+      this.chunk = chunk
+      this.start = this.end
+      this.end += chunk.rowCount
+    }
+    const chunk = this.chunk as DuckDBDataChunk
+    this.texts = Array.from({ length: this.columns }, (_, t) => chunk.getColumnVector(2 * t) as DuckDBBlobVector)
+    this.hashes = Array.from({ length: this.columns }, (_, t) => words(chunk.getColumnVector(2 * t + 1), chunk.rowCount))
+    return r - this.start
+  }
+
+  close (): void {
+    this.db.closeSync()
+  }
 }
 
 /** A SQL identifier. */
