@@ -30,6 +30,8 @@
  *   new attempt). Frames of earlier rounds still on a stream are skipped; a hello of a later round from the
  *   predecessor means it gave up on this one: this round aborts and the frame is kept for the next run. Nothing
  *   is read ahead, so a neighbour that is ahead is held back by the transport's flow control, not buffered.
+ *
+ * The design in full: docs/ring.md. Where this folder sits among the others: docs/architecture.md.
  */
 export { Ring, roundError } from './ring.ts'
 export type { AllReduceResult, AllReduceStats, RingComponents, RingInit, RingStatus, RoundSpec } from './ring.ts'

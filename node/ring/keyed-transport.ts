@@ -15,12 +15,12 @@
  */
 import type { Socket } from 'node:net'
 import { randomBytes } from 'node:crypto'
-import * as lp from 'it-length-prefixed'
 import type { Connection, IncomingStreamData, Libp2p, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { MAX_FRAME_BYTES, StreamClosedError, TimeoutError } from '../../protocols/allreduce/index.ts'
+import { prefixed, readFrame } from '../../protocols/common/index.ts'
 import {
   DEFAULT_CIPHER, InvalidMessageError, KEY_PROTOCOL, KEY_REQUEST_TIMEOUT_MS, KEY_SHARE_BYTES, MAX_KEY_STREAMS,
   MAX_MESSAGE_BYTES, MAX_PENDING_SESSIONS_PER_PEER, MAX_UNAUTHENTICATED_CONNECTIONS, OPEN_TIMEOUT_MS, RecordOpener,
@@ -81,18 +81,11 @@ function hostOf (addr: Multiaddr): string {
   throw new StreamClosedError(`no IP host in the connection's address ${addr.toString()}`)
 }
 
-/** Reads exactly one length-prefixed message of at most MAX_MESSAGE_BYTES. */
+/** Reads exactly one length-prefixed message of at most MAX_MESSAGE_BYTES (the shared framing: bounded, refuses an empty one). */
 async function readMessage (source: Stream['source']): Promise<Uint8Array> {
-  try {
-    for await (const frame of lp.decode(source, { maxDataLength: MAX_MESSAGE_BYTES })) return frame.subarray()
-  } catch (err) {
-    const name = (err as Error).name
-    if (name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError' || name === 'InvalidMessageLengthError') {
-      throw new InvalidMessageError(`key message larger than ${MAX_MESSAGE_BYTES} bytes`, 'too-large')
-    }
-    throw err
-  }
-  throw new InvalidMessageError('key stream ended before its message', 'truncated')
+  const frame = await readFrame(source, MAX_MESSAGE_BYTES)
+  if (frame === null) throw new InvalidMessageError('key stream ended before its message', 'truncated')
+  return frame
 }
 
 interface Session {
@@ -198,7 +191,7 @@ class KeyedTransport extends SocketRingTransport implements KeyedRingTransport {
     let response
     try {
       stream = await connection.newStream(KEY_PROTOCOL, { signal, maxOutboundStreams: MAX_KEY_STREAMS, runOnLimitedConnection: false })
-      await stream.sink([lp.encode.single(encodeKeyRequest({ share })).subarray()])
+      await stream.sink([prefixed(encodeKeyRequest({ share }))])
       response = decodeKeyResponse(await readMessage(stream.source))
       await stream.close()
     } catch (err) {
@@ -226,7 +219,7 @@ class KeyedTransport extends SocketRingTransport implements KeyedRingTransport {
       const port = this.#options.announcePort ?? this.address().port
       const sessionId = this.#sessions.issue(peer, id => deriveSessionKey({ dialerShare: request.share, listenerShare: share, sessionId: id, dialer: peer, listener: this.#self }))
       this.counters.sessionsIssued++
-      await stream.sink([lp.encode.single(encodeKeyResponse({ port, sessionId, share })).subarray()])
+      await stream.sink([prefixed(encodeKeyResponse({ port, sessionId, share }))])
       await stream.close()
     } catch (err) {
       this.#log(`refused a key request from ${peer}: ${(err as Error).message}`)

@@ -170,6 +170,11 @@ export class Ring {
     await this.#transport.stop()
   }
 
+  /** Whether `start` ran and `stop` has not (like the other services). */
+  get isStarted (): boolean {
+    return this.#started
+  }
+
   /** The round under way or the last one, for status. */
   status (): RingStatus | null {
     return this.#status === null ? null : { ...this.#status, members: [...this.#status.members] }
