@@ -81,6 +81,17 @@ function exactAdamPowers (optimizer: tf.Optimizer): void {
   adam.accBeta2.assign(tf.scalar(power(adam.beta2 ?? 0.999)))
 }
 
+/**
+ * A float32 tensor's values: on the wasm backend a view of its memory on the heap (no copy: a model-sized copy per
+ * step is external memory that drives V8's collections), elsewhere `dataSync()`. Read it before anything allocates
+ * on the backend (the heap may grow and move).
+ */
+function valuesOf (t: tf.Tensor): Float32Array {
+  const backend = tf.backend() as unknown as { typedArrayFromHeap?: (info: tf.TensorInfo) => Float32Array }
+  if (t.dtype === 'float32' && tf.getBackend() === 'wasm' && typeof backend.typedArrayFromHeap === 'function') return backend.typedArrayFromHeap(t)
+  return t.dataSync() as Float32Array
+}
+
 export function createOptimizer (job: Job): tf.Optimizer {
   switch (job.optimizer) {
     case 'sgd': return tf.train.sgd(job.learningRate)
@@ -380,14 +391,16 @@ export class Trainer {
     // full collections (a 1 MB model: one every few hundred ms, each a pause of 10-20 ms the ring waits out)
     if (this.flatBuffer?.length !== this.parameterCount + 1) this.flatBuffer = new Float32Array(this.parameterCount + 1)
     const out = this.flatBuffer
-    out.fill(0)
+    const samples = update.samples
     let offset = 0
     for (const g of update.grads) {
-      const values = g.dataSync() as Float32Array
-      for (let i = 0; i < values.length; i++) out[offset + i] = values[i] * update.samples
+      const values = valuesOf(g)
+      for (let i = 0; i < values.length; i++) out[offset + i] = values[i] * samples
       offset += values.length
     }
-    out[offset] = update.samples
+    // (no gradients: a peer without rows sends zeros)
+    if (offset < out.length - 1) out.fill(0, offset, out.length - 1)
+    out[out.length - 1] = samples
     for (const g of update.grads) g.dispose()
     return out
   }
@@ -463,7 +476,7 @@ export class Trainer {
     const out = new Float32Array(n)
     let offset = 0
     for (const v of this.net.variables) {
-      out.set(v.dataSync() as Float32Array, offset)
+      out.set(valuesOf(v), offset)
       offset += v.size
     }
     return out
@@ -480,7 +493,7 @@ export class Trainer {
     const sha = createHash('sha256')
     const add = (w: Float32Array): void => { sha.update(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)) }
     if (this.job.syncEvery > 1) add(this.anchorWeights())
-    else for (const v of this.net.variables) add(v.dataSync() as Float32Array)
+    else for (const v of this.net.variables) add(valuesOf(v))
     const hash = sha.digest('hex').slice(0, 16)
     this.hashCache = { step: this.progress.step, hash }
     return hash
