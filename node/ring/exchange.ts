@@ -68,19 +68,31 @@ class Stop extends Error {
 
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.byteLength === b.byteLength && a.every((x, i) => x === b[i])
 
+/** The index of the first non-finite value of `src` (NaN, ±Inf), or −1. */
+function firstNonFinite (src: Float32Array): number {
+  for (let k = 0; k < src.length; k++) {
+    const v = src[k]
+    if (v - v !== 0) return k
+  }
+  return -1
+}
+
 /**
- * Adds `src` into `dst` at `at`; returns the index of the first non-finite value of `src`, or −1. (`v − v` is 0
- * for every finite v and NaN for NaN and ±Inf: one test per element, no branch on the common path.) On a bad
- * value the working vector is left part-added, which is harmless: the round aborts and it is thrown away.
+ * Adds `src` into `dst` at `at`; returns the index of the first non-finite value of `src`, or −1. The loop has
+ * no branch: it sums `v − v`, which is 0 for every finite v and NaN (for good) once any v is NaN or ±Inf, and
+ * looks for the culprit only then. On a bad value the working vector is left added (bad values included),
+ * which is harmless: the round aborts and it is thrown away.
  */
 export function addChecked (dst: Float32Array, at: number, src: Float32Array): number {
   const n = src.length
+  const d = dst.subarray(at, at + n)
+  let bad = 0
   for (let k = 0; k < n; k++) {
     const v = src[k]
-    if (v - v !== 0) return k
-    dst[at + k] += v
+    bad += v - v
+    d[k] += v
   }
-  return -1
+  return bad === 0 ? -1 : firstNonFinite(src)
 }
 
 /**
@@ -90,26 +102,31 @@ export function addChecked (dst: Float32Array, at: number, src: Float32Array): n
  */
 export function addCheckedFrom (dst: Float32Array, base: Float32Array, at: number, src: Float32Array): number {
   const n = src.length
+  const d = dst.subarray(at, at + n)
+  const b = base.subarray(at, at + n)
+  let bad = 0
   for (let k = 0; k < n; k++) {
     const v = src[k]
-    if (v - v !== 0) return k
-    dst[at + k] = base[at + k] + v
+    bad += v - v
+    d[k] = b[k] + v
   }
-  return -1
+  return bad === 0 ? -1 : firstNonFinite(src)
 }
 
 /**
  * Copies `src` into `dst` at `at`; returns the index of the first non-finite value, or −1 (one pass, as
- * addChecked; on a bad value `dst` is left part-copied: the round aborts and it is thrown away).
+ * addChecked; on a bad value `dst` holds it: the round aborts and it is thrown away).
  */
 export function copyChecked (dst: Float32Array, at: number, src: Float32Array): number {
   const n = src.length
+  const d = dst.subarray(at, at + n)
+  let bad = 0
   for (let k = 0; k < n; k++) {
     const v = src[k]
-    if (v - v !== 0) return k
-    dst[at + k] = v
+    bad += v - v
+    d[k] = v
   }
-  return -1
+  return bad === 0 ? -1 : firstNonFinite(src)
 }
 
 /** The payload as floats: a view when it is 4-byte aligned, else a copy into `scratch`. */

@@ -237,7 +237,7 @@ export class Ring {
           const controller = new AbortController()
           runExchange(transport, plan, progress, sendBack, controller.signal)
             .catch((err: unknown) => { sendBack({ type: 'exchange.failed', error: String(err) }) })
-          return () => { controller.abort() }
+          return () => { controller.abort(ROUND_OVER) }
         }),
         notifyAbort: fromPromise<void, AbortNotice>(async ({ input, signal }) => {
           // A successor that is itself the reason cannot be told, unless the round's channel to it still stands
@@ -351,6 +351,9 @@ function blockElementsFor (elements: number, members: number, configured: number
   const chunk = Math.ceil(elements / members)
   return Math.min(configured, Math.max(MIN_BLOCK_BYTES / 4, Math.ceil(chunk / PIPELINE_BLOCKS)))
 }
+
+/** Why a round's data path is told to stop once the round is over: one reason for all (an abort without one makes a DOMException, with its stack, every round). */
+const ROUND_OVER = new Error('the round is over')
 
 /** The error for a failed round, for callers that would rather throw: `if (!r.ok) throw roundError(r)`. */
 export function roundError (result: Extract<AllReduceResult, { ok: false }>): RoundAbortedError {
