@@ -33,6 +33,8 @@ import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { joinTokenOf } from '../node/security/index.ts'
 import { generate } from './generate-csv.ts'
+import { readStatus } from './peer-status.ts'
+import type { ReplicationStatus } from '../node/shard-transfer/index.ts'
 
 const { values: args, positionals } = parseArgs({
   options: {
@@ -66,20 +68,8 @@ const log = (line: string): void => { (args.json === true ? process.stderr : pro
 const GB = 1e9
 const mbOf = (bytes: number): string => `${(bytes / 1e6).toFixed(0)} MB`
 
-interface DatasetStatus {
-  dataset: string
-  replicas: number
-  shards: number
-  held: number
-  heldShards: string[]
-  kept: number
-  copies: Record<string, number>
-  belowReplicas: string[]
-  fetched: number
-  fetchedBytes: number
-  dropped: number
-  fetching: string | null
-}
+/** A data set's line of `peer status --json` datasets[]. */
+type DatasetStatus = ReplicationStatus
 
 interface Status {
   state: string
@@ -131,13 +121,7 @@ function memoryOf (pid: number): { hwm: number, rss: number } | null {
 }
 
 async function status (dataDir: string): Promise<Status | null> {
-  try {
-    const api = JSON.parse(readFileSync(join(dataDir, 'api.json'), 'utf8')) as { url: string, token: string }
-    const res = await fetch(`${api.url}/status`, { headers: { authorization: `Bearer ${api.token}` }, signal: AbortSignal.timeout(5000) })
-    return await res.json() as Status
-  } catch {
-    return null
-  }
+  return await readStatus<Status>(dataDir, 5000)
 }
 
 async function until<T> (what: string, ms: number, probe: () => Promise<T | null | undefined>, every = 500): Promise<T> {

@@ -11,12 +11,13 @@
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { joinTokenOf } from '../node/security/index.ts'
+import { readStatus } from './peer-status.ts'
 
 const { values: args, positionals } = parseArgs({
   options: {
@@ -47,13 +48,7 @@ interface Status {
 }
 
 async function status (dataDir: string): Promise<Status | null> {
-  try {
-    const api = JSON.parse(readFileSync(join(dataDir, 'api.json'), 'utf8')) as { url: string, token: string }
-    const res = await fetch(`${api.url}/status`, { headers: { authorization: `Bearer ${api.token}` }, signal: AbortSignal.timeout(2000) })
-    return await res.json() as Status
-  } catch {
-    return null
-  }
+  return await readStatus<Status>(dataDir)
 }
 
 async function until<T> (what: string, ms: number, probe: () => Promise<T | null | undefined>): Promise<T> {

@@ -24,6 +24,7 @@ import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { readStatus } from './peer-status.ts'
 
 const { values: args, positionals } = parseArgs({
   options: {
@@ -68,13 +69,7 @@ interface Status {
 }
 
 async function status (dataDir: string): Promise<Status | null> {
-  try {
-    const api = JSON.parse(readFileSync(join(dataDir, 'api.json'), 'utf8')) as { url: string, token: string }
-    const res = await fetch(`${api.url}/status`, { headers: { authorization: `Bearer ${api.token}` }, signal: AbortSignal.timeout(2000) })
-    return await res.json() as Status
-  } catch {
-    return null
-  }
+  return await readStatus<Status>(dataDir)
 }
 
 const median = (xs: number[]): number | null => xs.length === 0 ? null : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
