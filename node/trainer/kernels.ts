@@ -95,6 +95,16 @@ function heap (backend: BackendWasm, info: Info): Float32Array {
   return backend.typedArrayFromHeap(info) as Float32Array
 }
 
+/**
+ * A float32 tensor's values: on the wasm backend a view of its memory on the heap (no copy: a model-sized copy per
+ * step is external memory that drives V8's collections), elsewhere `dataSync()`. Read it before anything allocates
+ * on the backend (the heap may grow and move).
+ */
+export function floatValues (t: tf.Tensor): Float32Array {
+  if (t.dtype === 'float32' && tf.getBackend() === 'wasm') return heap(tf.backend() as BackendWasm, t)
+  return t.dataSync() as Float32Array
+}
+
 /** The whole wasm heap as floats, for copies by absolute index (take it after the last allocation). */
 function floats (backend: BackendWasm): Float32Array {
   const buffer = (backend.wasm as unknown as { HEAPU8: Uint8Array }).HEAPU8.buffer
@@ -111,6 +121,14 @@ function zeros (backend: BackendWasm, shape: number[]): Info {
   const out = backend.makeOutput(shape, 'float32')
   heap(backend, out).fill(0)
   return out
+}
+
+/** `sum + part` as a new tensor (both freed), or `part` itself for the first one. */
+function accumulate (backend: BackendWasm, sum: Info | null, part: Info): Info {
+  if (sum === null) return part
+  const next = call('Add', backend, { a: sum, b: part })
+  free(backend, sum, part)
+  return next
 }
 
 function swapLast (backend: BackendWasm, x: Info): Info {
@@ -394,13 +412,7 @@ function filterGradIm2col (backend: BackendWasm, x: Info, dy: Info, info: tf.bac
     }
     const part = product(backend, cols, g) // [k, co]
     free(backend, cols, g)
-    if (sum === null) {
-      sum = part
-    } else {
-      const next = call('Add', backend, { a: sum, b: part })
-      free(backend, sum, part)
-      sum = next
-    }
+    sum = accumulate(backend, sum, part)
   }
   const result = sum as Info
   const out = call('Reshape', backend, { x: result }, { shape: [kh, kw, ci, co] })
@@ -482,13 +494,7 @@ function filterGradRows (backend: BackendWasm, x: Info, dy: Info, info: tf.backe
     }
     const part = product(backend, cols, g) // [k, co]
     free(backend, cols, g)
-    if (sum === null) {
-      sum = part
-    } else {
-      const next = call('Add', backend, { a: sum, b: part })
-      free(backend, sum, part)
-      sum = next
-    }
+    sum = accumulate(backend, sum, part)
   }
   if (planes !== x) free(backend, planes)
   const result = sum as Info

@@ -10,6 +10,7 @@ import type { Job } from '../../protocols/job/index.ts'
 import type { BatchReader, Dataset } from '../data/dataset.ts'
 import { RowSet } from '../data/stream/index.ts'
 import { createGptNet, gptOptionsOf } from './gpt.ts'
+import { floatValues } from './kernels.ts'
 import { createNet } from './model.ts'
 import type { ModelPreset, Net } from './model.ts'
 import type { Checkpoint } from './checkpoint.ts'
@@ -79,17 +80,6 @@ function exactAdamPowers (optimizer: tf.Optimizer): void {
   }
   adam.accBeta1.assign(tf.scalar(power(adam.beta1 ?? 0.9)))
   adam.accBeta2.assign(tf.scalar(power(adam.beta2 ?? 0.999)))
-}
-
-/**
- * A float32 tensor's values: on the wasm backend a view of its memory on the heap (no copy: a model-sized copy per
- * step is external memory that drives V8's collections), elsewhere `dataSync()`. Read it before anything allocates
- * on the backend (the heap may grow and move).
- */
-function valuesOf (t: tf.Tensor): Float32Array {
-  const backend = tf.backend() as unknown as { typedArrayFromHeap?: (info: tf.TensorInfo) => Float32Array }
-  if (t.dtype === 'float32' && tf.getBackend() === 'wasm' && typeof backend.typedArrayFromHeap === 'function') return backend.typedArrayFromHeap(t)
-  return t.dataSync() as Float32Array
 }
 
 export function createOptimizer (job: Job): tf.Optimizer {
@@ -394,7 +384,7 @@ export class Trainer {
     const samples = update.samples
     let offset = 0
     for (const g of update.grads) {
-      const values = valuesOf(g)
+      const values = floatValues(g)
       for (let i = 0; i < values.length; i++) out[offset + i] = values[i] * samples
       offset += values.length
     }
@@ -476,7 +466,7 @@ export class Trainer {
     const out = new Float32Array(n)
     let offset = 0
     for (const v of this.net.variables) {
-      out.set(valuesOf(v), offset)
+      out.set(floatValues(v), offset)
       offset += v.size
     }
     return out
@@ -493,7 +483,7 @@ export class Trainer {
     const sha = createHash('sha256')
     const add = (w: Float32Array): void => { sha.update(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)) }
     if (this.job.syncEvery > 1) add(this.anchorWeights())
-    else for (const v of this.net.variables) add(valuesOf(v))
+    else for (const v of this.net.variables) add(floatValues(v))
     const hash = sha.digest('hex').slice(0, 16)
     this.hashCache = { step: this.progress.step, hash }
     return hash
