@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { joinTokenOf } from '../node/security/index.ts'
 import { readStatus } from './peer-status.ts'
+import type { RoundTiming } from '../node/rounds/index.ts'
 
 const { values: args, positionals } = parseArgs({
   options: {
@@ -43,7 +44,7 @@ const bin = join(root, 'bin', 'peer.js')
 interface Status {
   state: string
   addresses: string[]
-  ring: { members: string[], fastRounds?: number, agreedRounds?: number, last: { ms: number } | null }
+  ring: { members: string[], fastRounds?: number, agreedRounds?: number, last: { ms: number } | null, timing?: RoundTiming | null }
   training: { step: number, samplesPerSec: number, weightsHash: string | null, timing: { computeMs: number, reduceMs: number, applyMs: number } } | null
 }
 
@@ -62,6 +63,8 @@ async function until<T> (what: string, ms: number, probe: () => Promise<T | null
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0
+/** The median over status samples of one timing figure, to 2 decimals; null without samples. */
+const of = (ts: RoundTiming[], pick: (t: RoundTiming) => number): number | null => ts.length > 0 ? Math.round(median(ts.map(pick)) * 100) / 100 : null
 
 interface Row {
   peers: number
@@ -71,9 +74,16 @@ interface Row {
   computeMs: number
   reduceMs: number
   applyMs: number
-  /** Median of the ring's own time per round (status ring.last.ms), and what the rounds add to it (the trainer's reduce time minus it). */
+  /**
+   * From status ring.timing (the last 256 rounds, sampled once a second, medians of the samples): the ring's own
+   * time per round, what the rounds add to it (round by round), and the round as the trainer waits for it
+   * (p50, p90, mean: the tail is what a late member costs the others).
+   */
   ringMs: number | null
   roundOverheadMs: number | null
+  roundP50Ms: number | null
+  roundP90Ms: number | null
+  roundMeanMs: number | null
   fastRounds: number
   agreedRounds: number
   identicalWeights: boolean
@@ -105,9 +115,7 @@ async function run (n: number): Promise<Omit<Row, 'ratio'>> {
     })
     await sleep(warmup * 1000)
     const rates: number[] = []
-    // a round's time as the trainer sees it (the hook: rounds + ring) and the ring's own, sampled together
-    const reduceTimes: number[] = []
-    const ringTimes: number[] = []
+    const timings: RoundTiming[] = []
     const first = await until('status', 10_000, async () => await status(dirs[0]))
     const t0 = performance.now()
     let last = first
@@ -119,10 +127,7 @@ async function run (n: number): Promise<Omit<Row, 'ratio'>> {
       if (s?.training == null) continue
       rates.push(s.training.samplesPerSec)
       timing = s.training.timing
-      if (n > 1 && s.ring.last !== null) {
-        reduceTimes.push(s.training.timing.reduceMs)
-        ringTimes.push(s.ring.last.ms)
-      }
+      if (n > 1 && s.ring.timing != null) timings.push(s.ring.timing)
       last = s
     }
     const dt = (performance.now() - t0) / 1000
@@ -136,8 +141,11 @@ async function run (n: number): Promise<Omit<Row, 'ratio'>> {
       computeMs: timing.computeMs,
       reduceMs: timing.reduceMs,
       applyMs: timing.applyMs,
-      ringMs: ringTimes.length > 0 ? Math.round(median(ringTimes) * 100) / 100 : null,
-      roundOverheadMs: ringTimes.length > 0 ? Math.round((median(reduceTimes) - median(ringTimes)) * 100) / 100 : null,
+      ringMs: of(timings, t => t.ringP50Ms),
+      roundOverheadMs: of(timings, t => t.overheadP50Ms),
+      roundP50Ms: of(timings, t => t.p50Ms),
+      roundP90Ms: of(timings, t => t.p90Ms),
+      roundMeanMs: of(timings, t => t.meanMs),
       fastRounds: last.ring.fastRounds ?? 0,
       agreedRounds: last.ring.agreedRounds ?? 0,
       // members may be one round apart when read: equal hashes are likely, not certain
@@ -159,7 +167,7 @@ for (const n of sizes) {
   rows.push({ ...r, ratio: alone !== null && alone > 0 ? Math.round(r.samplesPerSec / alone * 100) / 100 : null })
   if (args.json !== true) {
     const row = rows[rows.length - 1]
-    process.stdout.write(`${n} peer${n > 1 ? 's' : ' '}: ${row.samplesPerSec} samples/s (${row.ratio ?? '-'}x alone), ${row.stepsPerSec} steps/s; step: compute ${row.computeMs} ms, reduce ${row.reduceMs} ms, apply ${row.applyMs} ms${row.ringMs !== null ? ` (the ring's own ${row.ringMs} ms of the reduce: rounds add ${row.roundOverheadMs} ms)` : ''}; rounds in a reused group ${row.fastRounds}, agreed ${row.agreedRounds}\n`)
+    process.stdout.write(`${n} peer${n > 1 ? 's' : ' '}: ${row.samplesPerSec} samples/s (${row.ratio ?? '-'}x alone), ${row.stepsPerSec} steps/s; step: compute ${row.computeMs} ms, reduce ${row.reduceMs} ms, apply ${row.applyMs} ms${row.ringMs !== null ? `; a round p50 ${row.roundP50Ms} ms, p90 ${row.roundP90Ms}, mean ${row.roundMeanMs} (the ring's own p50 ${row.ringMs} ms; the rounds add ${row.roundOverheadMs} ms a round)` : ''}; rounds in a reused group ${row.fastRounds}, agreed ${row.agreedRounds}\n`)
   }
 }
 const meta = { cores, pinned: pin, loadBefore, loadAfter: loadavg()[0], job: jobArgs }

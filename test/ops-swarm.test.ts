@@ -125,6 +125,18 @@ test('promtool check metrics passes on every peer\'s live /metrics', async (t) =
   }
 })
 
+test('peer status times the last rounds: the round as the trainer waits for it, the ring\'s own, the rounds\' overhead', async () => {
+  const s = await waitFor('rounds timed on b', async () => {
+    const x = await statusOf('b')
+    return (x?.ring?.timing?.rounds ?? 0) >= 10 ? x : undefined
+  }, 30_000)
+  const t = s!.ring!.timing!
+  assert.ok(t.rounds <= 256, `a window of at most 256 rounds: ${t.rounds}`)
+  assert.ok(t.ringP50Ms > 0 && t.p50Ms >= t.ringP50Ms, `a round takes at least the ring's time: ${JSON.stringify(t)}`)
+  assert.ok(t.p50Ms <= t.p90Ms && t.p90Ms <= t.p99Ms, `quantiles in order: ${JSON.stringify(t)}`)
+  assert.ok(t.overheadP50Ms >= 0 && t.overheadP50Ms <= t.p50Ms, `the overhead is part of the round: ${JSON.stringify(t)}`)
+})
+
 test('peer status --swarm lists every live member', async () => {
   const r = await runPeer(['status', '--swarm', '--json', '--data-dir', dataDir('b')], { timeoutMs: 20_000 })
   assert.equal(r.code, 0, r.stderr)

@@ -88,7 +88,8 @@ export function buildStatus (peer: StatusSources): PeerStatus {
           phase: peer.ring?.status()?.state ?? null,
           group: peer.rounds.status.group,
           fastRounds: peer.rounds.status.fastRounds,
-          agreedRounds: peer.rounds.status.agreedRounds
+          agreedRounds: peer.rounds.status.agreedRounds,
+          timing: peer.rounds.timing()
         },
     partition: peer.rounds?.status.partition ?? null,
     syncs: [...(peer.catchUp?.syncs ?? [])],

@@ -9,7 +9,7 @@ import type { Job } from '../../protocols/job/index.ts'
 import type { BackendName, Evaluation } from '../trainer/index.ts'
 import type { ReconnectStatus } from '../network/index.ts'
 import type { ReplicationStatus } from '../shard-transfer/index.ts'
-import type { LastRound, PartitionStatus, RoundEvent, RoundFigures, RoundsStatus } from '../rounds/index.ts'
+import type { LastRound, PartitionStatus, RoundEvent, RoundFigures, RoundsStatus, RoundTiming } from '../rounds/index.ts'
 import type { SyncRecord } from '../state-sync/catch-up.ts'
 
 export type { LastRound, RoundFigures } from '../rounds/index.ts'
@@ -61,6 +61,11 @@ export interface PeerStatus {
     /** Rounds that reused the group (no agreement on the critical path), and rounds that agreed on one first. */
     fastRounds?: number
     agreedRounds?: number
+    /**
+     * The last completed rounds (up to 256) in ms: p50/p90/p99/mean as the trainer waits for them, the ring's
+     * own median, and the median of what the rounds add to the ring; null before the first round with others.
+     */
+    timing?: RoundTiming | null
   }
   /**
    * Set while this peer holds no quorum of its last group (cut off, or on the smaller side of a split): it does

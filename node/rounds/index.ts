@@ -15,6 +15,8 @@
  */
 export { Rounds } from './rounds.ts'
 export type { LastRound, PartitionStatus, RoundEvent, RoundFigures, RoundOutcome, RoundRequest, RoundsComponents, RoundsEvents, RoundsInit, RoundsStatus } from './rounds.ts'
+export { RoundTimes, TIMING_WINDOW } from './timing.ts'
+export type { RoundTiming } from './timing.ts'
 export { compareRank, hasQuorum, quorumSize, rankOf, sameMembers } from './group.ts'
 export type { Group, GroupRank } from './group.ts'
 export { membersOf, proposerOf, roundsMachine } from './machine.ts'

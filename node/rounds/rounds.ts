@@ -11,6 +11,8 @@ import { roundsMachine } from './machine.ts'
 import type { AgreementResult } from './machine.ts'
 import { hasQuorum, quorumSize, sameMembers } from './group.ts'
 import type { Group } from './group.ts'
+import { RoundTimes } from './timing.ts'
+import type { RoundTiming } from './timing.ts'
 
 export interface RoundsComponents {
   network: Network
@@ -171,6 +173,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
   readonly status: RoundsStatus = { round: 0, attempt: 0, members: [], state: 'idle', completed: 0, aborted: 0, last: null, events: [], highestSeen: 0, excluded: [], group: null, fastRounds: 0, agreedRounds: 0, partition: null }
   /** The last agreed group, and whether the next round may reuse it without an agreement. */
   private group: Group | null = null
+  private readonly times = new RoundTimes()
   private reuse = false
   /** Aborts the ring of a round run in the reused group (a member asked for an agreement instead). */
   private reuseAbort: AbortController | null = null
@@ -371,6 +374,18 @@ export class Rounds extends EventEmitter<RoundsEvents> {
    * `signal` ends the wait for the round (the trainer stopped): the outcome is then `cancelled`.
    */
   async round (req: RoundRequest, signal?: AbortSignal): Promise<RoundOutcome> {
+    const started = performance.now()
+    const outcome = await this.runRound(req, signal)
+    if (outcome.ok && outcome.figures !== null) this.times.record(performance.now() - started, outcome.figures.ms)
+    return outcome
+  }
+
+  /** The last completed rounds' times (rounds with a ring: a lone peer's are not timed); null before the first. */
+  timing (): RoundTiming | null {
+    return this.times.summary()
+  }
+
+  private async runRound (req: RoundRequest, signal?: AbortSignal): Promise<RoundOutcome> {
     const { network, logger } = this.components
     const self = network.peerId
     if (signal?.aborted === true) return { ok: false, outcome: 'cancelled', members: [] }

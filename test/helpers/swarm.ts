@@ -15,7 +15,7 @@ export interface StatusJson {
   job: { id: string, epochs: number, shards: number, dataset: string } | null
   shards: { total: number, mine: string[], unowned: number, owners: Record<string, string | null> }
   manifest: { deltasReceived: number, deltasRejected: number, syncs: number, syncsFailed: number } | null
-  ring?: { round: number, members: string[], state: string, phase?: string | null, completed: number, aborted: number, fastRounds?: number, agreedRounds?: number, group?: { epoch: number, members: string[] } | null, events: Array<{ kind: string, round: number, detail: string, culprit?: string }> }
+  ring?: { round: number, members: string[], state: string, phase?: string | null, completed: number, aborted: number, fastRounds?: number, agreedRounds?: number, group?: { epoch: number, members: string[] } | null, events: Array<{ kind: string, round: number, detail: string, culprit?: string }>, timing?: { rounds: number, p50Ms: number, p90Ms: number, p99Ms: number, meanMs: number, ringP50Ms: number, overheadP50Ms: number } | null }
   partition?: { since: number, reachable: number, needed: number } | null
   syncs: Array<{ at?: number, round: number, bytes: number, ms: number, donors: number, from?: string[], adopted?: boolean }>
   training: { step: number, epoch: number, samples?: number, weightsHash: string, accuracy: number | null, hashes?: Array<{ round: number, hash: string }> } | null
