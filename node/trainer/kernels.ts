@@ -105,6 +105,33 @@ export function floatValues (t: tf.Tensor): Float32Array {
   return t.dataSync() as Float32Array
 }
 
+/** Where computeFloats' tensors are on the wasm heap, for code that works on it directly (byte addresses). */
+export interface HeapPlaces {
+  memory: WasmMemory
+  outs: number[]
+  ins: number[]
+}
+
+/**
+ * New float32 tensors of `shapes`, written in place by `compute` from the values of `inputs` (float32): on the
+ * wasm backend the outputs are allocated first and every view is taken after (the heap may grow and move), so
+ * nothing is copied in or out, and `places` says where they are when the heap can be worked on directly
+ * (a plain memory, SIMD available); elsewhere from arrays, `places` null.
+ */
+export function computeFloats (shapes: number[][], inputs: tf.Tensor[], compute: (outs: Float32Array[], ins: Float32Array[], places: HeapPlaces | null) => void): tf.Tensor[] {
+  if (tf.getBackend() === 'wasm') {
+    const backend = tf.backend() as BackendWasm
+    const infos = shapes.map(shape => backend.makeOutput(shape, 'float32'))
+    const memory = wasmMemory(backend)
+    const places = memory === null ? null : { memory, outs: infos.map(i => place(backend, i).offset), ins: inputs.map(t => place(backend, t).offset) }
+    compute(infos.map(info => heap(backend, info)), inputs.map(t => heap(backend, t)), places)
+    return infos.map(info => tf.engine().makeTensorFromTensorInfo(info))
+  }
+  const outs = shapes.map(shape => new Float32Array(size(shape)))
+  compute(outs, inputs.map(t => t.dataSync() as Float32Array), null)
+  return outs.map((values, i) => tf.tensor(values, shapes[i]))
+}
+
 /** The whole wasm heap as floats, for copies by absolute index (take it after the last allocation). */
 function floats (backend: BackendWasm): Float32Array {
   const buffer = (backend.wasm as unknown as { HEAPU8: Uint8Array }).HEAPU8.buffer

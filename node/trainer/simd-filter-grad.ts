@@ -24,13 +24,13 @@
 
 /** The few WebAssembly APIs used here (the project's TypeScript libs carry no WebAssembly types). */
 export interface WasmMemory { readonly buffer: ArrayBufferLike }
-interface WasmApi {
+export interface WasmApi {
   Memory: abstract new (...args: never[]) => WasmMemory
   Module: new (bytes: Uint8Array) => object
   Instance: new (module: object, imports: object) => { exports: Record<string, unknown> }
   validate: (bytes: Uint8Array) => boolean
 }
-const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
+export const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
 
 /** f32x4 values a loop may hold in registers (x64 has 16): T·V accumulators, V dy vectors and one splat. */
 const REGISTERS = 15
@@ -40,7 +40,7 @@ type Fn = (x: number, g: number, out: number, batch: number, oh: number, ow: num
 
 const compiled = new WeakMap<WasmMemory, Map<string, Fn>>()
 
-function uleb (n: number): number[] {
+export function uleb (n: number): number[] {
   const out: number[] = []
   do {
     let byte = n & 0x7f
@@ -51,7 +51,7 @@ function uleb (n: number): number[] {
   return out
 }
 
-function sleb (n: number): number[] {
+export function sleb (n: number): number[] {
   const out: number[] = []
   for (;;) {
     const byte = n & 0x7f
@@ -64,11 +64,11 @@ function sleb (n: number): number[] {
   }
 }
 
-function section (id: number, body: number[]): number[] {
+export function section (id: number, body: number[]): number[] {
   return [id, ...uleb(body.length), ...body]
 }
 
-function name (s: string): number[] {
+export function name (s: string): number[] {
   return [...uleb(s.length), ...Array.from(s, c => c.charCodeAt(0))]
 }
 

@@ -16,6 +16,7 @@ import type { ModelPreset, Net } from './model.ts'
 import type { Checkpoint } from './checkpoint.ts'
 import type { Evaluation, Progress } from './progress.ts'
 import { CheckpointMismatchError } from './errors.ts'
+import { adamStep, isAdam } from './adam.ts'
 
 export type { Evaluation, Progress } from './progress.ts'
 
@@ -223,14 +224,21 @@ export class Trainer {
       this.epochEnded = false
       return
     }
-    const named: Record<string, tf.Tensor> = {}
+    const trainable: tf.Variable[] = []
+    const grads: tf.Tensor[] = []
     // a non-trainable variable's "gradient" is its new value, averaged over the swarm (see Net.lossAndGrads)
     this.net.variables.forEach((v, i) => {
-      if (v.trainable) named[v.name] = update.grads[i]
-      // a copy: the update's tensors may view unflattenUpdate's reused buffer
-      else tf.tidy(() => { v.assign(tf.tensor((update.grads[i].dataSync() as Float32Array).slice(), v.shape)) })
+      if (v.trainable) {
+        trainable.push(v)
+        grads.push(update.grads[i])
+      } else {
+        // a copy: the update's tensors may view unflattenUpdate's reused buffer
+        tf.tidy(() => { v.assign(tf.tensor((update.grads[i].dataSync() as Float32Array).slice(), v.shape)) })
+      }
     })
-    this.optimizer.applyGradients(named)
+    // Adam in one loop per variable, bit for bit tf.js's (node/trainer/adam.ts); other optimizers as tf.js has them
+    if (isAdam(this.optimizer) && trainable.every(v => v.dtype === 'float32')) adamStep(this.optimizer, trainable, grads)
+    else this.optimizer.applyGradients(Object.fromEntries(trainable.map((v, i) => [v.name, grads[i]])))
     this.net.afterUpdate?.() // weight constraints
     for (const g of update.grads) g.dispose()
     this.loss = this.loss === null ? update.loss : LOSS_SMOOTHING * this.loss + (1 - LOSS_SMOOTHING) * update.loss
