@@ -26,9 +26,12 @@ interface AdamInternals {
   iterations_: number
 }
 
-/** Whether adamStep can take this optimizer's step (tf.js's Adam on float32 variables). */
-export function isAdam (optimizer: tf.Optimizer): optimizer is tf.AdamOptimizer {
-  return optimizer instanceof tf.AdamOptimizer
+/**
+ * Whether adamStep takes this optimizer's steps: tf.js's Adam on the wasm or cpu backend (on a GPU backend the
+ * values live on the GPU, where tf.js's own ops stay).
+ */
+export function usesAdamStep (optimizer: tf.Optimizer): optimizer is tf.AdamOptimizer {
+  return optimizer instanceof tf.AdamOptimizer && (tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu')
 }
 
 /**

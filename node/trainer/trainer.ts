@@ -16,7 +16,7 @@ import type { ModelPreset, Net } from './model.ts'
 import type { Checkpoint } from './checkpoint.ts'
 import type { Evaluation, Progress } from './progress.ts'
 import { CheckpointMismatchError } from './errors.ts'
-import { adamStep, isAdam } from './adam.ts'
+import { adamStep, usesAdamStep } from './adam.ts'
 
 export type { Evaluation, Progress } from './progress.ts'
 
@@ -237,7 +237,7 @@ export class Trainer {
       }
     })
     // Adam in one loop per variable, bit for bit tf.js's (node/trainer/adam.ts); other optimizers as tf.js has them
-    if (isAdam(this.optimizer) && trainable.every(v => v.dtype === 'float32')) adamStep(this.optimizer, trainable, grads)
+    if (usesAdamStep(this.optimizer) && trainable.every(v => v.dtype === 'float32')) adamStep(this.optimizer, trainable, grads)
     else this.optimizer.applyGradients(Object.fromEntries(trainable.map((v, i) => [v.name, grads[i]])))
     this.net.afterUpdate?.() // weight constraints
     for (const g of update.grads) g.dispose()
