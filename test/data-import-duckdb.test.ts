@@ -123,6 +123,24 @@ test('training means are summed in file order: the same id from both engines on 
   }
 })
 
+test('text of every length (inline in DuckDB\'s strings up to 12 bytes, copied by the client beyond) comes out as written, over many result chunks', async () => {
+  const dir = tempDir()
+  try {
+    const file = join(dir, 'lengths.csv')
+    const rand = seededRandom(7)
+    const bodies = Array.from({ length: 9000 }, (_, i) => 'abcdefghijklmnopqrstuvwxyzäöü €'.repeat(2).slice(0, i % 41) + String(i))
+    writeFileSync(file, `body,label\n${bodies.map(b => `"${b}",${rand() < 0.5 ? 'a' : 'b'}`).join('\n')}\n`)
+    const options = { label: 'label', text: ['body'], shards: 3, testFraction: 0.2 }
+    const duck = await importDataset(file, { ...options, outDir: join(dir, 'duck'), threads: 2 })
+    const js = await importDataset(file, { ...options, outDir: join(dir, 'js'), engine: 'js' })
+    assert.equal(duck.rowsWritten, bodies.length)
+    assert.equal(duck.datasetId, js.datasetId)
+    assert.deepEqual(rowsOf(duck.dir).map(r => r.body).sort(), [...bodies].sort())
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
 test('Parquet in: the same data set as the CSV it was written from; typed columns read by the same rules', async () => {
   const dir = tempDir()
   try {
