@@ -127,6 +127,43 @@ function specProblem (spec: RoundSpec): string | null {
  */
 export class Ring {
   readonly #transport: RingTransport
+  /** The round under way, by (round, attempt), for the machine's actors (the machine is provided once, not per round). */
+  readonly #live = new Map<string, LiveRound>()
+  /** The ring machine with this ring's actors: they look their round up in #live by the (round, attempt) they are given. */
+  readonly #logic = ringMachine.provide({
+    actors: {
+      exchange: fromCallback<RingEvent, ExchangeInput>(({ sendBack, input }) => {
+        const live = this.#live.get(roundKey(input.round, input.attempt))
+        if (live === undefined) {
+          sendBack({ type: 'exchange.failed', error: `round ${input.round}.${input.attempt} is not under way` })
+          return () => {}
+        }
+        const controller = new AbortController()
+        runExchange(this.#transport, live.plan, live.progress, sendBack, controller.signal)
+          .catch((err: unknown) => { sendBack({ type: 'exchange.failed', error: String(err) }) })
+        return () => { controller.abort(ROUND_OVER) }
+      }),
+      notifyAbort: fromPromise<void, AbortNotice>(async ({ input, signal }) => {
+        const live = this.#live.get(roundKey(input.round, input.attempt))
+        if (live === undefined) return
+        const { progress, succ } = live
+        // A successor that is itself the reason cannot be told, unless the round's channel to it still stands
+        // (its stream was cut elsewhere, say a tampered record dropped by its successor, while it waits on this
+        // member's data: tell it at once rather than let it time out). Otherwise tell it, on the round's channel
+        // or on a new one (the round may have failed before its channel was open, and the successor waits for a hello).
+        if (input.code === 'peer-lost' && input.culprit === succ && progress.out?.open !== true) return
+        const out = progress.out?.open === true ? progress.out : await this.#transport.outbound(succ, signal)
+        await out.send([encodeAbort({
+          round: input.round,
+          attempt: input.attempt,
+          code: input.code,
+          reason: input.reason,
+          ...(input.culprit !== null ? { culprit: input.culprit } : {})
+        })], signal)
+      })
+    }
+  })
+
   readonly #log: (msg: string) => void
   readonly #blockElements: number
   readonly #stepTimeoutMs: number
@@ -229,34 +266,9 @@ export class Ring {
       blockElements: blockElementsFor(spec.vector.length, n, this.#blockElements)
     }
     const progress: ExchangeProgress = { bytesSent: 0, bytesReceived: 0, staleFrames: 0, out: null, reading: false, sending: false }
-    const transport = this.#transport
 
-    const logic = ringMachine.provide({
-      actors: {
-        exchange: fromCallback<RingEvent, ExchangeInput>(({ sendBack }) => {
-          const controller = new AbortController()
-          runExchange(transport, plan, progress, sendBack, controller.signal)
-            .catch((err: unknown) => { sendBack({ type: 'exchange.failed', error: String(err) }) })
-          return () => { controller.abort(ROUND_OVER) }
-        }),
-        notifyAbort: fromPromise<void, AbortNotice>(async ({ input, signal }) => {
-          // A successor that is itself the reason cannot be told, unless the round's channel to it still stands
-          // (its stream was cut elsewhere, say a tampered record dropped by its successor, while it waits on this
-          // member's data: tell it at once rather than let it time out). Otherwise tell it, on the round's channel
-          // or on a new one (the round may have failed before its channel was open, and the successor waits for a hello).
-          if (input.code === 'peer-lost' && input.culprit === succ && progress.out?.open !== true) return
-          const out = progress.out?.open === true ? progress.out : await transport.outbound(succ, signal)
-          await out.send([encodeAbort({
-            round: input.round,
-            attempt: input.attempt,
-            code: input.code,
-            reason: input.reason,
-            ...(input.culprit !== null ? { culprit: input.culprit } : {})
-          })], signal)
-        })
-      }
-    })
-    const actor = createActor(logic, {
+    const key = roundKey(spec.round, spec.attempt)
+    const actor = createActor(this.#logic, {
       input: {
         round: spec.round,
         attempt: spec.attempt,
@@ -285,6 +297,7 @@ export class Ring {
     this.#actor = actor
     let result: AllReduceResult
     try {
+      this.#live.set(key, { plan, progress, succ })
       actor.start()
       const output = await toPromise(actor)
       if (output.ok) {
@@ -311,6 +324,7 @@ export class Ring {
       signal?.removeEventListener('abort', onCancel)
       this.#actor = null
       actor.stop()
+      this.#live.delete(key)
     }
     if (!result.ok && progress.out !== null && (result.code === 'timeout' || result.code === 'peer-lost' || result.cause === 'timeout')) {
       // A connection that stalled may still read as open: after a partition that dropped packets, TCP's retry
@@ -354,6 +368,17 @@ function blockElementsFor (elements: number, members: number, configured: number
 
 /** Why a round's data path is told to stop once the round is over: one reason for all (an abort without one makes a DOMException, with its stack, every round). */
 const ROUND_OVER = new Error('the round is over')
+
+/** What the machine's actors need of the round under way. */
+interface LiveRound {
+  plan: ExchangePlan
+  progress: ExchangeProgress
+  succ: string
+}
+
+function roundKey (round: number, attempt: number): string {
+  return `${round}.${attempt}`
+}
 
 /** The error for a failed round, for callers that would rather throw: `if (!r.ok) throw roundError(r)`. */
 export function roundError (result: Extract<AllReduceResult, { ok: false }>): RoundAbortedError {
