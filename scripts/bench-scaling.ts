@@ -3,7 +3,9 @@
  * machine, each peer pinned with `taskset -c K` to a core of its own (peer i on core i mod cores), so that the
  * peer alone and each swarm member get one core: one-core machines. Prints, per swarm size, the median swarm
  * samples/s over a steady window, the ratio to the peer alone, the step split (compute, reduce, apply) and how
- * many rounds reused the group without an agreement.
+ * many rounds reused the group without an agreement; and, for N > 1, the reference of N peers training apart at
+ * once (each alone, pinned the same way, no swarm: `--no-apart` skips it), the most N members can reach here
+ * with an all-reduce that cost nothing, since busy cores slow each other down on these machines.
  *
  *   npm run bench:scaling -- [--peers 1,2,3] [--seconds 20] [--json] [-- <job flags for peer start>]
  *
@@ -27,6 +29,8 @@ const { values: args, positionals } = parseArgs({
     warmup: { type: 'string', default: '5' },
     json: { type: 'boolean', default: false },
     'no-pin': { type: 'boolean', default: false },
+    /** Skips the reference of N peers training apart (each alone, all at once, no swarm). */
+    'no-apart': { type: 'boolean', default: false },
     /** Writes each peer's CPU profile (node --cpu-prof) into this folder; peers are then stopped with SIGTERM. */
     profile: { type: 'string' }
   },
@@ -87,9 +91,15 @@ interface Row {
   fastRounds: number
   agreedRounds: number
   identicalWeights: boolean
+  /**
+   * The reference for N > 1: N peers training apart at the same time, each alone and pinned as the swarm's
+   * members are. Their summed samples/s is what N members could reach with an all-reduce that cost nothing: on
+   * this machine two busy cores slow each other's compute (shared caches and memory, or one physical core).
+   */
+  apart?: { samplesPerSec: number, ratio: number | null, computeMs: number, swarmOfApart: number }
 }
 
-async function run (n: number): Promise<Omit<Row, 'ratio'>> {
+async function run (n: number, apart = false): Promise<Omit<Row, 'ratio'>> {
   const base = mkdtempSync(join(tmpdir(), 'peer-bench-scaling-'))
   const children: ChildProcess[] = []
   const dirs = Array.from({ length: n }, (_, i) => join(base, `peer-${i + 1}`))
@@ -102,17 +112,33 @@ async function run (n: number): Promise<Omit<Row, 'ratio'>> {
     child.stderr?.on('data', () => {})
     children.push(child)
   }
+  const launchAlone = (i: number): void => {
+    const argv = [bin, 'start', '--data-dir', dirs[i], '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--min-peers', '1', '--epochs', '1000', ...jobArgs]
+    const full = pin ? ['-c', String(i % cores), process.execPath, ...argv] : argv
+    const child = spawn(pin ? 'taskset' : process.execPath, full, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PEER_LOG_LEVEL: 'warn' } })
+    child.stderr?.on('data', () => {})
+    children.push(child)
+  }
   try {
-    launch(0, jobArgs)
-    if (n > 1) {
-      const address = await until('first peer listening', 60_000, async () => (await status(dirs[0]))?.addresses[0])
-      const token = await joinTokenOf(dirs[0], [address])
-      for (let i = 1; i < n; i++) launch(i, token !== null ? ['--join', token] : ['--open', '--join', address])
+    if (apart) {
+      // the reference: n peers each training alone at the same time, each pinned to its core as the swarm's are
+      for (let i = 0; i < n; i++) launchAlone(i)
+      await until(`${n} peers training apart`, 120_000, async () => {
+        const all = await Promise.all(dirs.map(status))
+        return all.every(s => s?.state === 'training' && (s.training?.step ?? 0) > 0) ? true : null
+      })
+    } else {
+      launch(0, jobArgs)
+      if (n > 1) {
+        const address = await until('first peer listening', 60_000, async () => (await status(dirs[0]))?.addresses[0])
+        const token = await joinTokenOf(dirs[0], [address])
+        for (let i = 1; i < n; i++) launch(i, token !== null ? ['--join', token] : ['--open', '--join', address])
+      }
+      await until(`${n} peers training in one ring`, 120_000, async () => {
+        const all = await Promise.all(dirs.map(status))
+        return all.every(s => s?.state === 'training' || s?.state === 'reducing') && all.every(s => (s?.ring.members.length ?? 0) === n || n === 1) ? true : null
+      })
     }
-    await until(`${n} peers training in one ring`, 120_000, async () => {
-      const all = await Promise.all(dirs.map(status))
-      return all.every(s => s?.state === 'training' || s?.state === 'reducing') && all.every(s => (s?.ring.members.length ?? 0) === n || n === 1) ? true : null
-    })
     await sleep(warmup * 1000)
     const rates: number[] = []
     const timings: RoundTiming[] = []
@@ -125,7 +151,8 @@ async function run (n: number): Promise<Omit<Row, 'ratio'>> {
       await sleep(1000)
       const s = await status(dirs[0])
       if (s?.training == null) continue
-      rates.push(s.training.samplesPerSec)
+      if (apart) rates.push((await Promise.all(dirs.map(status))).reduce((sum, x) => sum + (x?.training?.samplesPerSec ?? 0), 0))
+      else rates.push(s.training.samplesPerSec)
       timing = s.training.timing
       if (n > 1 && s.ring.timing != null) timings.push(s.ring.timing)
       last = s
@@ -164,10 +191,16 @@ let alone: number | null = null
 for (const n of sizes) {
   const r = await run(n)
   if (n === 1) alone = r.samplesPerSec
-  rows.push({ ...r, ratio: alone !== null && alone > 0 ? Math.round(r.samplesPerSec / alone * 100) / 100 : null })
+  const ratio = (x: number): number | null => alone !== null && alone > 0 ? Math.round(x / alone * 100) / 100 : null
+  const row: Row = { ...r, ratio: ratio(r.samplesPerSec) }
+  if (n > 1 && args['no-apart'] !== true) {
+    const a = await run(n, true)
+    row.apart = { samplesPerSec: a.samplesPerSec, ratio: ratio(a.samplesPerSec), computeMs: a.computeMs, swarmOfApart: a.samplesPerSec > 0 ? Math.round(r.samplesPerSec / a.samplesPerSec * 100) / 100 : 0 }
+  }
+  rows.push(row)
   if (args.json !== true) {
-    const row = rows[rows.length - 1]
     process.stdout.write(`${n} peer${n > 1 ? 's' : ' '}: ${row.samplesPerSec} samples/s (${row.ratio ?? '-'}x alone), ${row.stepsPerSec} steps/s; step: compute ${row.computeMs} ms, reduce ${row.reduceMs} ms, apply ${row.applyMs} ms${row.ringMs !== null ? `; a round p50 ${row.roundP50Ms} ms, p90 ${row.roundP90Ms}, mean ${row.roundMeanMs} (the ring's own p50 ${row.ringMs} ms; the rounds add ${row.roundOverheadMs} ms a round)` : ''}; rounds in a reused group ${row.fastRounds}, agreed ${row.agreedRounds}\n`)
+    if (row.apart !== undefined) process.stdout.write(`${n} apart: ${row.apart.samplesPerSec} samples/s (${row.apart.ratio ?? '-'}x alone; compute ${row.apart.computeMs} ms a step): the swarm reaches ${row.apart.swarmOfApart}x of ${n} peers training apart at once\n`)
   }
 }
 const meta = { cores, pinned: pin, loadBefore, loadAfter: loadavg()[0], job: jobArgs }
