@@ -6,7 +6,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as tf from '@tensorflow/tfjs-core'
 import { loadBackend } from '../node/trainer/backend.ts'
-import { adamStep } from '../node/trainer/adam.ts'
+import { adamStep, usesAdamStep } from '../node/trainer/adam.ts'
 
 /** A seeded stream of floats in [-scale, scale). */
 function floats (seed: number, n: number, scale: number): Float32Array {
@@ -67,3 +67,10 @@ async function sameAsTfjs (backend: 'wasm' | 'cpu'): Promise<void> {
 
 test('adamStep is tf.js\'s Adam bit for bit on the wasm backend', async () => { await sameAsTfjs('wasm') })
 test('adamStep is tf.js\'s Adam bit for bit on the cpu backend', async () => { await sameAsTfjs('cpu') })
+
+test('only Adam takes adamStep: SGD and momentum keep tf.js\'s own step', async () => {
+  await loadBackend('wasm')
+  assert.equal(usesAdamStep(tf.train.adam(0.01)), true)
+  assert.equal(usesAdamStep(tf.train.sgd(0.01)), false)
+  assert.equal(usesAdamStep(tf.train.momentum(0.01, 0.9)), false)
+})

@@ -31,7 +31,9 @@ interface AdamInternals {
  * values live on the GPU, where tf.js's own ops stay).
  */
 export function usesAdamStep (optimizer: tf.Optimizer): optimizer is tf.AdamOptimizer {
-  return optimizer instanceof tf.AdamOptimizer && (tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu')
+  // by class name: tf.js's optimizers answer `instanceof` for any optimizer class (Symbol.hasInstance checks
+  // only for minimize, computeGradients and applyGradients), so an SGD optimizer "is" an AdamOptimizer
+  return optimizer.getClassName() === 'Adam' && (tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu')
 }
 
 /**
