@@ -15,7 +15,8 @@ import { loadavg } from 'node:os'
 import { MemoryRows, loadDataset } from '../node/data/dataset.ts'
 import type { TrainingRows } from '../node/data/dataset.ts'
 import { datasetsRoot, importDataset, loadImportedDataset, readDescription } from '../node/data/imported/index.ts'
-import { RowSet, StreamedRows } from '../node/data/stream/index.ts'
+import { StreamedRows } from '../node/data/stream/index.ts'
+import { DataEpoch } from '../node/data/epoch.ts'
 import type { Dataset } from '../node/data/dataset.ts'
 import { jobId, parseJob } from '../protocols/job/index.ts'
 import { Trainer, selectBackend } from '../node/trainer/index.ts'
@@ -38,15 +39,23 @@ try {
   writeFileSync(csv, `${lines.join('\n')}\n`)
   const report = await importDataset(csv, { label: 'label', outDir: datasetsRoot(dir0) })
   const streamed = loadDataset(report.datasetId, { dataDir: dir0 })
-  console.log(`${report.trainRows} training rows × ${report.features} features (${(report.trainRows * report.features * 4 / 1024 ** 2).toFixed(0)} MB dense), batch ${BATCH}, ${PASSES} passes; load average ${loadavg().map(l => l.toFixed(2)).join(' ')}`)
+  console.log(`${report.trainRows} training rows × ${report.features} features (${(report.trainRows * report.features * 4 / 1024 ** 2).toFixed(0)} MB dense), batch ${BATCH}, ${PASSES} epochs; load average ${loadavg().map(l => l.toFixed(2)).join(' ')}`)
 
   const measure = async (name: string, rows: TrainingRows): Promise<number> => {
-    const reader = rows.batches(7, streamed.classes)
-    const all = RowSet.all(rows.n)
+    const reader = rows.batches(streamed.classes)
+    // a lone member's data position: every row once an epoch, read a window of blocks at a time
+    const shardRows = rows.shardRows ?? [rows.n]
+    const epoch = new DataEpoch({ shardRows, blockRows: rows.blockRows, windowBlocks: rows.windowBlocks, seed: 7, shared: false })
+    const mine = shardRows.map((_, i) => i)
+    const own = new Float32Array(epoch.slots)
     let samples = 0
     const started = performance.now()
-    for (let pass = 0; pass < PASSES; pass++) {
-      for (let cursor = 0; cursor < all.size; cursor += BATCH) samples += (await reader.read(all, pass, cursor, BATCH)).n
+    while (epoch.epoch < PASSES) {
+      const batch = epoch.next(mine, BATCH)
+      reader.prefetch(epoch.upcoming(mine))
+      samples += (await reader.read(batch)).n
+      epoch.encode(own, mine)
+      epoch.apply(own)
     }
     const s = (performance.now() - started) / 1000
     await reader.close()
@@ -74,8 +83,8 @@ try {
       t.applyUpdate(u)
     }
     const s = (performance.now() - started) / 1000
-    const stats = (t as unknown as { batches: { stats?: { windows: number, waits: number, waitMs: number } } }).batches.stats
-    if (stats !== undefined) console.log(`  ${stats.windows} windows loaded; ${stats.waits} reads waited for theirs, ${(stats.waitMs / 1000).toFixed(2)} s in all`)
+    const stats = (t as unknown as { batches: { stats?: { blocks: number, waits: number, waitMs: number } } }).batches.stats
+    if (stats !== undefined) console.log(`  ${stats.blocks} blocks loaded; ${stats.waits} reads waited for theirs, ${(stats.waitMs / 1000).toFixed(2)} s in all`)
     t.dispose()
     console.log(`${name.padEnd(28)} ${Math.round(samples / s).toLocaleString('en').padStart(12)} samples/s  (${steps} steps, ${s.toFixed(2)} s)`)
     return samples / s

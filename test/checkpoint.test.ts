@@ -23,7 +23,7 @@ async function steps (trainer: Trainer, n: number): Promise<void> {
 test('encode/decode round-trips every tensor and field', () => {
   const ckpt: Checkpoint = {
     jobId: 'abc',
-    progress: { step: 5, round: 5, samples: 160, pass: 0, cursor: 160 },
+    progress: { step: 5, round: 5, samples: 160 },
     loss: 0.5,
     evaluation: { epoch: 1, step: 4, loss: 0.6, accuracy: 0.8 },
     weights: [{ name: 'w', shape: [2, 3], values: Float32Array.from([1, 2, 3, 4, 5, 6]) }],
@@ -40,7 +40,7 @@ test('encode/decode round-trips every tensor and field', () => {
 
 test('a damaged checkpoint is reported, not loaded', () => {
   const bytes = encodeCheckpoint({
-    jobId: 'abc', progress: { step: 1, round: 1, samples: 32, pass: 0, cursor: 32 }, loss: null, evaluation: null,
+    jobId: 'abc', progress: { step: 1, round: 1, samples: 32 }, loss: null, evaluation: null,
     weights: [{ name: 'w', shape: [4], values: Float32Array.from([1, 2, 3, 4]) }], optimizer: [], createdAt: 0
   })
   const flipped = bytes.slice()
@@ -83,7 +83,7 @@ test('a trainer restored from LevelDB continues exactly as the original', async 
     for (let i = 0; i < wa.length; i++) freshDiff = Math.max(freshDiff, Math.abs(wa[i] - wf[i]))
     assert.ok(freshDiff > 1e-3, 'a trainer that did not resume is clearly different')
     fresh.dispose()
-    assert.deepEqual(b.progress, { step: 8, round: 8, samples: 8 * 32, pass: 0, cursor: 8 * 32, sinceSyncSteps: 0, sinceSyncSamples: 0 })
+    assert.deepEqual(b.progress, { step: 8, round: 8, samples: 8 * 32, sinceSyncSteps: 0, sinceSyncSamples: 0 })
     a.dispose()
     b.dispose()
   } finally {

@@ -1,9 +1,9 @@
 /**
- * Streaming reads of an imported data set (node/data/stream): the block-and-window order of a pass visits
- * every row once and is the same for the same seed and pass; batches read from the shard files hold exactly
- * the rows (features and labels) the dense loader builds; a reader started at a cursor continues the pass
- * exactly (a restart mid-pass); a trainer restored from a checkpoint goes on with the same batches; and only
- * the shards asked for are opened, a missing one through the `ensureShard` hook. The data set has numeric,
+ * Streaming reads of an imported data set (node/data/stream): blocks stay inside their shard and every row has
+ * one; batches read from the shard files hold exactly the rows (features and labels) the dense loader builds,
+ * every row once in an epoch of the data position (node/data/epoch.ts); a trainer restored from a checkpoint
+ * mid-epoch goes on with the same batches; and only the shards asked for are opened, a missing one through the
+ * `ensureShard` hook. The data set has numeric,
  * categorical and text columns, so that every column kind is decoded from sliced record batches; a decode
  * worker that cannot start leaves the work to the calling thread.
  */
@@ -16,7 +16,8 @@ import { datasetsRoot, importDataset, loadImportedDataset, readDescription, shar
 import type { DatasetDescription } from '../node/data/imported/index.ts'
 import { loadDataset } from '../node/data/dataset.ts'
 import type { Batch, Dataset } from '../node/data/dataset.ts'
-import { PassOrder, RowSet, StreamedRows, blocksOf, loadTestSample } from '../node/data/stream/index.ts'
+import { RowSet, StreamedRows, blockOf, blocksOf, loadTestSample } from '../node/data/stream/index.ts'
+import { DataEpoch } from '../node/data/epoch.ts'
 import { WorkerDecoder } from '../node/data/stream/decoder.ts'
 import { jobId, parseJob } from '../protocols/job/index.ts'
 import { Trainer, selectBackend } from '../node/trainer/index.ts'
@@ -49,11 +50,21 @@ function streamed (dataDir = holder, ensureShard?: (shardId: string) => Promise<
   return { ...d, train: new StreamedRows({ dir: join(datasetsRoot(dataDir), id), description, ensureShard, decode, ...SMALL }) }
 }
 
-async function readPass (d: Dataset, rows: RowSet, pass: number, from = 0, size = 37): Promise<Batch[]> {
-  const reader = d.train.batches(11, d.classes)
+/** Every batch of one epoch of a lone reader's data position over `shards` (all of them by default). */
+async function readEpoch (d: Dataset, size = 37, shards = description.shards.map((_, i) => i)): Promise<Batch[]> {
+  const epoch = new DataEpoch({ shardRows: description.shards.map(s => s.rows), blockRows: SMALL.blockRows, windowBlocks: SMALL.blocksPerWindow, seed: 11, shared: false })
+  const reader = d.train.batches(d.classes)
   const out: Batch[] = []
   try {
-    for (let cursor = from; cursor < rows.size; cursor += size) out.push(await reader.read(rows, pass, cursor, size))
+    while (epoch.epoch === 0) {
+      const rows = epoch.next(shards, size)
+      if (rows.length === 0) break
+      reader.prefetch(epoch.upcoming(shards))
+      out.push(await reader.read(rows))
+      const own = new Float32Array(epoch.slots)
+      epoch.encode(own, shards)
+      epoch.apply(own)
+    }
   } finally {
     await reader.close()
   }
@@ -62,7 +73,7 @@ async function readPass (d: Dataset, rows: RowSet, pass: number, from = 0, size 
 
 test.after(() => { rmSync(base, { recursive: true, force: true }) })
 
-test('a pass of the block-and-window order visits every row once, the same way for the same seed and pass', () => {
+test('blocks stay inside their shard, aligned to its first row, and every row has one', () => {
   const shardStarts = [0, 250, 500, 900, 1000]
   const rows = RowSet.fromRanges([[120, 640], [900, 1000]])
   const blocks = blocksOf(rows, shardStarts, 64)
@@ -72,29 +83,17 @@ test('a pass of the block-and-window order visits every row once, the same way f
     // aligned to its shard's first row: the same row is in the same block whatever else the set holds
     assert.equal(Math.floor((b.start - shardStarts[b.shard]) / 64), Math.floor((b.end - 1 - shardStarts[b.shard]) / 64))
   }
-  const visit = (pass: number): number[] => {
-    const order = new PassOrder(blocks, 3, 7, pass)
-    const out: number[] = []
-    for (let pos = 0; pos < order.size; pos++) {
-      const w = order.windowAt(pos)
-      out.push(order.rowOf(w, order.rowPermutation(w)[pos - order.windows[w].start]))
-    }
-    return out
-  }
-  const p0 = visit(0)
-  assert.equal(p0.length, rows.size)
-  assert.deepEqual([...p0].sort((a, b) => a - b), [...rows.toArray()])
-  assert.deepEqual(visit(0), p0, 'deterministic')
-  assert.notDeepEqual(visit(1), p0, 'another pass, another order')
+  assert.deepEqual(blocks.flatMap(b => Array.from({ length: b.end - b.start }, (_, i) => b.start + i)), [...rows.toArray()])
+  const whole = blocksOf(RowSet.all(1000), shardStarts, 64)
+  for (const b of whole) for (let r = b.start; r < b.end; r++) assert.deepEqual(blockOf(shardStarts, 64, r), b, `row ${r}`)
 })
 
-for (const decode of ['worker', 'inline'] as const) test(`batches read from the shard files (decoded ${decode === 'worker' ? 'in a worker thread' : 'inline'}) hold the rows the dense loader builds, each once per pass`, async () => {
+for (const decode of ['worker', 'inline'] as const) test(`batches read from the shard files (decoded ${decode === 'worker' ? 'in a worker thread' : 'inline'}) hold the rows the dense loader builds, each once per epoch`, async () => {
   const d = streamed(holder, undefined, decode)
   assert.equal(d.train.examples, null, 'not in memory')
   assert.equal(d.train.n, dense.train.n)
   assert.deepEqual(d.test, dense.test, 'a small test split is kept whole')
-  const all = RowSet.all(d.train.n)
-  const batches = await readPass(d, all, 0)
+  const batches = await readEpoch(d)
   const f = d.features
   const seen: number[] = []
   for (const b of batches) {
@@ -105,23 +104,14 @@ for (const decode of ['worker', 'inline'] as const) test(`batches read from the 
       assert.equal(b.y[i * d.classes + dense.train.y[r]], 1, `row ${r}'s label`)
     }
   }
-  assert.deepEqual([...seen].sort((a, b) => a - b), [...all.toArray()], 'every row once')
+  assert.deepEqual([...seen].sort((a, b) => a - b), [...RowSet.all(d.train.n).toArray()], 'every row once')
   // shuffled across shards, not shard after shard
   const shardOf = (r: number): number => { let k = 0; while (r >= starts[k + 1]) k++; return k }
   const firstWindow = new Set(seen.slice(0, 300).map(shardOf))
   assert.ok(firstWindow.size > 1, 'the first window mixes shards')
 })
 
-test('a reader started mid-pass continues exactly where the pass was (a restart)', async () => {
-  const rows = RowSet.fromRanges([[100, 1700], [1800, 2400]])
-  const whole = (await readPass(streamed(), rows, 3, 0, 25)).flatMap(b => [...b.rows])
-  const cursor = 25 * 31
-  const rest = (await readPass(streamed(), rows, 3, cursor, 25)).flatMap(b => [...b.rows])
-  assert.deepEqual(rest, whole.slice(cursor))
-  assert.deepEqual([...whole].sort((a, b) => a - b), [...rows.toArray()])
-})
-
-test('a trainer restored from its checkpoint mid-pass reads the same batches as one that went on', async () => {
+test('a trainer restored from its checkpoint mid-epoch reads the same batches as one that went on', async () => {
   const job = parseJob({ hidden: [8], batchSize: 64, seed: 4, epochs: 1 })
   const d = streamed()
   const a = new Trainer({ job, jobId: jobId(job), dataset: d })
@@ -133,7 +123,7 @@ test('a trainer restored from its checkpoint mid-pass reads the same batches as 
   try {
     for (let i = 0; i < 20; i++) await step(a)
     const ckpt = await a.capture()
-    assert.ok(ckpt.progress.cursor > 0 && ckpt.progress.pass === 0, 'mid-pass')
+    assert.ok(ckpt.progress.samples > 0 && ckpt.progress.samples < d.train.n, 'mid-epoch')
     const b = new Trainer({ job, jobId: jobId(job), dataset: streamed() })
     try {
       await b.restore(ckpt)
@@ -160,14 +150,15 @@ test('only the shards asked for are opened; a missing one is asked for through e
     if (fetch) copyFileSync(shardPath(report.dir, missing), shardPath(join(datasetsRoot(dataDir), id), missing))
   })
   const mine = RowSet.fromRanges([[starts[0], starts[2]], [starts[3], starts[4]]])
-  const got = (await readPass(d, mine, 0)).flatMap(b => [...b.rows])
+  const got = (await readEpoch(d, 37, [0, 1, 3])).flatMap(b => [...b.rows])
   assert.equal(got.length, mine.size)
+  assert.ok(got.every(r => mine.has(r)))
   assert.deepEqual(asked, [], 'shards 0, 1 and 3 are here: nothing asked for')
   const theirs = RowSet.fromRanges([[starts[2], starts[3]]])
-  await assert.rejects(readPass(d, theirs, 0), { name: 'IncompleteDatasetError' }, 'the hook did not bring it')
+  await assert.rejects(readEpoch(d, 37, [2]), { name: 'IncompleteDatasetError' }, 'the hook did not bring it')
   assert.deepEqual(asked, ['s0002'])
   fetch = true
-  const fetched = (await readPass(d, theirs, 0)).flatMap(b => [...b.rows])
+  const fetched = (await readEpoch(d, 37, [2])).flatMap(b => [...b.rows])
   assert.deepEqual([...fetched].sort((a, b) => a - b), [...theirs.toArray()])
   assert.deepEqual(asked, ['s0002', 's0002'])
 })

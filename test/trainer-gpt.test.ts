@@ -193,7 +193,7 @@ describe('gpt training, one peer', () => {
     const trainer = new Trainer({ job, jobId: jobId(job), dataset })
     const first = await trainer.evaluate()
     assert.ok(Math.abs(first.loss - Math.log(256)) < 0.1, `untrained loss ${first.loss} nats`)
-    for (let s = 0; s < 60; s++) trainer.applyUpdate(await trainer.computeUpdate())
+    for (let s = 0; s < 80; s++) trainer.applyUpdate(await trainer.computeUpdate())
     const last = await trainer.evaluate()
     const bits = last.loss / Math.LN2
     assert.ok(bits < unigram, `held-out ${bits.toFixed(3)} bits per byte, unigram entropy ${unigram.toFixed(3)}`)

@@ -22,7 +22,7 @@ import { MemoryRows } from './memory.ts'
 import type { Dataset, Examples } from './types.ts'
 
 export type { Batch, BatchReader, Dataset, Examples, TrainingRows } from './types.ts'
-export { MemoryRows, epochOrder, gatherBatch } from './memory.ts'
+export { MemoryRows, gatherBatch } from './memory.ts'
 
 export const DATASETS = ['mnist', 'spam', 'spam-text'] as const
 export type DatasetName = typeof DATASETS[number]

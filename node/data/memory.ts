@@ -1,42 +1,32 @@
 /**
- * Training rows held in memory (the built-in data sets): seeded orders per
- * pass and batches copied out of the rows.
+ * Training rows held in memory (the built-in data sets): seeded orders and
+ * batches copied out of the rows.
  */
-import { mixSeed, permutation } from './random.ts'
 import type { BatchReader, Examples, TrainingRows } from './types.ts'
-import type { RowSet } from './stream/rows.ts'
+import { blockRowsFor } from './stream/order.ts'
 
-/** Training rows in memory: a pass is a seeded permutation of the whole set. */
+/** Training rows in memory: a batch is copied out of them; every block is at hand, so a member draws from all of its own. */
 export class MemoryRows implements TrainingRows {
   readonly examples: Examples
+  readonly blockRows: number
+  readonly windowBlocks = Number.POSITIVE_INFINITY
 
   constructor (examples: Examples) {
     this.examples = examples
+    this.blockRows = blockRowsFor(examples.features)
   }
 
   get n (): number { return this.examples.n }
   get features (): number { return this.examples.features }
 
-  batches (seed: number, classes: number): BatchReader {
+  batches (classes: number): BatchReader {
     const from = this.examples
-    let cached: { rows: RowSet, pass: number, order: Uint32Array } | null = null
     return {
-      read: async (rows, pass, cursor, size) => {
-        if (cached === null || cached.pass !== pass || !cached.rows.equals(rows)) {
-          const all = rows.toArray()
-          cached = { rows, pass, order: epochOrder(all.length, seed, pass).map(i => all[i]) }
-        }
-        const b = gatherBatch(from, cached.order, cursor, size, classes)
-        return { ...b, rows: cached.order.slice(cursor, cursor + b.n) }
-      },
+      read: async rows => ({ ...gatherBatch(from, rows, 0, rows.length, classes), rows: rows.slice() }),
+      prefetch: () => {},
       close: async () => {}
     }
   }
-}
-
-/** The order in which epoch `epoch` visits `n` rows: the same on every run for the same seed. */
-export function epochOrder (n: number, seed: number, epoch: number): Uint32Array {
-  return permutation(n, mixSeed(seed, epoch))
 }
 
 /** Copies the rows `order[start..start+size)` into one batch (features and one-hot labels). */

@@ -4,7 +4,7 @@
  * loaders (dataset.ts, imported/, stream/) and the trainer share them without
  * importing each other.
  */
-import type { RowSet } from './stream/rows.ts'
+import type { Block } from './stream/order.ts'
 
 /** Dense examples: `n` rows of `features` floats, and a class label per row. */
 export interface Examples {
@@ -38,16 +38,21 @@ export interface TrainingRows {
   readonly features: number
   /** The rows themselves when they are in memory (built-in data sets); null when they are read from shard files. */
   readonly examples: Examples | null
-  /** A reader of batches in the seeded order of each pass (see BatchReader). */
-  batches: (seed: number, classes: number) => BatchReader
+  /** Rows per block: the swarm agrees on how much of each block it has trained (node/data/epoch.ts); blocks are read whole. */
+  readonly blockRows: number
+  /** Blocks a member draws its batches from at once: what a reader from files holds (all of them, in memory). */
+  readonly windowBlocks: number
+  /** Each shard's row count where the rows come in shards of their own (an imported data set's files). */
+  readonly shardRows?: readonly number[]
+  /** A reader of batches (see BatchReader). */
+  batches: (classes: number) => BatchReader
 }
 
-/**
- * Batches of passes over sets of rows. Pass `pass` over a set visits every row
- * of it exactly once, in an order fixed by the seed, the pass and the set.
- */
+/** Batches of given training rows, read from memory or from the shard files (a block at a time, with read-ahead). */
 export interface BatchReader {
-  /** The rows at positions `[cursor, cursor + size)` of pass `pass` over `rows` (fewer at the pass's end). */
-  read: (rows: RowSet, pass: number, cursor: number, size: number) => Promise<Batch>
+  /** The examples of these training rows, in this order. */
+  read: (rows: Uint32Array) => Promise<Batch>
+  /** The blocks the next reads will come from: a reader from files starts loading them, and may drop any other block. */
+  prefetch: (blocks: readonly Block[]) => void
   close: () => Promise<void>
 }

@@ -271,7 +271,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     // a user's model (mdl-…): from the data dir, or fetched from the swarm, before the trainer is built
     const model = await resolveJobModel({ dataDir: options.dataDir, node: network.node, peers, logger: log }, this.job)
     const net = model !== null ? await createLayersNet(model, { features: data.dataset.features, classes: data.dataset.classes, seed: this.job.seed }) : undefined
-    this.trainer = new Trainer({ job: this.job, jobId: this.jobId, dataset: data.dataset, ...(net !== undefined ? { net } : {}) })
+    this.trainer = new Trainer({ job: this.job, jobId: this.jobId, dataset: data.dataset, shardRows: data.shards.map(s => s.rows), swarm: true, ...(net !== undefined ? { net } : {}) })
     this.trainer.setRows(RowSet.empty)
     if (manifest.job() === undefined) await manifest.createJob(this.job, data.records())
     manifest.on('change', () => { this.updateRows() })

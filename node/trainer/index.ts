@@ -78,7 +78,10 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
         const t = performance.now()
         const sum = await hooks.allReduce(vector, samples, signal)
         trainer.timing.record('reduce', performance.now() - t)
-        if (sum === null) return { resync: true }
+        if (sum === null) {
+          trainer.roundMissed()
+          return { resync: true }
+        }
         // the sum is the rounds' (refilled next round, after this update is applied): averaged in place
         update = trainer.unflattenUpdate(sum, loss, true)
         localSamples = samples
@@ -90,7 +93,10 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
         const t = performance.now()
         const sum = hooks.allReduce !== undefined ? await hooks.allReduce(vector, trainer.progress.sinceSyncSamples ?? 0, signal) : vector
         trainer.timing.record('reduce', performance.now() - t)
-        if (sum === null) return { resync: true }
+        if (sum === null) {
+          trainer.roundMissed()
+          return { resync: true }
+        }
         trainer.applyOuter(sum)
         return { resync: false, report: report(trainer) }
       }),

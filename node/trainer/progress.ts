@@ -12,10 +12,6 @@ export interface Progress {
   round: number
   /** Samples whose updates were applied since the job began (swarm-wide, once the swarm reduces). */
   samples: number
-  /** Passes this peer made over its own rows (seeds the order of the next pass). */
-  pass: number
-  /** Position within the current pass's seeded order of this peer's rows. */
-  cursor: number
   /** H > 1: local steps and samples since the last averaging. */
   sinceSyncSteps?: number
   sinceSyncSamples?: number

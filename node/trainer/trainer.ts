@@ -8,6 +8,7 @@ import { setTimeout as sleep, setImmediate as yieldToEventLoop } from 'node:time
 import * as tf from '@tensorflow/tfjs'
 import type { Job } from '../../protocols/job/index.ts'
 import type { BatchReader, Dataset } from '../data/dataset.ts'
+import { DataEpoch } from '../data/epoch.ts'
 import { RowSet } from '../data/stream/index.ts'
 import { createGptNet, gptOptionsOf } from './gpt.ts'
 import { floatValues } from './kernels.ts'
@@ -29,6 +30,8 @@ export interface Update {
   grads: tf.Tensor[]
   loss: number
   samples: number
+  /** After a reduction: the round's summed data-position slots (node/data/epoch.ts); absent: this member's own. */
+  data?: Float32Array
 }
 
 /** Where a step's time goes, smoothed over recent steps (milliseconds). */
@@ -48,11 +51,20 @@ export interface TrainerInit {
   dataset: Dataset
   /** The job's net when it is not a preset (a user's Layers model: layers-net.ts, built before the trainer). */
   net?: Net
+  /** Each shard's training rows, in index order (the job's shards: node/data/shards.ts); default the data set's own (an imported one's files), or one shard of all rows. */
+  shardRows?: readonly number[]
+  /**
+   * True: this trainer is a member of a swarm, whose members read the same data set: a shard is read only after a
+   * round has found this member its only claimant (node/data/epoch.ts). Default false: it reads its rows alone.
+   */
+  swarm?: boolean
 }
 
 /** Names of the outer optimizer's state (H > 1) inside a checkpoint's optimizer group. */
 const OUTER_ANCHOR = 'outer/anchor'
 const OUTER_MOMENTUM = 'outer/momentum'
+/** The swarm's data position in a checkpoint's optimizer group: [epoch, members, rows taken per block…, claimants per shard…]. */
+const DATA_POSITION = 'data/position'
 
 /** Loss and throughput figures, smoothed over recent steps. */
 const LOSS_SMOOTHING = 0.9
@@ -60,7 +72,7 @@ const RATE_WINDOW_MS = 3000
 /** Rounds between the weights hashes kept for status, and how many are kept. */
 const HASH_EVERY = 16
 const HASHES_KEPT = 16
-/** How long a peer without rows waits before looking again. */
+/** How long a peer without rows waits before looking again, when nobody trained in the last round either. */
 const IDLE_WAIT_MS = 200
 
 /**
@@ -97,15 +109,20 @@ export class Trainer {
   readonly dataset: Dataset
   readonly net: Net
   readonly optimizer: tf.Optimizer
-  progress: Progress = { step: 0, round: 0, samples: 0, pass: 0, cursor: 0 }
+  progress: Progress = { step: 0, round: 0, samples: 0 }
   /** Smoothed training loss (null before the first step). */
   loss: number | null = null
   lastEvaluation: Evaluation | null = null
   readonly timing = new StepTiming()
-  /** The training rows this peer trains on (its shards' rows; all rows when alone). */
+  /** Which rows of the current epoch the swarm has trained, agreed in every round (node/data/epoch.ts). */
+  readonly data: DataEpoch
+  /** The training rows this peer trains on (its shards' rows; all rows when alone), and those shards. */
   private rows: RowSet
-  /** Reads the batches of each pass over `rows` (from memory, or from the shard files with read-ahead). */
+  private mine: number[]
+  /** Reads the batches' rows (from memory, or from the shard files with read-ahead). */
   private readonly batches: BatchReader
+  /** Rounds in a row in which the swarm trained nothing (see IDLE_WAIT_MS). */
+  private idleRounds = 0
   /** The training rows of the last batch computed (which rows, for tests and figures). */
   lastBatchRows: Uint32Array = new Uint32Array(0)
   /** H > 1: the agreed weights at the last averaging, and the outer optimizer's momentum. */
@@ -136,8 +153,14 @@ export class Trainer {
       ? createGptNet(modelConfig, gptOptionsOf(init.job.gpt, init.dataset.features))
       : createNet(modelConfig))
     this.optimizer = createOptimizer(init.job)
-    this.rows = RowSet.all(init.dataset.train.n)
-    this.batches = init.dataset.train.batches(init.job.seed, init.dataset.classes)
+    const train = init.dataset.train
+    const shardRows = init.shardRows ?? train.shardRows ?? [train.n]
+    if (train.shardRows !== undefined && shardRows.join() !== train.shardRows.join()) throw new RangeError('the shards given are not the data set\'s own')
+    this.data = new DataEpoch({ shardRows, blockRows: train.blockRows, seed: init.job.seed, windowBlocks: train.windowBlocks, shared: init.swarm ?? false })
+    if (this.data.rows !== train.n) throw new RangeError(`the shards hold ${this.data.rows} rows, the data set ${train.n}`)
+    this.rows = RowSet.all(train.n)
+    this.mine = this.data.shardsIn(this.rows)
+    this.batches = train.batches(init.dataset.classes)
   }
 
   /** Completed passes over the whole training set (swarm-wide samples / rows). */
@@ -146,16 +169,13 @@ export class Trainer {
   }
 
   /**
-   * Trains on these rows from now on (the rows of the shards this peer owns).
-   * A change of rows starts a new pass over the new set.
+   * Trains on these rows from now on (the rows of the shards this peer owns and holds): the shards wholly
+   * inside them, once a round has found this peer their only claimant (node/data/epoch.ts).
    */
   setRows (rows: RowSet): void {
     if (rows.equals(this.rows)) return
     this.rows = rows
-    if (this.progress.cursor > 0) {
-      this.progress.pass += 1
-      this.progress.cursor = 0
-    }
+    this.mine = this.data.shardsIn(rows)
   }
 
   get rowCount (): number {
@@ -192,16 +212,15 @@ export class Trainer {
   async computeUpdate (): Promise<Update> {
     // tfjs kernels run synchronously here; give I/O (the control API, the network) a turn every step.
     await yieldToEventLoop()
-    if (this.rows.size === 0) {
-      // no shards yet (a joiner before its first claims land): wait a little rather than spin
-      await sleep(IDLE_WAIT_MS)
+    const rows = this.data.next(this.mine, this.job.batchSize)
+    this.batches.prefetch(this.data.upcoming(this.mine))
+    if (rows.length === 0) {
+      // nothing to read (a joiner before its first claims land, a shard's claims settling): the round paces this
+      // peer, unless nobody trained in the last one either: then wait a little rather than spin
+      if (this.idleRounds > 1) await sleep(IDLE_WAIT_MS)
       return { grads: [], loss: 0, samples: 0 }
     }
-    if (this.progress.cursor >= this.rows.size) {
-      this.progress.pass += 1
-      this.progress.cursor = 0
-    }
-    const batch = await this.batches.read(this.rows, this.progress.pass, this.progress.cursor, this.job.batchSize)
+    const batch = await this.batches.read(rows)
     this.lastBatchRows = batch.rows
     const { loss, grads } = tf.tidy(() => {
       const x = tf.tensor2d(batch.x, [batch.n, this.dataset.features])
@@ -214,16 +233,23 @@ export class Trainer {
   }
 
   /**
-   * Applies an update with the optimizer and advances the data position past
-   * this peer's batch (`localSamples`); `update.samples` counts every sample
-   * the update was computed over (the whole swarm's, after a reduction).
+   * Applies an update with the optimizer; `update.samples` counts every sample the update was computed over (the
+   * whole swarm's, after a reduction), `localSamples` this peer's own batch. With H = 1 the round's data
+   * position is applied too (with H > 1, at the averaging: applyOuter).
    */
   applyUpdate (update: Update, localSamples = update.samples): void {
+    if (this.job.syncEvery === 1) this.data.apply(update.data ?? this.ownSlots())
     if (update.samples === 0) {
+      // H = 1: a round in which nobody trained (claims settling) counts as a round, not as a step; H > 1: with
+      // nothing to read, this member's local period ends now (its claims reach the swarm at the averaging)
       for (const g of update.grads) g.dispose()
       this.epochEnded = false
+      if (this.job.syncEvery === 1) this.progress.round += 1
+      else this.progress.sinceSyncSteps = this.job.syncEvery
+      this.idleRounds += 1
       return
     }
+    this.idleRounds = 0
     const trainable: tf.Variable[] = []
     const grads: tf.Tensor[] = []
     // a non-trainable variable's "gradient" is its new value, averaged over the swarm (see Net.lossAndGrads)
@@ -246,7 +272,6 @@ export class Trainer {
     const p = this.progress
     const epochBefore = this.epoch
     p.step += 1
-    p.cursor += localSamples
     if (this.job.syncEvery === 1) {
       p.round += 1
       p.samples += update.samples
@@ -282,16 +307,30 @@ export class Trainer {
 
   /**
    * H > 1: the parameter delta of this local period as one all-reduce vector:
-   * (anchor − weights) × local samples, then the local sample count.
+   * (anchor − weights) × local samples, the local sample count, then the
+   * data position's slots (the rows of the period's batches: DataEpoch.encode).
    */
   deltaVector (): Float32Array {
     const anchor = this.anchorWeights()
     const w = this.flatWeights()
     const n = this.progress.sinceSyncSamples ?? 0
-    const out = new Float32Array(w.length + 1)
+    const out = new Float32Array(w.length + 1 + this.data.slots)
     for (let i = 0; i < w.length; i++) out[i] = (anchor[i] - w[i]) * n
     out[w.length] = n
+    this.data.encode(out.subarray(w.length + 1), this.mine)
     return out
+  }
+
+  /** This member's own data-position slots (an update applied without a round: alone, no swarm to sum with). */
+  private ownSlots (): Float32Array {
+    const own = new Float32Array(this.data.slots)
+    this.data.encode(own, this.mine)
+    return own
+  }
+
+  /** The round this peer drew its rows for went ahead without it: they are not taken (they are read again). */
+  roundMissed (): void {
+    this.data.discard()
   }
 
   /**
@@ -319,6 +358,8 @@ export class Trainer {
       this.net.afterUpdate() // weight constraints: the anchor is then the constrained weights, taken again from the model
       this.anchor = null
     }
+    this.data.apply(sum.subarray(n + 1, n + 1 + this.data.slots))
+    this.idleRounds = total > 0 ? 0 : this.idleRounds + 1
     const p = this.progress
     const epochBefore = this.epoch
     p.round += 1
@@ -381,13 +422,15 @@ export class Trainer {
   /**
    * An update as one vector for the all-reduce: every gradient times the
    * sample count, then the sample count itself, so that the sum over members
-   * divided by its last element is the sample-weighted average. The update's
-   * tensors are disposed (the vector replaces them).
+   * divided by it is the sample-weighted average, then the data position's
+   * slots (DataEpoch.encode: the rows of this batch, the shards claimed). The
+   * update's tensors are disposed (the vector replaces them).
    */
   flattenUpdate (update: Update): Float32Array {
     // one buffer, reused step after step: a vector-sized array per step is external memory that drives V8's
     // full collections (a 1 MB model: one every few hundred ms, each a pause of 10-20 ms the ring waits out)
-    if (this.flatBuffer?.length !== this.parameterCount + 1) this.flatBuffer = new Float32Array(this.parameterCount + 1)
+    const params = this.parameterCount
+    if (this.flatBuffer?.length !== params + 1 + this.data.slots) this.flatBuffer = new Float32Array(params + 1 + this.data.slots)
     const out = this.flatBuffer
     const samples = update.samples
     let offset = 0
@@ -397,8 +440,9 @@ export class Trainer {
       offset += values.length
     }
     // (no gradients: a peer without rows sends zeros)
-    if (offset < out.length - 1) out.fill(0, offset, out.length - 1)
-    out[out.length - 1] = samples
+    if (offset < params) out.fill(0, offset, params)
+    out[params] = samples
+    this.data.encode(out.subarray(params + 1), this.mine)
     for (const g of update.grads) g.dispose()
     return out
   }
@@ -408,11 +452,13 @@ export class Trainer {
    * averages are written over `sum` itself (a caller that owns it: one model-sized buffer fewer).
    */
   unflattenUpdate (sum: Float32Array, loss: number, inPlace = false): Update {
-    const total = sum[sum.length - 1]
+    const params = this.parameterCount
+    if (sum.length !== params + 1 + this.data.slots) throw new RangeError(`a summed update of ${sum.length} numbers, this trainer's take ${params + 1 + this.data.slots}`)
+    const total = sum[params]
     const grads: tf.Tensor[] = []
     // into one reused buffer (see flattenUpdate); the tensors may view it (the cpu backend does not copy), so
     // they are to be applied before the next call
-    if (!inPlace && this.gradBuffer?.length !== sum.length - 1) this.gradBuffer = new Float32Array(sum.length - 1)
+    if (!inPlace && this.gradBuffer?.length !== params) this.gradBuffer = new Float32Array(params)
     const buffer = inPlace ? sum : this.gradBuffer as Float32Array
     let offset = 0
     for (const v of this.net.variables) {
@@ -422,7 +468,7 @@ export class Trainer {
       grads.push(tf.tensor(values, v.shape))
       offset += v.size
     }
-    return { grads, loss, samples: Math.round(total) }
+    return { grads, loss, samples: Math.round(total), data: sum.slice(params + 1) }
   }
 
   /**
@@ -447,7 +493,7 @@ export class Trainer {
       }
       return {
         ...ckpt,
-        progress: { step: ckpt.progress.step, round: ckpt.progress.round, samples: ckpt.progress.samples, pass: 0, cursor: 0, sinceSyncSteps: 0, sinceSyncSamples: 0, ...(ckpt.progress.group !== undefined ? { group: ckpt.progress.group } : {}) },
+        progress: { step: ckpt.progress.step, round: ckpt.progress.round, samples: ckpt.progress.samples, sinceSyncSteps: 0, sinceSyncSamples: 0, ...(ckpt.progress.group !== undefined ? { group: ckpt.progress.group } : {}) },
         loss: null,
         evaluation: null,
         createdAt: 0
@@ -455,15 +501,11 @@ export class Trainer {
     }
   }
 
-  /** Takes the swarm's state; keeps this peer's own data position and figures. */
+  /** Takes the swarm's state (its data position too: which rows the swarm has trained); keeps this peer's figures. */
   async adopt (snapshot: Checkpoint): Promise<void> {
-    const { pass, cursor } = this.progress
     const loss = this.loss
     const evaluation = this.lastEvaluation
     await this.restore(snapshot)
-    // the data position is this peer's own: keep it
-    this.progress.pass = pass
-    this.progress.cursor = cursor
     this.loss = loss
     this.lastEvaluation = evaluation
   }
@@ -506,6 +548,13 @@ export class Trainer {
       optimizer.push({ name: OUTER_ANCHOR, shape: [anchor.length], values: anchor.slice() })
       optimizer.push({ name: OUTER_MOMENTUM, shape: [anchor.length], values: (this.outerMomentum ?? new Float32Array(anchor.length)).slice() })
     }
+    const position = this.data.state()
+    const values = new Float32Array(2 + position.taken.length + position.claims.length)
+    values[0] = position.epoch
+    values[1] = position.members
+    values.set(position.taken, 2)
+    values.set(position.claims, 2 + position.taken.length)
+    optimizer.push({ name: DATA_POSITION, shape: [values.length], values })
     return {
       jobId: this.jobId,
       progress: { ...this.progress },
@@ -536,7 +585,8 @@ export class Trainer {
     const momentum = ckpt.optimizer.find(o => o.name === OUTER_MOMENTUM)
     this.anchor = anchor !== undefined ? anchor.values.slice() : null
     this.outerMomentum = momentum !== undefined ? momentum.values.slice() : null
-    const inner = ckpt.optimizer.filter(o => o !== anchor && o !== momentum)
+    const position = ckpt.optimizer.find(o => o.name === DATA_POSITION)
+    const inner = ckpt.optimizer.filter(o => o !== anchor && o !== momentum && o !== position)
     if (inner.length > 0) {
       const tensors = inner.map(o => ({ name: o.name, tensor: tf.tensor(o.values, o.shape) }))
       await this.optimizer.setWeights(tensors)
@@ -548,16 +598,27 @@ export class Trainer {
       step: p.step ?? 0,
       round: p.round ?? p.step ?? 0,
       samples: p.samples ?? 0,
-      pass: p.pass ?? 0,
-      cursor: p.cursor ?? 0,
       sinceSyncSteps: p.sinceSyncSteps ?? 0,
       sinceSyncSamples: p.sinceSyncSamples ?? 0,
       ...(p.group !== undefined ? { group: { epoch: p.group.epoch, members: [...p.group.members] } } : {})
     }
+    this.restorePosition(position?.values ?? null)
     this.loss = ckpt.loss
     this.lastEvaluation = ckpt.evaluation
     this.hashCache = null
     this.hashes.length = 0
+  }
+
+  /** The data position a checkpoint stored (see DATA_POSITION); one written before positions were agreed starts its epoch again. */
+  private restorePosition (values: Float32Array | null): void {
+    const blocks = this.data.blocks.length
+    const shards = this.data.shardStarts.length - 1
+    if (values === null) {
+      this.data.restore({ epoch: this.epoch, taken: new Float32Array(blocks), claims: new Float32Array(shards), members: 0 })
+      return
+    }
+    if (values.length !== 2 + blocks + shards) throw new CheckpointMismatchError(`checkpoint's data position covers ${values.length - 2} blocks and shards, this data set has ${blocks + shards}`)
+    this.data.restore({ epoch: values[0], members: values[1], taken: values.subarray(2, 2 + blocks), claims: values.subarray(2 + blocks) })
   }
 
   dispose (): void {

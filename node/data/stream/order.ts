@@ -1,33 +1,31 @@
 /**
- * The order in which one pass visits a set of rows read from shard files, as
- * MosaicML's streaming data sets shuffle (their `py1b`): the rows are cut
- * into blocks of contiguous rows inside one shard, the pass shuffles the
- * blocks, groups them into windows of a few blocks, and shuffles the rows
- * within each window. A reader holds one window (and the next, read ahead),
- * never the whole set, and reads each block as a few contiguous record
- * batches of one shard file.
- *
- * Everything is a function of (seed, pass, rows, the shards' row counts,
- * the block size): a restarted peer that restores its pass and cursor
- * resumes exactly where it stopped, mid-window included, and every row of
- * the set is visited exactly once per pass.
+ * Blocks: the training rows cut into runs of contiguous rows inside one
+ * shard, as MosaicML's streaming data sets cut theirs. A block is what a
+ * reader decodes at once (a few contiguous record batches of one shard file)
+ * and what the swarm's data position counts (node/data/epoch.ts: an epoch
+ * shuffles the blocks, a member draws its batches from a window of a few of
+ * them, and the rows within each block come in a seeded order).
  */
-import { mixSeed, permutation } from '../random.ts'
 import type { RowSet } from './rows.ts'
+
+/**
+ * Features (float32) one block holds at most: with the rows of a record batch (8192) as the upper bound, this
+ * sets how many rows a block has (4096 for 128 features, 1304 for 402, 128 for 4096 text buckets).
+ */
+export const BLOCK_BYTES = 2 * 1024 * 1024
+/** Rows per block at most (the importer's record batch size: a block reads one or two record batches). */
+const MAX_BLOCK_ROWS = 8192
+
+/** Rows per block for rows of `features` floats. */
+export function blockRowsFor (features: number): number {
+  return Math.max(1, Math.min(MAX_BLOCK_ROWS, Math.floor(BLOCK_BYTES / (4 * Math.max(1, features)))))
+}
 
 /** Contiguous global training rows `[start, end)` inside shard `shard`. */
 export interface Block {
   start: number
   end: number
   shard: number
-}
-
-export interface Window {
-  /** The window's blocks, in the pass's shuffled order; window-local row j counts through them in this order. */
-  blocks: Block[]
-  /** Position of the window's first row in the pass. */
-  start: number
-  rows: number
 }
 
 /**
@@ -56,6 +54,14 @@ export function blocksOf (rows: RowSet, shardStarts: readonly number[], blockRow
   return out
 }
 
+/** The block holding global row `row` (as blocksOf cuts the whole set). */
+export function blockOf (shardStarts: readonly number[], blockRows: number, row: number): Block {
+  const shard = shardOf(shardStarts, row)
+  const first = shardStarts[shard]
+  const start = first + Math.floor((row - first) / blockRows) * blockRows
+  return { start, end: Math.min(start + blockRows, shardStarts[shard + 1]), shard }
+}
+
 /** The shard holding global row `row` (the last k with shardStarts[k] <= row). */
 function shardOf (shardStarts: readonly number[], row: number): number {
   let lo = 0
@@ -66,52 +72,4 @@ function shardOf (shardStarts: readonly number[], row: number): number {
     else hi = mid - 1
   }
   return lo
-}
-
-export class PassOrder {
-  readonly windows: Window[]
-  /** Rows in the pass. */
-  readonly size: number
-  private readonly seed: number
-
-  constructor (blocks: readonly Block[], blocksPerWindow: number, seed: number, pass: number) {
-    this.seed = mixSeed(seed, pass)
-    const order = permutation(blocks.length, this.seed)
-    this.windows = []
-    let start = 0
-    for (let i = 0; i < order.length; i += blocksPerWindow) {
-      const mine = Array.from(order.subarray(i, i + blocksPerWindow), k => blocks[k])
-      const rows = mine.reduce((n, b) => n + b.end - b.start, 0)
-      this.windows.push({ blocks: mine, start, rows })
-      start += rows
-    }
-    this.size = start
-  }
-
-  /** The window holding pass position `position` (0 <= position < size). */
-  windowAt (position: number): number {
-    let lo = 0
-    let hi = this.windows.length - 1
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1
-      if (this.windows[mid].start <= position) lo = mid
-      else hi = mid - 1
-    }
-    return lo
-  }
-
-  /** The order of window `w`'s local rows: position `start + i` of the pass is local row `rowPermutation(w)[i]`. */
-  rowPermutation (w: number): Uint32Array {
-    return permutation(this.windows[w].rows, mixSeed(this.seed, w + 1))
-  }
-
-  /** The global row of window `w`'s local row `j`. */
-  rowOf (w: number, j: number): number {
-    for (const b of this.windows[w].blocks) {
-      const n = b.end - b.start
-      if (j < n) return b.start + j
-      j -= n
-    }
-    throw new RangeError(`window ${w} has no local row ${j}`)
-  }
 }
