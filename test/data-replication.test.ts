@@ -109,6 +109,18 @@ test('a data set imported on one peer, trained by 3 with R = 2: about R/N of it 
       assert.ok(fetchedOnlyWhatItLacked(s), `nothing fetched that it held: ${JSON.stringify(dataset(s))}`)
     }
     phase('b and c hold every shard')
+    // the swarm's data position went on without a: whole epochs end (the rows of a's shards trained by b and c),
+    // and no row was taken twice
+    const killEpoch = Math.max(...first.map(s => s.training?.data.epoch ?? 0))
+    const epochs = await waitFor('b and c to train two more epochs of the data set', async () => {
+      const all = await statuses(swarm, ['b', 'c'])
+      return all !== undefined && all.every(s => (s.training?.data.epoch ?? 0) >= killEpoch + 2) ? all : undefined
+    }, 60_000, 300)
+    for (const s of epochs) {
+      assert.equal(s.training?.data.overTaken, 0, 'no row taken twice')
+      assert.ok((s.training?.data.reading ?? 0) > 0, 'each reads shards of its own')
+    }
+    phase(`data epoch ${killEpoch} at the kill, ${epochs.map(s => s.training?.data.epoch).join(', ')} now`)
     for (const n of ['b', 'c']) assert.doesNotMatch(swarm.proc(n).stderr, /IncompleteDatasetError|missing shard|not in .* yet/)
 
     // it comes back: it still holds every file, so it fetches none; nothing is lost

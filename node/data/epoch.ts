@@ -113,6 +113,11 @@ export class DataEpoch {
     return out
   }
 
+  /** The shards of `mine` this member reads now (it was their only claimant in its last round), and the shards more than one member claimed in that round. */
+  reading (mine: Iterable<number>): { shards: number[], contested: number } {
+    return { shards: [...this.mayRead(mine)].sort((a, b) => a - b), contested: this.claims.reduce((n, c) => n + (c > 1 ? 1 : 0), 0) }
+  }
+
   /** Rows this epoch has left (agreed). */
   get left (): number {
     let n = 0

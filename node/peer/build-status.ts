@@ -115,7 +115,8 @@ export function buildStatus (peer: StatusSources): PeerStatus {
             applyMs: Math.round(trainer.timing.applyMs * 10) / 10
           },
           syncEvery: trainer.job.syncEvery,
-          hashes: [...trainer.hashes]
+          hashes: [...trainer.hashes],
+          data: trainer.dataStatus
         },
     backend: peer.backend,
     datasets: peer.replication === null ? [] : [peer.replication.status()]

@@ -6,7 +6,7 @@
  * renamed; new ones are added beside them.
  */
 import type { Job } from '../../protocols/job/index.ts'
-import type { BackendName, Evaluation } from '../trainer/index.ts'
+import type { BackendName, DataStatus, Evaluation } from '../trainer/index.ts'
 import type { ReconnectStatus } from '../network/index.ts'
 import type { ReplicationStatus } from '../shard-transfer/index.ts'
 import type { LastRound, PartitionStatus, RoundEvent, RoundFigures, RoundsStatus, RoundTiming } from '../rounds/index.ts'
@@ -96,6 +96,8 @@ export interface PeerStatus {
     syncEvery: number
     /** The weights hash after every 16th round, the last 16 of them: members of one swarm agree round by round. */
     hashes: Array<{ round: number, hash: string }>
+    /** The swarm's data position: every row once an epoch (node/data/epoch.ts). */
+    data: DataStatus
   } | null
   backend: BackendName | null
   /**

@@ -14,7 +14,7 @@ import type { Evaluation, Update } from './trainer.ts'
 import { CheckpointStore } from './checkpoint.ts'
 
 export { Trainer, createOptimizer } from './trainer.ts'
-export type { Evaluation, Progress, TrainerInit, Update } from './trainer.ts'
+export type { DataStatus, Evaluation, Progress, TrainerInit, Update } from './trainer.ts'
 export { CheckpointStore, decodeCheckpoint, encodeCheckpoint } from './checkpoint.ts'
 export type { BinaryStore, Checkpoint } from './checkpoint.ts'
 export { trainerMachine } from './machine.ts'

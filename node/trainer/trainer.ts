@@ -34,6 +34,20 @@ export interface Update {
   data?: Float32Array
 }
 
+/** The swarm's data position, as status shows it. */
+export interface DataStatus {
+  /** The data epoch the swarm is in, and its rows trained and left (agreed in every round). */
+  epoch: number
+  rowsDone: number
+  rowsLeft: number
+  /** This peer's shards it reads now (it was their only claimant in the last round). */
+  reading: number
+  /** Shards more than one member claimed in the last round (read by none until the claims settle). */
+  contested: number
+  /** Rows agreed taken beyond a block's end: 0 unless a row was read twice. */
+  overTaken: number
+}
+
 /** Where a step's time goes, smoothed over recent steps (milliseconds). */
 export class StepTiming {
   computeMs = 0
@@ -180,6 +194,12 @@ export class Trainer {
 
   get rowCount (): number {
     return this.rows.size
+  }
+
+  /** The swarm's data position as status shows it (node/data/epoch.ts). */
+  get dataStatus (): DataStatus {
+    const { shards, contested } = this.data.reading(this.mine)
+    return { epoch: this.data.epoch, rowsDone: this.data.done, rowsLeft: this.data.left, reading: shards.length, contested, overTaken: this.data.overTaken }
   }
 
   get stepsPerEpoch (): number {
