@@ -498,9 +498,10 @@ export class Trainer {
    */
   async swarmSnapshot (): Promise<Checkpoint> {
     for (;;) {
-      const step = this.progress.step
+      const { step, round } = this.progress
       const ckpt = await this.capture()
-      if (this.progress.step !== step) continue // an update landed while capturing: take it again
+      // an update (or a round in which nobody trained, which moves the data position) landed while capturing: again
+      if (this.progress.step !== step || this.progress.round !== round) continue
       if (this.job.syncEvery > 1) {
         // a joiner starts from the agreed weights of the last averaging, not from this member's local period
         const anchor = this.anchorWeights()

@@ -18,7 +18,7 @@ export interface StatusJson {
   ring?: { round: number, members: string[], state: string, phase?: string | null, completed: number, aborted: number, fastRounds?: number, agreedRounds?: number, group?: { epoch: number, members: string[] } | null, events: Array<{ kind: string, round: number, detail: string, culprit?: string }>, timing?: { rounds: number, p50Ms: number, p90Ms: number, p99Ms: number, meanMs: number, ringP50Ms: number, overheadP50Ms: number } | null }
   partition?: { since: number, reachable: number, needed: number } | null
   syncs: Array<{ at?: number, round: number, bytes: number, ms: number, donors: number, from?: string[], adopted?: boolean }>
-  training: { step: number, epoch: number, samples?: number, weightsHash: string, accuracy: number | null, hashes?: Array<{ round: number, hash: string }> } | null
+  training: { step: number, epoch: number, samples?: number, weightsHash: string, accuracy: number | null, hashes?: Array<{ round: number, hash: string }>, data: { epoch: number, rowsDone: number, rowsLeft: number, reading: number, contested: number, overTaken: number } } | null
   network?: { reconnect: { attempts: number, reconnects: number, pending: Array<{ peerId: string, attempt: number, nextAttemptAt: number | null }> } | null } | null
 }
 
