@@ -17,6 +17,7 @@
  * and, between two processes, the throughput of one libp2p stream (with and without noise) and of one plain
  * socket (reference b).
  * Then where the time goes: the adding loop, a memcpy, noise's cipher and the data plane's records per vector.
+ * With BENCH_PROFILE_DIR=DIR in the environment each worker writes a CPU profile there (node --cpu-prof).
  */
 import { execFileSync, fork, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
@@ -63,7 +64,7 @@ interface Worker {
 }
 
 function spawnWorker (): Promise<Worker> {
-  const child = fork(workerPath, [], { execPath: process.execPath, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, BENCH_SWARM_KEY: swarmKey } })
+  const child = fork(workerPath, [], { execPath: process.execPath, execArgv: [...process.execArgv, ...(process.env.BENCH_PROFILE_DIR !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [])], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, BENCH_SWARM_KEY: swarmKey } })
   const queue: any[] = []
   const waiting: Array<{ type: string, resolve: (m: any) => void, reject: (e: Error) => void }> = []
   const deliver = (): void => {
