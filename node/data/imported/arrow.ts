@@ -41,9 +41,9 @@ type StoredColumn = Pick<ColumnDescription, 'name' | 'type' | 'categories' | 'st
 /**
  * Cleaned rows as columns, indexed like the description's columns (null where
  * ignored): numeric → a number array, categorical and label → Int32Array of
- * category indices, text → each row's UTF-8 bytes.
+ * category indices, text → the rows' UTF-8 bytes in one buffer (Utf8Column).
  */
-export type CleanColumns = ReadonlyArray<ArrayLike<number> | ReadonlyArray<Uint8Array> | null>
+export type CleanColumns = ReadonlyArray<ArrayLike<number> | Utf8Column | null>
 
 /** Receives a written batch's text column (`column`: its place among the description's columns) as UTF-8 bytes and offsets. */
 export type TextSink = (column: number, data: Uint8Array, offsets: Int32Array, length: number) => void
@@ -199,10 +199,11 @@ export class ShardWriter {
     for (let k = 0; k < source.length; k++) {
       const from = columns[source[k]]
       if (this.kinds[k] === 2) {
-        const bytes = (from as ReadonlyArray<Uint8Array>)[i]
-        const t = this.textRoom(k, bytes.length)
-        t.data.set(bytes, t.offsets[at])
-        t.offsets[at + 1] = t.offsets[at] + bytes.length
+        const { data, offsets } = from as Utf8Column
+        const length = offsets[i + 1] - offsets[i]
+        const t = this.textRoom(k, length)
+        t.data.set(data.subarray(offsets[i], offsets[i + 1]), t.offsets[at])
+        t.offsets[at + 1] = t.offsets[at] + length
       } else {
         (this.buffers[k] as NumericArray)[at] = (from as ArrayLike<number>)[i]
       }

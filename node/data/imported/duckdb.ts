@@ -46,12 +46,14 @@
  * finds nothing wrong is DuckDB's own message passed on (MalformedInputError,
  * at its row).
  */
+import { createRequire } from 'node:module'
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import type { DuckDBBlobVector, DuckDBConnection, DuckDBDataChunk, DuckDBInstance, DuckDBVector } from '@duckdb/node-api'
 import { MalformedInputError, UnusableInputError } from './errors.ts'
 import { MAX_CLASSES, fillIndices, isTestRow } from './engine.ts'
 import type { EngineReport, PhaseReport, Profile, Scan, ScanSettings } from './engine.ts'
+import type { Utf8Column } from './columns.ts'
 import { emptyError, findInputError, lineOfRow, nothingKept } from './scan-js.ts'
 import { delimiterOf } from './source.ts'
 
@@ -88,10 +90,25 @@ export async function loadDuckDB (): Promise<DuckEngine | null> {
   } catch {
     return null
   }
+  const readBytes = nativeReadBytes()
   return {
     version: duck.version(),
     parquetColumns: async (path, name) => await parquetColumns(duck, path, name),
-    scanWithDuckDB: async s => await scan(duck, s)
+    scanWithDuckDB: async s => await scan(duck, s, readBytes)
+  }
+}
+
+/**
+ * The bindings' `get_data_from_pointer`, as the client itself loads them (resolved from its own package, so the
+ * same native module and version), or null where they are not there (values are then read one by one).
+ */
+function nativeReadBytes (): ReadBytes | null {
+  try {
+    const client = createRequire(import.meta.url).resolve('@duckdb/node-api')
+    const f = (createRequire(client)('@duckdb/node-bindings') as { get_data_from_pointer?: unknown }).get_data_from_pointer
+    return typeof f === 'function' ? f as ReadBytes : null
+  } catch {
+    return null
   }
 }
 
@@ -127,7 +144,7 @@ function num (v: unknown): number {
   return v === null || v === undefined ? 0 : Number(v)
 }
 
-async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
+async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | null): Promise<Scan> {
   const { path, name, format, columns, labelAt, textAt, used, missingMode, maxCategories } = s
   const threads = s.threads > 0 ? s.threads : availableParallelism()
   const tempDirectory = join(s.work, 'duckdb')
@@ -359,11 +376,15 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
             exprs.push(`coalesce(enum_code(TRY_CAST(${c(i)} AS e${i}))::INTEGER, ${fillIndex[i]})`)
           }
         }
-        const columns: Array<Float64Array | Int32Array | Uint8Array[] | null> = new Array(described.length).fill(null)
+        const columns: Array<Float64Array | Int32Array | Utf8Column | null> = new Array(described.length).fill(null)
         // the text columns: the file read again, every row in file order, on a connection of its own (DuckDB parses it
         // beside this pass), with the same hashes as src's
         const texts = at.filter((_, j) => kinds[j] === 'text')
-        const file = texts.length > 0 ? await FileRows.open(await instance.connect(), `SELECT ${texts.map(i => `encode(coalesce(${values(i)}, '')) AS t${i}, coalesce(${textHash(values(i))}, 0::UBIGINT) AS h${i}`).join(', ')} FROM ${relation}`, texts.length) : null
+        const file = texts.length > 0 ? await FileRows.open(await instance.connect(), `SELECT ${texts.map(i => `encode(coalesce(${values(i)}, '')) AS t${i}, coalesce(${textHash(values(i))}, 0::UBIGINT) AS h${i}`).join(', ')} FROM ${relation}`, texts.length, readBytes) : null
+        // each text column's kept rows of the chunk (the others empty), copied out of the file's chunks; reused, as
+        // the sink reads a chunk's columns before the next
+        const textColumns: Utf8Column[] = texts.map(() => ({ offsets: new Int32Array(4097), data: new Uint8Array(1 << 20) }))
+        const hashes: Uint32Array[] = new Array(texts.length)
         try {
           await readKept(exprs, async (chunk, rows) => {
             const n = chunk.rowCount
@@ -371,22 +392,39 @@ async function scan (duck: DuckModule, s: ScanSettings): Promise<Scan> {
             for (let j = 0; j < at.length; j++) {
               const v = chunk.getColumnVector(j + 1)
               if (kinds[j] === 'text') {
-                const bytes = new Array<Uint8Array>(n).fill(EMPTY)
-                const hashes = words(v, n)
+                // its hash, checked against the file's; the bytes below
                 const t = texts.indexOf(at[j])
-                const f = file as FileRows
-                for (const row of rows) {
-                  let index = f.indexOf(rs[row])
-                  if (index < 0) index = await f.load(rs[row])
-                  const fh = f.hashes[t]
-                  if (fh[2 * index] !== hashes[2 * row] || fh[2 * index + 1] !== hashes[2 * row + 1]) throw new Error(`${name}: row ${rs[row]} of the file read again is not the row read first: import it again`)
-                  // a copy: the file's chunk may be gone by the time this one is written
-                  bytes[row] = f.texts[t].getItemBytes(index)?.slice() ?? EMPTY
-                }
-                columns[at[j]] = bytes
+                hashes[t] = words(v, n)
+                columns[at[j]] = textColumns[t]
               } else {
                 columns[at[j]] = kinds[j] === 'number' ? doubles(v, n) : int32s(v, n)
               }
+            }
+            if (file !== null) {
+              const ends = textColumns.map(() => 0)
+              let next = 0
+              for (const row of rows) {
+                let index = file.indexOf(rs[row])
+                if (index < 0) index = await file.load(rs[row])
+                for (let t = 0; t < texts.length; t++) {
+                  const fh = file.hashes[t]
+                  const h = hashes[t]
+                  if (fh[2 * index] !== h[2 * row] || fh[2 * index + 1] !== h[2 * row + 1]) throw new Error(`${name}: row ${rs[row]} of the file read again is not the row read first: import it again`)
+                  const from = file.texts[t]
+                  const to = textColumns[t]
+                  const a = from.offsets[index]
+                  const b = from.offsets[index + 1]
+                  let end = ends[t]
+                  to.offsets.fill(end, next, row + 1)
+                  if (end + b - a > to.data.length) to.data = grown(to.data, end, end + b - a)
+                  to.data.set(from.data.subarray(a, b), end)
+                  end += b - a
+                  to.offsets[row + 1] = end
+                  ends[t] = end
+                }
+                next = row + 1
+              }
+              for (let t = 0; t < texts.length; t++) textColumns[t].offsets.fill(ends[t], next, n + 1)
             }
             sink.columns(columns, n, rows)
           })
@@ -446,6 +484,65 @@ function words (v: DuckDBVector, n: number): Uint32Array {
   return new Uint32Array(out.buffer)
 }
 
+/** The client's native read of `byteCount` bytes at the pointer stored in `buffer` at `pointerOffset` (a copy). */
+type ReadBytes = (buffer: ArrayBuffer, pointerOffset: number, byteCount: number) => Uint8Array
+
+/** The room for `need` bytes, the first `used` of `data` kept. */
+function grown (data: Uint8Array, used: number, need: number): Uint8Array {
+  const out = new Uint8Array(Math.max(need, 2 * data.length))
+  out.set(data.subarray(0, used))
+  return out
+}
+
+/**
+ * A BLOB column of a result chunk, without nulls, into `out` (its buffers grown where needed). A vector's values
+ * are 16-byte entries: the length, then the bytes themselves where they fit in 12, else a pointer to them. DuckDB
+ * mostly stores a chunk's longer values end to end, so each run of them whose pointers follow on from the previous
+ * value's end is read with one native call (where the client gives its entries and `readBytes`), not one per
+ * value: that per-value call was the largest single cost of the write pass. Only the values' own bytes are read.
+ */
+function blobColumn (v: DuckDBBlobVector, n: number, readBytes: ReadBytes | null, out: Utf8Column): void {
+  if (out.offsets.length < n + 1) out.offsets = new Int32Array(n + 1)
+  const offsets = out.offsets
+  const dv = (v as unknown as { dataView?: unknown }).dataView
+  if (!(dv instanceof DataView) || dv.byteLength < 16 * n || readBytes === null) {
+    const items = Array.from({ length: n }, (_, i) => v.getItemBytes(i) ?? EMPTY)
+    let total = 0
+    for (let i = 0; i < n; i++) { offsets[i] = total; total += items[i].length }
+    offsets[n] = total
+    if (total > out.data.length) out.data = grown(out.data, 0, total)
+    for (let i = 0; i < n; i++) out.data.set(items[i], offsets[i])
+    return
+  }
+  let total = 0
+  for (let i = 0; i < n; i++) {
+    offsets[i] = total
+    total += dv.getUint32(16 * i, true)
+  }
+  offsets[n] = total
+  if (total > out.data.length) out.data = grown(out.data, 0, total)
+  const data = out.data
+  const entries = new Uint8Array(dv.buffer, dv.byteOffset, 16 * n)
+  const pointer = (i: number): number => dv.getUint32(16 * i + 8, true) + dv.getUint32(16 * i + 12, true) * 2 ** 32
+  let i = 0
+  while (i < n) {
+    const length = offsets[i + 1] - offsets[i]
+    if (length <= 12) {
+      for (let b = 0; b < length; b++) data[offsets[i] + b] = entries[16 * i + 4 + b]
+      i++
+      continue
+    }
+    let end = pointer(i) + length
+    let j = i + 1
+    while (j < n && offsets[j + 1] - offsets[j] > 12 && pointer(j) === end) {
+      end += offsets[j + 1] - offsets[j]
+      j++
+    }
+    data.set(readBytes(dv.buffer as ArrayBuffer, dv.byteOffset + 16 * i + 8, offsets[j] - offsets[i]), offsets[i])
+    i = j
+  }
+}
+
 /**
  * The file read again beside the write pass: per text column, its bytes and its hash, by row index (asked for in
  * increasing order). The next chunk is fetched while the current one is used.
@@ -454,26 +551,29 @@ class FileRows {
   private readonly db: DuckDBConnection
   private readonly result: Awaited<ReturnType<DuckDBConnection['stream']>>
   private readonly columns: number
+  private readonly readBytes: ReadBytes | null
   private chunk: DuckDBDataChunk | null = null
   private start = 0
   private end = 0
   private next: Promise<DuckDBDataChunk | null>
-  /** The current chunk's columns: text t's bytes, and its hashes as pairs of words. */
-  texts: DuckDBBlobVector[] = []
+  /** The current chunk's columns: text t's bytes (buffers reused from chunk to chunk), and its hashes as pairs of words. */
+  readonly texts: Utf8Column[]
   hashes: Uint32Array[] = []
 
-  private constructor (db: DuckDBConnection, result: Awaited<ReturnType<DuckDBConnection['stream']>>, columns: number) {
+  private constructor (db: DuckDBConnection, result: Awaited<ReturnType<DuckDBConnection['stream']>>, columns: number, readBytes: ReadBytes | null) {
     this.db = db
     this.result = result
     this.columns = columns
+    this.readBytes = readBytes
+    this.texts = Array.from({ length: columns }, () => ({ offsets: new Int32Array(4097), data: new Uint8Array(1 << 20) }))
     this.next = result.fetchChunk()
     this.next.catch(() => {})
   }
 
   /** `sql` selects, per text column, its bytes then its hash. */
-  static async open (db: DuckDBConnection, sql: string, columns: number): Promise<FileRows> {
+  static async open (db: DuckDBConnection, sql: string, columns: number, readBytes: ReadBytes | null): Promise<FileRows> {
     try {
-      return new FileRows(db, await db.stream(sql), columns)
+      return new FileRows(db, await db.stream(sql), columns, readBytes)
     } catch (err) {
       db.closeSync()
       throw err
@@ -498,7 +598,7 @@ class FileRows {
       this.end += chunk.rowCount
     }
     const chunk = this.chunk as DuckDBDataChunk
-    this.texts = Array.from({ length: this.columns }, (_, t) => chunk.getColumnVector(2 * t) as DuckDBBlobVector)
+    for (let t = 0; t < this.columns; t++) blobColumn(chunk.getColumnVector(2 * t) as DuckDBBlobVector, chunk.rowCount, this.readBytes, this.texts[t])
     this.hashes = Array.from({ length: this.columns }, (_, t) => words(chunk.getColumnVector(2 * t + 1), chunk.rowCount))
     return r - this.start
   }
