@@ -211,6 +211,56 @@ export class ShardWriter {
     this.appended()
   }
 
+  /**
+   * The rows at `rows` of `columns` (indexed like the description's columns), in order: the same batches as
+   * `appendFrom` row by row, copied a column at a time up to each batch's end.
+   */
+  appendRows (columns: CleanColumns, rows: ArrayLike<number>): void {
+    const { source } = this.shape
+    const kinds = this.kinds
+    const hasText = kinds.includes(2)
+    let j = 0
+    while (j < rows.length) {
+      // how many rows go in before the batch is full: BATCH_ROWS of them, or the row that brings the text to
+      // BATCH_TEXT_BYTES (appended's rule, row by row)
+      const room = Math.min(BATCH_ROWS - this.buffered, rows.length - j)
+      let m = room
+      let full = this.buffered + room === BATCH_ROWS
+      if (hasText) {
+        let text = this.textBytes()
+        for (let t = 0; t < room; t++) {
+          const i = rows[j + t]
+          for (let k = 0; k < kinds.length; k++) {
+            if (kinds[k] !== 2) continue
+            const o = (columns[source[k]] as Utf8Column).offsets
+            text += o[i + 1] - o[i]
+          }
+          if (text >= BATCH_TEXT_BYTES) {
+            m = t + 1
+            full = true
+            break
+          }
+        }
+      }
+      const at = this.buffered
+      for (let k = 0; k < kinds.length; k++) {
+        if (kinds[k] === 2) gatherText(columns[source[k]] as Utf8Column, rows, j, m, this.textRoomFor(k, columns[source[k]] as Utf8Column, rows, j, m), at)
+        else gather(columns[source[k]] as ArrayLike<number>, rows, j, m, this.buffers[k] as NumericArray, at)
+      }
+      this.buffered += m
+      this.rows += m
+      j += m
+      if (full) this.flush()
+    }
+  }
+
+  /** Text column k's buffer, with room for rows[j, j + m) of `from`. */
+  private textRoomFor (k: number, from: Utf8Column, rows: ArrayLike<number>, j: number, m: number): Utf8Column {
+    let more = 0
+    for (let t = j; t < j + m; t++) more += from.offsets[rows[t] + 1] - from.offsets[rows[t]]
+    return this.textRoom(k, more)
+  }
+
   /** Text column k's buffer with room for `more` bytes after the buffered rows. */
   private textRoom (k: number, more: number): Utf8Column {
     const t = this.buffers[k] as Utf8Column
@@ -262,6 +312,31 @@ export class ShardWriter {
   /** Closes the file without finishing it (the caller removes it). */
   abort (): void {
     try { closeSync(this.fd) } catch {}
+  }
+}
+
+/** `to[at + t] = from[rows[j + t]]` for t < m. */
+function gather (from: ArrayLike<number>, rows: ArrayLike<number>, j: number, m: number, to: NumericArray, at: number): void {
+  for (let t = 0; t < m; t++) to[at + t] = from[rows[j + t]]
+}
+
+/** The text of rows[j, j + m) of `from` after the first `at` rows of `to` (which has room). */
+function gatherText (from: Utf8Column, rows: ArrayLike<number>, j: number, m: number, to: Utf8Column, at: number): void {
+  const { data, offsets } = from
+  const out = to.data
+  const outOffsets = to.offsets
+  let end = outOffsets[at]
+  for (let t = 0; t < m; t++) {
+    const i = rows[j + t]
+    const a = offsets[i]
+    const b = offsets[i + 1]
+    // short values byte by byte: cheaper than a view to copy from
+    if (b - a <= 64) for (let x = a; x < b; x++) out[end++] = data[x]
+    else {
+      out.set(data.subarray(a, b), end)
+      end += b - a
+    }
+    outOffsets[at + t + 1] = end
   }
 }
 

@@ -232,9 +232,14 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
     // which of src's rows are kept: a bit per row
     const keptBits = new Uint8Array(Math.ceil(rowsRead / 8))
     const places = await db.stream('SELECT r::DOUBLE AS r FROM keep')
-    for (let chunk = await places.fetchChunk(); chunk !== null && chunk.rowCount > 0; chunk = await places.fetchChunk()) {
-      const rs = doubles(chunk.getColumnVector(0), chunk.rowCount)
-      for (let j = 0; j < chunk.rowCount; j++) keptBits[rs[j] >>> 3] |= 1 << (rs[j] & 7)
+    for (let next = places.fetchChunk(); ;) {
+      const chunk = await next
+      // a native call each: read once
+      const n = chunk?.rowCount ?? 0
+      if (chunk === null || n === 0) break
+      next = places.fetchChunk()
+      const rs = doubles(chunk.getColumnVector(0), n)
+      for (let j = 0; j < n; j++) keptBits[rs[j] >>> 3] |= 1 << (rs[j] & 7)
     }
     await db.run('DROP TABLE keep')
     /**
@@ -320,8 +325,9 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
       const ns = new Float64Array(numeric.length)
       const trainCounts = values.map(v => new Float64Array(v.length))
       await readKept(exprs, (chunk, rows, k0) => {
-        const xs = numeric.map((_, j) => doubles(chunk.getColumnVector(1 + j), chunk.rowCount))
-        const codes = categorical.map((_, j) => int32s(chunk.getColumnVector(1 + numeric.length + j), chunk.rowCount))
+        const n = chunk.rowCount
+        const xs = numeric.map((_, j) => doubles(chunk.getColumnVector(1 + j), n))
+        const codes = categorical.map((_, j) => int32s(chunk.getColumnVector(1 + numeric.length + j), n))
         for (let t = 0; t < rows.length; t++) {
           if (isTestRow(k0 + t, s.seed, s.testFraction)) continue
           const row = rows[t]
@@ -598,8 +604,9 @@ class FileRows {
       this.end += chunk.rowCount
     }
     const chunk = this.chunk as DuckDBDataChunk
-    for (let t = 0; t < this.columns; t++) blobColumn(chunk.getColumnVector(2 * t) as DuckDBBlobVector, chunk.rowCount, this.readBytes, this.texts[t])
-    this.hashes = Array.from({ length: this.columns }, (_, t) => words(chunk.getColumnVector(2 * t + 1), chunk.rowCount))
+    const n = this.end - this.start
+    for (let t = 0; t < this.columns; t++) blobColumn(chunk.getColumnVector(2 * t) as DuckDBBlobVector, n, this.readBytes, this.texts[t])
+    this.hashes = Array.from({ length: this.columns }, (_, t) => words(chunk.getColumnVector(2 * t + 1), n))
     return r - this.start
   }
 

@@ -138,12 +138,17 @@ export class DatasetWriter {
   private readonly shardCount: number
   private readonly df: DocumentFrequencies | null
   private trainIndex = 0
+  /** addColumns's scratch: the rows by writer, each row's writer, where each writer's rows start. */
+  private order = new Uint32Array(0)
+  private to = new Uint16Array(0)
+  private readonly counts: Uint32Array
   rows = 0
 
   constructor (dir: string, described: ColumnDescription[], shardCount: number, buckets: number) {
     const shape = new ShardSchema(described)
     this.layout = new StatsLayout({ columns: described, buckets })
     this.shardCount = shardCount
+    this.counts = new Uint32Array(shardCount + 2)
     this.stats = Array.from({ length: shardCount }, () => new StatsAccumulator(this.layout))
     // the training shards' document frequencies: slot s · T + j for shard s and text column j
     const text = this.layout.text
@@ -168,7 +173,25 @@ export class DatasetWriter {
 
   /** The next rows: those at `rows` of `columns`, in order; `isTest(k)` says whether the k-th row of the data set is a test row. */
   addColumns (columns: CleanColumns, rows: ArrayLike<number>, isTest: (k: number) => boolean): void {
-    for (let j = 0; j < rows.length; j++) this.next(isTest(this.rows++)).appendFrom(columns, rows[j])
+    // each row's writer (the training shards round robin, then the test shard), then each writer's rows in order,
+    // a column at a time (a writer's rows are what decide its file, not the order between writers)
+    const n = rows.length
+    const writers = this.writers.length
+    if (this.order.length < n) {
+      this.order = new Uint32Array(n)
+      this.to = new Uint16Array(n)
+    }
+    const { order, to, counts } = this
+    counts.fill(0)
+    for (let j = 0; j < n; j++) {
+      const w = isTest(this.rows++) ? writers - 1 : this.trainIndex++ % this.shardCount
+      to[j] = w
+      counts[w + 1]++
+    }
+    for (let w = 0; w < writers; w++) counts[w + 1] += counts[w]
+    const starts = counts.slice(0, writers)
+    for (let j = 0; j < n; j++) order[starts[to[j]]++] = rows[j]
+    for (let w = 0; w < writers; w++) if (counts[w + 1] > counts[w]) this.writers[w].appendRows(columns, order.subarray(counts[w], counts[w + 1]))
   }
 
   private next (test: boolean): ShardWriter {
