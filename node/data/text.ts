@@ -127,6 +127,60 @@ export function forEachNgramUtf8 (bytes: Uint8Array, start: number, end: number,
   }
 }
 
+/** Per byte: its lower-case form where it is an ASCII letter or digit, else 0. */
+const ASCII_WORD = Uint8Array.from({ length: 256 }, (_, c) => isAsciiWordByte(c) ? (c >= 0x41 && c <= 0x5a ? c + 32 : c) : 0)
+
+/**
+ * The distinct buckets of `forEachNgramUtf8`'s calls for `bytes[start, end)`, written to `touched` (room for
+ * `buckets` of them) and counted in the return value; `seen` (a byte per bucket, all 0) marks them and is left
+ * marked: the caller clears those it is given. The same hashing, without a call per n-gram and in one pass over an ASCII document (where a byte
+ * of 0x80 or more turns up, what was marked is cleared and the document is decoded, as forEachNgramUtf8 does).
+ */
+export function distinctNgramsUtf8 (bytes: Uint8Array, start: number, end: number, buckets: number, seen: Uint8Array, touched: Int32Array): number {
+  const stop = Math.min(end, start + MAX_TEXT_CHARS)
+  const mask = buckets - 1
+  let n = 0
+  let prev = -1
+  let i = start
+  ascii: {
+    while (i < stop) {
+      let c = bytes[i]
+      if (c >= 0x80) break ascii
+      let w = ASCII_WORD[c]
+      if (w === 0) { i++; continue }
+      const from = i
+      let h = FNV_OFFSET
+      while (w !== 0) {
+        h = Math.imul(h ^ w, FNV_PRIME)
+        if (++i >= stop) break
+        c = bytes[i]
+        w = ASCII_WORD[c]
+      }
+      if (c >= 0x80 && i < stop) break ascii
+      if (i - from > MAX_WORD_CHARS) {
+        prev = -1
+        continue
+      }
+      h = h >>> 0
+      let b = h & mask
+      if (seen[b] === 0) { seen[b] = 1; touched[n++] = b }
+      if (prev !== -1) {
+        b = mixPair(prev, h) & mask
+        if (seen[b] === 0) { seen[b] = 1; touched[n++] = b }
+      }
+      prev = h
+    }
+    for (let j = stop; j < end; j++) if (bytes[j] >= 0x80) break ascii
+    return n
+  }
+  for (let t = 0; t < n; t++) seen[touched[t]] = 0
+  n = 0
+  forEachNgram(utf8.decode(bytes.subarray(start, end)), buckets, b => {
+    if (seen[b] === 0) { seen[b] = 1; touched[n++] = b }
+  })
+  return n
+}
+
 function isAsciiWordByte (c: number): boolean {
   return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39)
 }

@@ -11,7 +11,7 @@
  * worker without a copy).
  */
 import { Worker } from 'node:worker_threads'
-import { forEachNgramUtf8 } from '../text.ts'
+import { distinctNgramsUtf8 } from '../text.ts'
 
 export interface DfBatch {
   slot: number
@@ -26,25 +26,26 @@ export type DfAnswer = { kind: 'counts', counts: Float64Array[] } | { kind: 'err
 export class DfCounter {
   private readonly buckets: number
   private readonly seen: Uint8Array
-  private readonly touched: number[] = []
+  private readonly touched: Int32Array
   readonly slots: Float64Array[]
 
   constructor (buckets: number, slots: number) {
     this.buckets = buckets
     this.seen = new Uint8Array(buckets)
+    this.touched = new Int32Array(buckets)
     this.slots = Array.from({ length: slots }, () => new Float64Array(buckets))
   }
 
   add ({ slot, data, offsets, length }: DfBatch): void {
     const df = this.slots[slot]
-    const { seen, touched } = this
-    const visit = (b: number): void => {
-      if (seen[b] === 0) { seen[b] = 1; touched.push(b) }
-    }
+    const { seen, touched, buckets } = this
     for (let i = 0; i < length; i++) {
-      forEachNgramUtf8(data, offsets[i], offsets[i + 1], this.buckets, visit)
-      for (const b of touched) { df[b] += 1; seen[b] = 0 }
-      touched.length = 0
+      const n = distinctNgramsUtf8(data, offsets[i], offsets[i + 1], buckets, seen, touched)
+      for (let t = 0; t < n; t++) {
+        const b = touched[t]
+        df[b] += 1
+        seen[b] = 0
+      }
     }
   }
 }
