@@ -220,18 +220,11 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
     if (rowsRead === 0) throw emptyError(name, format === 'parquet' ? 1 : await lineOfRow(path, name, format, 0))
     const keys = [...used].map(c).join(', ')
     // the first of equal rows is kept (the smallest rowid), equal meaning equal 64-bit hashes of the values, as in
-    // the JavaScript engine (rowset.ts). Only the kept rows' places are stored (r, sorted: keep's rowid is k, the
-    // kept row's index), not a copy of the rows: the write pass reads src in file order and takes the kept ones
-    await db.run(`CREATE TABLE keep AS SELECT min(rowid) AS r FROM src WHERE NOT (${dropped}) GROUP BY hash(${keys}) ORDER BY r`)
-    await noteSpill()
-    phase('dedupe')
-    const kept = num((await one('SELECT count(*)::DOUBLE AS n FROM keep')).n)
-    const droppedDuplicates = rowsRead - droppedMissing - kept
-    if (kept === 0) throw nothingKept(name, await lastLine(), rowsRead, droppedMissing, droppedDuplicates)
-
-    // which of src's rows are kept: a bit per row
+    // the JavaScript engine (rowset.ts). Only the kept rows' places come back (in no order), as a bit per row of
+    // src, not a copy of the rows: the passes below read src in file order and take the kept ones
     const keptBits = new Uint8Array(Math.ceil(rowsRead / 8))
-    const places = await db.stream('SELECT r::DOUBLE AS r FROM keep')
+    let kept = 0
+    const places = await db.stream(`SELECT min(rowid)::DOUBLE AS r FROM src WHERE NOT (${dropped}) GROUP BY hash(${keys})`)
     for (let next = places.fetchChunk(); ;) {
       const chunk = await next
       // a native call each: read once
@@ -240,8 +233,13 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
       next = places.fetchChunk()
       const rs = doubles(chunk.getColumnVector(0), n)
       for (let j = 0; j < n; j++) keptBits[rs[j] >>> 3] |= 1 << (rs[j] & 7)
+      kept += n
     }
-    await db.run('DROP TABLE keep')
+    await noteSpill()
+    phase('dedupe')
+    const droppedDuplicates = rowsRead - droppedMissing - kept
+    if (kept === 0) throw nothingKept(name, await lastLine(), rowsRead, droppedMissing, droppedDuplicates)
+
     /**
      * Streams `exprs` over src's rows not dropped for missing values, in file order (a plain scan keeps insertion
      * order; checked), and hands each chunk to `take` with the kept rows among them (`rows`) and the k of the first.
@@ -309,7 +307,8 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
         continue
       }
       profiles[i].counts = new Map(rows.map(row => [String(row.v), [0, num(row.n)]]))
-      if (i !== labelAt) categorical.push(i)
+      // the training counts only decide a fill value (the most frequent), and only where rows are filled
+      if (i !== labelAt && missingMode === 'fill') categorical.push(i)
     }
     // training means and categories' training counts, in file order over the kept training rows
     const numeric = typed.filter(i => profiles[i].numeric && profiles[i].present > 0 && i !== labelAt)

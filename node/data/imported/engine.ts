@@ -77,7 +77,7 @@ export interface Profile {
   /** Numeric columns: present values in the training rows, and their sum in file order. */
   trainN: number
   trainSum: number
-  /** value → [training rows, all kept rows]; null once there are too many to be categories (or not asked for). */
+  /** value → [training rows, all kept rows] (the training rows only where they decide a fill value: the DuckDB engine leaves them 0 with `--missing drop`); null once there are too many to be categories (or not asked for). */
   counts: Map<string, [number, number]> | null
 }
 
