@@ -206,3 +206,34 @@ test('memory limit, threads and temp dir are applied; a file larger than the lim
     rmSync(dir, { recursive: true, force: true })
   }
 })
+
+test('both engines: categories at and over the limit, two text columns, fill and drop give the same data set; a label over 256 classes is refused at the same row', async () => {
+  const dir = tempDir()
+  try {
+    const file = join(dir, 'limits.csv')
+    const rand = seededRandom(11)
+    const lines = ['at,over,t1,x,t2,label']
+    for (let i = 0; i < 5000; i++) {
+      const missing = (p: number): boolean => rand() < p
+      lines.push(`${missing(0.02) ? '' : `a${i % 5}`},${`b${i % 6}`},"${missing(0.02) ? '' : `one ${i} ${Math.floor(rand() * 50)}`}",${missing(0.02) ? '' : (rand() * 100).toFixed(3)},"two ${i % 13}, é ${i % 7}",${['p', 'q', 'r'][i % 3]}`)
+    }
+    writeFileSync(file, `${lines.join('\n')}\n`)
+    for (const missing of ['drop', 'fill'] as const) {
+      const options: Partial<ImportOptions> & { label: string } = { label: 'label', text: ['t1', 't2'], missing, maxCategories: 5, shards: 3 }
+      const duck = await importDataset(file, { ...options, outDir: join(dir, `duck-${missing}`), threads: 2 })
+      const js = await importDataset(file, { ...options, outDir: join(dir, `js-${missing}`), engine: 'js' })
+      assert.equal(duck.datasetId, js.datasetId, missing)
+      const columns = readDescription(duck.dir).columns
+      assert.equal(columns.find(c => c.name === 'at')?.type, 'categorical')
+      assert.equal(columns.find(c => c.name === 'over')?.type, 'ignored')
+    }
+    const many = join(dir, 'classes.csv')
+    writeFileSync(many, `x,label\n${Array.from({ length: 600 }, (_, i) => `${i},c${i % 300}`).join('\n')}\n`)
+    const refusal = async (engine: 'duckdb' | 'js'): Promise<Error> => await importDataset(many, { label: 'label', outDir: join(dir, `many-${engine}`), engine }).then(() => { throw new Error('imported') }, (err: Error) => err)
+    const [duckErr, jsErr] = [await refusal('duckdb'), await refusal('js')]
+    assert.equal(duckErr.name, jsErr.name)
+    assert.equal(duckErr.message, jsErr.message)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})

@@ -213,7 +213,12 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
     // ---- missing values and duplicates ----
     const label = c(labelAt)
     const dropped = missingMode === 'drop' ? [...used].map(i => `${c(i)} IS NULL`).join(' OR ') : `${label} IS NULL`
-    const counts = await one(`SELECT count(*)::DOUBLE AS rows, count(*) FILTER (WHERE ${dropped})::DOUBLE AS dropped, ${[...used].map(i => `count(${c(i)})::DOUBLE AS ${c(i)}`).join(', ')} FROM src`)
+    // in the same scan of src, for the profiles below: over the rows not dropped, how many values each typed column
+    // has, and whether every one is a number
+    const typed = [...used].filter(i => !textAt.has(i))
+    const notDroppedRows = `FILTER (WHERE NOT (${dropped}))`
+    const numbers = typed.map(i => `, (count(${c(i)}) ${notDroppedRows})::DOUBLE AS p${i}, coalesce(bool_and(regexp_full_match(${c(i)}, ${lit(NUMBER_RE2)})) ${notDroppedRows}, true) AS n${i}`).join('')
+    const counts = await one(`SELECT count(*)::DOUBLE AS rows, count(*) FILTER (WHERE ${dropped})::DOUBLE AS dropped, ${[...used].map(i => `count(${c(i)})::DOUBLE AS ${c(i)}`).join(', ')}${numbers} FROM src`)
     const rowsRead = num(counts.rows)
     const droppedMissing = num(counts.dropped)
     const lastLine = async (): Promise<number> => format === 'parquet' ? Math.max(1, rowsRead) : await lineOfRow(path, name, format, rowsRead - 1)
@@ -283,20 +288,27 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
     // are kept and their k: a pass in file order below, summing as the JavaScript engine does.
     const notDropped = `FROM src WHERE NOT (${dropped})`
     const profiles: Profile[] = columns.map((_, i) => ({ missing: used.includes(i) ? rowsRead - num(counts[c(i)]) : 0, numeric: true, present: 0, trainN: 0, trainSum: 0, counts: null }))
-    const typed = [...used].filter(i => !textAt.has(i))
-    if (typed.length > 0) {
-      const p = await one(`SELECT ${typed.map(i => `count(${c(i)})::DOUBLE AS p${i}, coalesce(bool_and(regexp_full_match(${c(i)}, ${lit(NUMBER_RE2)})), true) AS n${i}`).join(', ')} ${notDropped}`)
-      for (const i of typed) {
-        profiles[i].present = num(p[`p${i}`])
-        profiles[i].numeric = p[`n${i}`] === true
-      }
+    for (const i of typed) {
+      profiles[i].present = num(counts[`p${i}`])
+      profiles[i].numeric = counts[`n${i}`] === true
     }
     // categories: the label's always, and every other typed column that is not numeric
     const categorical: number[] = []
-    for (const i of typed.filter(i => i === labelAt || (!profiles[i].numeric && profiles[i].present > 0))) {
-      const limit = i === labelAt ? MAX_CLASSES : maxCategories
-      const r = await db.runAndReadAll(`SELECT ${c(i)} AS v, count(*)::DOUBLE AS n ${notDropped} AND ${c(i)} IS NOT NULL GROUP BY ${c(i)} LIMIT ${limit + 1}`)
-      const rows = r.getRowObjectsJS()
+    const grouped = typed.filter(i => i === labelAt || (!profiles[i].numeric && profiles[i].present > 0))
+    const limitOf = (i: number): number => i === labelAt ? MAX_CLASSES : maxCategories
+    // every such column's values and counts in one scan of src (a grouping set each; j: which column), up to one
+    // more than its limit
+    const valuesOf: Array<Array<{ v: string, n: number }>> = grouped.map(() => [])
+    if (grouped.length > 0) {
+      const which = `CASE ${grouped.map((i, j) => `WHEN GROUPING(${c(i)}) = 0 THEN ${j}`).join(' ')} END`
+      const value = `CASE ${grouped.map(i => `WHEN GROUPING(${c(i)}) = 0 THEN ${c(i)}`).join(' ')} END`
+      const limits = `CASE ${grouped.map((i, j) => `WHEN ${which} = ${j} THEN ${limitOf(i) + 1}`).join(' ')} END`
+      const r = await db.runAndReadAll(`SELECT ${which}::INTEGER AS j, ${value} AS v, count(*)::DOUBLE AS n ${notDropped} GROUP BY GROUPING SETS (${grouped.map(i => `(${c(i)})`).join(', ')}) HAVING ${value} IS NOT NULL QUALIFY row_number() OVER (PARTITION BY ${which}) <= ${limits}`)
+      for (const row of r.getRowObjectsJS()) valuesOf[Number(row.j)].push({ v: String(row.v), n: num(row.n) })
+    }
+    for (const [j, i] of grouped.entries()) {
+      const limit = limitOf(i)
+      const rows = valuesOf[j]
       if (rows.length > limit) {
         if (i === labelAt) {
           // where the JavaScript engine stops: the row that brings the 257th class (a value's first row is kept)
@@ -306,7 +318,7 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
         }
         continue
       }
-      profiles[i].counts = new Map(rows.map(row => [String(row.v), [0, num(row.n)]]))
+      profiles[i].counts = new Map(rows.map(row => [row.v, [0, row.n]]))
       // the training counts only decide a fill value (the most frequent), and only where rows are filled
       if (i !== labelAt && missingMode === 'fill') categorical.push(i)
     }
