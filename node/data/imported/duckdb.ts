@@ -420,27 +420,49 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
             if (file !== null) {
               const ends = textColumns.map(() => 0)
               let next = 0
+              // a run of kept rows that are consecutive both here and in the file's current chunk: [row0, row0 + length)
+              // here, [index0, index0 + length) there, copied at once (before the file moves on to its next chunk)
+              let row0 = 0
+              let index0 = 0
+              let length = 0
+              const copyRun = (): void => {
+                if (length === 0) return
+                for (let t = 0; t < texts.length; t++) {
+                  const from = file.texts[t]
+                  const to = textColumns[t]
+                  const end = ends[t]
+                  const a = from.offsets[index0]
+                  const b = from.offsets[index0 + length]
+                  to.offsets.fill(end, next, row0 + 1)
+                  if (end + b - a > to.data.length) to.data = grown(to.data, end, end + b - a)
+                  to.data.set(from.data.subarray(a, b), end)
+                  for (let k = 1; k <= length; k++) to.offsets[row0 + k] = end + from.offsets[index0 + k] - a
+                  ends[t] = end + b - a
+                }
+                next = row0 + length
+                length = 0
+              }
               for (const row of rows) {
                 let index = file.indexOf(rs[row])
-                if (index < 0) index = await file.load(rs[row])
+                if (index < 0) {
+                  copyRun()
+                  index = await file.load(rs[row])
+                }
                 for (let t = 0; t < texts.length; t++) {
                   const fh = file.hashes[t]
                   const h = hashes[t]
                   if (fh[2 * index] !== h[2 * row] || fh[2 * index + 1] !== h[2 * row + 1]) throw new Error(`${name}: row ${rs[row]} of the file read again is not the row read first: import it again`)
-                  const from = file.texts[t]
-                  const to = textColumns[t]
-                  const a = from.offsets[index]
-                  const b = from.offsets[index + 1]
-                  let end = ends[t]
-                  to.offsets.fill(end, next, row + 1)
-                  if (end + b - a > to.data.length) to.data = grown(to.data, end, end + b - a)
-                  to.data.set(from.data.subarray(a, b), end)
-                  end += b - a
-                  to.offsets[row + 1] = end
-                  ends[t] = end
                 }
-                next = row + 1
+                if (length > 0 && row === row0 + length && index === index0 + length) {
+                  length++
+                } else {
+                  copyRun()
+                  row0 = row
+                  index0 = index
+                  length = 1
+                }
               }
+              copyRun()
               for (let t = 0; t < texts.length; t++) textColumns[t].offsets.fill(ends[t], next, n + 1)
             }
             sink.columns(columns, n, rows)
