@@ -192,28 +192,10 @@ export class ShardWriter {
     this.appended()
   }
 
-  /** Row `i` of `columns` (indexed like the description's columns). */
-  appendFrom (columns: CleanColumns, i: number): void {
-    const at = this.buffered
-    const { source } = this.shape
-    for (let k = 0; k < source.length; k++) {
-      const from = columns[source[k]]
-      if (this.kinds[k] === 2) {
-        const { data, offsets } = from as Utf8Column
-        const length = offsets[i + 1] - offsets[i]
-        const t = this.textRoom(k, length)
-        t.data.set(data.subarray(offsets[i], offsets[i + 1]), t.offsets[at])
-        t.offsets[at + 1] = t.offsets[at] + length
-      } else {
-        (this.buffers[k] as NumericArray)[at] = (from as ArrayLike<number>)[i]
-      }
-    }
-    this.appended()
-  }
-
   /**
    * The rows at `rows` of `columns` (indexed like the description's columns), in order: the same batches as
-   * `appendFrom` row by row, copied a column at a time up to each batch's end.
+   * appending them one by one (`append`'s rule: a batch ends at BATCH_ROWS rows or once its text reaches
+   * BATCH_TEXT_BYTES), copied a column at a time up to each batch's end.
    */
   appendRows (columns: CleanColumns, rows: ArrayLike<number>): void {
     const { source } = this.shape

@@ -8,13 +8,17 @@
  * its hash) and, for the duplicates, only the kept rows' places (never a
  * second copy of the rows). JavaScript
  * then streams src's rows in file order, a result chunk at a time, and takes
- * the kept ones: once for the training means (and the categories' training
- * counts), summed as the JavaScript engine sums, and once to write the Arrow
- * shards (arrow.ts): each chunk's columns come out as typed arrays (numbers,
- * category indices as ENUM codes, text as UTF-8 bytes) and are copied into
- * the shard writers' column buffers, with no JavaScript value per field; the
+ * the kept ones: once for the training means (and, with `--missing fill`,
+ * the categories' training counts), summed as the JavaScript engine sums, and
+ * once to write the Arrow shards (arrow.ts): each chunk's columns come out as
+ * typed arrays (numbers, category indices as ENUM codes, text as one buffer of
+ * UTF-8 bytes and offsets, read with a native call per run of values DuckDB
+ * stores end to end: blobColumn) and are copied into the shard writers'
+ * column buffers a column at a time, with no JavaScript value per field; the
  * text comes from the file read again beside it (its hashes checked against
  * src's, row by row), so that the bulk of the data is never held or spilled.
+ * src is scanned five times: counts and the number check, duplicates,
+ * categories (one grouping set per column), means, write.
  * DuckDB writes no Arrow IPC files, and the text's document frequencies must
  * be hashed as the trainer hashes them (in a worker thread, text-df.ts).
  *
