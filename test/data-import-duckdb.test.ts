@@ -237,3 +237,20 @@ test('both engines: categories at and over the limit, two text columns, fill and
     rmSync(dir, { recursive: true, force: true })
   }
 })
+
+test('long text: batches cut by their text bytes (BATCH_TEXT_BYTES) where both engines cut them, the same data set', async () => {
+  const dir = tempDir()
+  try {
+    const file = join(dir, 'long.csv')
+    // about 14 kB a row: a shard's batch reaches BATCH_TEXT_BYTES after some 300 rows, long before BATCH_ROWS
+    const rows = Array.from({ length: 600 }, (_, i) => `${i},"${`w${i} `.repeat(2000 + (i % 7) * 300)}",${i % 2 === 0 ? 'a' : 'b'}`)
+    writeFileSync(file, `x,body,label\n${rows.join('\n')}\n`)
+    const options = { label: 'label', text: ['body'], shards: 1 }
+    const duck = await importDataset(file, { ...options, outDir: join(dir, 'duck'), threads: 2 })
+    const js = await importDataset(file, { ...options, outDir: join(dir, 'js'), engine: 'js' })
+    assert.equal(duck.datasetId, js.datasetId)
+    assert.ok(readShard(shardPath(duck.dir, readDescription(duck.dir).shards[0])).batches.length > 1)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
