@@ -192,8 +192,12 @@ export class DataEpoch {
     return Uint32Array.from(out)
   }
 
-  /** The blocks the next batches of `mine` draw from (the window and the block after it): what a reader loads ahead. */
+  /**
+   * The blocks the next batches of `mine` draw from (the window and the block after it): what a reader loads
+   * ahead. None where the window is every block (rows in memory: nothing to load).
+   */
   upcoming (mine: Iterable<number>): Block[] {
+    if (!Number.isFinite(this.windowBlocks)) return []
     const shards = this.mayRead(mine)
     const out: Block[] = []
     for (let i = 0; i < this.blockOrder.length && out.length <= this.windowBlocks; i++) {
