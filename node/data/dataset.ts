@@ -1,10 +1,10 @@
 /**
- * Data sets a job can name, with a fixed, seeded train/test split, and batches
- * drawn in a seeded order per pass so that a restarted peer resumes exactly
- * where it stopped.
+ * Data sets a job can name, with a fixed, seeded train/test split, and readers
+ * of the rows the swarm's data position draws (node/data/epoch.ts: every row
+ * once an epoch, a restarted peer going on where the swarm is).
  *
  * Built-in data sets live in memory. An imported data set's training rows are
- * read from its shard files a window at a time (node/data/stream), so that a
+ * read from its shard files a block at a time (node/data/stream), so that a
  * peer's memory does not grow with the data set; its test split is a bounded,
  * evenly spread sample of the test shard.
  */
