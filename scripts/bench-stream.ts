@@ -52,8 +52,8 @@ try {
     const started = performance.now()
     while (epoch.epoch < PASSES) {
       const batch = epoch.next(mine, BATCH)
-      reader.prefetch(epoch.upcoming(mine))
       samples += (await reader.read(batch)).n
+      reader.prefetch(epoch.upcoming(mine))
       epoch.encode(own, mine)
       epoch.apply(own)
     }

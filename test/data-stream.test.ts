@@ -59,8 +59,8 @@ async function readEpoch (d: Dataset, size = 37, shards = description.shards.map
     while (epoch.epoch === 0) {
       const rows = epoch.next(shards, size)
       if (rows.length === 0) break
-      reader.prefetch(epoch.upcoming(shards))
       out.push(await reader.read(rows))
+      reader.prefetch(epoch.upcoming(shards))
       const own = new Float32Array(epoch.slots)
       epoch.encode(own, shards)
       epoch.apply(own)

@@ -193,14 +193,15 @@ export class DataEpoch {
   }
 
   /**
-   * The blocks the next batches of `mine` draw from (the window and the block after it): what a reader loads
-   * ahead. None where the window is every block (rows in memory: nothing to load).
+   * The blocks the next batches of `mine` draw from: the window and as many blocks after it (rows are drawn evenly
+   * across a window, so its blocks run out at about the same time, and the next ones are wanted together). What a
+   * reader loads ahead: two windows at most. None where the window is every block (rows in memory: nothing to load).
    */
   upcoming (mine: Iterable<number>): Block[] {
     if (!Number.isFinite(this.windowBlocks)) return []
     const shards = this.mayRead(mine)
     const out: Block[] = []
-    for (let i = 0; i < this.blockOrder.length && out.length <= this.windowBlocks; i++) {
+    for (let i = 0; i < this.blockOrder.length && out.length < 2 * this.windowBlocks; i++) {
       const b = this.blockOrder[i]
       if (shards.has(this.blockShard[b]) && this.taken[b] + this.pending[b] < this.size(b)) out.push(this.blocks[b])
     }

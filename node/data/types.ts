@@ -52,7 +52,7 @@ export interface TrainingRows {
 export interface BatchReader {
   /** The examples of these training rows, in this order. */
   read: (rows: Uint32Array) => Promise<Batch>
-  /** The blocks the next reads will come from: a reader from files starts loading them, and may drop any other block. */
+  /** The blocks the next reads will come from (asked after a read): a reader from files starts loading them, and drops any other block but the last read's. */
   prefetch: (blocks: readonly Block[]) => void
   close: () => Promise<void>
 }

@@ -233,7 +233,6 @@ export class Trainer {
     // tfjs kernels run synchronously here; give I/O (the control API, the network) a turn every step.
     await yieldToEventLoop()
     const rows = this.data.next(this.mine, this.job.batchSize)
-    this.batches.prefetch(this.data.upcoming(this.mine))
     if (rows.length === 0) {
       // nothing to read (a joiner before its first claims land, a shard's claims settling): the round paces this
       // peer, unless nobody trained in the last one either: then wait a little rather than spin
@@ -241,6 +240,8 @@ export class Trainer {
       return { grads: [], loss: 0, samples: 0 }
     }
     const batch = await this.batches.read(rows)
+    // after the read (whose blocks it holds): the blocks of the next batches, loaded while this one trains
+    this.batches.prefetch(this.data.upcoming(this.mine))
     this.lastBatchRows = batch.rows
     const { loss, grads } = tf.tidy(() => {
       const x = tf.tensor2d(batch.x, [batch.n, this.dataset.features])

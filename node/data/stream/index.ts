@@ -18,8 +18,8 @@
  * @example
  * const d = loadDataset('ds-0123456789abcdef', { dataDir, ensureShard: async id => { await fetchShard(id) } })
  * const reader = d.train.batches(d.classes)
- * reader.prefetch(epoch.upcoming(mine))
  * const batch = await reader.read(epoch.next(mine, 32))   // the rows the data position (node/data/epoch.ts) draws
+ * reader.prefetch(epoch.upcoming(mine))                    // the blocks of the next batches, after the read
  */
 export { RowSet } from './rows.ts'
 export type { RowRange } from './rows.ts'

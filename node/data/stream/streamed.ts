@@ -102,7 +102,7 @@ export class StreamedBatches implements BatchReader {
     }
     this.lastRead = new Set(used.keys())
     const loaded = new Map<number, Examples>()
-    await Promise.all([...used.values()].map(async b => { loaded.set(b.start, await this.timed(this.block(b))) }))
+    await this.timed(Promise.all([...used.values()].map(async b => { loaded.set(b.start, await this.block(b)) })))
     for (let i = 0; i < n; i++) {
       const b = of[i]
       const part = loaded.get(b.start) as Examples
@@ -120,8 +120,8 @@ export class StreamedBatches implements BatchReader {
     for (const b of blocks) void this.block(b).catch(() => {})
   }
 
-  /** Awaits a block, counting the reads that had to wait for theirs. */
-  private async timed (loading: Promise<Examples>): Promise<Examples> {
+  /** Awaits a read's blocks, counting the reads that had to wait for theirs. */
+  private async timed<T> (loading: Promise<T>): Promise<T> {
     let settled = false
     void loading.then(() => { settled = true }, () => { settled = true })
     await Promise.resolve()
