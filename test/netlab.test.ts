@@ -302,7 +302,8 @@ test('a member cut off whose connections are dropped at once is redialled, and b
     await t.test('and the job ends with one model', async () => {
       const ring = await s.ringOfThree(20_000)
       t.diagnostic(`one ring of three again ${ring ?? 'never (20 s)'} ms after the connections`)
-      const done = await s.results(60_000)
+      // a deadline, not a timing: the rest of the job took 11-50 s in runs here, past 60 s on a loaded machine
+      const done = await s.results(120_000)
       t.diagnostic(`done: ${s.describe(done)}`)
       assert.equal(new Set(done.map(d => d.hash)).size, 1, `weights: ${done.map(d => d.hash).join(' ')}`)
     })
