@@ -32,17 +32,6 @@ import { RowSet } from './stream/rows.ts'
 /** A member draws at most this many times the job's batch in one step (one holding most of the rows left). */
 const MAX_BATCH_FACTOR = 4
 
-/** The agreed part of a data position, as checkpoints and state sync carry it. */
-export interface DataPositionState {
-  epoch: number
-  /** Rows taken from each block this epoch. */
-  taken: Float32Array
-  /** Claimants of each shard in the last round. */
-  claims: Float32Array
-  /** Members of the last round. */
-  members: number
-}
-
 export interface DataEpochInit {
   /** Each shard's row count, in index order (the training rows are the shards' rows back to back). */
   shardRows: readonly number[]
@@ -113,9 +102,9 @@ export class DataEpoch {
     return out
   }
 
-  /** The shards of `mine` this member reads now (it was their only claimant in its last round), and the shards more than one member claimed in that round. */
-  reading (mine: Iterable<number>): { shards: number[], contested: number } {
-    return { shards: [...this.mayRead(mine)].sort((a, b) => a - b), contested: this.claims.reduce((n, c) => n + (c > 1 ? 1 : 0), 0) }
+  /** How many shards of `mine` this member reads now (it was their only claimant in its last round), and how many more than one member claimed in that round. */
+  reading (mine: Iterable<number>): { shards: number, contested: number } {
+    return { shards: this.mayRead(mine).size, contested: this.claims.reduce((n, c) => n + (c > 1 ? 1 : 0), 0) }
   }
 
   /** Rows this epoch has left (agreed). */
@@ -255,19 +244,35 @@ export class DataEpoch {
     this.readable = new Set()
   }
 
-  state (): DataPositionState {
-    return { epoch: this.epoch, taken: Float32Array.from(this.taken), claims: Float32Array.from(this.claims), members: this.members }
+  /**
+   * The agreed part of the position, as checkpoints and state sync carry it: [epoch, members of the last round,
+   * rows taken from each block this epoch…, claimants of each shard in the last round…].
+   */
+  state (): Float32Array {
+    const out = new Float32Array(2 + this.taken.length + this.claims.length)
+    out[0] = this.epoch
+    out[1] = this.members
+    out.set(this.taken, 2)
+    out.set(this.claims, 2 + this.taken.length)
+    return out
   }
 
-  /** Takes an agreed position (a checkpoint's, the swarm's); this member reads nothing until its next round. */
-  restore (state: DataPositionState): void {
-    if (state.taken.length !== this.taken.length || state.claims.length !== this.claims.length) {
-      throw new RangeError(`a data position of ${state.taken.length} blocks and ${state.claims.length} shards, this data set has ${this.taken.length} and ${this.claims.length}`)
-    }
-    this.startEpoch(state.epoch)
-    for (let b = 0; b < this.taken.length; b++) this.taken[b] = Math.min(Math.max(0, Math.round(state.taken[b])), this.size(b))
-    for (let s = 0; s < this.claims.length; s++) this.claims[s] = Math.max(0, Math.round(state.claims[s]))
-    this.members = state.members
+  /** Takes an agreed position (`state()` of a checkpoint, of the swarm); this member reads nothing until its next round. */
+  restore (state: Float32Array): void {
+    const k = this.taken.length
+    if (state.length !== 2 + k + this.claims.length) throw new RangeError(`a data position of ${state.length - 2} blocks and shards, this data set has ${k} blocks and ${this.claims.length} shards`)
+    this.startEpoch(Math.round(state[0]))
+    this.members = Math.round(state[1])
+    for (let b = 0; b < k; b++) this.taken[b] = Math.min(Math.max(0, Math.round(state[2 + b])), this.size(b))
+    for (let s = 0; s < this.claims.length; s++) this.claims[s] = Math.max(0, Math.round(state[2 + k + s]))
+    this.discard()
+  }
+
+  /** Starts epoch `epoch` with nothing taken and no claims (a checkpoint written before positions were agreed). */
+  reset (epoch: number): void {
+    this.startEpoch(epoch)
+    this.claims.fill(0)
+    this.members = 0
     this.discard()
   }
 

@@ -21,7 +21,7 @@ export { DATASETS, MemoryRows, UnknownDatasetError, gatherBatch, loadDataset, sp
 export type { Batch, BatchReader, Dataset, DatasetName, Examples, LoadOptions, TrainingRows } from './dataset.ts'
 export * from './stream/index.ts'
 export { DataEpoch } from './epoch.ts'
-export type { DataEpochInit, DataPositionState } from './epoch.ts'
+export type { DataEpochInit } from './epoch.ts'
 export { SPAM_BUCKETS, SPAM_CLASSES } from './spam.ts'
 export * from './imported/index.ts'
 export { loadJobDataset, resolveJobData } from './resolve.ts'

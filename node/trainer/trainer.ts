@@ -199,7 +199,7 @@ export class Trainer {
   /** The swarm's data position as status shows it (node/data/epoch.ts). */
   get dataStatus (): DataStatus {
     const { shards, contested } = this.data.reading(this.mine)
-    return { epoch: this.data.epoch, rowsDone: this.data.done, rowsLeft: this.data.left, reading: shards.length, contested, overTaken: this.data.overTaken }
+    return { epoch: this.data.epoch, rowsDone: this.data.done, rowsLeft: this.data.left, reading: shards, contested, overTaken: this.data.overTaken }
   }
 
   get stepsPerEpoch (): number {
@@ -571,12 +571,7 @@ export class Trainer {
       optimizer.push({ name: OUTER_MOMENTUM, shape: [anchor.length], values: (this.outerMomentum ?? new Float32Array(anchor.length)).slice() })
     }
     const position = this.data.state()
-    const values = new Float32Array(2 + position.taken.length + position.claims.length)
-    values[0] = position.epoch
-    values[1] = position.members
-    values.set(position.taken, 2)
-    values.set(position.claims, 2 + position.taken.length)
-    optimizer.push({ name: DATA_POSITION, shape: [values.length], values })
+    optimizer.push({ name: DATA_POSITION, shape: [position.length], values: position })
     return {
       jobId: this.jobId,
       progress: { ...this.progress },
@@ -633,15 +628,17 @@ export class Trainer {
 
   /** The data position a checkpoint stored (see DATA_POSITION); one written before positions were agreed starts its epoch again. */
   private restorePosition (values: Float32Array | null): void {
-    const blocks = this.data.blocks.length
-    const shards = this.data.shardStarts.length - 1
     if (values === null) {
-      this.data.restore({ epoch: this.epoch, taken: new Float32Array(blocks), claims: new Float32Array(shards), members: 0 })
+      this.data.reset(this.epoch)
       return
     }
-    if (values.length !== 2 + blocks + shards) throw new CheckpointMismatchError(`checkpoint's data position covers ${values.length - 2} blocks and shards, this data set has ${blocks + shards}`)
-    this.data.restore({ epoch: values[0], members: values[1], taken: values.subarray(2, 2 + blocks), claims: values.subarray(2 + blocks) })
+    try {
+      this.data.restore(values)
+    } catch (err) {
+      throw new CheckpointMismatchError(`checkpoint's data position: ${(err as Error).message}`)
+    }
   }
+
 
   dispose (): void {
     this.net.dispose()
