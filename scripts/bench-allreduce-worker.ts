@@ -87,10 +87,10 @@ function plaintext (): (components: { peerId: PeerId }) => ConnectionEncrypter {
 }
 const CHUNK = 256 * 1024
 
-export type Kind = 'swarm' | 'libp2p-pnet' | 'keyed-chacha' | 'libp2p' | 'plain' | 'tcp'
+export type Kind = 'swarm' | 'swarm-reduce' | 'libp2p-pnet' | 'keyed-chacha' | 'libp2p' | 'plain' | 'tcp'
 /** The libp2p nodes of a worker: `swarm` carries the swarm, libp2p-pnet and tcp rings, `chacha` the keyed-chacha one. */
-type NodeName = 'swarm' | 'chacha' | 'libp2p' | 'plain'
-const NODE_OF: Record<Kind, NodeName> = { swarm: 'swarm', 'libp2p-pnet': 'swarm', 'keyed-chacha': 'chacha', libp2p: 'libp2p', plain: 'plain', tcp: 'swarm' }
+type NodeName = 'swarm' | 'reduce' | 'chacha' | 'libp2p' | 'plain'
+const NODE_OF: Record<Kind, NodeName> = { swarm: 'swarm', 'swarm-reduce': 'reduce', 'libp2p-pnet': 'swarm', 'keyed-chacha': 'chacha', libp2p: 'libp2p', plain: 'plain', tcp: 'swarm' }
 
 /** Each peer's ids and addresses: its libp2p nodes and its TCP ring listener. */
 interface PeerInfo { ids: Record<NodeName, string>, addrs: Record<NodeName, string[]>, tcp: TcpAddress }
@@ -115,6 +115,7 @@ const swarmNetwork = async (): Promise<Libp2p> => (await startNetwork({
 })).node as unknown as Libp2p
 const nodes: Record<NodeName, Libp2p> = {
   swarm: await swarmNetwork(),
+  reduce: await swarmNetwork(),
   chacha: await swarmNetwork(),
   libp2p: await createLibp2p({ addresses: { listen: LISTEN }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] }),
   plain: await createLibp2p({ addresses: { listen: LISTEN }, transports: [tcp()], connectionEncrypters: [plaintext()], streamMuxers: [yamux()] })
@@ -126,6 +127,8 @@ const patience = { stepTimeoutMs: 60_000, connectTimeoutMs: 60_000 }
 const rings: Record<Kind, Ring> = {
   // Exactly what node/peer wires up for `peer start`.
   swarm: new Ring({ transport: createKeyedRingTransport(nodes.swarm, { host: listenHostOf(LISTEN) }) }, patience),
+  // the same, every round reducing chunks (never gathering whole vectors): what the swarm did before wire version 2
+  'swarm-reduce': new Ring({ transport: createKeyedRingTransport(nodes.reduce, { host: listenHostOf(LISTEN) }) }, { ...patience, gatherMaxBytes: 0 }),
   'libp2p-pnet': new Ring({ transport: createLibp2pRingTransport(nodes.swarm) }, patience),
   'keyed-chacha': new Ring({ transport: createKeyedRingTransport(nodes.chacha, { host: listenHostOf(LISTEN), cipher: 'chacha20-poly1305' }) }, patience),
   libp2p: new Ring({ transport: createLibp2pRingTransport(nodes.libp2p) }, patience),

@@ -6,7 +6,7 @@ import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { DATA_HEADER_BYTES, DONE_BYTES, HELLO_BYTES, PROTOCOL } from '../protocols/allreduce/index.ts'
-import { Ring, chunkSpans, createLibp2pRingTransport, createTcpRingTransport, elementsSent, roundError, sendChunk, stepCount } from '../node/ring/index.ts'
+import { Ring, chunkSpans, createLibp2pRingTransport, createTcpRingTransport, elementsSent, gathers, roundError, sendChunk, stepCount } from '../node/ring/index.ts'
 import type { AllReduceResult, TcpAddress } from '../node/ring/index.ts'
 
 /** Small blocks so that even short vectors take several frames per chunk. */
@@ -19,7 +19,11 @@ interface Member { id: string, ring: Ring }
 /** RING_LOG=1 prints the rings' logs. */
 const logger = process.env.RING_LOG === undefined ? undefined : (msg: string) => { process.stderr.write(`${msg}\n`) }
 
-async function libp2pMembers (count: number): Promise<{ members: Member[], nodes: Libp2p[] }> {
+/** How the rings of a describe block run their rounds: the default (small vectors and rings of 2 gather whole vectors), or always reducing chunks. */
+type Mode = 'auto' | 'reduce'
+const ringInit = (mode: Mode): { blockBytes: number, gatherMaxBytes?: number } => ({ blockBytes: BLOCK_BYTES, ...(mode === 'reduce' ? { gatherMaxBytes: 0 } : {}) })
+
+async function libp2pMembers (count: number, mode: Mode): Promise<{ members: Member[], nodes: Libp2p[] }> {
   const nodes = await Promise.all(Array.from({ length: count }, async () => await createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
@@ -29,17 +33,17 @@ async function libp2pMembers (count: number): Promise<{ members: Member[], nodes
   for (const a of nodes) {
     for (const b of nodes) if (a !== b) await a.peerStore.merge(b.peerId, { multiaddrs: b.getMultiaddrs() })
   }
-  const members = nodes.map(node => ({ id: node.peerId.toString(), ring: new Ring({ transport: createLibp2pRingTransport(node), logger }, { blockBytes: BLOCK_BYTES }) }))
+  const members = nodes.map(node => ({ id: node.peerId.toString(), ring: new Ring({ transport: createLibp2pRingTransport(node), logger }, ringInit(mode)) }))
   for (const m of members) await m.ring.start()
   return { members, nodes }
 }
 
-async function tcpMembers (count: number): Promise<Member[]> {
+async function tcpMembers (count: number, mode: Mode): Promise<Member[]> {
   const addresses = new Map<string, TcpAddress>()
   const members = Array.from({ length: count }, (_, i) => {
     const id = `tcp-member-${i}`
     const transport = createTcpRingTransport({ self: id, resolve: peer => addresses.get(peer) })
-    return { id, transport, ring: new Ring({ transport, logger }, { blockBytes: BLOCK_BYTES }) }
+    return { id, transport, ring: new Ring({ transport, logger }, ringInit(mode)) }
   })
   for (const m of members) {
     await m.ring.start()
@@ -78,13 +82,13 @@ function sums (results: AllReduceResult[]): Float32Array[] {
 /** Lengths around every edge: empty, shorter than the ring, one block, uneven chunks, several blocks per chunk. */
 const lengthsFor = (n: number): number[] => [...new Set([0, 1, n - 1, n, n + 1, 2 * n + 1, BLOCK_ELEMENTS * n - 1, BLOCK_ELEMENTS * n * 3 + 7, 10_007])]
 
-for (const kind of ['libp2p', 'tcp'] as const) {
-  describe(`all-reduce over ${kind}`, () => {
+for (const [kind, mode] of [['libp2p', 'auto'], ['tcp', 'auto'], ['libp2p', 'reduce'], ['tcp', 'reduce']] as const) {
+  describe(`all-reduce over ${kind}${mode === 'reduce' ? ', every round reducing chunks' : ''}`, () => {
     let all: Member[] = []
     let nodes: Libp2p[] = []
     before(async () => {
-      if (kind === 'libp2p') ({ members: all, nodes } = await libp2pMembers(MAX_N))
-      else all = await tcpMembers(MAX_N)
+      if (kind === 'libp2p') ({ members: all, nodes } = await libp2pMembers(MAX_N, mode))
+      else all = await tcpMembers(MAX_N, mode)
     })
     after(async () => {
       for (const m of all) await m.ring.stop()
@@ -106,12 +110,17 @@ for (const kind of ['libp2p', 'tcp'] as const) {
             assert.deepEqual(Array.from(sum), Array.from(expected), `N=${n} length=${length}`)
           }
           assert.deepEqual(vectors, copies, 'inputs are not modified')
-          // Bandwidth: member i sends its hello, 2(N−1)/N of the vector, one header per block and N−1 done tokens, nothing else.
+          // Bandwidth: member i sends its hello, 2(N−1)/N of the vector (reducing chunks) or N − 1 whole vectors
+          // (gathering them: rings of 2, small vectors), one header per block and N−1 done tokens, nothing else.
           const spans = chunkSpans(length, n)
+          const gather = mode === 'auto' && gathers(length, n)
+          if (mode === 'auto' && n === 2) assert.ok(gather, 'a ring of 2 gathers')
           results.forEach((r, i) => {
             let blocks = 0
-            for (let t = 0; t < stepCount(n); t++) blocks += Math.ceil(spans[sendChunk(i, t, n)].length / BLOCK_ELEMENTS)
-            assert.equal(r.stats.bytesSent, HELLO_BYTES + elementsSent(length, n, i) * 4 + blocks * DATA_HEADER_BYTES + (n - 1) * DONE_BYTES)
+            const sent = gather ? (n - 1) * length : elementsSent(length, n, i)
+            if (gather) blocks = (n - 1) * Math.ceil(length / BLOCK_ELEMENTS)
+            else for (let t = 0; t < stepCount(n); t++) blocks += Math.ceil(spans[sendChunk(i, t, n)].length / BLOCK_ELEMENTS)
+            assert.equal(r.stats.bytesSent, HELLO_BYTES + sent * 4 + blocks * DATA_HEADER_BYTES + (n - 1) * DONE_BYTES)
             assert.equal(r.stats.steps, stepCount(n))
           })
         }

@@ -4,10 +4,10 @@ import fc from 'fast-check'
 import {
   ABORT_CODES, DATA_HEADER_BYTES, FrameDecoder, HELLO_BYTES, InvalidMessageError, MAX_FRAME_BYTES, MAX_PEER_ID_BYTES,
   MAX_REASON_BYTES, PROTOCOL, decodeFrame, decodeFrames, encodeAbort, encodeData, encodeDone, encodeHello, encodeIdent,
-  encodeLengthPrefix, membersHash
+  GATHER_MAX_BYTES, WIRE_VERSION, encodeLengthPrefix, membersHash
 } from '../protocols/allreduce/index.ts'
 import type { Frame } from '../protocols/allreduce/index.ts'
-import { chunkSpans, elementsSent, recvChunk, sendChunk, stepCount } from '../node/ring/index.ts'
+import { chunkSpans, elementsSent, gatherRecvOrigin, gatherSendOrigin, gathers, recvChunk, sendChunk, stepCount } from '../node/ring/index.ts'
 
 /** Runs `fn`; passes if it returns, or throws InvalidMessageError; fails on any other error. */
 function onlyInvalidMessage (fn: () => unknown): void {
@@ -24,7 +24,7 @@ const u32 = fc.integer({ min: 0, max: 0xffff_ffff })
 const peerId = fc.string({ minLength: 1, maxLength: 60 })
 
 const arbFrame: fc.Arbitrary<Uint8Array> = fc.oneof(
-  fc.record({ round: u32, attempt: u32, elements: u32, members: fc.integer({ min: 1, max: 1024 }), ids: fc.array(peerId, { minLength: 1, maxLength: 5 }) })
+  fc.record({ round: u32, attempt: u32, elements: u32, members: fc.integer({ min: 1, max: 1024 }), gathers: fc.boolean(), ids: fc.array(peerId, { minLength: 1, maxLength: 5 }) })
     .chain(r => fc.integer({ min: 0, max: r.members - 1 }).map(index => encodeHello({ ...r, index, membersHash: membersHash(r.ids) }))),
   fc.record({ round: u32, attempt: u32, step: fc.integer({ min: 0, max: 0xffff }), chunk: u32, offset: u32, values: fc.float32Array({ minLength: 1, maxLength: 64 }) })
     .map(r => encodeData({ ...r, length: r.values.length }, r.values)),
@@ -61,9 +61,11 @@ test('codec: protocol id is built from its parts', () => {
 
 test('codec: every frame type round-trips', () => {
   const hash = membersHash(['a', 'b', 'c'])
-  const hello = decodeFrame(encodeHello({ round: 7, attempt: 2, members: 3, index: 1, elements: 1001, membersHash: hash }))
-  assert.deepEqual(hello, { type: 'hello', version: 1, round: 7, attempt: 2, members: 3, index: 1, elements: 1001, membersHash: hash })
-  assert.equal(encodeHello({ round: 7, attempt: 2, members: 3, index: 1, elements: 1001, membersHash: hash }).byteLength, HELLO_BYTES)
+  for (const gathers of [false, true]) {
+    const hello = decodeFrame(encodeHello({ round: 7, attempt: 2, members: 3, index: 1, elements: 1001, gathers, membersHash: hash }))
+    assert.deepEqual(hello, { type: 'hello', version: WIRE_VERSION, round: 7, attempt: 2, members: 3, index: 1, elements: 1001, gathers, membersHash: hash })
+  }
+  assert.equal(encodeHello({ round: 7, attempt: 2, members: 3, index: 1, elements: 1001, gathers: false, membersHash: hash }).byteLength, HELLO_BYTES)
 
   const values = Float32Array.from([1.5, -2, 3e38, 0])
   const data = decodeFrame(encodeData({ round: 1, attempt: 0, step: 3, chunk: 2, offset: 40, length: 4 }, values))
@@ -101,15 +103,21 @@ test('codec: malformed frames are InvalidMessageError', () => {
     ['empty', new Uint8Array(0)],
     ['unknown type', Uint8Array.from([99, 0, 0, 0])],
     ['short data', encodeData({ round: 1, attempt: 0, step: 0, chunk: 0, offset: 0, length: 2 }, Float32Array.from([1, 2])).subarray(0, DATA_HEADER_BYTES + 4)],
-    ['short hello', encodeHello({ round: 1, attempt: 0, members: 1, index: 0, elements: 1, membersHash: hash }).subarray(0, 40)],
+    ['short hello', encodeHello({ round: 1, attempt: 0, members: 1, index: 0, elements: 1, gathers: false, membersHash: hash }).subarray(0, 40)],
     ['data without elements', encodeData({ round: 1, attempt: 0, step: 0, chunk: 0, offset: 0, length: 0 }, new Float32Array(0))],
     ['bad utf-8 ident', Uint8Array.from([4, 0, 2, 0, 0xff, 0xfe])],
     ['oversized ident', Uint8Array.from([4, 0, 0xff, 0xff])]
   ]
-  const helloWrongVersion = encodeHello({ round: 1, attempt: 0, members: 1, index: 0, elements: 1, membersHash: hash })
-  helloWrongVersion[1] = 2
-  cases.push(['hello of another wire version', helloWrongVersion])
-  const helloBadIndex = encodeHello({ round: 1, attempt: 0, members: 2, index: 1, elements: 1, membersHash: hash })
+  const helloWrongVersion = encodeHello({ round: 1, attempt: 0, members: 1, index: 0, elements: 1, gathers: false, membersHash: hash })
+  helloWrongVersion[1] = 1
+  cases.push(['hello of another wire version (1: before gathering rounds)', helloWrongVersion])
+  const helloBadMode = encodeHello({ round: 1, attempt: 0, members: 1, index: 0, elements: 1, gathers: false, membersHash: hash })
+  helloBadMode[18] = 2
+  cases.push(['hello with a mode byte other than 0 or 1', helloBadMode])
+  const helloReserved = encodeHello({ round: 1, attempt: 0, members: 1, index: 0, elements: 1, gathers: true, membersHash: hash })
+  helloReserved[19] = 1
+  cases.push(['hello with its reserved byte set', helloReserved])
+  const helloBadIndex = encodeHello({ round: 1, attempt: 0, members: 2, index: 1, elements: 1, gathers: false, membersHash: hash })
   helloBadIndex[16] = 5
   cases.push(['hello position outside the list', helloBadIndex])
   const abortBadCode = encodeAbort({ round: 1, attempt: 0, code: 'timeout', reason: 'x' })
@@ -237,4 +245,30 @@ test('layout: every member sends 2(N−1)/N of the vector, and forwards what it 
     assert.equal(total, 2 * (n - 1) * elements, 'all members together send 2(N−1) vectors')
     assert.ok(spans.length === n)
   }))
+})
+
+test('layout: a gathering round hands every vector to every member in N − 1 steps, each forwarded the step after it came', () => {
+  fc.assert(fc.property(fc.integer({ min: 2, max: 12 }), n => {
+    for (let rank = 0; rank < n; rank++) {
+      const pred = (rank - 1 + n) % n
+      const seen = new Set<number>()
+      for (let t = 0; t < n - 1; t++) {
+        // what I receive at step t is what my predecessor sends at step t; what I send at t I received at t − 1
+        assert.equal(gatherRecvOrigin(rank, t, n), gatherSendOrigin(pred, t, n))
+        assert.equal(gatherSendOrigin(rank, t, n), t === 0 ? rank : gatherRecvOrigin(rank, t - 1, n))
+        seen.add(gatherRecvOrigin(rank, t, n))
+      }
+      assert.deepEqual([...seen].sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i).filter(i => i !== rank), 'every other vector, once')
+    }
+  }))
+})
+
+test('layout: which rounds gather whole vectors: every round of 2, small vectors of more, none with the limit at 0', () => {
+  assert.equal(gathers(10_000_000, 2), true)
+  assert.equal(gathers(1024, 3), true)
+  assert.equal(gathers(GATHER_MAX_BYTES / 4 / 2, 3), true)
+  assert.equal(gathers(GATHER_MAX_BYTES / 4 / 2 + 1, 3), false)
+  assert.equal(gathers(1024, 1), false)
+  assert.equal(gathers(1024, 2, 0), false)
+  assert.equal(gathers(1024, 3, 0), false)
 })

@@ -9,7 +9,7 @@ import type { RingContext, RingEvent, RingInput } from '../node/ring/index.ts'
 /** The machine with inert actors: graph traversal starts invoked actors, and the defaults refuse to run. */
 const inert = ringMachine.provide({ actors: { exchange: fromCallback(() => () => {}), notifyAbort: fromPromise(async () => {}) } })
 
-const input = (members: number): RingInput => ({ round: 4, attempt: 1, members, connectTimeoutMs: 1000, stepTimeoutMs: 500, notifyTimeoutMs: 100 })
+const input = (members: number, gathers = false): RingInput => ({ round: 4, attempt: 1, members, gathers, connectTimeoutMs: 1000, stepTimeoutMs: 500, notifyTimeoutMs: 100 })
 
 /**
  * Every event the machine can take in this state, with the data a real one carries; `step.done` names the step
@@ -60,11 +60,12 @@ const expectedFailure: Record<string, { code: string, cause?: string, culprit: s
 type Snap = { value: unknown, context: RingContext, status: string, output?: unknown }
 
 /** Assertions that hold in every state, whatever the path. */
-function checkState (s: Snap, n: number): void {
+function checkState (s: Snap, n: number, gathers = false): void {
   const c = s.context
   const where = `${JSON.stringify(s.value)} step ${c.step}`
   if (typeof s.value === 'object') {
     const sub = (s.value as { running: string }).running
+    if (gathers) assert.notEqual(sub, 'reduceScatter', `${where}: a gathering round has no reduce-scatter`)
     assert.equal(c.code, null, where)
     assert.equal(c.reason, null, where)
     if (sub === 'connecting') assert.equal(c.step, 0, where)
@@ -87,9 +88,9 @@ function checkState (s: Snap, n: number): void {
   }
 }
 
-for (const n of [1, 2, 3, 4]) {
-  test(`machine paths (N = ${n}): every simple path, failures included, keeps the invariants at each state`, () => {
-    const paths = getSimplePaths(inert, { input: input(n), events: eventsFor })
+for (const [n, gathers] of [[1, false], [2, false], [3, false], [4, false], [2, true], [3, true], [4, true]] as const) {
+  test(`machine paths (N = ${n}${gathers ? ', gathering whole vectors' : ''}): every simple path, failures included, keeps the invariants at each state`, () => {
+    const paths = getSimplePaths(inert, { input: input(n, gathers), events: eventsFor })
     assert.ok(paths.length > 0)
     const covered = new Set<string>()
     const endings = new Set<string>()
@@ -97,7 +98,7 @@ for (const n of [1, 2, 3, 4]) {
       let previous: Snap | null = null
       for (const step of path.steps) {
         const s = step.state as unknown as Snap
-        checkState(s, n)
+        checkState(s, n, gathers)
         if (previous !== null) {
           covered.add(`${ringStateName(previous.value, previous.context)} --${step.event.type}-->`)
           // Entering `aborting` records exactly the failure that caused it.
@@ -109,8 +110,10 @@ for (const n of [1, 2, 3, 4]) {
             assert.equal(s.context.culprit, want.culprit)
             assert.equal(s.context.step, previous.context.step, 'a failure does not count as a step')
           }
-          // Steps advance one at a time, only on step.done.
-          if (s.context.step !== previous.context.step) {
+          // Steps advance one at a time, only on step.done (a gathering round starts at the all-gather's first).
+          if (gathers && step.event.type === 'ring.connected') {
+            assert.equal(s.context.step, n - 1)
+          } else if (s.context.step !== previous.context.step) {
             assert.equal(step.event.type, 'step.done')
             assert.equal(s.context.step, previous.context.step + 1)
           }
@@ -118,12 +121,13 @@ for (const n of [1, 2, 3, 4]) {
         previous = s
       }
       const end = path.state as unknown as Snap
-      checkState(end, n)
+      checkState(end, n, gathers)
       endings.add(typeof end.value === 'string' ? end.value : JSON.stringify(end.value))
     }
     for (const ending of ['done', 'aborting', 'aborted']) assert.ok(endings.has(ending), `some path ends in ${ending}`)
     // Every running state can fail every way, and the abort notice ends on success, error or its timeout.
-    const running = n === 1 ? ['connecting'] : ['connecting', ...Array.from({ length: n - 1 }, (_, k) => `reduce-scatter ${k + 1}/${n - 1}`), ...Array.from({ length: n - 1 }, (_, k) => `all-gather ${k + 1}/${n - 1}`), 'committing']
+    const reduceScatter = gathers ? [] : Array.from({ length: n - 1 }, (_, k) => `reduce-scatter ${k + 1}/${n - 1}`)
+    const running = n === 1 ? ['connecting'] : ['connecting', ...reduceScatter, ...Array.from({ length: n - 1 }, (_, k) => `all-gather ${k + 1}/${n - 1}`), 'committing']
     for (const state of running) {
       for (const event of ['peer.lost', 'frame.invalid', 'members.mismatch', 'peer.aborted', 'round.cancel', 'exchange.failed']) {
         assert.ok(covered.has(`${state} --${event}-->`), `${state} fails on ${event}`)
@@ -131,7 +135,7 @@ for (const n of [1, 2, 3, 4]) {
     }
     assert.ok(covered.has('connecting --xstate.after.connectTimeout.ring.running.connecting-->'))
     if (n > 1) {
-      assert.ok(covered.has(`reduce-scatter 1/${n - 1} --xstate.after.stepTimeout.ring.running.reduceScatter-->`))
+      if (!gathers) assert.ok(covered.has(`reduce-scatter 1/${n - 1} --xstate.after.stepTimeout.ring.running.reduceScatter-->`))
       assert.ok(covered.has(`all-gather ${n - 1}/${n - 1} --xstate.after.stepTimeout.ring.running.allGather-->`))
       assert.ok(covered.has('committing --xstate.after.stepTimeout.ring.running.committing-->'))
       assert.ok(covered.has('committing --round.committed-->'))
@@ -149,6 +153,10 @@ test('machine paths: the shortest path to done is connect, one step.done per ste
     assert.ok(done !== undefined)
     const types = done.steps.map(s => s.event.type).slice(1)
     assert.deepEqual(types, n === 1 ? ['ring.connected'] : ['ring.connected', ...Array(2 * (n - 1)).fill('step.done'), 'round.committed'])
+    if (n === 1) continue
+    // gathering whole vectors: the all-gather's N − 1 steps only
+    const gathering = getShortestPaths(inert, { input: input(n, true), events: eventsFor, toState: s => s.value === 'done' }).find(p => p.state.value === 'done')
+    assert.deepEqual(gathering?.steps.map(s => s.event.type).slice(1), ['ring.connected', ...Array(n - 1).fill('step.done'), 'round.committed'])
   }
 })
 

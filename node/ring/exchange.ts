@@ -3,7 +3,9 @@
  * the predecessor's hello for this round, then run two loops at once until every step is done:
  *
  * - the receiver reads the predecessor's data frames in order, checks every field and every value, and adds
- *   the block into the working vector (reduce-scatter) or copies it there (all-gather);
+ *   the block into the working vector (reduce-scatter) or copies it there (all-gather); in a round that
+ *   gathers whole vectors (layout.ts), it keeps each vector (2 members: adds it to the caller's), and the
+ *   vectors are summed in the members' order once all are here;
  * - the sender walks its chunks block by block; from step 1 on a block goes out as soon as the receiver has
  *   finished the same span of the previous step, so a block is received, added and forwarded while the next
  *   one is still arriving.
@@ -17,7 +19,7 @@ import {
   InvalidMessageError, decodeFrame, encodeDataHeader, encodeDone, encodeHello, membersHash
 } from '../../protocols/allreduce/index.ts'
 import type { Frame } from '../../protocols/allreduce/index.ts'
-import { chunkSpans, isReduceStep, recvChunk, sendChunk, stepCount } from './layout.ts'
+import { chunkSpans, gatherRecvOrigin, gatherSendOrigin, isReduceStep, recvChunk, sendChunk, stepCount } from './layout.ts'
 import type { RingEvent } from './machine.ts'
 import type { InboundChannel, OutboundChannel, RingTransport } from './transport.ts'
 
@@ -37,6 +39,12 @@ export interface ExchangePlan {
    */
   work: Float32Array
   blockElements: number
+  /**
+   * Where the round gathers whole vectors (layout.ts `gathers`): with 3 or more members, one buffer of the
+   * vector's length per position, where the other members' vectors arrive (this member's own entry is unused);
+   * empty with 2 members (each adds the other's vector into `work` as it arrives). Null: the round reduces chunks.
+   */
+  gathered: Float32Array[] | null
 }
 
 export interface ExchangeProgress {
@@ -176,6 +184,7 @@ export async function runExchange (
     outbound.catch(() => {})
     inbound.catch(() => {})
     await transfer(plan, outbound, inbound, progress, emit, local.signal)
+    if (plan.gathered !== null && n > 2) sumInOrder(plan)
     await commit(plan, await outbound, await inbound, progress, local.signal)
     if (!local.signal.aborted) emit({ type: 'round.committed' })
   } catch (err) {
@@ -195,13 +204,19 @@ async function openSuccessor (transport: RingTransport, plan: ExchangePlan, succ
     throw new Stop({ type: 'peer.lost', peer: succ, reason: (err as Error).message })
   }
   progress.out = out
-  const hello = encodeHello({ round: plan.round, attempt: plan.attempt, members: plan.members.length, index: plan.rank, elements: plan.work.length, membersHash: hash })
+  const hello = encodeHello({ round: plan.round, attempt: plan.attempt, members: plan.members.length, index: plan.rank, elements: plan.work.length, gathers: plan.gathered !== null, membersHash: hash })
   await sendFrame(out, [hello], progress, signal)
   return out
 }
 
-/** Sends one frame to the successor; a failed channel ends the round (`peer.lost`). */
+/**
+ * Sends one frame to the successor; a failed channel ends the round (`peer.lost`). Nothing once the round is
+ * over: the channel outlives it, and a frame of an aborted round written after the next round's hello would
+ * abort that one too (a sender whose sends never wait, such as step 0 of a gathering round, would otherwise
+ * go on writing the caller's vector after its round ended).
+ */
 async function sendFrame (out: OutboundChannel, parts: Uint8Array[], progress: ExchangeProgress, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) throw signal.reason
   progress.sending = true
   try {
     await out.send(parts, signal)
@@ -265,6 +280,10 @@ async function findHello (transport: RingTransport, plan: ExchangePlan, pred: st
         }
         if (frame.index !== expectedIndex) throw new Stop({ type: 'members.mismatch', peer: pred, reason: `it is at position ${frame.index}, expected ${expectedIndex}` })
         if (frame.elements !== plan.work.length) throw new Stop({ type: 'members.mismatch', peer: pred, reason: `vector of ${frame.elements} elements, this member has ${plan.work.length}` })
+        if (frame.gathers !== (plan.gathered !== null)) {
+          const how = (gathers: boolean): string => gathers ? 'gathers whole vectors' : 'reduces chunks'
+          throw new Stop({ type: 'members.mismatch', peer: pred, reason: `it ${how(frame.gathers)}, this member ${how(plan.gathered !== null)}` })
+        }
         return inbound
       }
     } catch (err) {
@@ -312,17 +331,73 @@ async function commit (plan: ExchangePlan, out: OutboundChannel, inbound: Inboun
   }
 }
 
+/** What one step sends and receives: the frames' chunk field, the span of the vector, where it comes from and goes. */
+interface StepPlan {
+  send: { chunk: number, start: number, length: number, from: Float32Array }
+  recv: { chunk: number, start: number, length: number }
+  /** Takes a received block at element `at` of the vector; returns the index of its first non-finite value, or −1. */
+  take: (at: number, values: Float32Array) => number
+}
+
+/**
+ * The steps of a round. Reducing chunks (layout.ts): a reduce step's chunk is first touched by the step that
+ * receives it (its sum is the caller's part plus the block), an all-gather step copies the chunk's sum; step 0
+ * sends the caller's own chunk, later steps what the step before received. Gathering whole vectors: each is kept
+ * (2 members: added to the caller's at once), step 0 sends the caller's vector, later steps the one received before.
+ */
+function stepPlans (plan: ExchangePlan): StepPlan[] {
+  const n = plan.members.length
+  const { rank, input, work, gathered } = plan
+  const elements = work.length
+  if (gathered !== null) {
+    return Array.from({ length: n - 1 }, (_, t): StepPlan => {
+      const sent = gatherSendOrigin(rank, t, n)
+      const origin = gatherRecvOrigin(rank, t, n)
+      const into = gathered[origin]
+      return {
+        send: { chunk: sent, start: 0, length: elements, from: t === 0 ? input : gathered[sent] },
+        recv: { chunk: origin, start: 0, length: elements },
+        take: n === 2 ? (at, values) => addCheckedFrom(work, input, at, values) : (at, values) => copyChecked(into, at, values)
+      }
+    })
+  }
+  const spans = chunkSpans(elements, n)
+  return Array.from({ length: stepCount(n) }, (_, t): StepPlan => {
+    const out = spans[sendChunk(rank, t, n)]
+    const chunk = recvChunk(rank, t, n)
+    return {
+      send: { chunk: sendChunk(rank, t, n), start: out.start, length: out.length, from: t === 0 ? input : work },
+      recv: { chunk, start: spans[chunk].start, length: spans[chunk].length },
+      take: isReduceStep(t, n) ? (at, values) => addCheckedFrom(work, input, at, values) : (at, values) => copyChecked(work, at, values)
+    }
+  })
+}
+
+/**
+ * A gathering round of 3 or more members, once every vector is here: `work` becomes their sum, added in the
+ * order of the members' positions (the caller's own vector at its place), the same order on every member, so
+ * that every member holds the same float32 sum bit for bit. The received vectors were checked as they came.
+ */
+function sumInOrder (plan: ExchangePlan): void {
+  const { work, input, rank } = plan
+  const gathered = plan.gathered as Float32Array[]
+  const vectorOf = (i: number): Float32Array => i === rank ? input : gathered[i]
+  work.set(vectorOf(0))
+  for (let i = 1; i < plan.members.length; i++) {
+    const v = vectorOf(i)
+    for (let k = 0; k < work.length; k++) work[k] += v[k]
+  }
+}
+
 /**
  * The two loops of the data path, run until every step is done: the sender once the successor's channel is open,
  * the receiver once the predecessor's hello has checked out; `ring.connected` once both are.
  */
 async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>, inbound: Promise<InboundChannel>, progress: ExchangeProgress, emit: (event: RingEvent) => void, signal: AbortSignal): Promise<void> {
-  const n = plan.members.length
-  const steps = stepCount(n)
-  const spans = chunkSpans(plan.work.length, n)
-  const work = plan.work
-  const input = plan.input
-  const rank = plan.rank
+  const plans = stepPlans(plan)
+  const steps = plans.length
+  // the machine numbers a gathering round's steps as the all-gather's: N − 1 … 2N − 3
+  const firstStep = plan.gathered !== null ? plan.members.length - 1 : 0
 
   // Receiver progress: the step being received and the elements of it received so far.
   let recvStep = 0
@@ -342,7 +417,7 @@ async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>,
   let connected = false
   const report = (): void => {
     while (connected && stepsReported < Math.min(stepsSent, stepsReceived) && !signal.aborted) {
-      emit({ type: 'step.done', step: stepsReported++ })
+      emit({ type: 'step.done', step: firstStep + stepsReported++ })
     }
   }
   const aborted = new Promise<never>((_resolve, reject) => {
@@ -355,9 +430,7 @@ async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>,
     const inbound = await channel
     const scratch = { buf: new Float32Array(0) }
     for (let t = 0; t < steps; t++) {
-      const chunk = recvChunk(rank, t, n)
-      const { start, length } = spans[chunk]
-      const reduce = isReduceStep(t, n)
+      const { recv: { chunk, start, length }, take } = plans[t]
       while (recvOffset < length) {
         const { bytes, frame } = await readFrame(inbound, progress, signal)
         if (frame.type !== 'data') unexpected(plan, inbound, bytes, frame, `in the middle of step ${t}`)
@@ -372,8 +445,7 @@ async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>,
           throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `${frame.length} elements at ${where} overrun the chunk of ${length}` })
         }
         const values = floatsOf(frame.payload, scratch)
-        // Each reduce step receives a chunk no earlier step wrote: its sum is the caller's part plus the block.
-        const bad = reduce ? addCheckedFrom(work, input, start + recvOffset, values) : copyChecked(work, start + recvOffset, values)
+        const bad = take(start + recvOffset, values)
         if (bad >= 0) {
           throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `non-finite value (${values[bad]}) at element ${recvOffset + bad} of chunk ${chunk}, step ${t}` })
         }
@@ -391,16 +463,13 @@ async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>,
   const sender = async (channel: Promise<OutboundChannel>): Promise<void> => {
     const out = await channel
     for (let t = 0; t < steps; t++) {
-      const chunk = sendChunk(rank, t, n)
-      const { start, length } = spans[chunk]
+      const { chunk, start, length, from } = plans[t].send
       for (let offset = 0; offset < length; offset += plan.blockElements) {
         const count = Math.min(plan.blockElements, length - offset)
         if (t > 0 && !received(t - 1, offset + count)) {
           await Promise.race([new Promise<void>(resolve => { waiter = { step: t - 1, upto: offset + count, resolve } }), aborted])
         }
         const header = encodeDataHeader({ round: plan.round, attempt: plan.attempt, step: t, chunk, offset, length: count })
-        // Step 0 sends this member's own chunk, straight from the caller's vector; later steps what was received.
-        const from = t === 0 ? input : work
         const payload = new Uint8Array(from.buffer, from.byteOffset + (start + offset) * 4, count * 4)
         await sendFrame(out, [header, payload], progress, signal)
       }

@@ -44,7 +44,7 @@ export type { TcpAddress, TcpRingTransport, TcpRingTransportOptions } from './tc
 export type { InboundChannel, OutboundChannel, RingTransport } from './transport.ts'
 export { ringMachine, ringStateName } from './machine.ts'
 export type { AbortNotice, RingContext, RingEvent, RingInput, RingOutput } from './machine.ts'
-export { chunkSpans, elementsSent, recvChunk, sendChunk, stepCount } from './layout.ts'
+export { chunkSpans, elementsSent, gatherRecvOrigin, gatherSendOrigin, gathers, recvChunk, sendChunk, stepCount } from './layout.ts'
 /** The data path's inner loop (add with a NaN/Inf check), exported for benchmarks. */
 export { addChecked } from './exchange.ts'
 export type { ChunkSpan } from './layout.ts'

@@ -8,7 +8,16 @@
  * the full sum of chunk (i + 1). At all-gather step s, it sends chunk (i + 1 − s) and overwrites chunk (i − s).
  * From step 1 on, the chunk sent at step t is the one received at step t − 1: each block can be forwarded as soon
  * as it has been received (and added), which is what lets sending, receiving and adding overlap.
+ *
+ * A small vector's round is hops, not bytes: 2(N−1) data steps and N−1 done tokens after them. Such a round
+ * (and every round of 2 members) gathers whole vectors instead (`gathers`): N − 1 steps, at step t member i
+ * sends the vector of member (i − t) (its own at step 0, then the one it received the step before) and receives
+ * that of member (i − t − 1). Then each member sums the N vectors itself, in the order of the members' positions,
+ * so every member computes the same float32 sum bit for bit (addition is commutative: with 2 members each adds
+ * the other's vector to its own as it arrives). Each member sends (N − 1) · L elements instead of 2(N − 1)/N · L:
+ * the same for 2 members, and little for a small vector.
  */
+import { GATHER_MAX_BYTES } from '../../protocols/allreduce/index.ts'
 
 export interface ChunkSpan {
   /** First element of the chunk in the vector. */
@@ -56,4 +65,24 @@ export function elementsSent (elements: number, members: number, rank: number): 
   let total = 0
   for (let t = 0; t < stepCount(members); t++) total += spans[sendChunk(rank, t, members)].length
   return total
+}
+
+/**
+ * Whether a round of `members` over `elements` float32s gathers whole vectors (see above): always with 2 members,
+ * with more while each would send at most `maxBytes` (GATHER_MAX_BYTES unless set; the hello says which way a
+ * member goes, and neighbours that disagree abort). With `maxBytes` 0 no round gathers (tests and benchmarks).
+ */
+export function gathers (elements: number, members: number, maxBytes = GATHER_MAX_BYTES): boolean {
+  if (members < 2 || maxBytes <= 0) return false
+  return members === 2 || elements * 4 * (members - 1) <= maxBytes
+}
+
+/** In a gathering round: the position of the member whose vector member `rank` sends at step `step` (0 … N−2). */
+export function gatherSendOrigin (rank: number, step: number, members: number): number {
+  return mod(rank - step, members)
+}
+
+/** In a gathering round: the position of the member whose vector member `rank` receives at step `step` (0 … N−2). */
+export function gatherRecvOrigin (rank: number, step: number, members: number): number {
+  return mod(rank - step - 1, members)
 }

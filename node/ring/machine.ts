@@ -2,7 +2,7 @@
  * One all-reduce round as a state machine:
  *
  *   running.connecting → running.reduceScatter (step 0 … N−2) → running.allGather (step N−1 … 2N−3)
- *     │                                                        → running.committing → done
+ *     │                  └───────────── (a round that gathers whole vectors) ─┘   → running.committing → done
  *     └─ (any running state) peer.lost · frame.invalid · members.mismatch · peer.aborted ·
  *                            round.cancel · exchange.failed · its timeout → aborting → aborted
  *
@@ -22,6 +22,11 @@ export interface RingInput {
   attempt: number
   /** Members in the ring (N). */
   members: number
+  /**
+   * The round gathers whole vectors (layout.ts `gathers`): it goes from connecting straight to the all-gather,
+   * whose N − 1 steps (N − 1 … 2N − 3) are then the whole data path.
+   */
+  gathers?: boolean
   connectTimeoutMs: number
   stepTimeoutMs: number
   notifyTimeoutMs: number
@@ -123,12 +128,14 @@ export const ringMachine = setup({
   },
   guards: {
     alone: ({ context }) => context.members === 1,
+    gathers: ({ context }) => context.gathers === true,
     currentStep: ({ context, event }) => event.type === 'step.done' && event.step === context.step,
     endsReduceScatter: ({ context, event }) => event.type === 'step.done' && event.step === context.step && context.step === context.members - 2,
     endsAllGather: ({ context, event }) => event.type === 'step.done' && event.step === context.step && context.step === 2 * context.members - 3
   },
   actions: {
     advance: assign({ step: ({ context }) => context.step + 1 }),
+    skipReduceScatter: assign({ step: ({ context }) => context.members - 1 }),
     fail: assign((_, params: Failure) => ({ code: params.code, cause: params.cause ?? params.code, reason: params.reason, culprit: params.culprit ?? null }))
   }
 }).createMachine({
@@ -180,6 +187,7 @@ export const ringMachine = setup({
           on: {
             'ring.connected': [
               { guard: 'alone', target: '#ring.done' },
+              { guard: 'gathers', target: 'allGather', actions: 'skipReduceScatter' },
               { target: 'reduceScatter' }
             ]
           }

@@ -1,12 +1,13 @@
 import { createActor, fromCallback, fromPromise, toPromise } from 'xstate'
 import type { Actor } from 'xstate'
 import {
-  ABORT_NOTIFY_TIMEOUT_MS, DEFAULT_BLOCK_BYTES, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STEP_TIMEOUT_MS, MAX_BLOCK_BYTES,
+  ABORT_NOTIFY_TIMEOUT_MS, DEFAULT_BLOCK_BYTES, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STEP_TIMEOUT_MS, GATHER_MAX_BYTES, MAX_BLOCK_BYTES,
   MAX_MEMBERS, MAX_PEER_ID_BYTES, MAX_U32, MIN_BLOCK_BYTES, PIPELINE_BLOCKS, RoundAbortedError, STEP_TIMEOUT_BYTES_PER_MS,
   assertLittleEndian, encodeAbort
 } from '../../protocols/allreduce/index.ts'
 import type { AbortCode } from '../../protocols/allreduce/index.ts'
 import { runExchange } from './exchange.ts'
+import { gathers } from './layout.ts'
 import type { ExchangePlan, ExchangeProgress } from './exchange.ts'
 import { ringMachine, ringStateName } from './machine.ts'
 import type { AbortNotice, ExchangeInput, RingEvent } from './machine.ts'
@@ -89,6 +90,12 @@ export interface RingInit {
   connectTimeoutMs?: number
   /** Longest the abort notice to the successor may hold up an aborted round's result (ABORT_NOTIFY_TIMEOUT_MS). */
   notifyTimeoutMs?: number
+  /**
+   * Up to how many bytes sent per member a round gathers whole vectors (GATHER_MAX_BYTES; layout.ts `gathers`).
+   * 0: every round reduces chunks, also with 2 members. Every member of a ring must use the same (their hellos
+   * say which way each goes; a round whose neighbours disagree aborts with `mismatch`).
+   */
+  gatherMaxBytes?: number
 }
 
 export interface RingStatus {
@@ -169,12 +176,15 @@ export class Ring {
   readonly #stepTimeoutMs: number
   readonly #connectTimeoutMs: number
   readonly #notifyTimeoutMs: number
+  readonly #gatherMaxBytes: number
   #started = false
   #queue: Promise<void> = Promise.resolve()
   #actor: Actor<typeof ringMachine> | null = null
   #status: RingStatus | null = null
   /** Outbound channels a failed round found stalled: closed when the next round starts. */
   readonly #stale: OutboundChannel[] = []
+  /** The other members' vectors in a gathering round of 3 or more, kept from round to round while the size holds. */
+  #gathered: Float32Array[] = []
 
   constructor (components: RingComponents, init: RingInit = {}) {
     assertLittleEndian()
@@ -189,6 +199,7 @@ export class Ring {
     this.#stepTimeoutMs = init.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS
     this.#connectTimeoutMs = init.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS
     this.#notifyTimeoutMs = init.notifyTimeoutMs ?? ABORT_NOTIFY_TIMEOUT_MS
+    this.#gatherMaxBytes = init.gatherMaxBytes ?? GATHER_MAX_BYTES
   }
 
   /** Starts the transport (registers the protocol handler / opens the listener). */
@@ -233,6 +244,18 @@ export class Ring {
     }
   }
 
+  /**
+   * Buffers for the other members' vectors of a gathering round (N − 1 of them beyond this member's unused
+   * entry, at most GATHER_MAX_BYTES in all); none for 2 members. The same ones serve every round of that size.
+   */
+  #gatherBuffers (elements: number, n: number): Float32Array[] {
+    if (n <= 2) return []
+    if (this.#gathered.length !== n || this.#gathered[0].length !== elements) {
+      this.#gathered = Array.from({ length: n }, () => new Float32Array(elements))
+    }
+    return this.#gathered
+  }
+
   async #run (spec: RoundSpec, signal: AbortSignal | undefined): Promise<AllReduceResult> {
     const started = performance.now()
     const stats = (steps: number, progress?: ExchangeProgress): AllReduceStats => {
@@ -252,6 +275,7 @@ export class Ring {
 
     for (const channel of this.#stale.splice(0)) channel.close()
     const n = spec.members.length
+    const gather = gathers(spec.vector.length, n, this.#gatherMaxBytes)
     const rank = spec.members.indexOf(spec.self)
     const succ = spec.members[(rank + 1) % n]
     const tag = `${short(spec.self)} r${spec.round}.${spec.attempt}`
@@ -263,7 +287,8 @@ export class Ring {
       rank,
       input: spec.vector,
       work: workFor(spec, n),
-      blockElements: blockElementsFor(spec.vector.length, n, this.#blockElements)
+      blockElements: blockElementsFor(spec.vector.length, n, this.#blockElements, gather),
+      gathered: gather ? this.#gatherBuffers(spec.vector.length, n) : null
     }
     const progress: ExchangeProgress = { bytesSent: 0, bytesReceived: 0, staleFrames: 0, out: null, reading: false, sending: false }
 
@@ -273,8 +298,10 @@ export class Ring {
         round: spec.round,
         attempt: spec.attempt,
         members: n,
+        gathers: gather,
         connectTimeoutMs: spec.connectTimeoutMs ?? this.#connectTimeoutMs,
-        stepTimeoutMs: (spec.stepTimeoutMs ?? this.#stepTimeoutMs) + Math.ceil(spec.vector.byteLength / n / STEP_TIMEOUT_BYTES_PER_MS),
+        // a step moves a chunk, or in a gathering round a whole vector
+        stepTimeoutMs: (spec.stepTimeoutMs ?? this.#stepTimeoutMs) + Math.ceil(spec.vector.byteLength / (gather ? 1 : n) / STEP_TIMEOUT_BYTES_PER_MS),
         notifyTimeoutMs: this.#notifyTimeoutMs
       }
     })
@@ -346,6 +373,16 @@ export class Ring {
 }
 
 /**
+ * The block size of a round: the configured one, unless chunks are so small that fewer than PIPELINE_BLOCKS
+ * blocks would make a chunk (then smaller, down to MIN_BLOCK_BYTES). A gathering round's chunk is the vector.
+ * Receivers accept any block size.
+ */
+function blockElementsFor (elements: number, members: number, configured: number, gather: boolean): number {
+  const chunk = gather ? elements : Math.ceil(elements / members)
+  return Math.min(configured, Math.max(MIN_BLOCK_BYTES / 4, Math.ceil(chunk / PIPELINE_BLOCKS)))
+}
+
+/**
  * Where a round sums: the caller's `into` when it fits, else a new array. Alone (N = 1) the sum is the vector
  * itself, copied; otherwise nothing is copied (the exchange writes every chunk of it).
  */
@@ -357,14 +394,6 @@ function workFor (spec: RoundSpec, n: number): Float32Array {
   return into
 }
 
-/**
- * The block size of a round: the configured one, unless chunks are so small that fewer than PIPELINE_BLOCKS
- * blocks would make a chunk (then smaller, down to MIN_BLOCK_BYTES). Receivers accept any block size.
- */
-function blockElementsFor (elements: number, members: number, configured: number): number {
-  const chunk = Math.ceil(elements / members)
-  return Math.min(configured, Math.max(MIN_BLOCK_BYTES / 4, Math.ceil(chunk / PIPELINE_BLOCKS)))
-}
 
 /** Why a round's data path is told to stop once the round is over: one reason for all (an abort without one makes a DOMException, with its stack, every round). */
 const ROUND_OVER = new Error('the round is over')

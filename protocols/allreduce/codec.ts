@@ -42,6 +42,8 @@ export interface HelloFrame {
   index: number
   /** Length of the vector, in float32 elements. */
   elements: number
+  /** The round gathers whole vectors rather than reducing chunks (node/ring/layout.ts); neighbours must agree. */
+  gathers: boolean
   /** SHA-256 of the ordered member list (`membersHash`). */
   membersHash: Uint8Array
 }
@@ -144,7 +146,7 @@ export function encodeHello (hello: Omit<HelloFrame, 'type' | 'version'>): Uint8
   checkU32(hello.attempt, 'attempt')
   checkU32(hello.elements, 'elements')
   checkU16(hello.members, 'members')
-  checkU32(hello.index, 'index')
+  checkU16(hello.index, 'index')
   if (hello.membersHash.byteLength !== MEMBERS_HASH_BYTES) throw new RangeError('membersHash must be 32 bytes')
   const out = new Uint8Array(HELLO_BYTES)
   const view = new DataView(out.buffer)
@@ -154,7 +156,8 @@ export function encodeHello (hello: Omit<HelloFrame, 'type' | 'version'>): Uint8
   view.setUint32(4, hello.round, true)
   view.setUint32(8, hello.attempt, true)
   view.setUint32(12, hello.elements, true)
-  view.setUint32(16, hello.index, true)
+  view.setUint16(16, hello.index, true)
+  view.setUint8(18, hello.gathers ? 1 : 0)
   out.set(hello.membersHash, 20)
   return out
 }
@@ -266,8 +269,10 @@ export function decodeFrame (frame: Uint8Array): Frame {
       if (version !== WIRE_VERSION) throw new InvalidMessageError(`hello of wire version ${version}, expected ${WIRE_VERSION}`)
       const members = view.getUint16(2, true)
       if (members === 0 || members > MAX_MEMBERS) throw new InvalidMessageError(`hello with ${members} members (1 to ${MAX_MEMBERS})`)
-      const index = view.getUint32(16, true)
+      const index = view.getUint16(16, true)
       if (index >= members) throw new InvalidMessageError(`hello from position ${index} of ${members} members`)
+      const gathers = view.getUint8(18)
+      if (gathers > 1 || view.getUint8(19) !== 0) throw new InvalidMessageError(`hello with mode byte ${gathers} and reserved byte ${view.getUint8(19)} (0 or 1, then 0)`)
       return {
         type: 'hello',
         version,
@@ -276,6 +281,7 @@ export function decodeFrame (frame: Uint8Array): Frame {
         attempt: view.getUint32(8, true),
         elements: view.getUint32(12, true),
         index,
+        gathers: gathers === 1,
         membersHash: frame.slice(20, 20 + MEMBERS_HASH_BYTES)
       }
     }

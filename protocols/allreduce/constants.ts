@@ -6,8 +6,11 @@ export const PROTOCOL_VERSION = '1.0.0'
 /** `/peer/allreduce/1.0.0`: one persistent stream per ring neighbour and direction. */
 export const PROTOCOL = `${PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTOCOL_VERSION}`
 
-/** Carried in every hello: a peer speaking another frame layout aborts the round at the first frame instead of misreading data. */
-export const WIRE_VERSION = 1
+/**
+ * Carried in every hello: a peer speaking another frame layout aborts the round at the first frame instead of
+ * misreading data. 2: small vectors (GATHER_MAX_BYTES) and every 2-member ring gather whole vectors.
+ */
+export const WIRE_VERSION = 2
 
 /** Frame type tags, the first byte of every frame. */
 export const FRAME_HELLO = 1
@@ -18,7 +21,10 @@ export const FRAME_IDENT = 4
 /** The commit tokens that follow a round's data: "I and the k−1 members before me have the whole sum". */
 export const FRAME_DONE = 5
 
-/** type u8, version u8, members u16, round u32, attempt u32, elements u32, reserved u32, member-list hash 32 bytes. */
+/**
+ * type u8, version u8, members u16, round u32, attempt u32, elements u32, index u16, gathers u8 (1: the round
+ * gathers whole vectors, 0: it reduces chunks), reserved u8 (0), member-list hash 32 bytes.
+ */
 export const HELLO_BYTES = 52
 /**
  * type u8, reserved u8, step u16, round u32, attempt u32, chunk u32, offset u32, length u32.
@@ -53,6 +59,14 @@ export const MAX_BLOCK_BYTES = 1024 * 1024
 export const MAX_FRAME_BYTES = DATA_HEADER_BYTES + MAX_BLOCK_BYTES
 /** The varint length prefix of a frame of at most MAX_FRAME_BYTES (< 2^21) takes at most 3 bytes. */
 export const MAX_LENGTH_PREFIX_BYTES = 3
+
+/**
+ * A round gathers whole vectors instead of reducing chunks (see node/ring/layout.ts) when there are 2 members,
+ * or when each member would send at most this many bytes that way ((N − 1) · the vector): N − 1 hops instead
+ * of 2(N − 1), where a small vector's time is hops, not bytes. Both ends decide from the hello's member count
+ * and vector length, so it is part of the wire format (WIRE_VERSION).
+ */
+export const GATHER_MAX_BYTES = 256 * 1024
 
 /** The hello's member count is a u16; beyond a thousand members a flat ring's 2(N−1) latency-bound steps make a hierarchical scheme the better tool. */
 export const MAX_MEMBERS = 1024

@@ -4,7 +4,8 @@
  *
  * A sender's stream to its successor carries, for each round it takes part in, one hello (round, attempt,
  * vector length, its position, a hash of the ordered member list), then data frames in order (each names its
- * round, attempt, step, chunk, element offset and element count), then N−1 small done tokens that let every
+ * round, attempt, step, chunk, element offset and element count; where the round gathers whole vectors, the
+ * chunk is the position of the member whose vector it is), then N−1 small done tokens that let every
  * member know that all the others hold the sum too; and, if it gives up, one abort frame instead.
  * Frames are length-prefixed (unsigned varint) and never larger than MAX_FRAME_BYTES.
  *
