@@ -7,8 +7,8 @@
  * algbw = size / time and busbw = algbw · 2(N−1)/N (what each link carried per second), for
  *   - swarm: exactly the data path `peer start` uses by default: the swarm's libp2p network (swarm key on) for
  *     the key exchange, the keyed TCP data plane (AES-256-GCM records) for the bytes;
- *   - ring/swarm-reduce: the same, every round reducing chunks (a ring of 2 and small vectors gather whole vectors
- *     by default: N − 1 hops instead of 2(N − 1); this row is the ring without that);
+ *   - ring/swarm-reduce: the same, every round reducing chunks (small vectors gather whole vectors by default:
+ *     N − 1 hops instead of 2(N − 1); this row is the ring without that);
  *   - ring/libp2p-pnet: the ring over libp2p streams on that same network (pnet + noise + yamux: the old default);
  *   - ring/keyed-chacha: the keyed data plane with ChaCha20-Poly1305 records;
  *   - ring/libp2p: the ring over libp2p without the swarm key (TCP + noise + yamux);

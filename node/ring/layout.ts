@@ -10,7 +10,7 @@
  * as it has been received (and added), which is what lets sending, receiving and adding overlap.
  *
  * A small vector's round is hops, not bytes: 2(N−1) data steps and N−1 done tokens after them. Such a round
- * (and every round of 2 members) gathers whole vectors instead (`gathers`): N − 1 steps, at step t member i
+ * gathers whole vectors instead (`gathers`): N − 1 steps, at step t member i
  * sends the vector of member (i − t) (its own at step 0, then the one it received the step before) and receives
  * that of member (i − t − 1). Then each member sums the N vectors itself, in the order of the members' positions,
  * so every member computes the same float32 sum bit for bit (addition is commutative: with 2 members each adds
@@ -68,13 +68,12 @@ export function elementsSent (elements: number, members: number, rank: number): 
 }
 
 /**
- * Whether a round of `members` over `elements` float32s gathers whole vectors (see above): always with 2 members,
- * with more while each would send at most `maxBytes` (GATHER_MAX_BYTES unless set; the hello says which way a
- * member goes, and neighbours that disagree abort). With `maxBytes` 0 no round gathers (tests and benchmarks).
+ * Whether a round of `members` over `elements` float32s gathers whole vectors (see above): while each member
+ * would send at most `maxBytes` that way (GATHER_MAX_BYTES unless set; the hello says which way a member goes,
+ * and neighbours that disagree abort). With `maxBytes` 0 no round gathers (tests and benchmarks).
  */
 export function gathers (elements: number, members: number, maxBytes = GATHER_MAX_BYTES): boolean {
-  if (members < 2 || maxBytes <= 0) return false
-  return members === 2 || elements * 4 * (members - 1) <= maxBytes
+  return members >= 2 && elements * 4 * (members - 1) <= maxBytes
 }
 
 /** In a gathering round: the position of the member whose vector member `rank` sends at step `step` (0 … N−2). */

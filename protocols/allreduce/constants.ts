@@ -8,7 +8,7 @@ export const PROTOCOL = `${PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTOCOL_VERSION}
 
 /**
  * Carried in every hello: a peer speaking another frame layout aborts the round at the first frame instead of
- * misreading data. 2: small vectors (GATHER_MAX_BYTES) and every 2-member ring gather whole vectors.
+ * misreading data. 2: small vectors (GATHER_MAX_BYTES) gather whole vectors, and the hello says so.
  */
 export const WIRE_VERSION = 2
 
@@ -61,10 +61,10 @@ export const MAX_FRAME_BYTES = DATA_HEADER_BYTES + MAX_BLOCK_BYTES
 export const MAX_LENGTH_PREFIX_BYTES = 3
 
 /**
- * A round gathers whole vectors instead of reducing chunks (see node/ring/layout.ts) when there are 2 members,
- * or when each member would send at most this many bytes that way ((N − 1) · the vector): N − 1 hops instead
- * of 2(N − 1), where a small vector's time is hops, not bytes. Both ends decide from the hello's member count
- * and vector length, so it is part of the wire format (WIRE_VERSION).
+ * A round gathers whole vectors instead of reducing chunks (see node/ring/layout.ts) when each member would
+ * send at most this many bytes that way ((N − 1) · the vector): N − 1 hops instead of 2(N − 1), where a small
+ * vector's time is hops, not bytes. Every member decides alike from the member count and the vector length,
+ * and its hello says which way it goes (WIRE_VERSION 2).
  */
 export const GATHER_MAX_BYTES = 256 * 1024
 
