@@ -335,8 +335,13 @@ async function commit (plan: ExchangePlan, out: OutboundChannel, inbound: Inboun
 interface StepPlan {
   send: { chunk: number, start: number, length: number, from: Float32Array }
   recv: { chunk: number, start: number, length: number }
-  /** Takes a received block at element `at` of the vector; returns the index of its first non-finite value, or −1. */
-  take: (at: number, values: Float32Array) => number
+  /**
+   * What a received block becomes: `add`: input + block into `into` (`work`); `copy`: the block into `into` (`work`,
+   * or a gathering round's buffer for that member). Called straight in the receiver's loop: the adding loops
+   * inline there (a closure per step left them 8% slower at 16 MiB).
+   */
+  take: 'add' | 'copy'
+  into: Float32Array
 }
 
 /**
@@ -353,11 +358,11 @@ function stepPlans (plan: ExchangePlan): StepPlan[] {
     return Array.from({ length: n - 1 }, (_, t): StepPlan => {
       const sent = gatherSendOrigin(rank, t, n)
       const origin = gatherRecvOrigin(rank, t, n)
-      const into = gathered[origin]
       return {
         send: { chunk: sent, start: 0, length: elements, from: t === 0 ? input : gathered[sent] },
         recv: { chunk: origin, start: 0, length: elements },
-        take: n === 2 ? (at, values) => addCheckedFrom(work, input, at, values) : (at, values) => copyChecked(into, at, values)
+        take: n === 2 ? 'add' : 'copy',
+        into: n === 2 ? work : gathered[origin]
       }
     })
   }
@@ -368,7 +373,8 @@ function stepPlans (plan: ExchangePlan): StepPlan[] {
     return {
       send: { chunk: sendChunk(rank, t, n), start: out.start, length: out.length, from: t === 0 ? input : work },
       recv: { chunk, start: spans[chunk].start, length: spans[chunk].length },
-      take: isReduceStep(t, n) ? (at, values) => addCheckedFrom(work, input, at, values) : (at, values) => copyChecked(work, at, values)
+      take: isReduceStep(t, n) ? 'add' : 'copy',
+      into: work
     }
   })
 }
@@ -396,6 +402,7 @@ function sumInOrder (plan: ExchangePlan): void {
 async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>, inbound: Promise<InboundChannel>, progress: ExchangeProgress, emit: (event: RingEvent) => void, signal: AbortSignal): Promise<void> {
   const plans = stepPlans(plan)
   const steps = plans.length
+  const input = plan.input
   // the machine numbers a gathering round's steps as the all-gather's: N − 1 … 2N − 3
   const firstStep = plan.gathered !== null ? plan.members.length - 1 : 0
 
@@ -430,7 +437,7 @@ async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>,
     const inbound = await channel
     const scratch = { buf: new Float32Array(0) }
     for (let t = 0; t < steps; t++) {
-      const { recv: { chunk, start, length }, take } = plans[t]
+      const { recv: { chunk, start, length }, take, into } = plans[t]
       while (recvOffset < length) {
         const { bytes, frame } = await readFrame(inbound, progress, signal)
         if (frame.type !== 'data') unexpected(plan, inbound, bytes, frame, `in the middle of step ${t}`)
@@ -445,7 +452,8 @@ async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>,
           throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `${frame.length} elements at ${where} overrun the chunk of ${length}` })
         }
         const values = floatsOf(frame.payload, scratch)
-        const bad = take(start + recvOffset, values)
+        const at = start + recvOffset
+        const bad = take === 'add' ? addCheckedFrom(into, input, at, values) : copyChecked(into, at, values)
         if (bad >= 0) {
           throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `non-finite value (${values[bad]}) at element ${recvOffset + bad} of chunk ${chunk}, step ${t}` })
         }
