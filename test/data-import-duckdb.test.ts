@@ -105,6 +105,37 @@ test('both engines give the same data set (CSV drop and fill, TSV, JSON lines)',
   }
 })
 
+test('missing values spelled every way, and values that only start like one, in every column over many result chunks: both engines drop and fill the same rows, the same data set', async () => {
+  const dir = tempDir()
+  try {
+    const file = join(dir, 'spellings.csv')
+    const rand = seededRandom(5)
+    // missing (blank, or na, n/a, nan, null in any case, with any blanks around) and not (values that start with a
+    // blank, n or N, or a byte that is not ASCII, and are not missing)
+    const missing = ['', ' ', 'NA', 'na', 'n/a', 'N/A', 'NaN', 'nan', 'NULL', 'null', ' Null ', '\t na', '\u3000NA\u3000', '\u00a0n/a', '\ufeffnull']
+    const present = ['N', 'n', 'no', 'Nancy', 'nat', 'nulls', ' x', '\u3000y', 'é', 'Zürich', '!', '0', '12.5', 'Oslo', 'n/b']
+    const pick = (): string => rand() < 0.1 ? missing[Math.floor(rand() * missing.length)] : present[Math.floor(rand() * present.length)]
+    const q = (v: string): string => `"${v}"`
+    const lines = ['a,b,body,label']
+    for (let i = 0; i < 6000; i++) lines.push([pick(), pick(), q(`${pick()} ${i % 1000}`), rand() < 0.5 ? 'p' : 'q'].join(','))
+    for (let i = 0; i < 300; i++) lines.push(q(pick()) + ',' + q(pick()) + ',' + q(rand() < 0.5 ? pick() : `${pick()} text`) + ',p')
+    writeFileSync(file, lines.join('\n') + '\n')
+    for (const missing of ['drop', 'fill'] as const) {
+      const options = { label: 'label', text: ['body'], missing, shards: 2, buckets: 256 }
+      const duck = await importDataset(file, { ...options, outDir: join(dir, `duck-${missing}`), threads: 2 })
+      const js = await importDataset(file, { ...options, outDir: join(dir, `js-${missing}`), engine: 'js' })
+      assert.equal(duck.engine.name, 'duckdb')
+      assert.ok(duck.droppedMissing > 0 || missing === 'fill')
+      assert.ok(duck.droppedDuplicates > 0)
+      const { engine: _a, dir: _b, ...duckRest } = duck
+      const { engine: _c, dir: _d, ...jsRest } = js
+      assert.deepEqual(duckRest, jsRest, missing)
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
 test('training means are summed in file order: the same id from both engines on 20,000 rows of long decimals', async () => {
   const dir = tempDir()
   try {

@@ -56,11 +56,16 @@ export function formatOf (file: string): InputFormat {
 /** The longest missing-value token, blanks aside. */
 const MAX_TOKEN = 4
 
+function isPrintableAscii (c: number): boolean {
+  return c > 32 && c < 127
+}
+
 function isMissing (raw: string): boolean {
   const n = raw.length
   if (n === 0) return true
-  // only short fields, or fields that start or end with a blank, can be a token or all blank
-  if (n > MAX_TOKEN && raw.charCodeAt(0) > 32 && raw.charCodeAt(n - 1) > 32) return false
+  // only short fields, or fields that start or end with a blank, can be a token or all blank (a printable ASCII
+  // character is no blank; the others, \u00a0 or \u3000 say, are looked at by trim)
+  if (n > MAX_TOKEN && isPrintableAscii(raw.charCodeAt(0)) && isPrintableAscii(raw.charCodeAt(n - 1))) return false
   return MISSING_TOKENS.has(raw.trim().toLowerCase())
 }
 
