@@ -59,6 +59,7 @@ import { MAX_CLASSES, fillIndices, isTestRow } from './engine.ts'
 import type { EngineReport, PhaseReport, Profile, Scan, ScanSettings } from './engine.ts'
 import type { Utf8Column } from './columns.ts'
 import { emptyError, findInputError, lineOfRow, nothingKept } from './scan-js.ts'
+import { HashSet64 } from './rowset.ts'
 import { delimiterOf } from './source.ts'
 
 type DuckModule = typeof import('@duckdb/node-api')
@@ -85,6 +86,15 @@ const MISSING_RE2 = `${BLANK_CLASS}*(?i:na|n/a|nan|null)?${BLANK_CLASS}*`
  * and in the file read again differed from the second vector on).
  */
 const MAY_BE_MISSING = (v: string): string => `(${v} < '!' OR (${v} >= 'N' AND ${v} < 'O') OR (${v} >= 'n' AND ${v} < 'o') OR ${v} >= chr(128))`
+
+/**
+ * How far (in bytes of result chunks) a streamed query runs ahead of the JavaScript that reads it. DuckDB's
+ * default, under 1 MB (a few chunks), left its threads waiting for JavaScript to take the next chunk and then
+ * JavaScript waiting for them; with more, both work at once.
+ */
+const STREAM_BUFFER = '16MB'
+/** STREAM_BUFFER, for a connection (it is a setting of each). */
+const STREAM_BUFFER_SQL = `SET streaming_buffer_size = ${lit(STREAM_BUFFER)}`
 
 export interface DuckEngine {
   version: string
@@ -162,6 +172,8 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
   const tempDirectory = join(s.work, 'duckdb')
   // in memory, but its tables are evicted to temp_directory when they outgrow memory_limit
   const { instance, db } = await open(duck, { memory_limit: s.memoryLimit, threads: String(threads), temp_directory: tempDirectory })
+  // (its streamed results' buffer: DuckDB's threads run that far ahead of the JavaScript that takes the chunks)
+  await db.run(STREAM_BUFFER_SQL)
   let closed = false
   const close = async (): Promise<void> => {
     if (closed) return
@@ -235,61 +247,55 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
     const droppedMissing = num(counts.dropped)
     const lastLine = async (): Promise<number> => format === 'parquet' ? Math.max(1, rowsRead) : await lineOfRow(path, name, format, rowsRead - 1)
     if (rowsRead === 0) throw emptyError(name, format === 'parquet' ? 1 : await lineOfRow(path, name, format, 0))
-    const keys = [...used].map(c).join(', ')
-    // the first of equal rows is kept (the smallest rowid), equal meaning equal 64-bit hashes of the values, as in
-    // the JavaScript engine (rowset.ts). Only the kept rows' places come back (in no order), as a bit per row of
-    // src, not a copy of the rows: the passes below read src in file order and take the kept ones
+    const notDroppedCount = rowsRead - droppedMissing
+    // every row dropped for a missing value (a duplicate is only dropped after a first row that is kept)
+    if (notDroppedCount === 0) throw nothingKept(name, await lastLine(), rowsRead, droppedMissing, 0)
+    /** Which rows of src are kept: a bit per row, set by the duplicates' pass below. */
     const keptBits = new Uint8Array(Math.ceil(rowsRead / 8))
     let kept = 0
-    const places = await db.stream(`SELECT min(rowid)::DOUBLE AS r FROM src WHERE NOT (${dropped}) GROUP BY hash(${keys})`)
-    for (let next = places.fetchChunk(); ;) {
-      const chunk = await next
-      // a native call each: read once
-      const n = chunk?.rowCount ?? 0
-      if (chunk === null || n === 0) break
-      next = places.fetchChunk()
-      const rs = doubles(chunk.getColumnVector(0), n)
-      for (let j = 0; j < n; j++) keptBits[rs[j] >>> 3] |= 1 << (rs[j] & 7)
-      kept += n
-    }
-    await noteSpill()
-    phase('dedupe')
-    const droppedDuplicates = rowsRead - droppedMissing - kept
-    if (kept === 0) throw nothingKept(name, await lastLine(), rowsRead, droppedMissing, droppedDuplicates)
 
     /**
      * Streams `exprs` over src's rows not dropped for missing values, in file order (a plain scan keeps insertion
-     * order; checked), and hands each chunk to `take` with the kept rows among them (`rows`) and the k of the first.
-     * DuckDB makes the next chunk while `take` runs.
+     * order; checked), and hands each chunk to `take` with its rows' rowids. DuckDB makes the next chunks (in
+     * parallel) while `take` runs.
      */
-    const readKept = async (exprs: string[], take: (chunk: DuckDBDataChunk, rows: Uint32Array, k: number) => void | Promise<void>): Promise<void> => {
+    const readRows = async (exprs: string[], take: (chunk: DuckDBDataChunk, n: number, rs: Float64Array) => void | Promise<void>): Promise<void> => {
       const result = await db.stream(`SELECT rowid::DOUBLE AS r${exprs.map(e => `, ${e}`).join('')} FROM src WHERE NOT (${dropped})`)
-      const select = new Uint32Array(4096)
-      let k = 0
       let last = -1
       let next = result.fetchChunk()
       try {
         for (;;) {
           const chunk = await next
-          if (chunk === null || chunk.rowCount === 0) break
+          // a native call each: read once
+          const n = chunk?.rowCount ?? 0
+          if (chunk === null || n === 0) break
           next = result.fetchChunk()
-          const n = chunk.rowCount
-          if (n > select.length) throw new Error(`DuckDB returned a chunk of ${n} rows, more than ${select.length}`)
           const rs = doubles(chunk.getColumnVector(0), n)
-          let taken = 0
-          for (let j = 0; j < n; j++) {
-            const r = rs[j]
-            if (!(r > last)) throw new Error(`DuckDB returned row ${r} after row ${last}: not in file order`)
-            last = r
-            if ((keptBits[r >>> 3] & (1 << (r & 7))) !== 0) select[taken++] = j
-          }
-          if (taken === 0) continue
-          await take(chunk, select.subarray(0, taken), k)
-          k += taken
+          if (!(rs[0] > last)) throw new Error(`DuckDB returned row ${rs[0]} after row ${last}: not in file order`)
+          for (let j = 1; j < n; j++) if (!(rs[j] > rs[j - 1])) throw new Error(`DuckDB returned row ${rs[j]} after row ${rs[j - 1]}: not in file order`)
+          last = rs[n - 1]
+          await take(chunk, n, rs)
         }
       } finally {
         next.catch(() => {})
       }
+    }
+
+    /** As readRows, the kept rows only: `take` gets the kept rows among the chunk's (`rows`) and the k of the first. */
+    const readKept = async (exprs: string[], take: (chunk: DuckDBDataChunk, rows: Uint32Array, k: number) => void | Promise<void>): Promise<void> => {
+      const select = new Uint32Array(4096)
+      let k = 0
+      await readRows(exprs, async (chunk, n, rs) => {
+        if (n > select.length) throw new Error(`DuckDB returned a chunk of ${n} rows, more than ${select.length}`)
+        let taken = 0
+        for (let j = 0; j < n; j++) {
+          const r = rs[j]
+          if ((keptBits[r >>> 3] & (1 << (r & 7))) !== 0) select[taken++] = j
+        }
+        if (taken === 0) return
+        await take(chunk, select.subarray(0, taken), k)
+        k += taken
+      })
       if (k !== kept) throw new Error(`${name}: ${k} kept rows read back where ${kept} were kept`)
     }
 
@@ -334,46 +340,58 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
       // the training counts only decide a fill value (the most frequent), and only where rows are filled
       if (i !== labelAt && missingMode === 'fill') categorical.push(i)
     }
-    // training means and categories' training counts, in file order over the kept training rows
-    const numeric = typed.filter(i => profiles[i].numeric && profiles[i].present > 0 && i !== labelAt)
-    if (numeric.length > 0 || categorical.length > 0) {
-      const exprs: string[] = []
-      for (const i of numeric) exprs.push(`coalesce(to_number(${c(i)}), 'NaN'::DOUBLE)`)
-      const values = categorical.map(i => [...(profiles[i].counts as Map<string, [number, number]>).keys()])
-      for (const [j, i] of categorical.entries()) {
-        await db.run(`CREATE TYPE p${i} AS ENUM (${values[j].map(lit).join(', ')})`)
-        exprs.push(`coalesce(enum_code(TRY_CAST(${c(i)} AS p${i}))::INTEGER, -1)`)
-      }
-      const sums = new Float64Array(numeric.length)
-      const ns = new Float64Array(numeric.length)
-      const trainCounts = values.map(v => new Float64Array(v.length))
-      await readKept(exprs, (chunk, rows, k0) => {
-        const n = chunk.rowCount
-        const xs = numeric.map((_, j) => doubles(chunk.getColumnVector(1 + j), n))
-        const codes = categorical.map((_, j) => int32s(chunk.getColumnVector(1 + numeric.length + j), n))
-        for (let t = 0; t < rows.length; t++) {
-          if (isTestRow(k0 + t, s.seed, s.testFraction)) continue
-          const row = rows[t]
-          for (let j = 0; j < xs.length; j++) {
-            const x = xs[j][row]
-            if (Number.isNaN(x)) continue
-            ns[j] += 1
-            sums[j] += x
-          }
-          for (let j = 0; j < codes.length; j++) if (codes[j][row] >= 0) trainCounts[j][codes[j][row]] += 1
-        }
-      })
-      numeric.forEach((i, j) => {
-        profiles[i].trainN = ns[j]
-        profiles[i].trainSum = sums[j]
-      })
-      categorical.forEach((i, j) => {
-        const m = profiles[i].counts as Map<string, [number, number]>
-        values[j].forEach((v, code) => { (m.get(v) as [number, number])[0] = trainCounts[j][code] })
-      })
-    }
-
     phase('profile')
+
+    // ---- duplicates, and the training means and categories' training counts: one pass in file order ----
+    // The first of equal rows is kept, equal meaning equal 64-bit hashes of the values (DuckDB's), as in the
+    // JavaScript engine (rowset.ts): each row's hash comes over with the numbers and codes the sums need, and a set
+    // of the hashes seen (16-32 bytes per row, in JavaScript, gone after the pass) says whether it is the
+    // first; the k-th kept row is a training row or not as isTestRow(k) says, and summed in file order as the
+    // JavaScript engine sums.
+    const numeric = typed.filter(i => profiles[i].numeric && profiles[i].present > 0 && i !== labelAt)
+    const exprs = [`hash(${[...used].map(c).join(', ')})`]
+    for (const i of numeric) exprs.push(`coalesce(to_number(${c(i)}), 'NaN'::DOUBLE)`)
+    const categoryValues = categorical.map(i => [...(profiles[i].counts as Map<string, [number, number]>).keys()])
+    for (const [j, i] of categorical.entries()) {
+      await db.run(`CREATE TYPE p${i} AS ENUM (${categoryValues[j].map(lit).join(', ')})`)
+      exprs.push(`coalesce(enum_code(TRY_CAST(${c(i)} AS p${i}))::INTEGER, -1)`)
+    }
+    const sums = new Float64Array(numeric.length)
+    const ns = new Float64Array(numeric.length)
+    const trainCounts = categoryValues.map(v => new Float64Array(v.length))
+    // (let, and dropped after the pass: the write pass's closure shares this scope)
+    let seen: HashSet64 | null = new HashSet64(notDroppedCount)
+    await readRows(exprs, (chunk, n, rs) => {
+      const h = words(chunk.getColumnVector(1), n)
+      const xs = numeric.map((_, j) => doubles(chunk.getColumnVector(2 + j), n))
+      const codes = categorical.map((_, j) => int32s(chunk.getColumnVector(2 + numeric.length + j), n))
+      for (let row = 0; row < n; row++) {
+        if (!(seen as HashSet64).add(h[2 * row + 1], h[2 * row])) continue
+        const r = rs[row]
+        keptBits[r >>> 3] |= 1 << (r & 7)
+        if (isTestRow(kept++, s.seed, s.testFraction)) continue
+        for (let j = 0; j < xs.length; j++) {
+          const x = xs[j][row]
+          if (Number.isNaN(x)) continue
+          ns[j] += 1
+          sums[j] += x
+        }
+        for (let j = 0; j < codes.length; j++) if (codes[j][row] >= 0) trainCounts[j][codes[j][row]] += 1
+      }
+    })
+    seen = null
+    numeric.forEach((i, j) => {
+      profiles[i].trainN = ns[j]
+      profiles[i].trainSum = sums[j]
+    })
+    categorical.forEach((i, j) => {
+      const m = profiles[i].counts as Map<string, [number, number]>
+      categoryValues[j].forEach((v, code) => { (m.get(v) as [number, number])[0] = trainCounts[j][code] })
+    })
+    await noteSpill()
+    phase('dedupe')
+    const droppedDuplicates = notDroppedCount - kept
+
     return {
       profiles,
       rowsRead,
@@ -624,6 +642,7 @@ class FileRows {
   /** `sql` selects, per text column, its bytes then its hash. */
   static async open (db: DuckDBConnection, sql: string, columns: number, readBytes: ReadBytes | null): Promise<FileRows> {
     try {
+      await db.run(STREAM_BUFFER_SQL)
       return new FileRows(db, await db.stream(sql), columns, readBytes)
     } catch (err) {
       db.closeSync()

@@ -44,9 +44,17 @@ function fmix (h: number): number {
 
 /** A set of 64-bit hashes; `add` says whether the hash was new. */
 export class HashSet64 {
-  private table = new Uint32Array(2 * 1024)
-  private mask = 1023
+  private table: Uint32Array
+  private mask: number
   size = 0
+
+  /** Room for `expected` hashes without growing. */
+  constructor (expected = 0) {
+    let slots = 1024
+    while (slots < 2 * (expected + 1)) slots *= 2
+    this.table = new Uint32Array(2 * slots)
+    this.mask = slots - 1
+  }
 
   add (hi: number, lo: number): boolean {
     // (0, 0) marks an empty slot
