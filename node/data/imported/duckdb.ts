@@ -87,6 +87,11 @@ const MISSING_RE2 = `${BLANK_CLASS}*(?i:na|n/a|nan|null)?${BLANK_CLASS}*`
  */
 const MAY_BE_MISSING = (v: string): string => `(${v} < '!' OR (${v} >= 'N' AND ${v} < 'O') OR (${v} >= 'n' AND ${v} < 'o') OR ${v} >= chr(128))`
 
+/** src may keep the text itself when the file's bytes times this are within the memory limit (a value costs its bytes and a 16-byte entry; the other columns too). */
+const IN_MEMORY_TEXT = 3
+/** The same for a Parquet file, whose text is compressed. */
+const IN_MEMORY_PARQUET = 12
+
 /**
  * How far (in bytes of result chunks) a streamed query runs ahead of the JavaScript that reads it. DuckDB's
  * default, under 1 MB (a few chunks), left its threads waiting for JavaScript to take the next chunk and then
@@ -161,6 +166,15 @@ function firstLine (err: unknown): string {
   return ((err as Error).message ?? String(err)).split('\n')[0]
 }
 
+/** Bytes in a size as DuckDB prints one ('488.2 MiB', '1.0 GiB', '512 bytes'); 0 where it cannot tell. */
+export function bytesOf (size: string): number {
+  const m = /^([\d.]+)\s*([KMGTP]?i?B|bytes?)$/i.exec(size.trim())
+  if (m === null) return 0
+  const unit = m[2].toUpperCase()
+  const power = ' KMGTP'.indexOf(unit[0] === 'B' ? ' ' : unit[0])
+  return Number(m[1]) * (unit.includes('I') ? 1024 : 1000) ** power
+}
+
 /** A number out of a one-row result (counts come back as BIGINT). */
 function num (v: unknown): number {
   return v === null || v === undefined ? 0 : Number(v)
@@ -205,6 +219,12 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
       `CREATE MACRO to_number(v) AS coalesce(TRY_CAST(v AS DOUBLE), TRY_CAST(trim(v, ${lit(BLANKS)}) AS DOUBLE));`
     ].join('\n'))
 
+    // Where the file fits in memory (by the memory limit DuckDB applies, with room to spare: the text takes twice
+    // its bytes or less, a Parquet file's up to IN_MEMORY_PARQUET times), src keeps the text itself and the write
+    // pass reads it from there; else src keeps its hash and the write pass reads the file again
+    const limit = bytesOf(String((await one("SELECT current_setting('memory_limit') AS m")).m))
+    const textInSrc = textAt.size > 0 && s.totalBytes * (format === 'parquet' ? IN_MEMORY_PARQUET : IN_MEMORY_TEXT) <= limit
+
     // ---- the file, as text, one row per data row in file order (rowid), missing values as NULL ----
     const c = (i: number): string => `c${i}`
     let relation: string
@@ -223,9 +243,10 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
     }
     try {
       if (format === 'jsonl') await checkJsonLines(db, path, relation, columns)
-      // a text column is kept as its hash (NULL where missing), which is all that the duplicates and the counts
-      // need: its bytes are read from the file again by the write pass, so DuckDB holds (and spills) a fraction
-      await db.run(`CREATE TABLE src AS SELECT ${[...used].map(i => textAt.has(i) ? `${textHash(c(i))} AS ${c(i)}` : c(i)).join(', ')} FROM (SELECT ${[...used].map(i => `${values(i)} AS ${c(i)}`).join(', ')} FROM ${relation})`)
+      // a text column is kept as its hash (NULL where missing) unless the file fits in memory (textInSrc), which is
+      // all that the duplicates and the counts need: its bytes are read from the file again by the write pass, so
+      // DuckDB holds (and spills) a fraction
+      await db.run(`CREATE TABLE src AS SELECT ${[...used].map(i => textAt.has(i) && !textInSrc ? `${textHash(c(i))} AS ${c(i)}` : c(i)).join(', ')} FROM (SELECT ${[...used].map(i => `${values(i)} AS ${c(i)}`).join(', ')} FROM ${relation})`)
     } catch (err) {
       if (format !== 'parquet') await findInputError(path, name, format)
       throw engineInputError(err, name)
@@ -414,9 +435,9 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
             kinds.push('number')
             exprs.push(`coalesce(to_number(${c(i)}), ${typeof col.fill === 'number' ? doubleLiteral(col.fill) : '0'}::DOUBLE)`)
           } else if (col.type === 'text') {
-            // its hash, to check that the file's rows read again line up with src's
+            // its bytes where src holds them; else its hash, to check that the file's rows read again line up with src's
             kinds.push('text')
-            exprs.push(`coalesce(${c(i)}, 0::UBIGINT)`)
+            exprs.push(textInSrc ? `encode(coalesce(${c(i)}, ''))` : `coalesce(${c(i)}, 0::UBIGINT)`)
           } else {
             kinds.push('code')
             await db.run(`CREATE TYPE e${i} AS ENUM (${(col.categories ?? []).map(lit).join(', ')})`)
@@ -424,10 +445,10 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
           }
         }
         const columns: Array<Float64Array | Int32Array | Utf8Column | null> = new Array(described.length).fill(null)
-        // the text columns: the file read again, every row in file order, on a connection of its own (DuckDB parses it
-        // beside this pass), with the same hashes as src's
+        // the text columns: from src, or the file read again, every row in file order, on a connection of its own
+        // (DuckDB parses it beside this pass), with the same hashes as src's
         const texts = at.filter((_, j) => kinds[j] === 'text')
-        const file = texts.length > 0 ? await FileRows.open(await instance.connect(), `SELECT ${texts.map(i => `encode(coalesce(${values(i)}, '')) AS t${i}, coalesce(${textHash(values(i))}, 0::UBIGINT) AS h${i}`).join(', ')} FROM ${relation}`, texts.length, readBytes) : null
+        const file = texts.length > 0 && !textInSrc ? await FileRows.open(await instance.connect(), `SELECT ${texts.map(i => `encode(coalesce(${values(i)}, '')) AS t${i}, coalesce(${textHash(values(i))}, 0::UBIGINT) AS h${i}`).join(', ')} FROM ${relation}`, texts.length, readBytes) : null
         // each text column's kept rows of the chunk (the others empty), copied out of the file's chunks; reused, as
         // the sink reads a chunk's columns before the next
         const textColumns: Utf8Column[] = texts.map(() => ({ offsets: new Int32Array(4097), data: new Uint8Array(1 << 20) }))
@@ -439,9 +460,10 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
             for (let j = 0; j < at.length; j++) {
               const v = chunk.getColumnVector(j + 1)
               if (kinds[j] === 'text') {
-                // its hash, checked against the file's; the bytes below
+                // its bytes; or its hash, checked against the file's, and the bytes below
                 const t = texts.indexOf(at[j])
-                hashes[t] = words(v, n)
+                if (textInSrc) blobColumn(v as DuckDBBlobVector, n, readBytes, textColumns[t])
+                else hashes[t] = words(v, n)
                 columns[at[j]] = textColumns[t]
               } else {
                 columns[at[j]] = kinds[j] === 'number' ? doubles(v, n) : int32s(v, n)
