@@ -92,6 +92,8 @@ const IN_MEMORY_TEXT = 3
 /** The same for a Parquet file, whose text is compressed. */
 const IN_MEMORY_PARQUET = 12
 
+/** Whether `v` may match NUMBER_RE2, from its first byte alone: a digit, a sign, a point, or a blank (see MAY_BE_MISSING). */
+const MAY_BE_NUMBER = (v: string): string => `(${v} < '!' OR ${v} >= chr(128) OR (${v} >= '0' AND ${v} < ':') OR (${v} >= '+' AND ${v} < '/'))`
 /**
  * How far (in bytes of result chunks) a streamed query runs ahead of the JavaScript that reads it. DuckDB's
  * default, under 1 MB (a few chunks), left its threads waiting for JavaScript to take the next chunk and then
@@ -215,6 +217,8 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
   try {
     await db.run([
       `CREATE MACRO norm(v) AS CASE WHEN ${MAY_BE_MISSING('v')} AND regexp_full_match(v, ${lit(MISSING_RE2)}) THEN NULL ELSE v END;`,
+      // NULL where missing; the regular expression only where the first byte can start a number (MAY_BE_NUMBER)
+      `CREATE MACRO isNumber(v) AS CASE WHEN v IS NULL THEN NULL WHEN ${MAY_BE_NUMBER('v')} THEN regexp_full_match(v, ${lit(NUMBER_RE2)}) ELSE false END;`,
       // only for values that match NUMBER_RE2; DuckDB's cast skips ASCII blanks, trim the others (slow, so only when needed)
       `CREATE MACRO to_number(v) AS coalesce(TRY_CAST(v AS DOUBLE), TRY_CAST(trim(v, ${lit(BLANKS)}) AS DOUBLE));`
     ].join('\n'))
@@ -262,7 +266,7 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
     // has, and whether every one is a number
     const typed = [...used].filter(i => !textAt.has(i))
     const notDroppedRows = `FILTER (WHERE NOT (${dropped}))`
-    const numbers = typed.map(i => `, (count(${c(i)}) ${notDroppedRows})::DOUBLE AS p${i}, coalesce(bool_and(regexp_full_match(${c(i)}, ${lit(NUMBER_RE2)})) ${notDroppedRows}, true) AS n${i}`).join('')
+    const numbers = typed.map(i => `, (count(${c(i)}) ${notDroppedRows})::DOUBLE AS p${i}, coalesce(bool_and(isNumber(${c(i)})) ${notDroppedRows}, true) AS n${i}`).join('')
     const counts = await one(`SELECT count(*)::DOUBLE AS rows, count(*) FILTER (WHERE ${dropped})::DOUBLE AS dropped, ${[...used].map(i => `count(${c(i)})::DOUBLE AS ${c(i)}`).join(', ')}${numbers} FROM src`)
     const rowsRead = num(counts.rows)
     const droppedMissing = num(counts.dropped)
