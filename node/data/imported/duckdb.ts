@@ -3,22 +3,28 @@
  *
  * DuckDB (`@duckdb/node-api`, an in-process database whose native binary
  * ships in the npm package) parses the file in parallel and does everything
- * that looks at all rows at once: missing values, duplicates, column types,
- * categories. It keeps one table of the file (`src`, a text column only as
- * its hash) and, for the duplicates, only the kept rows' places (never a
- * second copy of the rows). JavaScript
- * then streams src's rows in file order, a result chunk at a time, and takes
- * the kept ones: once for the training means (and, with `--missing fill`,
- * the categories' training counts), summed as the JavaScript engine sums, and
- * once to write the Arrow shards (arrow.ts): each chunk's columns come out as
- * typed arrays (numbers, category indices as ENUM codes, text as one buffer of
- * UTF-8 bytes and offsets, read with a native call per run of values DuckDB
- * stores end to end: blobColumn) and are copied into the shard writers'
- * column buffers a column at a time, with no JavaScript value per field; the
- * text comes from the file read again beside it (its hashes checked against
- * src's, row by row), so that the bulk of the data is never held or spilled.
- * src is scanned five times: counts and the number check, duplicates,
- * categories (one grouping set per column), means, write.
+ * that looks at all rows at once: missing values, column types, categories.
+ * It keeps one table of the file (`src`); a text column is in it as itself
+ * where the file fits in the memory limit (IN_MEMORY_TEXT), else only as its
+ * hash, so that a large file's text is never held or spilled. JavaScript then
+ * streams src's rows in file order, a result chunk at a time, twice: once
+ * with each row's hash for the duplicates (a set of the hashes seen, the
+ * first row of each kept) and the numbers for the training means (and, with
+ * `--missing fill`, the categories' training counts), summed as the
+ * JavaScript engine sums; and once, taking the kept rows by a bit per row of
+ * src, to write the Arrow shards (arrow.ts): each chunk's columns come out as
+ * typed arrays (numbers, category indices as ENUM codes, text as one buffer
+ * of UTF-8 bytes and offsets, read with a native call per run of values
+ * DuckDB stores end to end: blobColumn) and are copied into the shard
+ * writers' column buffers a column at a time, with no JavaScript value per
+ * field. Where src holds only the text's hash, the text comes from the file
+ * read again beside the write pass (its hashes checked against src's, row by
+ * row). src is scanned four times: counts and the number check, categories
+ * (one grouping set per column), duplicates and means, write; a streamed
+ * result runs up to STREAM_BUFFER ahead of the JavaScript taking it.
+ * The two costliest regular expressions (missing values, numbers) are only
+ * applied where a value's first byte allows a match (MAY_BE_MISSING,
+ * MAY_BE_NUMBER).
  * DuckDB writes no Arrow IPC files, and the text's document frequencies must
  * be hashed as the trainer hashes them (in a worker thread, text-df.ts).
  *
@@ -37,7 +43,8 @@
  *   `rowid` is the row's place in the file, and a plain scan returns its rows
  *   in that order (checked chunk by chunk: the rowids must increase);
  * - duplicates: equal 64-bit hashes of the non-ignored values (DuckDB's
- *   `hash`), the first in file order kept; rowset.ts says why a hash will do;
+ *   `hash`; of a text column's hash where src holds that), the first in file
+ *   order kept; rowset.ts says why a hash will do;
  * - the test split: `isTestRow(k)` for the k-th kept row, in JavaScript;
  * - each numeric column's training mean: summed in JavaScript, in file order;
  *   the parse of a decimal is correctly rounded in both engines, so the sums

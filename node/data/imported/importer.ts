@@ -4,12 +4,13 @@
  * on every decision below, so a file imported by either gives the same data
  * set (the same id):
  *
- * - DuckDB (duckdb.ts), the default: the file is parsed, typed, deduplicated
- *   and profiled by the engine, in parallel, under a memory limit, spilling to
+ * - DuckDB (duckdb.ts), the default: the file is parsed, typed, hashed row
+ *   by row and profiled by the engine, in parallel, under a memory limit, spilling to
  *   a temp dir inside the import's work dir when the data does not fit; only
- *   the training means and the write pass (Arrow shards from DuckDB's result
- *   chunks as typed arrays, the text's document frequencies in a worker
- *   thread) run in JavaScript.
+ *   the duplicates and the training means (one pass over the row hashes and
+ *   numbers) and the write pass (Arrow shards from DuckDB's result chunks as
+ *   typed arrays, the text's document frequencies in a worker thread) run in
+ *   JavaScript.
  * - JavaScript (scan-js.ts): two streaming passes through csv-parse; used only
  *   when DuckDB's native binary cannot load (or with `engine: 'js'`). No
  *   Parquet.
