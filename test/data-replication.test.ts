@@ -12,7 +12,6 @@ import { readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { runPeer, waitFor } from './helpers/peer-process.ts'
 import { LocalSwarm } from './helpers/swarm.ts'
-import { ApiClient } from '../node/api/client.ts'
 import { datasetsRoot, readDescription } from '../node/data/imported/store.ts'
 import { shardId } from '../node/data/shards.ts'
 import type { StatusJson } from './helpers/swarm.ts'
@@ -39,13 +38,9 @@ type Status = StatusJson & { datasets?: DatasetStatus[] }
 
 const dataset = (s: Status): DatasetStatus | undefined => s.datasets?.[0]
 
-/** The peers' statuses from their control APIs (in process: polling does not spawn a CLI per peer), or undefined while one does not answer. */
+/** The peers' statuses (from their control APIs, in process), or undefined while one does not answer. */
 async function statuses (swarm: LocalSwarm, names: string[]): Promise<Status[] | undefined> {
-  try {
-    return await Promise.all(names.map(async n => await (await ApiClient.fromDataDir(swarm.dataDir(n))).status(AbortSignal.timeout(5000)) as unknown as Status))
-  } catch {
-    return undefined
-  }
+  return await swarm.statuses(names) as Status[] | undefined
 }
 
 /** The training shards whose files are in a data set's directory. */

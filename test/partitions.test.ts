@@ -7,9 +7,8 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { ApiClient } from '../node/api/client.ts'
 import { waitFor } from './helpers/peer-process.ts'
-import { LocalSwarm } from './helpers/swarm.ts'
+import { LocalSwarm, statusOf as statusIn } from './helpers/swarm.ts'
 import type { StatusJson } from './helpers/swarm.ts'
 
 const TIMING = ['--heartbeat-ms', '500', '--member-timeout', '2500', '--round-timeout', '3000', '--step-timeout', '2000']
@@ -26,12 +25,7 @@ after(async () => { await swarm.stopAll() })
  * is slow on a loaded machine, and one slow answer must not use up a rejoin deadline.
  */
 async function statusOf (name: string): Promise<StatusJson | undefined> {
-  try {
-    const client = await ApiClient.fromDataDir(swarm.dataDir(name))
-    return await client.status(AbortSignal.timeout(2000)) as unknown as StatusJson
-  } catch {
-    return undefined
-  }
+  return await statusIn(swarm.dataDir(name), undefined, 2000)
 }
 
 async function all (names = NAMES): Promise<StatusJson[] | undefined> {

@@ -30,20 +30,20 @@ export interface StatusJson {
  * With `prefix` (a network namespace: `ip netns exec NS`) the CLI runs through it, since only it can reach there.
  * test/cli.test.ts runs the CLI's own `peer status`.
  */
-export async function statusOf (dataDir: string, prefix?: string[]): Promise<StatusJson | undefined> {
+export async function statusOf (dataDir: string, prefix?: string[], timeoutMs = STATUS_TIMEOUT_MS): Promise<StatusJson | undefined> {
   if (prefix !== undefined && prefix.length > 0) {
-    const r = await runPeer(['status', '--json', '--data-dir', dataDir], { timeoutMs: 20_000, prefix })
+    const r = await runPeer(['status', '--json', '--data-dir', dataDir], { timeoutMs, prefix })
     if (r.code !== 0) return undefined
     return JSON.parse(r.stdout) as StatusJson
   }
   try {
-    return await (await ApiClient.fromDataDir(dataDir)).status(AbortSignal.timeout(STATUS_TIMEOUT_MS)) as unknown as StatusJson
+    return await (await ApiClient.fromDataDir(dataDir)).status(AbortSignal.timeout(timeoutMs)) as unknown as StatusJson
   } catch {
     return undefined
   }
 }
 
-/** How long one status request may take (a peer busy in a long synchronous step answers late). */
+/** How long one status request may take by default (a peer busy in a long synchronous step answers late). */
 const STATUS_TIMEOUT_MS = 20_000
 
 /** Options every test peer gets: loopback, a free port, no mDNS (tests run side by side). */
