@@ -239,6 +239,35 @@ test('memory limit, threads and temp dir are applied; a file larger than the lim
   }
 })
 
+test('the write pass from the kept rows held in memory and from src: one data set (the spill test reads the text from the file again)', async () => {
+  const dir = tempDir()
+  try {
+    // about 10 MB of one-digit numbers and a short text: held, its rows take over 3 times the file (8 bytes a
+    // number), so at a 40 MB limit src holds the text (the file times IN_MEMORY_TEXT fits) but the held rows would
+    // not fit in HELD_SHARE of it and the shards are written from src; at 1 GB the rows are held
+    const file = join(dir, 'digits.csv')
+    const rand = seededRandom(5)
+    const out = createWriteStream(file)
+    out.write(`${Array.from({ length: 12 }, (_, j) => `x${j}`).join(',')},note,label\n`)
+    let previous = ''
+    for (let i = 0; i < 330_000; i++) {
+      const line = i % 50 === 49 ? previous : `${Array.from({ length: 12 }, () => rand() < 0.005 ? '' : String(Math.floor(rand() * 10))).join(',')},${rand() < 0.01 ? '' : Math.floor(rand() * 100).toString(36)},${rand() < 0.5 ? 'a' : 'b'}\n`
+      previous = line
+      if (!out.write(line)) await once(out, 'drain')
+    }
+    out.end()
+    await once(out, 'finish')
+    for (const missing of ['drop', 'fill'] as const) {
+      const options = { label: 'label', text: ['note'], missing, shards: 3, buckets: 256, threads: 1 }
+      const ids = []
+      for (const memoryLimit of ['1GB', '40MB']) ids.push((await importDataset(file, { ...options, outDir: join(dir, `${missing}-${memoryLimit}`), memoryLimit })).datasetId)
+      assert.equal(ids[1], ids[0], missing)
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
 test('both engines: categories at and over the limit, two text columns, fill and drop give the same data set; a label over 256 classes is refused at the same row', async () => {
   const dir = tempDir()
   try {

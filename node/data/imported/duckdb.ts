@@ -7,21 +7,24 @@
  * It keeps one table of the file (`src`); a text column is in it as itself
  * where the file fits in the memory limit (IN_MEMORY_TEXT), else only as its
  * hash, so that a large file's text is never held or spilled. JavaScript then
- * streams src's rows in file order, a result chunk at a time, twice: once
- * with each row's hash for the duplicates (a set of the hashes seen, the
- * first row of each kept) and the numbers for the training means (and, with
- * `--missing fill`, the categories' training counts), summed as the
- * JavaScript engine sums; and once, taking the kept rows by a bit per row of
- * src, to write the Arrow shards (arrow.ts): each chunk's columns come out as
- * typed arrays (numbers, category indices as ENUM codes, text as one buffer
- * of UTF-8 bytes and offsets, read with a native call per run of values
- * DuckDB stores end to end: blobColumn) and are copied into the shard
- * writers' column buffers a column at a time, with no JavaScript value per
- * field. Where src holds only the text's hash, the text comes from the file
- * read again beside the write pass (its hashes checked against src's, row by
- * row). src is scanned four times: counts and the number check, categories
- * (one grouping set per column), duplicates and means, write; a streamed
- * result runs up to STREAM_BUFFER ahead of the JavaScript taking it.
+ * streams src's rows in file order, a result chunk at a time, with each row's
+ * hash for the duplicates (a set of the hashes seen, the first row of each
+ * kept) and the numbers for the training means (and, with `--missing fill`,
+ * the categories' training counts), summed as the JavaScript engine sums.
+ * Each chunk's columns come out as typed arrays (numbers, category indices as
+ * ENUM codes, text as one buffer of UTF-8 bytes and offsets, read with a
+ * native call per run of values DuckDB stores end to end: blobColumn), with
+ * no JavaScript value per field. Where the kept rows' values fit in
+ * HELD_SHARE of the memory limit (and src holds the text), that pass also
+ * copies them out of the chunks (held.ts), and the Arrow shards (arrow.ts)
+ * are written from there, a column at a time into the shard writers' column
+ * buffers. Else a second pass takes the kept rows (by a bit per row of src)
+ * and copies them to the writers chunk by chunk; where src holds only the
+ * text's hash, the text comes from the file read again beside that pass (its
+ * hashes checked against src's, row by row). src is scanned three times
+ * (counts and the number check, categories: one grouping set per column,
+ * duplicates and means) and a fourth to write where the rows are not held; a
+ * streamed result runs up to STREAM_BUFFER ahead of the JavaScript taking it.
  * The two costliest regular expressions (missing values, numbers) are only
  * applied where a value's first byte allows a match (MAY_BE_MISSING,
  * MAY_BE_NUMBER).
@@ -63,10 +66,12 @@ import { join } from 'node:path'
 import type { DuckDBBlobVector, DuckDBConnection, DuckDBDataChunk, DuckDBInstance, DuckDBVector } from '@duckdb/node-api'
 import { MalformedInputError, UnusableInputError } from './errors.ts'
 import { MAX_CLASSES, fillIndices, isTestRow } from './engine.ts'
-import type { EngineReport, PhaseReport, Profile, Scan, ScanSettings } from './engine.ts'
+import type { CleanSink, EngineReport, PhaseReport, Profile, Scan, ScanSettings } from './engine.ts'
+import type { ColumnDescription } from './description.ts'
 import type { Utf8Column } from './columns.ts'
 import { emptyError, findInputError, lineOfRow, nothingKept } from './scan-js.ts'
 import { HashSet64 } from './rowset.ts'
+import { HeldRows } from './held.ts'
 import { delimiterOf } from './source.ts'
 
 type DuckModule = typeof import('@duckdb/node-api')
@@ -107,6 +112,13 @@ const MAY_BE_NUMBER = (v: string): string => `(${v} < '!' OR ${v} >= chr(128) OR
  * JavaScript waiting for them; with more, both work at once.
  */
 const STREAM_BUFFER = '16MB'
+/**
+ * The kept rows' values are held in memory (held.ts) where they take at most this share of DuckDB's memory limit:
+ * beside DuckDB's own (up to the limit), that keeps the import under 1 GB at the default limit.
+ */
+const HELD_SHARE = 0.5
+/** Rows handed to the shard writers at a time from the held rows (progress is reported between them). */
+const HELD_WINDOW = 65536
 /** STREAM_BUFFER, for a connection (it is a setting of each). */
 const STREAM_BUFFER_SQL = `SET streaming_buffer_size = ${lit(STREAM_BUFFER)}`
 
@@ -234,7 +246,8 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
     // its bytes or less, a Parquet file's up to IN_MEMORY_PARQUET times), src keeps the text itself and the write
     // pass reads it from there; else src keeps its hash and the write pass reads the file again
     const limit = bytesOf(String((await one("SELECT current_setting('memory_limit') AS m")).m))
-    const textInSrc = textAt.size > 0 && s.totalBytes * (format === 'parquet' ? IN_MEMORY_PARQUET : IN_MEMORY_TEXT) <= limit
+    const fits = s.totalBytes * (format === 'parquet' ? IN_MEMORY_PARQUET : IN_MEMORY_TEXT) <= limit
+    const textInSrc = textAt.size > 0 && fits
 
     // ---- the file, as text, one row per data row in file order (rowid), missing values as NULL ----
     const c = (i: number): string => `c${i}`
@@ -274,7 +287,10 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
     const typed = [...used].filter(i => !textAt.has(i))
     const notDroppedRows = `FILTER (WHERE NOT (${dropped}))`
     const numbers = typed.map(i => `, (count(${c(i)}) ${notDroppedRows})::DOUBLE AS p${i}, coalesce(bool_and(isNumber(${c(i)})) ${notDroppedRows}, true) AS n${i}`).join('')
-    const counts = await one(`SELECT count(*)::DOUBLE AS rows, count(*) FILTER (WHERE ${dropped})::DOUBLE AS dropped, ${[...used].map(i => `count(${c(i)})::DOUBLE AS ${c(i)}`).join(', ')}${numbers} FROM src`)
+    // and, where src holds the text, each text column's bytes over those rows (the most the kept rows can have)
+    const texts = [...used].filter(i => textAt.has(i))
+    const textBytes = textInSrc ? texts.map(i => `, coalesce(sum(strlen(${c(i)})) ${notDroppedRows}, 0)::DOUBLE AS b${i}`).join('') : ''
+    const counts = await one(`SELECT count(*)::DOUBLE AS rows, count(*) FILTER (WHERE ${dropped})::DOUBLE AS dropped, ${[...used].map(i => `count(${c(i)})::DOUBLE AS ${c(i)}`).join(', ')}${numbers}${textBytes} FROM src`)
     const rowsRead = num(counts.rows)
     const droppedMissing = num(counts.dropped)
     const lastLine = async (): Promise<number> => format === 'parquet' ? Math.max(1, rowsRead) : await lineOfRow(path, name, format, rowsRead - 1)
@@ -381,35 +397,62 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
     // first; the k-th kept row is a training row or not as isTestRow(k) says, and summed in file order as the
     // JavaScript engine sums.
     const numeric = typed.filter(i => profiles[i].numeric && profiles[i].present > 0 && i !== labelAt)
+    // Where the kept rows' values fit in memory (HELD_SHARE of the limit, and src holds the text itself), the pass
+    // also copies every kept row's values out (held.ts: numbers, every categorical column's codes, text) and the
+    // shards are written from there: no second scan of src
+    const categories = grouped.filter(i => profiles[i].counts !== null)
+    const heldTexts = (textInSrc ? texts : []).map(i => num(counts[`b${i}`]))
+    const holds = fits && (texts.length === 0 || textInSrc) && HeldRows.bytes(notDroppedCount, numeric.length, categories.length, heldTexts) <= HELD_SHARE * limit
+    let held: HeldRows | null = holds ? new HeldRows(notDroppedCount, numeric.length, categories.length, heldTexts) : null
+    const coded = holds ? categories : categorical
     const exprs = [`hash(${[...used].map(c).join(', ')})`]
     for (const i of numeric) exprs.push(`coalesce(to_number(${c(i)}), 'NaN'::DOUBLE)`)
-    const categoryValues = categorical.map(i => [...(profiles[i].counts as Map<string, [number, number]>).keys()])
-    for (const [j, i] of categorical.entries()) {
-      await db.run(`CREATE TYPE p${i} AS ENUM (${categoryValues[j].map(lit).join(', ')})`)
+    const codedValues = coded.map(i => [...(profiles[i].counts as Map<string, [number, number]>).keys()])
+    for (const [j, i] of coded.entries()) {
+      await db.run(`CREATE TYPE p${i} AS ENUM (${codedValues[j].map(lit).join(', ')})`)
       exprs.push(`coalesce(enum_code(TRY_CAST(${c(i)} AS p${i}))::INTEGER, -1)`)
     }
+    if (holds) for (const i of texts) exprs.push(`encode(coalesce(${c(i)}, ''))`)
+    /** Where each column of `categorical` (the training counts') is among `coded`. */
+    const countedAt = categorical.map(i => coded.indexOf(i))
     const sums = new Float64Array(numeric.length)
     const ns = new Float64Array(numeric.length)
-    const trainCounts = categoryValues.map(v => new Float64Array(v.length))
+    const trainCounts = categorical.map((_, j) => new Float64Array(codedValues[countedAt[j]].length))
     // (let, and dropped after the pass: the write pass's closure shares this scope)
     let seen: HashSet64 | null = new HashSet64(notDroppedCount)
+    const select = new Uint32Array(4096)
+    const chunkTexts: Utf8Column[] = holds ? texts.map(() => ({ offsets: new Int32Array(4097), data: new Uint8Array(1 << 20) })) : []
     await readRows(exprs, (chunk, n, rs) => {
+      if (n > select.length) throw new Error(`DuckDB returned a chunk of ${n} rows, more than ${select.length}`)
       const h = words(chunk.getColumnVector(1), n)
-      const xs = numeric.map((_, j) => doubles(chunk.getColumnVector(2 + j), n))
-      const codes = categorical.map((_, j) => int32s(chunk.getColumnVector(2 + numeric.length + j), n))
+      // the chunk's kept rows: those whose hash is new
+      let taken = 0
       for (let row = 0; row < n; row++) {
         if (!(seen as HashSet64).add(h[2 * row + 1], h[2 * row])) continue
         const r = rs[row]
         keptBits[r >>> 3] |= 1 << (r & 7)
-        if (isTestRow(kept++, s.seed, s.testFraction)) continue
+        select[taken++] = row
+      }
+      if (taken === 0) return
+      const xs = numeric.map((_, j) => doubles(chunk.getColumnVector(2 + j), n))
+      const codes = coded.map((_, j) => int32s(chunk.getColumnVector(2 + numeric.length + j), n))
+      const counted = countedAt.map(j => codes[j])
+      for (let t = 0; t < taken; t++) {
+        if (isTestRow(kept + t, s.seed, s.testFraction)) continue
+        const row = select[t]
         for (let j = 0; j < xs.length; j++) {
           const x = xs[j][row]
           if (Number.isNaN(x)) continue
           ns[j] += 1
           sums[j] += x
         }
-        for (let j = 0; j < codes.length; j++) if (codes[j][row] >= 0) trainCounts[j][codes[j][row]] += 1
+        for (let j = 0; j < counted.length; j++) if (counted[j][row] >= 0) trainCounts[j][counted[j][row]] += 1
       }
+      kept += taken
+      if (held === null) return
+      const first = 2 + numeric.length + coded.length
+      for (let t = 0; t < texts.length; t++) blobColumn(chunk.getColumnVector(first + t) as DuckDBBlobVector, n, readBytes, chunkTexts[t])
+      held.take(xs, codes, chunkTexts, select, taken)
     })
     seen = null
     numeric.forEach((i, j) => {
@@ -418,11 +461,12 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
     })
     categorical.forEach((i, j) => {
       const m = profiles[i].counts as Map<string, [number, number]>
-      categoryValues[j].forEach((v, code) => { (m.get(v) as [number, number])[0] = trainCounts[j][code] })
+      codedValues[countedAt[j]].forEach((v, code) => { (m.get(v) as [number, number])[0] = trainCounts[j][code] })
     })
     await noteSpill()
     phase('dedupe')
     const droppedDuplicates = notDroppedCount - kept
+    const heldLayout: HeldLayout = { numeric, coded, codedValues, texts }
 
     return {
       profiles,
@@ -432,6 +476,12 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
       kept,
       lastLine,
       write: async (described, sink) => {
+        if (held !== null) {
+          writeHeld(held, described, heldLayout, sink)
+          held = null
+          phase('write')
+          return
+        }
         // categories as ENUMs, so DuckDB hands over each value's index (its one-hot position, its class); missing
         // values filled here, so that every column comes out without nulls, as a typed array
         const fillIndex = fillIndices(described)
@@ -546,6 +596,61 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
     await close()
     throw err
   }
+}
+
+/** Where the duplicates' pass put each column among the held rows' (HeldRows) columns, by its place in the file. */
+interface HeldLayout {
+  numeric: number[]
+  coded: number[]
+  /** The coded columns' values in the order of their codes (the profile's). */
+  codedValues: string[][]
+  texts: number[]
+}
+
+/**
+ * The held rows to the shard writers, as the write pass from src would give them: missing numbers become the
+ * column's fill value (0 without one, or where it is not finite: doubleLiteral's rule), category codes become
+ * the index in the description's (sorted) categories, missing ones its fill index, missing text ''. The held
+ * arrays are changed in place (they are written once).
+ */
+function writeHeld (held: HeldRows, described: ColumnDescription[], layout: HeldLayout, sink: CleanSink): void {
+  const fillIndex = fillIndices(described)
+  const columns: Array<Float64Array | Int32Array | Utf8Column | null> = new Array(described.length).fill(null)
+  const n = held.rows
+  for (let i = 0; i < described.length; i++) {
+    const col = described[i]
+    if (col.type === 'ignored') continue
+    if (col.type === 'numeric') {
+      const x = held.numbers[layoutAt(layout.numeric, i, col.name)]
+      const fill = typeof col.fill === 'number' && Number.isFinite(col.fill) ? col.fill : 0
+      for (let r = 0; r < n; r++) if (Number.isNaN(x[r])) x[r] = fill
+      columns[i] = x
+    } else if (col.type === 'text') {
+      columns[i] = held.texts[layoutAt(layout.texts, i, col.name)]
+    } else {
+      const j = layoutAt(layout.coded, i, col.name)
+      const index = new Map((col.categories ?? []).map((v, k) => [v, k]))
+      // remap[code + 1]: code -1 (missing) to the fill index
+      const remap = Int32Array.from([fillIndex[i], ...layout.codedValues[j].map(v => index.get(v) ?? -1)])
+      if (remap.includes(-1)) throw new Error(`column "${col.name}": a value held is not among its categories`)
+      const codes = held.codes[j]
+      for (let r = 0; r < n; r++) codes[r] = remap[codes[r] + 1]
+      columns[i] = codes
+    }
+  }
+  const rows = new Uint32Array(Math.min(n, HELD_WINDOW)).map((_, r) => r)
+  for (let a = 0; a < n; a += HELD_WINDOW) {
+    const m = Math.min(HELD_WINDOW, n - a)
+    const window = columns.map(v => v === null ? null : v instanceof Float64Array || v instanceof Int32Array ? v.subarray(a, a + m) : { offsets: v.offsets.subarray(a, a + m + 1), data: v.data })
+    sink.columns(window, m, rows.subarray(0, m))
+  }
+}
+
+/** Column i's place among `held`, where the duplicates' pass held it. */
+function layoutAt (held: number[], i: number, name: string): number {
+  const j = held.indexOf(i)
+  if (j < 0) throw new Error(`column "${name}" is written but was not held`)
+  return j
 }
 
 /** A double as a SQL literal that DuckDB reads back to the same double (JavaScript's shortest round-trip form). */
