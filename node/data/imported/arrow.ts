@@ -200,7 +200,9 @@ export class ShardWriter {
   appendRows (columns: CleanColumns, rows: ArrayLike<number>): void {
     const { source } = this.shape
     const kinds = this.kinds
-    const hasText = kinds.includes(2)
+    // the text columns' offsets (most tables have one or none)
+    const texts: Int32Array[] = []
+    for (let k = 0; k < kinds.length; k++) if (kinds[k] === 2) texts.push((columns[source[k]] as Utf8Column).offsets)
     let j = 0
     while (j < rows.length) {
       // how many rows go in before the batch is full: BATCH_ROWS of them, or the row that brings the text to
@@ -208,15 +210,11 @@ export class ShardWriter {
       const room = Math.min(BATCH_ROWS - this.buffered, rows.length - j)
       let m = room
       let full = this.buffered + room === BATCH_ROWS
-      if (hasText) {
+      if (texts.length > 0) {
         let text = this.textBytes()
         for (let t = 0; t < room; t++) {
           const i = rows[j + t]
-          for (let k = 0; k < kinds.length; k++) {
-            if (kinds[k] !== 2) continue
-            const o = (columns[source[k]] as Utf8Column).offsets
-            text += o[i + 1] - o[i]
-          }
+          for (let c = 0; c < texts.length; c++) text += texts[c][i + 1] - texts[c][i]
           if (text >= BATCH_TEXT_BYTES) {
             m = t + 1
             full = true

@@ -51,17 +51,18 @@ export class HeldRows {
         grown.set(to.data.subarray(0, end))
         to.data = grown
       }
+      // a run of rows next to each other in the chunk at once (most are: a duplicate is rare)
       const out = to.data
-      for (let k = 0; k < taken; k++) {
+      const outOffsets = to.offsets
+      let k = 0
+      while (k < taken) {
+        let e = k + 1
+        while (e < taken && select[e] === select[e - 1] + 1) e++
         const a = offsets[select[k]]
-        const b = offsets[select[k] + 1]
-        // short values byte by byte: cheaper than a view to copy from
-        if (b - a <= 64) for (let x = a; x < b; x++) out[end++] = data[x]
-        else {
-          out.set(data.subarray(a, b), end)
-          end += b - a
-        }
-        to.offsets[at + k + 1] = end
+        const b = offsets[select[e - 1] + 1]
+        out.set(data.subarray(a, b), end)
+        for (; k < e; k++) outOffsets[at + k + 1] = end + offsets[select[k] + 1] - a
+        end += b - a
       }
     }
     this.rows += taken
