@@ -21,12 +21,12 @@
  * Then where the time goes: the adding loop, a memcpy, noise's cipher and the data plane's records per vector.
  * With BENCH_PROFILE_DIR=DIR in the environment each worker writes a CPU profile there (node --cpu-prof).
  */
-import { execFileSync, fork, spawn } from 'node:child_process'
+import { fork, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
+import { ensureTorch, PYTHON } from './torch.ts'
 import { parseArgs } from 'node:util'
 import { cpus, loadavg } from 'node:os'
 
@@ -43,7 +43,10 @@ const { values: args } = parseArgs({
   }
 })
 const MiB = 1024 * 1024
-const sizes = (args.sizes ?? '').split(',').map(Number).filter(x => x > 0)
+// a size in MiB, to whole floats (4 bytes): every path below sends the same whole number of bytes
+const sizes = (args.sizes ?? '').split(',').map(Number).filter(x => x > 0).map(x => Math.max(4, Math.round(x * MiB / 4) * 4) / MiB)
+/** A size as printed: 4 significant digits. */
+const shown = (mib: number): string => String(Number(mib.toPrecision(4)))
 const peers = (args.peers ?? '').split(',').map(Number).filter(x => x >= 2)
 const rounds = Math.max(1, Number(args.rounds))
 const kinds = (args.kinds ?? '').split(',').filter(k => (ALL_KINDS as readonly string[]).includes(k))
@@ -93,47 +96,6 @@ function spawnWorker (): Promise<Worker> {
   return next('ready').then(m => ({ child, ids: m.ids, addrs: m.addrs, tcp: m.tcp, next }))
 }
 
-/** Debian's python3 (with python3-torch), not a pyenv shim that may shadow it. */
-function python (): string {
-  return existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
-}
-
-function hasTorch (): boolean {
-  try {
-    execFileSync(python(), ['-c', 'import torch, torch.distributed'], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
-}
-
-/** torch for the gloo rows: there already, or Debian's python3-torch through apt-get; false when neither works. */
-function ensureTorch (): boolean {
-  if (hasTorch()) return true
-  let apt = false
-  try {
-    execFileSync('sh', ['-c', 'command -v apt-get'], { stdio: 'ignore' })
-    apt = true
-  } catch {}
-  if (!apt) {
-    log('gloo: no torch and no apt-get; skipping the gloo rows')
-    return false
-  }
-  log('gloo: installing python3-torch with apt-get (once)…')
-  const install = (): void => { execFileSync('apt-get', ['install', '-y', '-q', 'python3-torch'], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } }) }
-  try {
-    install()
-  } catch {
-    try {
-      execFileSync('apt-get', ['update', '-q'], { stdio: ['ignore', 'ignore', 'inherit'] })
-      install()
-    } catch (err) {
-      log(`gloo: apt-get install python3-torch failed (${(err as Error).message}); skipping the gloo rows`)
-      return false
-    }
-  }
-  return hasTorch()
-}
 
 async function freePort (): Promise<number> {
   const server = createServer()
@@ -147,7 +109,7 @@ async function freePort (): Promise<number> {
 /** gloo's all_reduce with n processes: per size, the median over `rounds` of the slowest rank's time (ms). */
 async function gloo (n: number): Promise<Array<{ mib: number, ms: number }>> {
   const port = await freePort()
-  const procs = Array.from({ length: n }, (_, rank) => spawn(python(), [
+  const procs = Array.from({ length: n }, (_, rank) => spawn(PYTHON, [
     glooPath, '--rank', String(rank), '--world', String(n), '--port', String(port), '--sizes', sizes.join(','), '--rounds', String(rounds)
   ], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, OMP_NUM_THREADS: '1' } }))
   let out = ''
@@ -168,7 +130,7 @@ const links: Array<{ kind: string, mib: number, ms: number, mbps: number }> = []
 let micro: Record<string, number> = {}
 let round = 0
 
-const glooReady = withGloo && ensureTorch()
+const glooReady = withGloo && ensureTorch(line => { log(`gloo: ${line}`) }) !== null
 for (const n of peers) {
   const workers = await Promise.all(Array.from({ length: n }, spawnWorker))
   for (const w of workers) w.child.send({ type: 'peers', peers: workers.map(x => ({ ids: x.ids, addrs: x.addrs, tcp: x.tcp })) })
@@ -187,7 +149,7 @@ for (const n of peers) {
         for (const w of workers) w.child.send({ type: 'run', transport: kind, round: r, members, bytes: Math.round(mib * MiB / 4) * 4 })
         const results = await Promise.all(workers.map(w => w.next('ran')))
         const failed = results.find(x => !x.ok)
-        if (failed !== undefined) throw new Error(`${kind} N=${n} ${mib} MiB round failed: ${failed.reason}`)
+        if (failed !== undefined) throw new Error(`${kind} N=${n} ${shown(mib)} MiB round failed: ${failed.reason}`)
         if (i >= warmup) {
           times.get(kind)?.push(Math.max(...results.map(x => x.ms)))
           cpuTimes.get(kind)?.push(Math.max(...results.map(x => x.cpuMs)))
@@ -200,7 +162,7 @@ for (const n of peers) {
       const name = kind === 'swarm' ? 'swarm' : `ring/${kind}`
       const cpuMs = median(cpuTimes.get(kind) ?? [])
       rows.push({ kind: name, n, mib, ms, algbw, busbw: algbw * 2 * (n - 1) / n, cpuMs })
-      log(`${name} N=${n} ${mib} MiB: ${ms.toFixed(1)} ms (cpu ${cpuMs.toFixed(1)} ms)`)
+      log(`${name} N=${n} ${shown(mib)} MiB: ${ms.toFixed(1)} ms (cpu ${cpuMs.toFixed(1)} ms)`)
     }
     if (n === peers[0] && (kinds.includes('libp2p') || kinds.includes('plain') || kinds.includes('tcp'))) {
       // Reference b: one link between two processes: one libp2p stream (with and without noise), one socket.
@@ -235,7 +197,7 @@ for (const n of peers) {
     for (const { mib, ms } of await gloo(n)) {
       const algbw = mib * MiB / (ms / 1000)
       rows.push({ kind: 'gloo', n, mib, ms, algbw, busbw: algbw * 2 * (n - 1) / n })
-      log(`gloo N=${n} ${mib} MiB: ${ms.toFixed(1)} ms`)
+      log(`gloo N=${n} ${shown(mib)} MiB: ${ms.toFixed(1)} ms`)
     }
   }
 }
@@ -248,14 +210,14 @@ if (args.json === true) {
   console.log(`load average ${loadBefore.toFixed(1)} before, ${loadavg()[0].toFixed(1)} after (other processes share these CPUs: compare within a run, not across runs)\n`)
   console.log('kind               N   size           ms      algbw MB/s  busbw MB/s  cpu ms')
   for (const r of rows) {
-    console.log(`${r.kind.padEnd(18)} ${String(r.n).padStart(1)}  ${`${r.mib} MiB`.padStart(12)} ${r.ms.toFixed(2).padStart(8)}  ${MB(r.algbw)}     ${MB(r.busbw)}  ${r.cpuMs === undefined ? '' : r.cpuMs.toFixed(1).padStart(6)}`)
+    console.log(`${r.kind.padEnd(18)} ${String(r.n).padStart(1)}  ${`${shown(r.mib)} MiB`.padStart(12)} ${r.ms.toFixed(2).padStart(8)}  ${MB(r.algbw)}     ${MB(r.busbw)}  ${r.cpuMs === undefined ? '' : r.cpuMs.toFixed(1).padStart(6)}`)
   }
   console.log('\none link between two processes (reference b)')
-  for (const l of links) console.log(`${l.kind.padEnd(16)} ${`${l.mib} MiB`.padStart(7)} ${l.ms.toFixed(1).padStart(8)} ms  ${MB(l.mbps)} MB/s`)
+  for (const l of links) console.log(`${l.kind.padEnd(16)} ${`${shown(l.mib)} MiB`.padStart(7)} ${l.ms.toFixed(1).padStart(8)} ms  ${MB(l.mbps)} MB/s`)
   console.log('\nratios to gloo (time: lower is better; busbw: higher is better)')
   for (const r of rows.filter(x => x.kind !== 'gloo')) {
     const g = rows.find(x => x.kind === 'gloo' && x.n === r.n && x.mib === r.mib)
-    if (g !== undefined) console.log(`${r.kind.padEnd(18)} N=${r.n} ${`${r.mib} MiB`.padStart(12)}: time ${(r.ms / g.ms).toFixed(2)}x gloo, busbw ${(r.busbw / g.busbw).toFixed(2)}x gloo`)
+    if (g !== undefined) console.log(`${r.kind.padEnd(18)} N=${r.n} ${`${shown(r.mib)} MiB`.padStart(12)}: time ${(r.ms / g.ms).toFixed(2)}x gloo, busbw ${(r.busbw / g.busbw).toFixed(2)}x gloo`)
   }
   const maxMiB = Math.max(...sizes)
   if (micro.addMs !== undefined) {

@@ -7,7 +7,15 @@
  * once (each alone, pinned the same way, no swarm: `--no-apart` skips it), the most N members can reach here
  * with an all-reduce that cost nothing, since busy cores slow each other down on these machines.
  *
- *   npm run bench:scaling -- [--peers 1,2,3] [--seconds 20] [--json] [-- <job flags for peer start>]
+ * The reference for the ratio (`--no-ddp` skips it): PyTorch training the same model the way its users scale it,
+ * pinned the same way: one process alone, and N processes of DistributedDataParallel over gloo
+ * (scripts/bench-scaling-ddp.py, with Debian's python3-torch, installed with apt-get when missing). Debian's
+ * torch computes a dense step several times slower than our trainer (it calls the reference BLAS), and a
+ * slower step hides a sync of the same cost better; so beside the ratios each row says how many milliseconds
+ * the sync adds to a step: the swarm's step against the peer alone's, DDP's against PyTorch alone's, the same
+ * gradient summed between the same cores.
+ *
+ *   npm run bench:scaling -- [--peers 1,2,3] [--seconds 20] [--no-ddp] [--json] [-- <job flags for peer start>]
  *
  * Nothing is asserted: the machine is shared and noisy; compare the ratios of one run.
  */
@@ -20,6 +28,7 @@ import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { joinTokenOf } from '../node/security/index.ts'
 import { readStatus } from './peer-status.ts'
+import { ensureTorch, PYTHON } from './torch.ts'
 import type { RoundTiming } from '../node/rounds/index.ts'
 
 const { values: args, positionals } = parseArgs({
@@ -31,6 +40,8 @@ const { values: args, positionals } = parseArgs({
     'no-pin': { type: 'boolean', default: false },
     /** Skips the reference of N peers training apart (each alone, all at once, no swarm). */
     'no-apart': { type: 'boolean', default: false },
+    /** Skips the PyTorch DDP reference. */
+    'no-ddp': { type: 'boolean', default: false },
     /** Writes each peer's CPU profile (node --cpu-prof) into this folder; peers are then stopped with SIGTERM. */
     profile: { type: 'string' }
   },
@@ -97,9 +108,37 @@ interface Row {
    * this machine two busy cores slow each other's compute (shared caches and memory, or one physical core).
    */
   apart?: { samplesPerSec: number, ratio: number | null, computeMs: number, swarmOfApart: number }
+  /** The wall time of one step (1000 / steps per second) minus the peer alone's: what the sync adds to a step. */
+  addedMs: number | null
+  /** PyTorch DDP (gloo) with as many processes, pinned the same way; its ratio is to PyTorch alone. */
+  ddp?: { samplesPerSec: number, ratio: number | null, stepMs: number, addedMs: number | null }
 }
 
-async function run (n: number, apart = false): Promise<Omit<Row, 'ratio'>> {
+/** A job flag's value among the flags for peer start (the DDP reference trains the same model and batch). */
+function jobFlag (name: string): string | undefined {
+  const i = jobArgs.indexOf(name)
+  return i >= 0 ? jobArgs[i + 1] : undefined
+}
+
+/** PyTorch training the default job's model with n processes (DDP over gloo for n > 1), each on its own core. */
+async function ddp (n: number): Promise<{ samplesPerSec: number, stepMs: number }> {
+  const script = join(import.meta.dirname, 'bench-scaling-ddp.py')
+  const port = 29_500 + Math.floor(Math.random() * 1000)
+  const flags = ['--world', String(n), '--port', String(port), '--seconds', String(seconds), '--hidden', jobFlag('--hidden') ?? '256,128', '--batch', jobFlag('--batch-size') ?? '64', '--lr', jobFlag('--lr') ?? '0.001']
+  const procs = Array.from({ length: n }, (_, rank) => {
+    const argv = [script, '--rank', String(rank), ...flags]
+    return spawn(pin ? 'taskset' : PYTHON, pin ? ['-c', String(rank % cores), PYTHON, ...argv] : argv, { stdio: ['ignore', 'pipe', 'inherit'] })
+  })
+  let out = ''
+  procs[0].stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  for (const p of procs.slice(1)) p.stdout?.resume()
+  const codes = await Promise.all(procs.map(async p => await new Promise<number | null>(resolve => { p.once('exit', resolve) })))
+  if (codes.some(c => c !== 0)) throw new Error(`PyTorch DDP with ${n} processes: exit codes ${codes.join(', ')}`)
+  const r = JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as { samplesPerSec: number, stepMs: number }
+  return { samplesPerSec: Math.round(r.samplesPerSec), stepMs: Math.round(r.stepMs * 100) / 100 }
+}
+
+async function run (n: number, apart = false): Promise<Omit<Row, 'ratio' | 'addedMs'>> {
   const base = mkdtempSync(join(tmpdir(), 'peer-bench-scaling-'))
   const children: ChildProcess[] = []
   const dirs = Array.from({ length: n }, (_, i) => join(base, `peer-${i + 1}`))
@@ -185,22 +224,42 @@ async function run (n: number, apart = false): Promise<Omit<Row, 'ratio'>> {
   }
 }
 
+const withDdp = args['no-ddp'] !== true && ensureTorch(line => { process.stderr.write(`DDP reference: ${line}\n`) }) !== null
 const loadBefore = loadavg()[0]
 const rows: Row[] = []
 let alone: number | null = null
+let aloneStepMs: number | null = null
+let torchAlone: { samplesPerSec: number, stepMs: number } | null = null
+const round2 = (x: number): number => Math.round(x * 100) / 100
 for (const n of sizes) {
   const r = await run(n)
-  if (n === 1) alone = r.samplesPerSec
+  if (n === 1) {
+    alone = r.samplesPerSec
+    aloneStepMs = r.stepsPerSec > 0 ? 1000 / r.stepsPerSec : null
+  }
   const ratio = (x: number): number | null => alone !== null && alone > 0 ? Math.round(x / alone * 100) / 100 : null
-  const row: Row = { ...r, ratio: ratio(r.samplesPerSec) }
+  const stepMs = r.stepsPerSec > 0 ? 1000 / r.stepsPerSec : null
+  const row: Row = { ...r, ratio: ratio(r.samplesPerSec), addedMs: n > 1 && stepMs !== null && aloneStepMs !== null ? round2(stepMs - aloneStepMs) : null }
   if (n > 1 && args['no-apart'] !== true) {
     const a = await run(n, true)
     row.apart = { samplesPerSec: a.samplesPerSec, ratio: ratio(a.samplesPerSec), computeMs: a.computeMs, swarmOfApart: a.samplesPerSec > 0 ? Math.round(r.samplesPerSec / a.samplesPerSec * 100) / 100 : 0 }
   }
+  if (withDdp) {
+    // PyTorch alone first, whatever sizes were asked: the DDP rows' ratios are to it
+    if (torchAlone === null) torchAlone = await ddp(1)
+    const d = n === 1 ? torchAlone : await ddp(n)
+    row.ddp = {
+      ...d,
+      ratio: torchAlone.samplesPerSec > 0 ? round2(d.samplesPerSec / torchAlone.samplesPerSec) : null,
+      addedMs: n > 1 ? round2(d.stepMs - torchAlone.stepMs) : null
+    }
+  }
   rows.push(row)
   if (args.json !== true) {
     process.stdout.write(`${n} peer${n > 1 ? 's' : ' '}: ${row.samplesPerSec} samples/s (${row.ratio ?? '-'}x alone), ${row.stepsPerSec} steps/s; step: compute ${row.computeMs} ms, reduce ${row.reduceMs} ms, apply ${row.applyMs} ms${row.ringMs !== null ? `; a round p50 ${row.roundP50Ms} ms, p90 ${row.roundP90Ms}, mean ${row.roundMeanMs} (the ring's own p50 ${row.ringMs} ms; the rounds add ${row.roundOverheadMs} ms a round)` : ''}; rounds in a reused group ${row.fastRounds}, agreed ${row.agreedRounds}\n`)
+    if (row.addedMs !== null) process.stdout.write(`${n} peers: a step takes ${row.addedMs} ms longer than the peer alone's\n`)
     if (row.apart !== undefined) process.stdout.write(`${n} apart: ${row.apart.samplesPerSec} samples/s (${row.apart.ratio ?? '-'}x alone; compute ${row.apart.computeMs} ms a step): the swarm reaches ${row.apart.swarmOfApart}x of ${n} peers training apart at once\n`)
+    if (row.ddp !== undefined) process.stdout.write(`PyTorch ${n === 1 ? 'alone ' : `DDP ${n}`}: ${row.ddp.samplesPerSec} samples/s (${row.ddp.ratio ?? '-'}x PyTorch alone), ${row.ddp.stepMs} ms a step${row.ddp.addedMs !== null ? `, ${row.ddp.addedMs} ms longer than PyTorch alone's` : ''}\n`)
   }
 }
 const meta = { cores, pinned: pin, loadBefore, loadAfter: loadavg()[0], job: jobArgs }

@@ -20,7 +20,7 @@
  * timed in alternating rounds; the best round counts (this machine is shared
  * and noisy: the load average is printed before and after).
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -34,6 +34,7 @@ import { registerFastGradients, registerFastWasmKernels, unregisterFastWasmKerne
 import { CNN_CONVS, createNet, parameterCount } from '../node/trainer/model.ts'
 import type { ModelConfig, Net } from '../node/trainer/model.ts'
 import { useWasmThreads, wasmThreads } from '../node/trainer/wasm-threads.ts'
+import { ensureTorch, PYTHON } from './torch.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -282,22 +283,10 @@ async function fit (c: Case, data: Batches): Promise<Runner> {
 
 // ---------------------------------------------------------------- PyTorch
 
-const PYTHON = '/usr/bin/python3' // Debian's, where python3-torch installs
-
-/** torch's version and the BLAS it calls (Debian's torch uses the system libblas: reference BLAS unless, say, OpenBLAS is installed). */
-function torchVersion (): string | null {
-  const r = spawnSync(PYTHON, ['-c', 'import os, torch; print(torch.__version__, "with", os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3"))'], { encoding: 'utf8' })
-  return r.status === 0 ? r.stdout.trim() : null
-}
-
-/** Debian's python3-torch, installed with apt-get when missing; null (with the reason printed) when it cannot be. */
-function ensureTorch (): string | null {
+/** PyTorch's version (installed when missing), null when it cannot be or `--torch skip` says not to. */
+function torchOrSkip (): string | null {
   if (args.torch === 'skip') return null
-  let version = torchVersion()
-  if (version !== null) return version
-  console.log('PyTorch is missing: apt-get install -y python3-torch')
-  const r = spawnSync('apt-get', ['install', '-y', 'python3-torch'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
-  version = r.status === 0 ? torchVersion() : null
+  const version = ensureTorch(line => { console.log(line) })
   if (version === null) console.log('PyTorch could not be installed: its columns stay empty')
   return version
 }
@@ -361,7 +350,7 @@ if (backend === 'wasm') {
 }
 await tf.setBackend(backend)
 await tf.ready()
-const torch = ensureTorch()
+const torch = torchOrSkip()
 
 /** The gpt net from node/trainer/gpt.ts. */
 async function gptNet (c: Case): Promise<Net> {
