@@ -214,13 +214,14 @@ export async function importDataset (path: string, options: ImportOptions): Prom
           progress()
         }
       })
+      if (out.rows !== scan.kept) throw new Error(`${name} changed during the import (${scan.kept} rows kept in the first pass, ${out.rows} in the second): import it again`)
+      const after = statSync(path)
+      if (after.size !== before.size || after.mtimeMs !== before.mtimeMs) throw new Error(`${name} changed during the import: import it again`)
     } catch (err) {
+      // (its files, and the document-frequency worker)
       out.abort()
       throw err
     }
-    if (out.rows !== scan.kept) throw new Error(`${name} changed during the import (${scan.kept} rows kept in the first pass, ${out.rows} in the second): import it again`)
-    const after = statSync(path)
-    if (after.size !== before.size || after.mtimeMs !== before.mtimeMs) throw new Error(`${name} changed during the import: import it again`)
     settings.progress({ phase: 'write', bytes: before.size, totalBytes: before.size, rows: scan.rowsRead }, true)
     const engine = await scan.engine()
     const counts = { rowsRead: scan.rowsRead, droppedMissing: scan.droppedMissing, droppedDuplicates: scan.droppedDuplicates, rowsWritten: scan.kept }
