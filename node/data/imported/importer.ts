@@ -8,9 +8,10 @@
  *   by row and profiled by the engine, in parallel, under a memory limit, spilling to
  *   a temp dir inside the import's work dir when the data does not fit; only
  *   the duplicates and the training means (one pass over the row hashes and
- *   numbers) and the write pass (Arrow shards from DuckDB's result chunks as
- *   typed arrays, the text's document frequencies in a worker thread) run in
- *   JavaScript.
+ *   numbers, which also keeps the kept rows' values in memory where they fit)
+ *   and the write pass (Arrow shards from those held values, or else from
+ *   DuckDB's result chunks, as typed arrays; the text's document frequencies
+ *   in a worker thread) run in JavaScript.
  * - JavaScript (scan-js.ts): two streaming passes through csv-parse; used only
  *   when DuckDB's native binary cannot load (or with `engine: 'js'`). No
  *   Parquet.
