@@ -481,8 +481,15 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
       lastLine,
       write: async (described, sink) => {
         if (held !== null) {
-          writeHeld(held, described, heldLayout, sink)
-          held = null
+          // src is not read again: DuckDB frees it (on a thread of its own, so that closing it at the end costs less)
+          // while the shards are written; waited for either way, so that nothing is running when it is closed
+          const dropped = db.run('DROP TABLE src')
+          try {
+            writeHeld(held, described, heldLayout, sink)
+          } finally {
+            held = null
+            await dropped.catch(() => {})
+          }
           phase('write')
           return
         }

@@ -8,9 +8,10 @@
  *   by row and profiled by the engine, in parallel, under a memory limit, spilling to
  *   a temp dir inside the import's work dir when the data does not fit; only
  *   the duplicates and the training means (one pass over the row hashes and
- *   numbers) and the write pass (Arrow shards from DuckDB's result chunks as
- *   typed arrays, the text's document frequencies in a worker thread) run in
- *   JavaScript.
+ *   numbers, which also keeps the kept rows' values in memory where they fit)
+ *   and the write pass (Arrow shards from those held values, or else from
+ *   DuckDB's result chunks, as typed arrays; the text's document frequencies
+ *   in a worker thread) run in JavaScript.
  * - JavaScript (scan-js.ts): two streaming passes through csv-parse; used only
  *   when DuckDB's native binary cannot load (or with `engine: 'js'`). No
  *   Parquet.
@@ -214,13 +215,14 @@ export async function importDataset (path: string, options: ImportOptions): Prom
           progress()
         }
       })
+      if (out.rows !== scan.kept) throw new Error(`${name} changed during the import (${scan.kept} rows kept in the first pass, ${out.rows} in the second): import it again`)
+      const after = statSync(path)
+      if (after.size !== before.size || after.mtimeMs !== before.mtimeMs) throw new Error(`${name} changed during the import: import it again`)
     } catch (err) {
+      // (its files, and the document-frequency worker)
       out.abort()
       throw err
     }
-    if (out.rows !== scan.kept) throw new Error(`${name} changed during the import (${scan.kept} rows kept in the first pass, ${out.rows} in the second): import it again`)
-    const after = statSync(path)
-    if (after.size !== before.size || after.mtimeMs !== before.mtimeMs) throw new Error(`${name} changed during the import: import it again`)
     settings.progress({ phase: 'write', bytes: before.size, totalBytes: before.size, rows: scan.rowsRead }, true)
     const engine = await scan.engine()
     const counts = { rowsRead: scan.rowsRead, droppedMissing: scan.droppedMissing, droppedDuplicates: scan.droppedDuplicates, rowsWritten: scan.kept }
