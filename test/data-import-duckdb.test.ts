@@ -53,18 +53,22 @@ async function sql (statements: string): Promise<void> {
   }
 }
 
+/** Writes `header`, then `line(i)` for i = 0 … rows − 1 (each with its newline), streamed to `path`. */
+async function writeLines (path: string, header: string, rows: number, line: (i: number) => string): Promise<void> {
+  const out = createWriteStream(path)
+  out.write(header)
+  for (let i = 0; i < rows; i++) if (!out.write(line(i))) await once(out, 'drain')
+  out.end()
+  await once(out, 'finish')
+}
+
 /** A CSV of `rows` distinct rows with long decimals (their sums depend on the order of addition) and text. */
 async function writeNumbers (path: string, rows: number, textWords: number): Promise<void> {
   const rand = seededRandom(7)
-  const out = createWriteStream(path)
-  out.write('x,y,kind,body,label\n')
-  for (let i = 0; i < rows; i++) {
+  await writeLines(path, 'x,y,kind,body,label\n', rows, i => {
     const words = Array.from({ length: textWords }, () => Math.floor(rand() * 1e9).toString(36)).join(' ')
-    const line = `${(rand() * 1e6 - 5e5).toPrecision(17)},${i % 97 === 0 ? '' : (rand() * 1e-3).toExponential(12)},k${i % 7},"${words}",${rand() < 0.4 ? 'a' : 'b'}\n`
-    if (!out.write(line)) await once(out, 'drain')
-  }
-  out.end()
-  await once(out, 'finish')
+    return `${(rand() * 1e6 - 5e5).toPrecision(17)},${i % 97 === 0 ? '' : (rand() * 1e-3).toExponential(12)},k${i % 7},"${words}",${rand() < 0.4 ? 'a' : 'b'}\n`
+  })
 }
 
 test('both engines give the same data set (CSV drop and fill, TSV, JSON lines)', async () => {
@@ -247,16 +251,11 @@ test('the write pass from the kept rows held in memory and from src: one data se
     // not fit in HELD_SHARE of it and the shards are written from src; at 1 GB the rows are held
     const file = join(dir, 'digits.csv')
     const rand = seededRandom(5)
-    const out = createWriteStream(file)
-    out.write(`${Array.from({ length: 12 }, (_, j) => `x${j}`).join(',')},note,label\n`)
     let previous = ''
-    for (let i = 0; i < 330_000; i++) {
-      const line = i % 50 === 49 ? previous : `${Array.from({ length: 12 }, () => rand() < 0.005 ? '' : String(Math.floor(rand() * 10))).join(',')},${rand() < 0.01 ? '' : Math.floor(rand() * 100).toString(36)},${rand() < 0.5 ? 'a' : 'b'}\n`
-      previous = line
-      if (!out.write(line)) await once(out, 'drain')
-    }
-    out.end()
-    await once(out, 'finish')
+    await writeLines(file, `${Array.from({ length: 12 }, (_, j) => `x${j}`).join(',')},note,label\n`, 330_000, i => {
+      if (i % 50 !== 49) previous = `${Array.from({ length: 12 }, () => rand() < 0.005 ? '' : String(Math.floor(rand() * 10))).join(',')},${rand() < 0.01 ? '' : Math.floor(rand() * 100).toString(36)},${rand() < 0.5 ? 'a' : 'b'}\n`
+      return previous
+    })
     for (const missing of ['drop', 'fill'] as const) {
       const options = { label: 'label', text: ['note'], missing, shards: 3, buckets: 256, threads: 1 }
       const ids = []
