@@ -58,7 +58,7 @@
 import * as tf from '@tensorflow/tfjs'
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm'
 import { simdFilterGrad, simdMemory } from './simd-filter-grad.ts'
-import type { WasmMemory } from './simd-filter-grad.ts'
+import type { WasmMemory } from '../common/wasm.ts'
 
 const BACKEND = 'wasm'
 

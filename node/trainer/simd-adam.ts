@@ -3,8 +3,8 @@
  * the wasm backend's memory (built once per memory, as simd-filter-grad.ts builds its own). f32x4 arithmetic is
  * IEEE float32, as `Math.fround` of each operation is: the same bits as the scalar loop, in the same order.
  */
-import { name, section, uleb, wasm } from './simd-filter-grad.ts'
-import type { WasmMemory } from './simd-filter-grad.ts'
+import { name, section, uleb, wasm } from '../common/wasm.ts'
+import type { WasmMemory } from '../common/wasm.ts'
 
 /** (mo, vo, wo, mi, vi, wi, gi: byte addresses; vectors: count of 4 floats; β₁, β₂, 1−β₁, 1−β₂, 1−β₁ᵗ, 1−β₂ᵗ, ε, −lr) */
 type Fn = (mo: number, vo: number, wo: number, mi: number, vi: number, wi: number, gi: number, vectors: number,

@@ -21,16 +21,8 @@
  * One function per (T, V), generated once and cached per memory. Only valid
  * padding (no x outside the image) and output channels in multiples of 4.
  */
-
-/** The few WebAssembly APIs used here (the project's TypeScript libs carry no WebAssembly types). */
-export interface WasmMemory { readonly buffer: ArrayBufferLike }
-export interface WasmApi {
-  Memory: abstract new (...args: never[]) => WasmMemory
-  Module: new (bytes: Uint8Array) => object
-  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> }
-  validate: (bytes: Uint8Array) => boolean
-}
-export const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
+import { name, section, sleb, uleb, wasm } from '../common/wasm.ts'
+import type { WasmMemory } from '../common/wasm.ts'
 
 /** f32x4 values a loop may hold in registers (x64 has 16): T·V accumulators, V dy vectors and one splat. */
 const REGISTERS = 15
@@ -39,38 +31,6 @@ type Fn = (x: number, g: number, out: number, batch: number, oh: number, ow: num
   xImage: number, xRow: number, xCol: number, gStride: number, outStride: number) => void
 
 const compiled = new WeakMap<WasmMemory, Map<string, Fn>>()
-
-export function uleb (n: number): number[] {
-  const out: number[] = []
-  do {
-    let byte = n & 0x7f
-    n >>>= 7
-    if (n !== 0) byte |= 0x80
-    out.push(byte)
-  } while (n !== 0)
-  return out
-}
-
-export function sleb (n: number): number[] {
-  const out: number[] = []
-  for (;;) {
-    const byte = n & 0x7f
-    n >>= 7
-    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
-      out.push(byte)
-      return out
-    }
-    out.push(byte | 0x80)
-  }
-}
-
-export function section (id: number, body: number[]): number[] {
-  return [id, ...uleb(body.length), ...body]
-}
-
-export function name (s: string): number[] {
-  return [...uleb(s.length), ...Array.from(s, c => c.charCodeAt(0))]
-}
 
 // opcodes
 const LOCAL_GET = 0x20
