@@ -29,7 +29,7 @@ import type { ConnectionEncrypter, PeerId, PrivateKey, SecureConnectionOptions }
 import { pushable } from 'it-pushable'
 import { multiaddr } from '@multiformats/multiaddr'
 import { startNetwork } from '../node/network/index.ts'
-import { Ring, createKeyedRingTransport, createLibp2pRingTransport, createTcpRingTransport, listenHostOf } from '../node/ring/index.ts'
+import { Ring, createKeyedRingTransport, createLibp2pRingTransport, createTcpRingTransport, listenHostOf, sumBuffer } from '../node/ring/index.ts'
 import type { TcpAddress } from '../node/ring/index.ts'
 import { addChecked } from '../node/ring/index.ts'
 import { MAX_FRAME_BYTES } from '../protocols/allreduce/index.ts'
@@ -200,7 +200,7 @@ async function handle (msg: Message): Promise<void> {
       const self = ids[NODE_OF[msg.transport]]
       const cpu = process.cpuUsage()
       // As the rounds do: the sum goes into a buffer kept from round to round.
-      const into = sums.get(msg.bytes) ?? new Float32Array(msg.bytes / 4)
+      const into = sums.get(msg.bytes) ?? sumBuffer(msg.bytes / 4)
       sums.set(msg.bytes, into)
       const result = await rings[msg.transport].run({ round: msg.round, attempt: 0, members: msg.members, self, vector, into })
       const used = process.cpuUsage(cpu)

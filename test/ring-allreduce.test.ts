@@ -6,7 +6,7 @@ import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { DATA_HEADER_BYTES, DONE_BYTES, HELLO_BYTES, PROTOCOL } from '../protocols/allreduce/index.ts'
-import { Ring, chunkSpans, createLibp2pRingTransport, createTcpRingTransport, elementsSent, gathers, roundError, sendChunk, stepCount } from '../node/ring/index.ts'
+import { Ring, chunkSpans, createLibp2pRingTransport, createTcpRingTransport, elementsSent, gathers, roundError, sendChunk, stepCount, sumBuffer, sumKernelsOf } from '../node/ring/index.ts'
 import type { AllReduceResult, TcpAddress } from '../node/ring/index.ts'
 
 /** Small blocks so that even short vectors take several frames per chunk. */
@@ -141,6 +141,23 @@ for (const [kind, mode] of [['libp2p', 'auto'], ['tcp', 'auto'], ['libp2p', 'red
       for (const sum of results) {
         assert.deepEqual(Buffer.from(sum.buffer), Buffer.from(results[0].buffer), 'identical on every member')
         for (let k = 0; k < length; k++) assert.ok(Math.abs(sum[k] - expected[k]) <= 1e-3 * Math.max(1, Math.abs(expected[k])), `element ${k}`)
+      }
+    })
+
+    test('summing into plain arrays (JavaScript loops) and into sum buffers (SIMD) gives the same bits', async () => {
+      for (const n of [2, 3]) {
+        const members = all.slice(0, n)
+        const ids = members.map(m => m.id)
+        const length = 10_007
+        const vectors = members.map(() => Float32Array.from({ length }, () => (Math.random() - 0.5) * 1e3))
+        const run = async (into: (i: number) => Float32Array): Promise<Float32Array[]> => {
+          const r = round++
+          return sums(await Promise.all(members.map(async (m, i) => await m.ring.run({ round: r, attempt: 0, members: ids, self: m.id, vector: vectors[i], into: into(i), stepTimeoutMs: 5000 }))))
+        }
+        const plain = await run(() => new Float32Array(length))
+        const simd = await run(() => sumBuffer(length))
+        assert.ok(simd.every(s => sumKernelsOf(s) !== null), 'the sums are in the sum buffers given')
+        for (let i = 0; i < n; i++) assert.deepEqual(Buffer.from(simd[i].buffer, 0, length * 4), Buffer.from(plain[i].buffer), `N=${n}, member ${i}`)
       }
     })
 

@@ -16,7 +16,7 @@ import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { DATA_HEADER_BYTES, FRAME_DATA, MAX_FRAME_BYTES } from '../protocols/allreduce/index.ts'
-import { Ring, createLibp2pRingTransport, createTcpRingTransport } from '../node/ring/index.ts'
+import { Ring, createLibp2pRingTransport, createTcpRingTransport, sumBuffer } from '../node/ring/index.ts'
 import type { OutboundChannel, RingTransport, AllReduceResult, TcpAddress, TcpRingTransport } from '../node/ring/index.ts'
 
 const T = 1000 // step and connect timeout of every round here
@@ -124,6 +124,14 @@ const sumOf = (members: number[], length = LENGTH): number[] => Array.from({ len
 
 interface Timed { result: AllReduceResult, ms: number }
 
+/** Each ring's sum buffer, as the swarm's rounds give theirs (the receiver's SIMD path, simd.ts). */
+const sumBuffers = new WeakMap<Ring, Float32Array>()
+const intoFor = (ring: Ring): Float32Array => {
+  let into = sumBuffers.get(ring)
+  if (into === undefined) sumBuffers.set(ring, into = sumBuffer(LENGTH))
+  return into
+}
+
 /**
  * Runs one round of the listed members (indices into the cluster) on those of them that `run`, each with its
  * own optional abort signal.
@@ -132,7 +140,7 @@ async function round (c: Cluster, r: number, members: number[], signals: Array<A
   const ids = members.map(i => c.ids[i])
   return await Promise.all(run.map(async (i, k) => {
     const started = performance.now()
-    const result = await c.rings[i].run({ round: r, attempt: 0, members: ids, self: c.ids[i], vector: vectorOf(i) }, signals[k])
+    const result = await c.rings[i].run({ round: r, attempt: 0, members: ids, self: c.ids[i], vector: vectorOf(i), into: intoFor(c.rings[i]) }, signals[k])
     return { result, ms: performance.now() - started }
   }))
 }

@@ -19,6 +19,7 @@ import {
   InvalidMessageError, decodeFrame, encodeDataHeader, encodeDone, encodeHello, membersHash
 } from '../../protocols/allreduce/index.ts'
 import type { Frame } from '../../protocols/allreduce/index.ts'
+import { sumKernelsOf } from './simd.ts'
 import { chunkSpans, gatherRecvOrigin, gatherSendOrigin, isReduceStep, recvChunk, sendChunk, stepCount } from './layout.ts'
 import type { RingEvent } from './machine.ts'
 import type { InboundChannel, OutboundChannel, RingTransport } from './transport.ts'
@@ -35,7 +36,8 @@ export interface ExchangePlan {
   /**
    * The working vector, of the same length (never `input` itself). Nothing is copied into it up front: every
    * chunk is first written by the step that receives it (a reduce step writes input + received, an all-gather
-   * step the received sum), and by the end every chunk has been written.
+   * step the received sum), and by the end every chunk has been written. A sum buffer (simd.ts `sumBuffer`) is
+   * added and copied into with SIMD; any other array with the loops below.
    */
   work: Float32Array
   blockElements: number
@@ -436,6 +438,7 @@ async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>,
   const receiver = async (channel: Promise<InboundChannel>): Promise<void> => {
     const inbound = await channel
     const scratch = { buf: new Float32Array(0) }
+    const simd = sumKernelsOf(plan.work)
     for (let t = 0; t < steps; t++) {
       const { recv: { chunk, start, length }, take, into } = plans[t]
       while (recvOffset < length) {
@@ -451,11 +454,17 @@ async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>,
         if (frame.length > length - recvOffset) {
           throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `${frame.length} elements at ${where} overrun the chunk of ${length}` })
         }
-        const values = floatsOf(frame.payload, scratch)
         const at = start + recvOffset
-        const bad = take === 'add' ? addCheckedFrom(into, input, at, values) : copyChecked(into, at, values)
+        let bad: number
+        if (simd !== null && into === plan.work) {
+          bad = take === 'add' ? simd.addFrom(at, input, frame.payload) : simd.copy(at, frame.payload)
+        } else {
+          const values = floatsOf(frame.payload, scratch)
+          bad = take === 'add' ? addCheckedFrom(into, input, at, values) : copyChecked(into, at, values)
+        }
         if (bad >= 0) {
-          throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `non-finite value (${values[bad]}) at element ${recvOffset + bad} of chunk ${chunk}, step ${t}` })
+          const value = floatsOf(frame.payload, scratch)[bad]
+          throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `non-finite value (${value}) at element ${recvOffset + bad} of chunk ${chunk}, step ${t}` })
         }
         recvOffset += frame.length
         wake()

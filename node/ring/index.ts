@@ -47,6 +47,8 @@ export type { AbortNotice, RingContext, RingEvent, RingInput, RingOutput } from 
 export { chunkSpans, elementsSent, gatherRecvOrigin, gatherSendOrigin, gathers, recvChunk, sendChunk, stepCount } from './layout.ts'
 /** The data path's inner loop (add with a NaN/Inf check), exported for benchmarks. */
 export { addChecked } from './exchange.ts'
+/** Sum buffers (a round's `into`) that the data path adds into with SIMD. */
+export { sumBuffer, sumKernelsOf } from './simd.ts'
 export type { ChunkSpan } from './layout.ts'
 export type { AbortCode } from '../../protocols/allreduce/index.ts'
 export { RoundAbortedError } from '../../protocols/allreduce/index.ts'

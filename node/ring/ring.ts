@@ -32,7 +32,8 @@ export interface RoundSpec {
   /**
    * Where to sum (same length as `vector`, not `vector` itself): the result's `sum` is then this array. Callers
    * that run round after round pass the same buffer each time, so that no vector-sized array is allocated per
-   * round (external memory that drives V8's full collections, tens of ms each).
+   * round (external memory that drives V8's full collections, tens of ms each). One made by `sumBuffer` is
+   * added and copied into with SIMD (about 6x the JavaScript loops); its `buffer` is larger than the vector.
    */
   into?: Float32Array
   /**
@@ -384,7 +385,8 @@ function blockElementsFor (elements: number, members: number, configured: number
 
 /**
  * Where a round sums: the caller's `into` when it fits, else a new array. Alone (N = 1) the sum is the vector
- * itself, copied; otherwise nothing is copied (the exchange writes every chunk of it).
+ * itself, copied; otherwise nothing is copied (the exchange writes every chunk of it). An `into` made by
+ * `sumBuffer` (simd.ts) is added and copied into with SIMD, as the swarm's rounds do.
  */
 function workFor (spec: RoundSpec, n: number): Float32Array {
   const into = spec.into !== undefined && spec.into.length === spec.vector.length && spec.into !== spec.vector ? spec.into : null

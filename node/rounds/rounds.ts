@@ -6,6 +6,7 @@ import {
 } from '../../protocols/rounds/index.ts'
 import type { ProposeMessage, RoundMessage } from '../../protocols/rounds/index.ts'
 import type { Network } from '../network/index.ts'
+import { sumBuffer } from '../ring/index.ts'
 import type { AllReduceStats, Ring } from '../ring/index.ts'
 import { roundsMachine } from './machine.ts'
 import type { AgreementResult } from './machine.ts'
@@ -303,7 +304,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
   private workFor (vector: Float32Array): Float32Array {
     const free = this.work.find(w => w.length === vector.length && w !== vector)
     if (free !== undefined) return free
-    const w = new Float32Array(vector.length)
+    const w = sumBuffer(vector.length) // the ring adds into it with SIMD
     this.work.push(w)
     if (this.work.length > 2) this.work.shift()
     return w

@@ -1,0 +1,84 @@
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { addCheckedFrom, copyChecked } from '../node/ring/exchange.ts'
+import { sumBuffer, sumKernelsOf } from '../node/ring/simd.ts'
+import { MAX_BLOCK_BYTES } from '../protocols/allreduce/index.ts'
+
+/** Floats of every magnitude and sign, subnormals and zeros of both signs included. */
+function randomFloats (n: number, seed: number): Float32Array {
+  let s = seed >>> 0
+  const next = (): number => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s }
+  const bits = new Uint32Array(n)
+  for (let k = 0; k < n; k++) {
+    // a random sign and mantissa, an exponent that stays finite (0 … 253: subnormals to 2^126)
+    bits[k] = (next() & 0x807fffff) | ((next() % 254) << 23)
+  }
+  return new Float32Array(bits.buffer)
+}
+
+/** `values` as a block's payload: little-endian bytes at a byte offset `shift` into a larger buffer (unaligned for shift % 4 ≠ 0). */
+function payloadOf (values: Float32Array, shift: number): Uint8Array {
+  const bytes = new Uint8Array(values.byteLength + shift + 3)
+  bytes.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), shift)
+  return bytes.subarray(shift, shift + values.byteLength)
+}
+
+const bitsOf = (a: Float32Array): number[] => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length))
+
+describe('the ring\'s SIMD adds and copies (sum buffers)', () => {
+  test('a sum buffer is zeroed, of the length asked, and only the whole buffer has kernels', () => {
+    const sum = sumBuffer(1001)
+    assert.equal(sum.length, 1001)
+    assert.ok(sum.every(v => v === 0))
+    assert.notEqual(sumKernelsOf(sum), null)
+    assert.equal(sumKernelsOf(sum.subarray(1)), null, 'a view of part of it')
+    assert.equal(sumKernelsOf(new Float32Array(1001)), null, 'a plain array')
+  })
+
+  test('add and copy give the JavaScript loops\' bits, at every offset and length (tails and unaligned payloads included)', () => {
+    const length = 4099
+    const base = randomFloats(length, 1)
+    for (const [at, n] of [[0, 0], [0, 1], [0, 3], [0, 4], [1, 7], [3, 16], [5, 1023], [2, 4096], [0, length], [length - 5, 5]]) {
+      for (const shift of [0, 1, 2, 3]) {
+        const block = randomFloats(n, at * 31 + n + shift)
+        const payload = payloadOf(block, shift)
+        const simd = sumBuffer(length)
+        const kernels = sumKernelsOf(simd)
+        assert.ok(kernels !== null)
+        const plain = new Float32Array(length)
+        assert.equal(kernels.addFrom(at, base, payload), addCheckedFrom(plain, base, at, block))
+        assert.deepEqual(bitsOf(simd), bitsOf(plain), `add at ${at}, ${n} floats, payload offset ${shift}`)
+        const other = randomFloats(n, n + 7)
+        assert.equal(kernels.copy(at, payloadOf(other, shift)), copyChecked(plain, at, other))
+        assert.deepEqual(bitsOf(simd), bitsOf(plain), `copy at ${at}, ${n} floats, payload offset ${shift}`)
+      }
+    }
+  })
+
+  test('a block as large as a block may be fits the staging area', () => {
+    const n = MAX_BLOCK_BYTES / 4
+    const base = randomFloats(n, 3)
+    const block = randomFloats(n, 4)
+    const simd = sumBuffer(n)
+    const plain = new Float32Array(n)
+    assert.equal(sumKernelsOf(simd)?.addFrom(0, base, payloadOf(block, 0)), -1)
+    addCheckedFrom(plain, base, 0, block)
+    assert.deepEqual(bitsOf(simd), bitsOf(plain))
+  })
+
+  test('the first NaN or ±Inf of a block is found, in the SIMD body and in the tail', () => {
+    const length = 203
+    const n = 103 // 100 floats in 4-lanes, 3 in the tail
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      for (const where of [0, 1, 50, 99, 100, 102]) {
+        const block = randomFloats(n, where)
+        block[where] = bad
+        if (where + 2 < n) block[where + 2] = NaN // a later one is not the first
+        const kernels = sumKernelsOf(sumBuffer(length))
+        assert.ok(kernels !== null)
+        assert.equal(kernels.addFrom(17, randomFloats(length, 9), payloadOf(block, where % 4)), where, `add: ${bad} at ${where}`)
+        assert.equal(kernels.copy(17, payloadOf(block, (where + 1) % 4)), where, `copy: ${bad} at ${where}`)
+      }
+    }
+  })
+})
