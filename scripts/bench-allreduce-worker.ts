@@ -29,7 +29,7 @@ import type { ConnectionEncrypter, PeerId, PrivateKey, SecureConnectionOptions }
 import { pushable } from 'it-pushable'
 import { multiaddr } from '@multiformats/multiaddr'
 import { startNetwork } from '../node/network/index.ts'
-import { Ring, createKeyedRingTransport, createLibp2pRingTransport, createTcpRingTransport, listenHostOf, sumBuffer } from '../node/ring/index.ts'
+import { Ring, createKeyedRingTransport, createLibp2pRingTransport, createTcpRingTransport, listenHostOf, sumBuffer, sumKernelsOf } from '../node/ring/index.ts'
 import type { TcpAddress } from '../node/ring/index.ts'
 import { addChecked } from '../node/ring/index.ts'
 import { MAX_FRAME_BYTES } from '../protocols/allreduce/index.ts'
@@ -272,7 +272,7 @@ async function handle (msg: Message): Promise<void> {
   }
 }
 
-/** Local costs per byte of vector: the checked adding loop, a memcpy, and noise's cipher both ways. */
+/** Local costs per byte of vector: the checked adding loop (JavaScript, SIMD), a memcpy, and the ciphers both ways. */
 function micro (bytes: number): Record<string, number> {
   const a = vectorOf(bytes).slice()
   const b = vectorOf(bytes)
@@ -289,6 +289,12 @@ function micro (bytes: number): Record<string, number> {
   const add = time(() => { addChecked(a, 0, b) })
   const copy = time(() => { a.set(b) })
   const plainAdd = time(() => { for (let k = 0; k < a.length; k++) a[k] += b[k] })
+  // The receiver's SIMD path (a sum buffer): input + block into the sum, 256 KiB blocks, each copied in first.
+  const sum = sumBuffer(a.length)
+  const kernels = sumKernelsOf(sum)
+  const block = 256 * 1024
+  const bBytes = new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
+  const simdAdd = kernels === null ? NaN : time(() => { for (let at = 0; at < bytes; at += block) kernels.addFrom(at / 4, a, bBytes.subarray(at, at + block)) })
   // ChaCha20-Poly1305 as noise uses it: node:crypto, 64 KiB messages, encrypt then decrypt.
   const key = randomBytes(32)
   const nonce = Buffer.alloc(12)
@@ -322,5 +328,5 @@ function micro (bytes: number): Record<string, number> {
       }
     })
   }
-  return { addMs: add, plainAddMs: plainAdd, copyMs: copy, cipherMs, aesGcmRecordsMs: records('aes-256-gcm'), chachaRecordsMs: records('chacha20-poly1305') }
+  return { addMs: add, plainAddMs: plainAdd, simdAddMs: simdAdd, copyMs: copy, cipherMs, aesGcmRecordsMs: records('aes-256-gcm'), chachaRecordsMs: records('chacha20-poly1305') }
 }

@@ -224,6 +224,7 @@ if (args.json === true) {
     console.log(`\nlocal costs for one ${maxMiB} MiB vector (one core)`)
     console.log(`  checked add (NaN/Inf test + add)  ${micro.addMs.toFixed(1)} ms  (${MB(maxMiB * MiB / (micro.addMs / 1000))} MB/s)`)
     console.log(`  plain add                         ${micro.plainAddMs.toFixed(1)} ms`)
+    console.log(`  checked add, SIMD (sum buffer)    ${micro.simdAddMs.toFixed(1)} ms  (${MB(maxMiB * MiB / (micro.simdAddMs / 1000))} MB/s)`)
     console.log(`  memcpy (Float32Array.set)         ${micro.copyMs.toFixed(1)} ms  (${MB(maxMiB * MiB / (micro.copyMs / 1000))} MB/s)`)
     console.log(`  chacha20-poly1305 enc+dec (noise) ${micro.cipherMs.toFixed(1)} ms  (${MB(maxMiB * MiB / (micro.cipherMs / 1000))} MB/s)`)
     console.log(`  records, aes-256-gcm seal+open    ${micro.aesGcmRecordsMs.toFixed(1)} ms  (${MB(maxMiB * MiB / (micro.aesGcmRecordsMs / 1000))} MB/s)`)
