@@ -29,7 +29,7 @@ import type { ConnectionEncrypter, PeerId, PrivateKey, SecureConnectionOptions }
 import { pushable } from 'it-pushable'
 import { multiaddr } from '@multiformats/multiaddr'
 import { startNetwork } from '../node/network/index.ts'
-import { Ring, createKeyedRingTransport, createLibp2pRingTransport, createTcpRingTransport, listenHostOf, sumBuffer, sumKernelsOf } from '../node/ring/index.ts'
+import { Ring, createKeyedRingTransport, createLibp2pRingTransport, createTcpRingTransport, listenHostOf, sumBuffer, simdKernelsOf } from '../node/ring/index.ts'
 import type { TcpAddress } from '../node/ring/index.ts'
 import { addChecked } from '../node/ring/index.ts'
 import { MAX_FRAME_BYTES } from '../protocols/allreduce/index.ts'
@@ -291,7 +291,7 @@ function micro (bytes: number): Record<string, number> {
   const plainAdd = time(() => { for (let k = 0; k < a.length; k++) a[k] += b[k] })
   // The receiver's SIMD path (a sum buffer): input + block into the sum, 256 KiB blocks, each copied in first.
   const sum = sumBuffer(a.length)
-  const kernels = sumKernelsOf(sum)
+  const kernels = simdKernelsOf(sum)
   const block = 256 * 1024
   const bBytes = new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
   const simdAdd = kernels === null ? NaN : time(() => { for (let at = 0; at < bytes; at += block) kernels.addFrom(at / 4, a, bBytes.subarray(at, at + block)) })

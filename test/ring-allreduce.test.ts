@@ -6,7 +6,7 @@ import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { DATA_HEADER_BYTES, DONE_BYTES, HELLO_BYTES, PROTOCOL } from '../protocols/allreduce/index.ts'
-import { Ring, chunkSpans, createLibp2pRingTransport, createTcpRingTransport, elementsSent, gathers, roundError, sendChunk, stepCount, sumBuffer, sumKernelsOf } from '../node/ring/index.ts'
+import { Ring, chunkSpans, createLibp2pRingTransport, createTcpRingTransport, elementsSent, gathers, roundError, sendChunk, stepCount, sumBuffer, simdKernelsOf } from '../node/ring/index.ts'
 import type { AllReduceResult, TcpAddress } from '../node/ring/index.ts'
 
 /** Small blocks so that even short vectors take several frames per chunk. */
@@ -156,7 +156,7 @@ for (const [kind, mode] of [['libp2p', 'auto'], ['tcp', 'auto'], ['libp2p', 'red
         }
         const plain = await run(() => new Float32Array(length))
         const simd = await run(() => sumBuffer(length))
-        assert.ok(simd.every(s => sumKernelsOf(s) !== null), 'the sums are in the sum buffers given')
+        assert.ok(simd.every(s => simdKernelsOf(s) !== null), 'the sums are in the sum buffers given')
         for (let i = 0; i < n; i++) assert.deepEqual(Buffer.from(simd[i].buffer, 0, length * 4), Buffer.from(plain[i].buffer), `N=${n}, member ${i}`)
       }
     })

@@ -124,7 +124,7 @@ const sumOf = (members: number[], length = LENGTH): number[] => Array.from({ len
 
 interface Timed { result: AllReduceResult, ms: number }
 
-/** Each ring's sum buffer, as the swarm's rounds give theirs (the receiver's SIMD path, simd.ts). */
+/** Each ring's sum buffer, as the swarm's rounds give theirs (the receiver's SIMD path, common/simd-floats.ts). */
 const sumBuffers = new WeakMap<Ring, Float32Array>()
 const intoFor = (ring: Ring): Float32Array => {
   let into = sumBuffers.get(ring)

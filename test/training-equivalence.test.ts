@@ -12,6 +12,7 @@ import { gatherBatch, loadDataset } from '../node/data/dataset.ts'
 import type { Examples } from '../node/data/dataset.ts'
 import { Trainer, selectBackend } from '../node/trainer/index.ts'
 import type { Update } from '../node/trainer/index.ts'
+import { simdKernelsOf, sumBuffer } from '../node/ring/index.ts'
 
 await selectBackend('wasm')
 const dataset = loadDataset('mnist')
@@ -66,6 +67,29 @@ test('2 peers summing weighted gradients end where one process on the union of t
   for (let i = 0; i < wn.length; i++) naiveDiff = Math.max(naiveDiff, Math.abs(wn[i] - w1[i]))
   assert.ok(naiveDiff > 1e-4, `an unweighted average is measurably different (${naiveDiff})`)
   for (const t of [a, b, one, naive]) t.dispose()
+})
+
+test('the update vector is each gradient times the batch\'s samples, and the sum back is divided by the total, bit for bit as float32 (SIMD or not)', () => {
+  const t = trainer()
+  const params = t.parameterCount
+  const bits = (a: Float32Array): Uint32Array => new Uint32Array(a.buffer, a.byteOffset, a.length)
+  const update = gradientOf(t, Array.from({ length: 24 }, (_, i) => 100 + i))
+  const grads = Float32Array.from(update.grads.flatMap(g => Array.from(g.dataSync())))
+  const vector = t.flattenUpdate(update)
+  assert.notEqual(simdKernelsOf(vector), null, 'the vector is scaled in SIMD')
+  assert.equal(vector[params], 24)
+  assert.deepEqual(bits(vector.subarray(0, params)), bits(grads.map(g => g * 24)))
+  const total = 24 + 17 // as if another member added 17 samples' worth
+  for (const sum of [sumBuffer(vector.length), new Float32Array(vector.length)]) {
+    sum.set(vector)
+    sum[params] = total
+    const back = t.unflattenUpdate(sum, 0, true)
+    assert.equal(back.samples, total)
+    const values = Float32Array.from(back.grads.flatMap(g => Array.from(g.dataSync())))
+    assert.deepEqual(bits(values), bits(vector.subarray(0, params).map(v => v / total)), simdKernelsOf(sum) !== null ? 'a sum buffer' : 'a plain array')
+    for (const g of back.grads) g.dispose()
+  }
+  t.dispose()
 })
 
 test('H > 1: averaging deltas with outer lr 1 and no momentum is the average of the members\' weights', () => {

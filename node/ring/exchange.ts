@@ -16,10 +16,10 @@
  * which it only reads), so an aborted round leaves nothing behind: no one ever sees a partial sum.
  */
 import {
-  InvalidMessageError, decodeFrame, encodeDataHeader, encodeDone, encodeHello, membersHash
+  InvalidMessageError, MAX_BLOCK_BYTES, decodeFrame, encodeDataHeader, encodeDone, encodeHello, membersHash
 } from '../../protocols/allreduce/index.ts'
 import type { Frame } from '../../protocols/allreduce/index.ts'
-import { sumKernelsOf } from './simd.ts'
+import { simdFloats, simdKernelsOf } from '../common/simd-floats.ts'
 import { chunkSpans, gatherRecvOrigin, gatherSendOrigin, isReduceStep, recvChunk, sendChunk, stepCount } from './layout.ts'
 import type { RingEvent } from './machine.ts'
 import type { InboundChannel, OutboundChannel, RingTransport } from './transport.ts'
@@ -36,8 +36,8 @@ export interface ExchangePlan {
   /**
    * The working vector, of the same length (never `input` itself). Nothing is copied into it up front: every
    * chunk is first written by the step that receives it (a reduce step writes input + received, an all-gather
-   * step the received sum), and by the end every chunk has been written. A sum buffer (simd.ts `sumBuffer`) is
-   * added and copied into with SIMD; any other array with the loops below.
+   * step the received sum), and by the end every chunk has been written. A sum buffer (`sumBuffer`) is added
+   * and copied into with SIMD; any other array with the loops below.
    */
   work: Float32Array
   blockElements: number
@@ -137,6 +137,16 @@ export function copyChecked (dst: Float32Array, at: number, src: Float32Array): 
     d[k] = v
   }
   return bad === 0 ? -1 : firstNonFinite(src)
+}
+
+/**
+ * A zeroed float32 array of `length` for rounds to sum into (their `into`, reused round after round): in a wasm
+ * memory of its own with room to stage a block, where the receiver adds and copies with SIMD
+ * (common/simd-floats.ts, about 4x these loops); a plain array where no such memory can be had. Its `buffer` is
+ * larger than the vector.
+ */
+export function sumBuffer (length: number): Float32Array {
+  return simdFloats(length, MAX_BLOCK_BYTES)
 }
 
 /** The payload as floats: a view when it is 4-byte aligned, else a copy into `scratch`. */
@@ -438,7 +448,7 @@ async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>,
   const receiver = async (channel: Promise<InboundChannel>): Promise<void> => {
     const inbound = await channel
     const scratch = { buf: new Float32Array(0) }
-    const simd = sumKernelsOf(plan.work)
+    const simd = simdKernelsOf(plan.work)
     for (let t = 0; t < steps; t++) {
       const { recv: { chunk, start, length }, take, into } = plans[t]
       while (recvOffset < length) {

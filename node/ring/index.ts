@@ -48,7 +48,8 @@ export { chunkSpans, elementsSent, gatherRecvOrigin, gatherSendOrigin, gathers, 
 /** The data path's inner loop (add with a NaN/Inf check), exported for benchmarks. */
 export { addChecked } from './exchange.ts'
 /** Sum buffers (a round's `into`) that the data path adds into with SIMD. */
-export { sumBuffer, sumKernelsOf } from './simd.ts'
+export { sumBuffer } from './exchange.ts'
+export { simdKernelsOf } from '../common/simd-floats.ts'
 export type { ChunkSpan } from './layout.ts'
 export type { AbortCode } from '../../protocols/allreduce/index.ts'
 export { RoundAbortedError } from '../../protocols/allreduce/index.ts'

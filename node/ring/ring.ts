@@ -386,7 +386,7 @@ function blockElementsFor (elements: number, members: number, configured: number
 /**
  * Where a round sums: the caller's `into` when it fits, else a new array. Alone (N = 1) the sum is the vector
  * itself, copied; otherwise nothing is copied (the exchange writes every chunk of it). An `into` made by
- * `sumBuffer` (simd.ts) is added and copied into with SIMD, as the swarm's rounds do.
+ * `sumBuffer` (exchange.ts) is added and copied into with SIMD, as the swarm's rounds do.
  */
 function workFor (spec: RoundSpec, n: number): Float32Array {
   const into = spec.into !== undefined && spec.into.length === spec.vector.length && spec.into !== spec.vector ? spec.into : null

@@ -3,7 +3,10 @@
  * the wasm backend's memory (built once per memory, as simd-filter-grad.ts builds its own). f32x4 arithmetic is
  * IEEE float32, as `Math.fround` of each operation is: the same bits as the scalar loop, in the same order.
  */
-import { name, section, uleb, wasm } from '../common/wasm.ts'
+import {
+  BR_IF, END, F32X4_ADD, F32X4_DIV, F32X4_MUL, F32X4_SPLAT, F32X4_SQRT, I32_ADD, I32_CONST, I32_LT_U,
+  I32_SHL, LOCAL_GET, LOCAL_SET, LOOP, SIMD, V128_LOAD, V128_STORE, name, section, uleb, wasm
+} from '../common/wasm.ts'
 import type { WasmMemory } from '../common/wasm.ts'
 
 /** (mo, vo, wo, mi, vi, wi, gi: byte addresses; vectors: count of 4 floats; β₁, β₂, 1−β₁, 1−β₂, 1−β₁ᵗ, 1−β₂ᵗ, ε, −lr) */
@@ -12,23 +15,6 @@ type Fn = (mo: number, vo: number, wo: number, mi: number, vi: number, wi: numbe
 
 const compiled = new WeakMap<WasmMemory, Fn>()
 
-const LOCAL_GET = 0x20
-const LOCAL_SET = 0x21
-const I32_CONST = 0x41
-const I32_ADD = 0x6a
-const I32_SHL = 0x74
-const I32_LT_U = 0x49
-const LOOP = 0x03
-const END = 0x0b
-const BR_IF = 0x0d
-const SIMD = 0xfd
-const V128_LOAD = 0x00
-const V128_STORE = 0x0b
-const F32X4_SPLAT = 0x13
-const F32X4_SQRT = 0xe3
-const F32X4_ADD = 0xe4
-const F32X4_MUL = 0xe6
-const F32X4_DIV = 0xe7
 
 function moduleBytes (): Uint8Array {
   const [MO, VO, WO, MI, VI, WI, GI, VECTORS] = [0, 1, 2, 3, 4, 5, 6, 7]

@@ -21,7 +21,10 @@
  * One function per (T, V), generated once and cached per memory. Only valid
  * padding (no x outside the image) and output channels in multiples of 4.
  */
-import { name, section, sleb, uleb, wasm } from '../common/wasm.ts'
+import {
+  BR_IF, END, F32X4_ADD, F32X4_MUL, F32X4_SPLAT, F32_LOAD, I32_ADD, I32_CONST, I32_LT_U, I32_MUL, LOCAL_GET,
+  LOCAL_SET, LOOP, SIMD, V128_CONST, V128_LOAD, V128_STORE, name, section, sleb, uleb, wasm
+} from '../common/wasm.ts'
 import type { WasmMemory } from '../common/wasm.ts'
 
 /** f32x4 values a loop may hold in registers (x64 has 16): T·V accumulators, V dy vectors and one splat. */
@@ -33,23 +36,6 @@ type Fn = (x: number, g: number, out: number, batch: number, oh: number, ow: num
 const compiled = new WeakMap<WasmMemory, Map<string, Fn>>()
 
 // opcodes
-const LOCAL_GET = 0x20
-const LOCAL_SET = 0x21
-const I32_CONST = 0x41
-const I32_ADD = 0x6a
-const I32_MUL = 0x6c
-const I32_LT_U = 0x49
-const LOOP = 0x03
-const END = 0x0b
-const BR_IF = 0x0d
-const F32_LOAD = 0x2a
-const SIMD = 0xfd
-const V128_LOAD = 0x00
-const V128_STORE = 0x0b
-const V128_CONST = 0x0c
-const F32X4_SPLAT = 0x13
-const F32X4_ADD = 0xe4
-const F32X4_MUL = 0xe6
 
 /** The module of one (T, V) function. */
 function moduleBytes (taps: number, vectors: number): Uint8Array {

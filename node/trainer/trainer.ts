@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto'
 import { setTimeout as sleep, setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import * as tf from '@tensorflow/tfjs'
 import type { Job } from '../../protocols/job/index.ts'
+import { divideFloats, scaleFloats, simdFloats } from '../common/simd-floats.ts'
 import type { BatchReader, Dataset } from '../data/dataset.ts'
 import { DataEpoch } from '../data/epoch.ts'
 import { RowSet } from '../data/stream/index.ts'
@@ -450,16 +451,19 @@ export class Trainer {
   flattenUpdate (update: Update): Float32Array {
     // one buffer, reused step after step: a vector-sized array per step is external memory that drives V8's
     // full collections (a 1 MB model: one every few hundred ms, each a pause of 10-20 ms the ring waits out)
+    // (in a wasm memory of its own, where the scaling runs in SIMD: 0.45-0.7 ms → 0.15-0.17 ms for 235,146
+    // parameters, the same bits)
     const params = this.parameterCount
-    if (this.flatBuffer?.length !== params + 1 + this.data.slots) this.flatBuffer = new Float32Array(params + 1 + this.data.slots)
+    if (this.flatBuffer?.length !== params + 1 + this.data.slots) this.flatBuffer = simdFloats(params + 1 + this.data.slots)
     const out = this.flatBuffer
     const samples = update.samples
     let offset = 0
     for (const g of update.grads) {
       const values = floatValues(g)
-      for (let i = 0; i < values.length; i++) out[offset + i] = values[i] * samples
+      out.set(values, offset)
       offset += values.length
     }
+    scaleFloats(out, 0, offset, samples)
     // (no gradients: a peer without rows sends zeros)
     if (offset < params) out.fill(0, offset, params)
     out[params] = samples
@@ -479,14 +483,18 @@ export class Trainer {
     const grads: tf.Tensor[] = []
     // into one reused buffer (see flattenUpdate); the tensors may view it (the cpu backend does not copy), so
     // they are to be applied before the next call
-    if (!inPlace && this.gradBuffer?.length !== params) this.gradBuffer = new Float32Array(params)
+    if (!inPlace && this.gradBuffer?.length !== params) this.gradBuffer = simdFloats(params)
     const buffer = inPlace ? sum : this.gradBuffer as Float32Array
+    if (total > 0) {
+      if (!inPlace) buffer.set(sum.subarray(0, params))
+      // in SIMD where the sum is the rounds' sum buffer (or this trainer's gradBuffer)
+      divideFloats(buffer, 0, params, total)
+    } else {
+      buffer.fill(0, 0, params)
+    }
     let offset = 0
     for (const v of this.net.variables) {
-      const values = buffer.subarray(offset, offset + v.size)
-      if (total > 0) for (let i = 0; i < v.size; i++) values[i] = sum[offset + i] / total
-      else values.fill(0)
-      grads.push(tf.tensor(values, v.shape))
+      grads.push(tf.tensor(buffer.subarray(offset, offset + v.size), v.shape))
       offset += v.size
     }
     return { grads, loss, samples: Math.round(total), data: sum.slice(params + 1) }

@@ -1,7 +1,8 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { addCheckedFrom, copyChecked } from '../node/ring/exchange.ts'
-import { sumBuffer, sumKernelsOf } from '../node/ring/simd.ts'
+import { divideFloats, scaleFloats, simdFloats, simdKernelsOf } from '../node/common/simd-floats.ts'
+import { sumBuffer } from '../node/ring/index.ts'
 import { MAX_BLOCK_BYTES } from '../protocols/allreduce/index.ts'
 
 /** Floats of every magnitude and sign, subnormals and zeros of both signs included. */
@@ -30,9 +31,9 @@ describe('the ring\'s SIMD adds and copies (sum buffers)', () => {
     const sum = sumBuffer(1001)
     assert.equal(sum.length, 1001)
     assert.ok(sum.every(v => v === 0))
-    assert.notEqual(sumKernelsOf(sum), null)
-    assert.equal(sumKernelsOf(sum.subarray(1)), null, 'a view of part of it')
-    assert.equal(sumKernelsOf(new Float32Array(1001)), null, 'a plain array')
+    assert.notEqual(simdKernelsOf(sum), null)
+    assert.equal(simdKernelsOf(sum.subarray(1)), null, 'a view of part of it')
+    assert.equal(simdKernelsOf(new Float32Array(1001)), null, 'a plain array')
   })
 
   test('add and copy give the JavaScript loops\' bits, at every offset and length (tails and unaligned payloads included)', () => {
@@ -43,7 +44,7 @@ describe('the ring\'s SIMD adds and copies (sum buffers)', () => {
         const block = randomFloats(n, at * 31 + n + shift)
         const payload = payloadOf(block, shift)
         const simd = sumBuffer(length)
-        const kernels = sumKernelsOf(simd)
+        const kernels = simdKernelsOf(simd)
         assert.ok(kernels !== null)
         const plain = new Float32Array(length)
         assert.equal(kernels.addFrom(at, base, payload), addCheckedFrom(plain, base, at, block))
@@ -61,7 +62,7 @@ describe('the ring\'s SIMD adds and copies (sum buffers)', () => {
     const block = randomFloats(n, 4)
     const simd = sumBuffer(n)
     const plain = new Float32Array(n)
-    assert.equal(sumKernelsOf(simd)?.addFrom(0, base, payloadOf(block, 0)), -1)
+    assert.equal(simdKernelsOf(simd)?.addFrom(0, base, payloadOf(block, 0)), -1)
     addCheckedFrom(plain, base, 0, block)
     assert.deepEqual(bitsOf(simd), bitsOf(plain))
   })
@@ -74,11 +75,46 @@ describe('the ring\'s SIMD adds and copies (sum buffers)', () => {
         const block = randomFloats(n, where)
         block[where] = bad
         if (where + 2 < n) block[where + 2] = NaN // a later one is not the first
-        const kernels = sumKernelsOf(sumBuffer(length))
+        const kernels = simdKernelsOf(sumBuffer(length))
         assert.ok(kernels !== null)
         assert.equal(kernels.addFrom(17, randomFloats(length, 9), payloadOf(block, where % 4)), where, `add: ${bad} at ${where}`)
         assert.equal(kernels.copy(17, payloadOf(block, (where + 1) % 4)), where, `copy: ${bad} at ${where}`)
       }
     }
+  })
+})
+
+describe('the trainer\'s SIMD scaling (flattenUpdate, unflattenUpdate)', () => {
+  test('times and divided by a float32, in place, give the JavaScript loops\' bits (tails, ranges, plain arrays)', () => {
+    const length = 1031
+    const values = randomFloats(length, 11)
+    for (const f of [64, 3, 1e-3, 7.000001, 1e30]) {
+      for (const [from, to] of [[0, length], [0, 3], [1, 8], [5, 5], [2, 1029]]) {
+        const simd = simdFloats(length)
+        assert.notEqual(simdKernelsOf(simd), null)
+        const plain = new Float32Array(length)
+        const expected = values.slice()
+        for (let k = from; k < to; k++) expected[k] = values[k] * Math.fround(f)
+        simd.set(values)
+        plain.set(values)
+        scaleFloats(simd, from, to, f)
+        scaleFloats(plain, from, to, f)
+        assert.deepEqual(bitsOf(simd), bitsOf(expected), `times ${f} over ${from}…${to}`)
+        assert.deepEqual(bitsOf(plain), bitsOf(expected), `times ${f} over ${from}…${to}, a plain array`)
+        for (let k = from; k < to; k++) expected[k] = values[k] / Math.fround(f)
+        simd.set(values)
+        plain.set(values)
+        divideFloats(simd, from, to, f)
+        divideFloats(plain, from, to, f)
+        assert.deepEqual(bitsOf(simd), bitsOf(expected), `divided by ${f} over ${from}…${to}`)
+        assert.deepEqual(bitsOf(plain), bitsOf(expected), `divided by ${f} over ${from}…${to}, a plain array`)
+      }
+    }
+  })
+
+  test('an array without staging refuses a block to add, and names the sizes', () => {
+    const k = simdKernelsOf(simdFloats(16))
+    assert.ok(k !== null)
+    assert.throws(() => k.addFrom(0, new Float32Array(16), new Uint8Array(16)), /a block of 16 bytes, staging for 0/)
   })
 })
