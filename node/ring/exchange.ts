@@ -142,7 +142,7 @@ export function copyChecked (dst: Float32Array, at: number, src: Float32Array): 
 /**
  * A zeroed float32 array of `length` for rounds to sum into (their `into`, reused round after round): in a wasm
  * memory of its own with room to stage a block, where the receiver adds and copies with SIMD
- * (common/simd-floats.ts, about 4x these loops); a plain array where no such memory can be had. Its `buffer` is
+ * (common/simd-floats.ts, about 3x these loops); a plain array where no such memory can be had. Its `buffer` is
  * larger than the vector.
  */
 export function sumBuffer (length: number): Float32Array {

@@ -33,7 +33,7 @@ export interface RoundSpec {
    * Where to sum (same length as `vector`, not `vector` itself): the result's `sum` is then this array. Callers
    * that run round after round pass the same buffer each time, so that no vector-sized array is allocated per
    * round (external memory that drives V8's full collections, tens of ms each). One made by `sumBuffer` is
-   * added and copied into with SIMD (about 6x the JavaScript loops); its `buffer` is larger than the vector.
+   * added and copied into with SIMD (about 3x the JavaScript loops); its `buffer` is larger than the vector.
    */
   into?: Float32Array
   /**
