@@ -202,7 +202,14 @@ export function simdFloats (length: number, stagingBytes = 0): Float32Array {
     return new Float32Array(length)
   }
   const array = new Float32Array(memory.buffer, 0, length)
-  kernels.set(memory.buffer, new FloatKernels(memory, array, stagingAt, stagingBytes))
+  let k: FloatKernels
+  try {
+    k = new FloatKernels(memory, array, stagingAt, stagingBytes)
+  } catch {
+    // (a runtime without WebAssembly SIMD)
+    return new Float32Array(length)
+  }
+  kernels.set(memory.buffer, k)
   return array
 }
 
