@@ -27,7 +27,6 @@ import type { WasmMemory } from './wasm.ts'
 const PAGE_BYTES = 65536
 const MAX_PAGES = 65536
 
-
 /**
  * Functions on byte addresses, `bytes` a positive multiple of 16:
  * - `add(dst, src, bytes)`: dst += src; 1 if a value of `src` is not finite, else 0;
@@ -35,16 +34,23 @@ const MAX_PAGES = 65536
  * - `mul(at, bytes, f)`, `div(at, bytes, f)`: every float of at … times f, or divided by f, in place.
  */
 function moduleBytes (): Uint8Array {
+  /** A function body's code, and how to append to it. */
+  const emitter = (): { c: number[], get: (l: number) => void, set: (l: number) => void, simd: (op: number, ...imm: number[]) => void } => {
+    const c: number[] = []
+    return {
+      c,
+      get: l => { c.push(LOCAL_GET, ...uleb(l)) },
+      set: l => { c.push(LOCAL_SET, ...uleb(l)) },
+      simd: (op, ...imm) => { c.push(SIMD, ...uleb(op), ...imm) }
+    }
+  }
   const fn = (add: boolean): number[] => {
     // params: (dst, src, bytes) or (src, bytes); locals: the byte offset k, then v128 v and acc
     const [DST, SRC, BYTES] = add ? [0, 1, 2] : [-1, 0, 1]
     const K = add ? 3 : 2
     const V = K + 1
     const ACC = K + 2
-    const c: number[] = []
-    const get = (l: number): void => { c.push(LOCAL_GET, ...uleb(l)) }
-    const set = (l: number): void => { c.push(LOCAL_SET, ...uleb(l)) }
-    const simd = (op: number, ...imm: number[]): void => { c.push(SIMD, ...uleb(op), ...imm) }
+    const { c, get, set, simd } = emitter()
     c.push(LOOP, 0x40)
     get(SRC); get(K); c.push(I32_ADD); simd(V128_LOAD, 4, 0); set(V)
     get(ACC); get(V); get(V); simd(F32X4_SUB); simd(F32X4_ADD); set(ACC)
@@ -64,10 +70,8 @@ function moduleBytes (): Uint8Array {
   const scale = (op: number): number[] => {
     // params: (at, bytes, f); locals: the byte offset k, then v128 f splat
     const [AT, BYTES, F, K, S] = [0, 1, 2, 3, 4]
-    const c: number[] = []
-    const get = (l: number): void => { c.push(LOCAL_GET, ...uleb(l)) }
-    const simd = (o: number, ...imm: number[]): void => { c.push(SIMD, ...uleb(o), ...imm) }
-    get(F); simd(F32X4_SPLAT); c.push(LOCAL_SET, ...uleb(S))
+    const { c, get, set, simd } = emitter()
+    get(F); simd(F32X4_SPLAT); set(S)
     c.push(LOOP, 0x40)
     get(AT); get(K); c.push(I32_ADD)
     get(AT); get(K); c.push(I32_ADD); simd(V128_LOAD, 4, 0); get(S); simd(op)
@@ -161,22 +165,29 @@ export class FloatKernels {
   scale (from: number, to: number, f: number): void {
     const whole = (to - from) & ~3
     if (whole > 0) this.#mul(from * 4, whole * 4, f)
-    const array = this.#array
-    const g = Math.fround(f)
-    for (let k = from + whole; k < to; k++) array[k] *= g
+    scaleLoop(this.#array, from + whole, to, f)
   }
 
   /** array[from … to) divided by d (a float32), in place. */
   divide (from: number, to: number, d: number): void {
     const whole = (to - from) & ~3
     if (whole > 0) this.#div(from * 4, whole * 4, d)
-    const array = this.#array
-    const e = Math.fround(d)
-    for (let k = from + whole; k < to; k++) array[k] /= e
+    divideLoop(this.#array, from + whole, to, d)
   }
 }
 
-function firstNonFinite (values: Float32Array, n: number): number {
+function scaleLoop (array: Float32Array, from: number, to: number, f: number): void {
+  const g = Math.fround(f)
+  for (let k = from; k < to; k++) array[k] *= g
+}
+
+function divideLoop (array: Float32Array, from: number, to: number, d: number): void {
+  const e = Math.fround(d)
+  for (let k = from; k < to; k++) array[k] /= e
+}
+
+/** The index of the first non-finite value (NaN, ±Inf) among the first `n` of `values`, or −1. */
+export function firstNonFinite (values: Float32Array, n: number): number {
   for (let k = 0; k < n; k++) {
     const v = values[k]
     if (v - v !== 0) return k
@@ -222,15 +233,13 @@ export function simdKernelsOf (array: Float32Array): FloatKernels | null {
 /** array[from … to) times f (a float32), in place: in SIMD for an array of `simdFloats`. */
 export function scaleFloats (array: Float32Array, from: number, to: number, f: number): void {
   const k = simdKernelsOf(array)
-  if (k !== null) return k.scale(from, to, f)
-  const g = Math.fround(f)
-  for (let i = from; i < to; i++) array[i] *= g
+  if (k !== null) k.scale(from, to, f)
+  else scaleLoop(array, from, to, f)
 }
 
 /** array[from … to) divided by d (a float32), in place: in SIMD for an array of `simdFloats`. */
 export function divideFloats (array: Float32Array, from: number, to: number, d: number): void {
   const k = simdKernelsOf(array)
-  if (k !== null) return k.divide(from, to, d)
-  const e = Math.fround(d)
-  for (let i = from; i < to; i++) array[i] /= e
+  if (k !== null) k.divide(from, to, d)
+  else divideLoop(array, from, to, d)
 }

@@ -19,7 +19,7 @@ import {
   InvalidMessageError, MAX_BLOCK_BYTES, decodeFrame, encodeDataHeader, encodeDone, encodeHello, membersHash
 } from '../../protocols/allreduce/index.ts'
 import type { Frame } from '../../protocols/allreduce/index.ts'
-import { simdFloats, simdKernelsOf } from '../common/simd-floats.ts'
+import { firstNonFinite, simdFloats, simdKernelsOf } from '../common/simd-floats.ts'
 import { chunkSpans, gatherRecvOrigin, gatherSendOrigin, isReduceStep, recvChunk, sendChunk, stepCount } from './layout.ts'
 import type { RingEvent } from './machine.ts'
 import type { InboundChannel, OutboundChannel, RingTransport } from './transport.ts'
@@ -78,15 +78,6 @@ class Stop extends Error {
 
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.byteLength === b.byteLength && a.every((x, i) => x === b[i])
 
-/** The index of the first non-finite value of `src` (NaN, ±Inf), or −1. */
-function firstNonFinite (src: Float32Array): number {
-  for (let k = 0; k < src.length; k++) {
-    const v = src[k]
-    if (v - v !== 0) return k
-  }
-  return -1
-}
-
 /**
  * Adds `src` into `dst` at `at`; returns the index of the first non-finite value of `src`, or −1. The loop has
  * no branch: it sums `v − v`, which is 0 for every finite v and NaN (for good) once any v is NaN or ±Inf, and
@@ -102,7 +93,7 @@ export function addChecked (dst: Float32Array, at: number, src: Float32Array): n
     bad += v - v
     d[k] += v
   }
-  return bad === 0 ? -1 : firstNonFinite(src)
+  return bad === 0 ? -1 : firstNonFinite(src, src.length)
 }
 
 /**
@@ -120,7 +111,7 @@ export function addCheckedFrom (dst: Float32Array, base: Float32Array, at: numbe
     bad += v - v
     d[k] = b[k] + v
   }
-  return bad === 0 ? -1 : firstNonFinite(src)
+  return bad === 0 ? -1 : firstNonFinite(src, src.length)
 }
 
 /**
@@ -136,7 +127,7 @@ export function copyChecked (dst: Float32Array, at: number, src: Float32Array): 
     bad += v - v
     d[k] = v
   }
-  return bad === 0 ? -1 : firstNonFinite(src)
+  return bad === 0 ? -1 : firstNonFinite(src, src.length)
 }
 
 /**

@@ -15,7 +15,6 @@ type Fn = (mo: number, vo: number, wo: number, mi: number, vi: number, wi: numbe
 
 const compiled = new WeakMap<WasmMemory, Fn>()
 
-
 function moduleBytes (): Uint8Array {
   const [MO, VO, WO, MI, VI, WI, GI, VECTORS] = [0, 1, 2, 3, 4, 5, 6, 7]
   const SCALARS = 8 // 8 f32 params: b1 b2 c1 c2 o1 o2 eps negLr

@@ -35,8 +35,6 @@ type Fn = (x: number, g: number, out: number, batch: number, oh: number, ow: num
 
 const compiled = new WeakMap<WasmMemory, Map<string, Fn>>()
 
-// opcodes
-
 /** The module of one (T, V) function. */
 function moduleBytes (taps: number, vectors: number): Uint8Array {
   // params 0-10: x g out batch oh ow xImage xRow xCol gStride outStride (bytes, i32)
