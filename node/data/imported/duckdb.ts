@@ -244,8 +244,6 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
       `CREATE MACRO norm(v) AS CASE WHEN ${MAY_BE_MISSING('v')} AND regexp_full_match(v, ${lit(MISSING_RE2)}) THEN NULL ELSE v END;`,
       // NULL where missing; the regular expression only where the first byte can start a number (MAY_BE_NUMBER)
       `CREATE MACRO isNumber(v) AS CASE WHEN v IS NULL THEN NULL WHEN ${MAY_BE_NUMBER('v')} THEN regexp_full_match(v, ${lit(NUMBER_RE2)}) ELSE false END;`,
-      // the same without the first byte's test (NULL where missing), for a column whose values are expected to be numbers: there the test passes and only costs
-      `CREATE MACRO matchesNumber(v) AS regexp_full_match(v, ${lit(NUMBER_RE2)});`,
       // only for values that match NUMBER_RE2; DuckDB's cast skips ASCII blanks, trim the others (slow, so only when needed)
       `CREATE MACRO to_number(v) AS coalesce(TRY_CAST(v AS DOUBLE), TRY_CAST(trim(v, ${lit(BLANKS)}) AS DOUBLE));`
     ].join('\n'))
@@ -292,13 +290,13 @@ async function scan (duck: DuckModule, s: ScanSettings, readBytes: ReadBytes | n
     const dropped = missingMode === 'drop' ? [...used].map(i => `${c(i)} IS NULL`).join(' OR ') : `${label} IS NULL`
     // in the same scan of src, for the profiles below: over the rows not dropped, how many values each typed column
     // has, and whether every one is a number. That check (a regular expression per value) was most of this scan's
-    // time; a column with a value that is not a number among the first rows not dropped (SAMPLE_ROWS) is not
+    // time; a column with a value that is not a number among SAMPLE_ROWS rows not dropped (any of them) is not
     // numeric, whatever the others are, so only the rest are checked over every row
     const typed = [...used].filter(i => !textAt.has(i))
     const notDroppedRows = `FILTER (WHERE NOT (${dropped}))`
     const sample = typed.length > 0 ? await one(`SELECT ${typed.map(i => `bool_and(isNumber(${c(i)})) AS n${i}`).join(', ')} FROM (SELECT ${typed.map(c).join(', ')} FROM src WHERE NOT (${dropped}) LIMIT ${SAMPLE_ROWS})`) : {}
     const mayBeNumeric = typed.filter(i => sample[`n${i}`] !== false)
-    const numbers = typed.map(i => `, (count(${c(i)}) ${notDroppedRows})::DOUBLE AS p${i}${mayBeNumeric.includes(i) ? `, coalesce(bool_and(matchesNumber(${c(i)})) ${notDroppedRows}, true) AS n${i}` : ''}`).join('')
+    const numbers = typed.map(i => `, (count(${c(i)}) ${notDroppedRows})::DOUBLE AS p${i}${mayBeNumeric.includes(i) ? `, coalesce(bool_and(isNumber(${c(i)})) ${notDroppedRows}, true) AS n${i}` : ''}`).join('')
     // and, where src holds the text, each text column's bytes over those rows (the most the kept rows can have)
     const texts = [...used].filter(i => textAt.has(i))
     const textBytes = textInSrc ? texts.map(i => `, coalesce(sum(strlen(${c(i)})) ${notDroppedRows}, 0)::DOUBLE AS b${i}`).join('') : ''
