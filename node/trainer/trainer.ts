@@ -19,6 +19,7 @@ import type { Checkpoint } from './checkpoint.ts'
 import type { Evaluation, Progress } from './progress.ts'
 import { CheckpointMismatchError } from './errors.ts'
 import { adamStep, usesAdamStep } from './adam.ts'
+import type { ComputeWorker } from './compute.ts'
 
 export type { Evaluation, Progress } from './progress.ts'
 
@@ -73,6 +74,27 @@ export interface TrainerInit {
    * round has found this member its only claimant (node/data/epoch.ts). Default false: it reads its rows alone.
    */
   swarm?: boolean
+  /**
+   * Where the gradients are computed: a worker thread holding a copy of the net (compute-worker.ts), which
+   * keeps this thread's event loop (the network, the control API) free while a batch trains; default here.
+   * The trainer closes it on dispose.
+   */
+  compute?: ComputeWorker
+}
+
+/** What a net's shape depends on in a data set. */
+export type DatasetShape = Pick<Dataset, 'inputShape' | 'features' | 'classes'>
+
+/** The net of a job whose model is a preset (mlp, cnn, gpt), for a data set of this shape. */
+export function createPresetNet (job: Job, shape: DatasetShape): Net {
+  const config = {
+    preset: job.model as ModelPreset,
+    hidden: job.hidden,
+    inputShape: job.model === 'cnn' ? shape.inputShape : [shape.features],
+    classes: shape.classes,
+    seed: job.seed
+  }
+  return job.model === 'gpt' ? createGptNet(config, gptOptionsOf(job.gpt, shape.features)) : createNet(config)
 }
 
 /** Names of the outer optimizer's state (H > 1) inside a checkpoint's optimizer group. */
@@ -129,6 +151,8 @@ export class Trainer {
   loss: number | null = null
   lastEvaluation: Evaluation | null = null
   readonly timing = new StepTiming()
+  /** The worker that computes the gradients (TrainerInit.compute), or null: this thread. */
+  readonly compute: ComputeWorker | null
   /** Which rows of the current epoch the swarm has trained, agreed in every round (node/data/epoch.ts). */
   readonly data: DataEpoch
   /** The training rows this peer trains on (its shards' rows; all rows when alone), and those shards. */
@@ -157,16 +181,8 @@ export class Trainer {
     this.job = init.job
     this.jobId = init.jobId
     this.dataset = init.dataset
-    const modelConfig = {
-      preset: init.job.model as ModelPreset,
-      hidden: init.job.hidden,
-      inputShape: init.job.model === 'cnn' ? init.dataset.inputShape : [init.dataset.features],
-      classes: init.dataset.classes,
-      seed: init.job.seed
-    }
-    this.net = init.net ?? (init.job.model === 'gpt'
-      ? createGptNet(modelConfig, gptOptionsOf(init.job.gpt, init.dataset.features))
-      : createNet(modelConfig))
+    this.net = init.net ?? createPresetNet(init.job, init.dataset)
+    this.compute = init.compute ?? null
     this.optimizer = createOptimizer(init.job)
     const train = init.dataset.train
     const shardRows = init.shardRows ?? train.shardRows ?? [train.n]
@@ -244,6 +260,13 @@ export class Trainer {
     // after the read (whose blocks it holds): the blocks of the next batches, loaded while this one trains
     this.batches.prefetch(this.data.upcoming(this.mine))
     this.lastBatchRows = batch.rows
+    if (this.compute !== null) {
+      // the worker's net gets these weights, computes, and leaves its gradients in its shared buffer; the
+      // tensors made of them are copies (consumed before the next batch is sent in any case)
+      const vars = this.net.variables
+      const out = await this.compute.gradients(vars.map(v => floatValues(v)), batch, this.progress.step)
+      return { grads: vars.map((v, i) => tf.tensor(out.grads[i], v.shape, 'float32')), loss: out.loss, samples: batch.n }
+    }
     const { loss, grads } = tf.tidy(() => {
       const x = tf.tensor2d(batch.x, [batch.n, this.dataset.features])
       const y = tf.tensor2d(batch.y, [batch.n, this.dataset.classes])
@@ -649,6 +672,7 @@ export class Trainer {
 
 
   dispose (): void {
+    this.compute?.close()
     this.net.dispose()
     this.optimizer.dispose()
     void this.batches.close()

@@ -1,0 +1,145 @@
+/**
+ * Gradients computed in a worker thread (compute-worker.ts), so that the thread that runs the network, the
+ * rounds and the control API is free while a batch trains: heartbeats and gossip are answered on time, and
+ * the bytes of other members' rounds are read as they arrive.
+ *
+ * The worker holds its own copy of the net. For each batch the trainer writes the current weights into a
+ * buffer shared with the worker (one copy, variable after variable), posts the batch, and the worker sets its
+ * variables from that buffer, computes loss and gradients, and leaves the gradients in a second shared
+ * buffer. The worker runs the same backend and kernels on the same weights, so its gradients are bit for bit
+ * those the trainer would have computed itself (test/compute-worker.test.ts). The optimizer step, the data
+ * position and everything else stay with the trainer.
+ *
+ * Only the wasm backend: the native ones (tfjs-node) load once per process, not once per thread.
+ */
+import { Worker } from 'node:worker_threads'
+import type { Job } from '../../protocols/job/index.ts'
+import type { LayersModelSource } from './layers-net.ts'
+
+/** What the worker needs to build the same net as the trainer's. */
+export interface ComputeInit {
+  job: Job
+  /** The data set's shape (Dataset: inputShape, features, classes). */
+  shape: { inputShape: number[], features: number, classes: number }
+  /** The job's user model, or null for a preset. */
+  model: LayersModelSource | null
+  /** Elements of each of the net's variables, in order: the worker's net must match. */
+  sizes: number[]
+}
+
+export type ComputeRequest =
+  | { type: 'init', init: Omit<ComputeInit, 'sizes'>, weights: SharedArrayBuffer, grads: SharedArrayBuffer, sizes: number[] }
+  | { type: 'step', id: number, x: Float32Array, y: Float32Array, n: number, step: number }
+
+export type ComputeReply =
+  | { type: 'ready' }
+  | { type: 'done', id: number, loss: number }
+  | { type: 'error', id: number | null, message: string }
+
+/** The worker failed (its net could not be built, a batch failed, the thread died). */
+export class ComputeWorkerError extends Error {
+  override name = 'ComputeWorkerError'
+}
+
+interface Pending { resolve: (loss: number) => void, reject: (err: Error) => void }
+
+export class ComputeWorker {
+  readonly #worker: Worker
+  readonly #weights: Float32Array
+  readonly #grads: Float32Array
+  readonly #offsets: number[]
+  readonly #sizes: number[]
+  #pending = new Map<number, Pending>()
+  #ready: Pending | null = null
+  #next = 0
+  #failed: Error | null = null
+
+  private constructor (init: ComputeInit) {
+    this.#sizes = [...init.sizes]
+    this.#offsets = []
+    let total = 0
+    for (const n of this.#sizes) {
+      this.#offsets.push(total)
+      total += n
+    }
+    const weights = new SharedArrayBuffer(total * 4)
+    const grads = new SharedArrayBuffer(total * 4)
+    this.#weights = new Float32Array(weights)
+    this.#grads = new Float32Array(grads)
+    this.#worker = new Worker(new URL('./compute-worker.ts', import.meta.url), { env: process.env })
+    this.#worker.on('message', (m: ComputeReply) => { this.#onReply(m) })
+    this.#worker.on('error', err => { this.#fail(new ComputeWorkerError(`compute worker failed: ${err.message}`)) })
+    this.#worker.on('exit', code => { this.#fail(new ComputeWorkerError(`compute worker exited (code ${code})`)) })
+    const { sizes: _, ...rest } = init
+    this.#worker.postMessage({ type: 'init', init: rest, weights, grads, sizes: this.#sizes } satisfies ComputeRequest)
+  }
+
+  /** Starts a worker and builds its net; rejects with ComputeWorkerError when it cannot. */
+  static async start (init: ComputeInit): Promise<ComputeWorker> {
+    const w = new ComputeWorker(init)
+    try {
+      await new Promise<number>((resolve, reject) => { w.#ready = { resolve, reject } })
+    } catch (err) {
+      w.close()
+      throw err
+    }
+    w.#worker.unref()
+    return w
+  }
+
+  /**
+   * Loss and gradients of one batch, computed from these weights (the trainer's variables, in order). The
+   * gradients are views of the shared buffer, valid until the next call.
+   */
+  async gradients (weights: Float32Array[], batch: { x: Float32Array, y: Float32Array, n: number }, step: number): Promise<{ loss: number, grads: Float32Array[] }> {
+    if (this.#failed !== null) throw this.#failed
+    if (this.#pending.size > 0) throw new Error('compute worker: one batch at a time')
+    if (weights.length !== this.#sizes.length) throw new RangeError(`${weights.length} variables, the worker's net has ${this.#sizes.length}`)
+    for (let i = 0; i < weights.length; i++) {
+      if (weights[i].length !== this.#sizes[i]) throw new RangeError(`variable ${i} has ${weights[i].length} elements, the worker's ${this.#sizes[i]}`)
+      this.#weights.set(weights[i], this.#offsets[i])
+    }
+    const id = this.#next++
+    const loss = new Promise<number>((resolve, reject) => { this.#pending.set(id, { resolve, reject }) })
+    // the thread is waited on now: it keeps the process alive until it answers
+    this.#worker.ref()
+    try {
+      this.#worker.postMessage({ type: 'step', id, x: batch.x, y: batch.y, n: batch.n, step } satisfies ComputeRequest)
+      const value = await loss
+      return { loss: value, grads: this.#sizes.map((n, i) => this.#grads.subarray(this.#offsets[i], this.#offsets[i] + n)) }
+    } finally {
+      this.#worker.unref()
+    }
+  }
+
+  /** Stops the thread (a batch under way is rejected). */
+  close (): void {
+    this.#fail(new ComputeWorkerError('compute worker closed'))
+    void this.#worker.terminate()
+  }
+
+  #onReply (m: ComputeReply): void {
+    if (m.type === 'ready') {
+      this.#ready?.resolve(0)
+      this.#ready = null
+      return
+    }
+    if (m.type === 'error' && m.id === null) {
+      this.#fail(new ComputeWorkerError(m.message))
+      return
+    }
+    const p = this.#pending.get(m.id)
+    if (p === undefined) return
+    this.#pending.delete(m.id)
+    if (m.type === 'done') p.resolve(m.loss)
+    else p.reject(new ComputeWorkerError(m.message))
+  }
+
+  #fail (err: Error): void {
+    this.#failed ??= err
+    this.#ready?.reject(err)
+    this.#ready = null
+    for (const p of this.#pending.values()) p.reject(err)
+    this.#pending.clear()
+  }
+}

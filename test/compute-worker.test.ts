@@ -1,0 +1,66 @@
+/**
+ * Gradients computed in a worker thread (node/trainer/compute.ts) are the trainer's own, bit for bit: a
+ * trainer that computes in a worker and one that computes on its own thread, from the same job, take the
+ * same batches and end every step with the same weights (mlp with Adam; cnn, whose dropout masks are seeded
+ * by the step). A worker whose net does not match the trainer's refuses to start, and a closed one fails the
+ * next batch with a clear error instead of hanging.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { jobId, parseJob } from '../protocols/job/index.ts'
+import type { Job } from '../protocols/job/index.ts'
+import { loadDataset } from '../node/data/dataset.ts'
+import { ComputeWorker, ComputeWorkerError, Trainer, selectBackend } from '../node/trainer/index.ts'
+
+await selectBackend('wasm')
+const dataset = loadDataset('mnist')
+const shape = { inputShape: dataset.inputShape, features: dataset.features, classes: dataset.classes }
+
+async function stepOf (t: Trainer): Promise<number> {
+  const update = await t.computeUpdate()
+  const loss = update.loss
+  t.applyUpdate(t.unflattenUpdate(t.flattenUpdate(update), loss))
+  return loss
+}
+
+async function sameSteps (job: Job, steps: number): Promise<void> {
+  const inline = new Trainer({ job, jobId: jobId(job), dataset })
+  const sizes = inline.net.variables.map(v => v.size)
+  const compute = await ComputeWorker.start({ job, shape, model: null, sizes })
+  const remote = new Trainer({ job, jobId: jobId(job), dataset, compute })
+  try {
+    assert.equal(remote.weightsHash(), inline.weightsHash())
+    for (let s = 0; s < steps; s++) {
+      const a = await stepOf(inline)
+      const b = await stepOf(remote)
+      assert.equal(b, a, `step ${s}: the loss`)
+      assert.equal(remote.weightsHash(), inline.weightsHash(), `step ${s}: the weights`)
+    }
+    assert.equal(remote.progress.step, steps)
+  } finally {
+    inline.dispose()
+    remote.dispose()
+  }
+}
+
+test('a worker computes the same gradients as the trainer itself: mlp, Adam, 20 steps', async () => {
+  await sameSteps(parseJob({ hidden: [64, 32], batchSize: 32, seed: 7, optimizer: 'adam', learningRate: 0.001 }), 20)
+})
+
+test('a worker computes the same gradients as the trainer itself: cnn with dropout, 3 steps', async () => {
+  await sameSteps(parseJob({ model: 'cnn', batchSize: 16, seed: 11 }), 3)
+})
+
+test('a worker whose net does not match the trainer\'s does not start; a closed one fails the next batch', async () => {
+  const job = parseJob({ hidden: [16], batchSize: 8, seed: 1 })
+  const t = new Trainer({ job, jobId: jobId(job), dataset })
+  try {
+    const sizes = t.net.variables.map(v => v.size)
+    await assert.rejects(ComputeWorker.start({ job, shape, model: null, sizes: [...sizes, 3] }), (err: Error) => err instanceof ComputeWorkerError && /variables of/.test(err.message))
+    const w = await ComputeWorker.start({ job, shape, model: null, sizes })
+    w.close()
+    await assert.rejects(w.gradients(t.net.variables.map(v => new Float32Array(v.size)), { x: new Float32Array(784), y: new Float32Array(10), n: 1 }, 0), ComputeWorkerError)
+  } finally {
+    t.dispose()
+  }
+})
