@@ -1,16 +1,20 @@
 /**
  * Gradients computed in a worker thread (node/trainer/compute.ts) are the trainer's own, bit for bit: a
  * trainer that computes in a worker and one that computes on its own thread, from the same job, take the
- * same batches and end every step with the same weights (mlp with Adam; cnn, whose dropout masks are seeded
- * by the step). A worker whose net does not match the trainer's refuses to start, and a closed one fails the
+ * same batches and end every step with the same weights (mlp with Adam; the cnn preset; a user's Layers model
+ * with batch normalisation, whose moving statistics come back as values, and dropout, whose masks the step
+ * seeds). A worker whose net does not match the trainer's refuses to start, and a closed one fails the
  * next batch with a clear error instead of hanging.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import * as tf from '@tensorflow/tfjs'
 import { jobId, parseJob } from '../protocols/job/index.ts'
 import type { Job } from '../protocols/job/index.ts'
 import { loadDataset } from '../node/data/dataset.ts'
-import { ComputeWorker, ComputeWorkerError, Trainer, selectBackend } from '../node/trainer/index.ts'
+import { ComputeWorker, ComputeWorkerError, Trainer, createLayersNet, selectBackend } from '../node/trainer/index.ts'
+import type { LayersModelSource } from '../node/trainer/index.ts'
+import { kerasStyleCnn } from './helpers/layers-model.ts'
 
 await selectBackend('wasm')
 const dataset = loadDataset('mnist')
@@ -23,11 +27,12 @@ async function stepOf (t: Trainer): Promise<number> {
   return loss
 }
 
-async function sameSteps (job: Job, steps: number): Promise<void> {
-  const inline = new Trainer({ job, jobId: jobId(job), dataset })
+async function sameSteps (job: Job, steps: number, model: LayersModelSource | null = null): Promise<void> {
+  const netOf = async () => model === null ? {} : { net: await createLayersNet(model, { features: dataset.features, classes: dataset.classes, seed: job.seed }) }
+  const inline = new Trainer({ job, jobId: jobId(job), dataset, ...await netOf() })
   const sizes = inline.net.variables.map(v => v.size)
-  const compute = await ComputeWorker.start({ job, shape, model: null, sizes })
-  const remote = new Trainer({ job, jobId: jobId(job), dataset, compute })
+  const compute = await ComputeWorker.start({ job, shape, model, sizes })
+  const remote = new Trainer({ job, jobId: jobId(job), dataset, compute, ...await netOf() })
   try {
     assert.equal(remote.weightsHash(), inline.weightsHash())
     for (let s = 0; s < steps; s++) {
@@ -47,8 +52,20 @@ test('a worker computes the same gradients as the trainer itself: mlp, Adam, 20 
   await sameSteps(parseJob({ hidden: [64, 32], batchSize: 32, seed: 7, optimizer: 'adam', learningRate: 0.001 }), 20)
 })
 
-test('a worker computes the same gradients as the trainer itself: cnn with dropout, 3 steps', async () => {
+test('a worker computes the same gradients as the trainer itself: the cnn preset, 3 steps', async () => {
   await sameSteps(parseJob({ model: 'cnn', batchSize: 16, seed: 11 }), 3)
+})
+
+test('a worker computes the same gradients as the trainer itself: a Layers model with batch norm and dropout, 4 steps', async () => {
+  let modelTopology: Record<string, unknown> | null = null
+  const keras = kerasStyleCnn()
+  await keras.save(tf.io.withSaveHandler(async a => {
+    modelTopology = a.modelTopology as Record<string, unknown>
+    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }
+  }))
+  keras.dispose()
+  assert.ok(modelTopology !== null)
+  await sameSteps(parseJob({ batchSize: 16, seed: 13 }), 4, { id: 'mdl-compute-worker-test', modelTopology, weights: null })
 })
 
 test('a worker whose net does not match the trainer\'s does not start; a closed one fails the next batch', async () => {
