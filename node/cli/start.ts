@@ -26,6 +26,7 @@ interface StartFlags extends JobFlags, SecurityFlags {
   roundTimeout: number
   stepTimeout?: number
   backend: BackendChoice
+  compute: 'main' | 'worker'
   checkpointEvery: number
   exitWhenDone: boolean
   logLevel: string
@@ -78,6 +79,7 @@ export const startCommand = {
       .addOption(new Option('--round-timeout <ms>', 'how long a round waits for every live member to be ready').argParser(parsePositiveInt).default(DEFAULT_COLLECT_TIMEOUT_MS))
       .addOption(new Option('--step-timeout <ms>', 'ring all-reduce step timeout: a lost or stalled neighbour aborts the round within about this').argParser(parsePositiveInt))
       .addOption(new Option('--backend <name>', 'tensor backend').choices(['auto', ...BACKENDS]).default('auto'))
+      .addOption(new Option('--compute <where>', 'where gradients are computed: main (this thread) or worker (a worker thread, which keeps the network\'s thread free; wasm backend)').choices(['main', 'worker']).default('main'))
       .addOption(new Option('--checkpoint-every <steps>', 'steps between checkpoints').argParser(parsePositiveInt).default(100))
       .addOption(new Option('--exit-when-done', 'exit 0 when the job is done instead of serving until stopped').default(false))
       .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('warn'))
@@ -119,6 +121,7 @@ export const startCommand = {
       dataDir,
       job,
       backend: flags.backend,
+      compute: flags.compute,
       checkpointEvery: flags.checkpointEvery,
       logger,
       listen: flags.listen,

@@ -32,8 +32,8 @@ import { StateSyncServer } from '../state-sync/index.ts'
 import { CatchUp } from '../state-sync/catch-up.ts'
 import type { ManifestStore } from '../manifest/index.ts'
 import { ApiServer } from '../api/index.ts'
-import { CheckpointStore, Trainer, createLayersNet, createTrainerLogic, selectBackend } from '../trainer/index.ts'
-import type { BackendChoice, BackendName, BinaryStore } from '../trainer/index.ts'
+import { BackendUnavailableError, CheckpointStore, ComputeWorker, Trainer, createLayersNet, createTrainerLogic, selectBackend } from '../trainer/index.ts'
+import type { BackendChoice, BackendName, BinaryStore, LayersModelSource } from '../trainer/index.ts'
 import { openDataDir } from './store.ts'
 import type { PeerDb } from './store.ts'
 import { peerMachine, peerStateName } from './machine.ts'
@@ -56,6 +56,12 @@ export interface PeerOptions {
   /** The job asked for (flags or file). Absent: the data dir's job, else the default job. */
   job?: JobInput
   backend: BackendChoice
+  /**
+   * Where the gradients are computed: `main`, this thread; `worker`, a worker thread (node/trainer/compute.ts),
+   * which keeps this thread (the network, the rounds, the control API) free while a batch trains; wasm backend
+   * only. Default main.
+   */
+  compute?: 'main' | 'worker'
   /** Steps between checkpoints (one is also written at every epoch end and on stop). */
   checkpointEvery: number
   logger: Logger
@@ -201,6 +207,16 @@ export class Peer extends EventEmitter<PeerEvents> {
     return this.db.sublevel<string, Uint8Array>('checkpoint', { valueEncoding: 'view' }) as unknown as BinaryStore
   }
 
+  /** The worker thread for `--compute worker`, its net built like the trainer's (the preset's, or `model`). */
+  private async startCompute (trainer: Trainer, model: LayersModelSource | null): Promise<ComputeWorker> {
+    if (this.backend !== 'wasm') throw new BackendUnavailableError(`--compute worker needs the wasm backend; this peer uses ${this.backend ?? 'none'} (add --backend wasm)`)
+    const { dataset } = trainer
+    const sizes = trainer.net.variables.map(v => v.size)
+    const compute = await ComputeWorker.start({ job: trainer.job, shape: { inputShape: dataset.inputShape, features: dataset.features, classes: dataset.classes }, model, sizes })
+    this.options.logger.info({ variables: sizes.length }, 'gradients computed in a worker thread')
+    return compute
+  }
+
   private async open (): Promise<void> {
     const { options } = this
     const log = options.logger
@@ -272,6 +288,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     const model = await resolveJobModel({ dataDir: options.dataDir, node: network.node, peers, logger: log }, this.job)
     const net = model !== null ? await createLayersNet(model, { features: data.dataset.features, classes: data.dataset.classes, seed: this.job.seed }) : undefined
     this.trainer = new Trainer({ job: this.job, jobId: this.jobId, dataset: data.dataset, shardRows: data.shards.map(s => s.rows), swarm: true, ...(net !== undefined ? { net } : {}) })
+    if (options.compute === 'worker') this.trainer.useComputeWorker(await this.startCompute(this.trainer, model))
     this.trainer.setRows(RowSet.empty)
     if (manifest.job() === undefined) await manifest.createJob(this.job, data.records())
     manifest.on('change', () => { this.updateRows() })

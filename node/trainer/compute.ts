@@ -128,6 +128,7 @@ export class ComputeWorker {
       this.#fail(new ComputeWorkerError(m.message))
       return
     }
+    if (m.id === null) return
     const p = this.#pending.get(m.id)
     if (p === undefined) return
     this.#pending.delete(m.id)

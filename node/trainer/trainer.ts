@@ -74,11 +74,7 @@ export interface TrainerInit {
    * round has found this member its only claimant (node/data/epoch.ts). Default false: it reads its rows alone.
    */
   swarm?: boolean
-  /**
-   * Where the gradients are computed: a worker thread holding a copy of the net (compute-worker.ts), which
-   * keeps this thread's event loop (the network, the control API) free while a batch trains; default here.
-   * The trainer closes it on dispose.
-   */
+  /** Where the gradients are computed (useComputeWorker); default this thread. */
   compute?: ComputeWorker
 }
 
@@ -151,8 +147,8 @@ export class Trainer {
   loss: number | null = null
   lastEvaluation: Evaluation | null = null
   readonly timing = new StepTiming()
-  /** The worker that computes the gradients (TrainerInit.compute), or null: this thread. */
-  readonly compute: ComputeWorker | null
+  /** The worker that computes the gradients (useComputeWorker), or null: this thread. */
+  private compute: ComputeWorker | null
   /** Which rows of the current epoch the swarm has trained, agreed in every round (node/data/epoch.ts). */
   readonly data: DataEpoch
   /** The training rows this peer trains on (its shards' rows; all rows when alone), and those shards. */
@@ -192,6 +188,16 @@ export class Trainer {
     this.rows = RowSet.all(train.n)
     this.mine = this.data.shardsIn(this.rows)
     this.batches = train.batches(init.dataset.classes)
+  }
+
+  /**
+   * Computes the gradients in this worker thread from now on (compute.ts: a copy of the net, bit for bit the
+   * same gradients), which keeps this thread's event loop (the network, the control API) free while a batch
+   * trains. The trainer closes it on dispose.
+   */
+  useComputeWorker (worker: ComputeWorker): void {
+    if (this.compute !== null && this.compute !== worker) this.compute.close()
+    this.compute = worker
   }
 
   /** Completed passes over the whole training set (swarm-wide samples / rows). */
