@@ -104,7 +104,11 @@ export class ComputeWorker {
     // the thread is waited on now: it keeps the process alive until it answers
     this.#worker.ref()
     try {
-      this.#worker.postMessage({ type: 'step', id, x: batch.x, y: batch.y, n: batch.n, step } satisfies ComputeRequest)
+      // copies of the batch, moved to the worker: a view would be cloned with its whole buffer (a batch reader's
+      // view of a block holds the block)
+      const x = batch.x.slice()
+      const y = batch.y.slice()
+      this.#worker.postMessage({ type: 'step', id, x, y, n: batch.n, step } satisfies ComputeRequest, [x.buffer, y.buffer])
       const value = await loss
       return { loss: value, grads: this.#sizes.map((n, i) => this.#grads.subarray(this.#offsets[i], this.#offsets[i] + n)) }
     } finally {
