@@ -19,6 +19,7 @@ let net: Net | null = null
 let weights: Float32Array | null = null
 let grads: Float32Array | null = null
 let offsets: number[] = []
+let batch = new Float32Array(new SharedArrayBuffer(0))
 
 function reply (m: ComputeReply): void {
   port?.postMessage(m)
@@ -54,11 +55,10 @@ async function step (m: Extract<ComputeRequest, { type: 'step' }>): Promise<numb
     vars.forEach((v, i) => { v.assign(tf.tensor(w.subarray(offsets[i], offsets[i] + v.size), v.shape, 'float32')) })
   })
   const current = net
-  const { loss, grads: gs } = tf.tidy(() => {
-    const features = m.x.length / m.n
-    const classes = m.y.length / m.n
-    return current.lossAndGrads(tf.tensor2d(m.x, [m.n, features]), tf.tensor2d(m.y, [m.n, classes]), m.step)
-  })
+  if (m.batch !== undefined) batch = new Float32Array(m.batch)
+  const x = batch.subarray(0, m.xLength)
+  const y = batch.subarray(m.xLength, m.xLength + m.yLength)
+  const { loss, grads: gs } = tf.tidy(() => current.lossAndGrads(tf.tensor2d(x, [m.n, m.xLength / m.n]), tf.tensor2d(y, [m.n, m.yLength / m.n]), m.step))
   try {
     gs.forEach((g, i) => { (grads as Float32Array).set(floatValues(g), offsets[i]) })
     return (await loss.data())[0]

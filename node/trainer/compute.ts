@@ -29,7 +29,8 @@ export interface ComputeInit {
 
 export type ComputeRequest =
   | { type: 'init', init: Omit<ComputeInit, 'sizes'>, weights: SharedArrayBuffer, grads: SharedArrayBuffer, sizes: number[] }
-  | { type: 'step', id: number, x: Float32Array, y: Float32Array, n: number, step: number }
+  /** One batch: its features (`xLength` floats) then its one-hot labels in the batch buffer, sent when it is new. */
+  | { type: 'step', id: number, xLength: number, yLength: number, n: number, step: number, batch?: SharedArrayBuffer }
 
 export type ComputeReply =
   | { type: 'ready' }
@@ -53,6 +54,7 @@ export class ComputeWorker {
   #ready: Pending | null = null
   #next = 0
   #failed: Error | null = null
+  #batch = new Float32Array(new SharedArrayBuffer(0))
 
   private constructor (init: ComputeInit) {
     this.#sizes = [...init.sizes]
@@ -104,16 +106,24 @@ export class ComputeWorker {
     // the thread is waited on now: it keeps the process alive until it answers
     this.#worker.ref()
     try {
-      // copies of the batch, moved to the worker: a view would be cloned with its whole buffer (a batch reader's
-      // view of a block holds the block)
-      const x = batch.x.slice()
-      const y = batch.y.slice()
-      this.#worker.postMessage({ type: 'step', id, x, y, n: batch.n, step } satisfies ComputeRequest, [x.buffer, y.buffer])
+      // the batch goes through a shared buffer too: a message would clone a view with its whole buffer (a batch
+      // reader's view of a block holds the block), and a new buffer a step drives V8's full collections
+      const fresh = this.#batchBuffer(batch.x.length + batch.y.length)
+      this.#batch.set(batch.x, 0)
+      this.#batch.set(batch.y, batch.x.length)
+      this.#worker.postMessage({ type: 'step', id, xLength: batch.x.length, yLength: batch.y.length, n: batch.n, step, ...(fresh ? { batch: this.#batch.buffer } : {}) } satisfies ComputeRequest)
       const value = await loss
       return { loss: value, grads: this.#sizes.map((n, i) => this.#grads.subarray(this.#offsets[i], this.#offsets[i] + n)) }
     } finally {
       this.#worker.unref()
     }
+  }
+
+  /** Makes the batch buffer hold at least `floats`; true when it is a new one (the worker is sent it). */
+  #batchBuffer (floats: number): boolean {
+    if (this.#batch.length >= floats) return false
+    this.#batch = new Float32Array(new SharedArrayBuffer(floats * 4))
+    return true
   }
 
   /** Stops the thread (a batch under way is rejected). */
