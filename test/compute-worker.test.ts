@@ -1,7 +1,7 @@
 /**
- * Gradients computed in a worker thread (node/trainer/compute.ts) are the trainer's own, bit for bit: a
- * trainer that computes in a worker and one that computes on its own thread, from the same job, take the
- * same batches and end every step with the same weights (mlp with Adam; the cnn preset; a user's Layers model
+ * Gradients and evaluations computed in a worker thread (node/trainer/compute.ts) are the trainer's own, bit
+ * for bit: a trainer that computes in a worker and one that computes on its own thread, from the same job,
+ * take the same batches, end every step with the same weights and score the same test loss and accuracy (mlp with Adam; the cnn preset; a user's Layers model
  * with batch normalisation, whose moving statistics come back as values, and dropout, whose masks the step
  * seeds). A worker whose net does not match the trainer's refuses to start, and a closed one fails the
  * next batch with a clear error instead of hanging.
@@ -42,6 +42,7 @@ async function sameSteps (job: Job, steps: number, model: LayersModelSource | nu
       assert.equal(remote.weightsHash(), inline.weightsHash(), `step ${s}: the weights`)
     }
     assert.equal(remote.progress.step, steps)
+    assert.deepEqual(await remote.evaluate(), await inline.evaluate(), 'the test loss and accuracy')
   } finally {
     inline.dispose()
     remote.dispose()

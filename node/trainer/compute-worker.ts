@@ -9,7 +9,8 @@ import { selectBackend } from './backend.ts'
 import { floatValues } from './kernels.ts'
 import { createLayersNet } from './layers-net.ts'
 import type { Net } from './model.ts'
-import { createPresetNet } from './trainer.ts'
+import { createPresetNet, evaluateNet } from './trainer.ts'
+import type { Examples } from '../data/types.ts'
 import type { ComputeReply, ComputeRequest } from './compute.ts'
 
 const port = parentPort
@@ -20,6 +21,7 @@ let weights: Float32Array | null = null
 let grads: Float32Array | null = null
 let offsets: number[] = []
 let batch = new Float32Array(new SharedArrayBuffer(0))
+let test: Examples | null = null
 
 function reply (m: ComputeReply): void {
   port?.postMessage(m)
@@ -47,14 +49,19 @@ async function init (m: Extract<ComputeRequest, { type: 'init' }>): Promise<void
   }
 }
 
-async function step (m: Extract<ComputeRequest, { type: 'step' }>): Promise<number> {
-  if (net === null || weights === null || grads === null) throw new Error('compute worker: no net yet')
-  const vars = net.variables
+/** Sets the net's variables from the shared weights buffer; the net. */
+function withWeights (): Net {
+  if (net === null || weights === null) throw new Error('compute worker: no net yet')
   const w = weights
   tf.tidy(() => {
-    vars.forEach((v, i) => { v.assign(tf.tensor(w.subarray(offsets[i], offsets[i] + v.size), v.shape, 'float32')) })
+    (net as Net).variables.forEach((v, i) => { v.assign(tf.tensor(w.subarray(offsets[i], offsets[i] + v.size), v.shape, 'float32')) })
   })
-  const current = net
+  return net
+}
+
+async function step (m: Extract<ComputeRequest, { type: 'step' }>): Promise<number> {
+  if (grads === null) throw new Error('compute worker: no net yet')
+  const current = withWeights()
   if (m.batch !== undefined) batch = new Float32Array(m.batch)
   const x = batch.subarray(0, m.xLength)
   const y = batch.subarray(m.xLength, m.xLength + m.yLength)
@@ -71,6 +78,16 @@ async function step (m: Extract<ComputeRequest, { type: 'step' }>): Promise<numb
 port.on('message', (m: ComputeRequest) => {
   if (m.type === 'init') {
     init(m).then(() => { reply({ type: 'ready' }) }, err => { reply({ type: 'error', id: null, message: `the worker could not build the net: ${describe(err)}` }) })
+    return
+  }
+  if (m.type === 'evaluate') {
+    try {
+      if (m.test !== undefined) test = m.test
+      if (test === null) throw new Error('compute worker: no test set')
+      reply({ type: 'evaluated', id: m.id, ...evaluateNet(withWeights(), test, m.classes) })
+    } catch (err) {
+      reply({ type: 'error', id: m.id, message: describe(err) })
+    }
     return
   }
   step(m).then(loss => { reply({ type: 'done', id: m.id, loss }) }, err => { reply({ type: 'error', id: m.id, message: describe(err) }) })

@@ -6,14 +6,16 @@
  * The worker holds its own copy of the net. For each batch the trainer writes the current weights into a
  * buffer shared with the worker (one copy, variable after variable), posts the batch, and the worker sets its
  * variables from that buffer, computes loss and gradients, and leaves the gradients in a second shared
- * buffer. The worker runs the same backend and kernels on the same weights, so its gradients are bit for bit
- * those the trainer would have computed itself (test/compute-worker.test.ts). The optimizer step, the data
- * position and everything else stay with the trainer.
+ * buffer. An evaluation goes the same way (the test set is sent once). The worker runs the same backend and
+ * kernels on the same weights, so its gradients and scores are bit for bit those the trainer would have
+ * computed itself (test/compute-worker.test.ts). The optimizer step, checkpoints, the data position and
+ * everything else stay with the trainer.
  *
  * Only the wasm backend: the native ones (tfjs-node) load once per process, not once per thread.
  */
 import { Worker } from 'node:worker_threads'
 import type { Job } from '../../protocols/job/index.ts'
+import type { Examples } from '../data/types.ts'
 import type { LayersModelSource } from './layers-net.ts'
 
 /** What the worker needs to build the same net as the trainer's. */
@@ -31,10 +33,13 @@ export type ComputeRequest =
   | { type: 'init', init: Omit<ComputeInit, 'sizes'>, weights: SharedArrayBuffer, grads: SharedArrayBuffer, sizes: number[] }
   /** One batch: its features (`xLength` floats) then its one-hot labels in the batch buffer, sent when it is new. */
   | { type: 'step', id: number, xLength: number, yLength: number, n: number, step: number, batch?: SharedArrayBuffer }
+  /** The test loss and accuracy of the weights in the weights buffer; the test set comes with the first one. */
+  | { type: 'evaluate', id: number, classes: number, test?: Examples }
 
 export type ComputeReply =
   | { type: 'ready' }
   | { type: 'done', id: number, loss: number }
+  | { type: 'evaluated', id: number, loss: number, accuracy: number }
   | { type: 'error', id: number | null, message: string }
 
 /** The worker failed (its net could not be built, a batch failed, the thread died). */
@@ -42,7 +47,7 @@ export class ComputeWorkerError extends Error {
   override name = 'ComputeWorkerError'
 }
 
-interface Pending { resolve: (loss: number) => void, reject: (err: Error) => void }
+interface Pending { resolve: (reply: ComputeReply) => void, reject: (err: Error) => void }
 
 export class ComputeWorker {
   readonly #worker: Worker
@@ -55,6 +60,7 @@ export class ComputeWorker {
   #next = 0
   #failed: Error | null = null
   #batch = new Float32Array(new SharedArrayBuffer(0))
+  #test: Examples | null = null
 
   private constructor (init: ComputeInit) {
     this.#sizes = [...init.sizes]
@@ -80,7 +86,7 @@ export class ComputeWorker {
   static async start (init: ComputeInit): Promise<ComputeWorker> {
     const w = new ComputeWorker(init)
     try {
-      await new Promise<number>((resolve, reject) => { w.#ready = { resolve, reject } })
+      await new Promise<ComputeReply>((resolve, reject) => { w.#ready = { resolve, reject } })
     } catch (err) {
       w.close()
       throw err
@@ -94,26 +100,42 @@ export class ComputeWorker {
    * gradients are views of the shared buffer, valid until the next call.
    */
   async gradients (weights: Float32Array[], batch: { x: Float32Array, y: Float32Array, n: number }, step: number): Promise<{ loss: number, grads: Float32Array[] }> {
+    // the batch goes through a shared buffer too: a message would clone a view with its whole buffer (a batch
+    // reader's view of a block holds the block), and a new buffer a step drives V8's full collections
+    const fresh = this.#batchBuffer(batch.x.length + batch.y.length)
+    this.#batch.set(batch.x, 0)
+    this.#batch.set(batch.y, batch.x.length)
+    const reply = await this.#ask(weights, id => ({ type: 'step', id, xLength: batch.x.length, yLength: batch.y.length, n: batch.n, step, ...(fresh ? { batch: this.#batch.buffer } : {}) }))
+    if (reply.type !== 'done') throw new ComputeWorkerError(`compute worker: ${reply.type} for a batch`)
+    return { loss: reply.loss, grads: this.#sizes.map((n, i) => this.#grads.subarray(this.#offsets[i], this.#offsets[i] + n)) }
+  }
+
+  /** Test loss and accuracy of these weights over `test` (the same on every call: it is sent once). */
+  async evaluate (weights: Float32Array[], test: Examples, classes: number): Promise<{ loss: number, accuracy: number }> {
+    // a copy of the rows alone (not the buffer they may view), once
+    const send = this.#test !== test ? { x: test.x.slice(), y: test.y.slice(), n: test.n, features: test.features } : undefined
+    this.#test = test
+    const reply = await this.#ask(weights, id => ({ type: 'evaluate', id, classes, ...(send !== undefined ? { test: send } : {}) }))
+    if (reply.type !== 'evaluated') throw new ComputeWorkerError(`compute worker: ${reply.type} for an evaluation`)
+    return { loss: reply.loss, accuracy: reply.accuracy }
+  }
+
+  /** Writes the weights into the shared buffer, sends the request `make` builds, and waits for its reply. */
+  async #ask (weights: Float32Array[], make: (id: number) => ComputeRequest): Promise<ComputeReply> {
     if (this.#failed !== null) throw this.#failed
-    if (this.#pending.size > 0) throw new Error('compute worker: one batch at a time')
+    if (this.#pending.size > 0) throw new Error('compute worker: one request at a time')
     if (weights.length !== this.#sizes.length) throw new RangeError(`${weights.length} variables, the worker's net has ${this.#sizes.length}`)
     for (let i = 0; i < weights.length; i++) {
       if (weights[i].length !== this.#sizes[i]) throw new RangeError(`variable ${i} has ${weights[i].length} elements, the worker's ${this.#sizes[i]}`)
       this.#weights.set(weights[i], this.#offsets[i])
     }
     const id = this.#next++
-    const loss = new Promise<number>((resolve, reject) => { this.#pending.set(id, { resolve, reject }) })
+    const reply = new Promise<ComputeReply>((resolve, reject) => { this.#pending.set(id, { resolve, reject }) })
     // the thread is waited on now: it keeps the process alive until it answers
     this.#worker.ref()
     try {
-      // the batch goes through a shared buffer too: a message would clone a view with its whole buffer (a batch
-      // reader's view of a block holds the block), and a new buffer a step drives V8's full collections
-      const fresh = this.#batchBuffer(batch.x.length + batch.y.length)
-      this.#batch.set(batch.x, 0)
-      this.#batch.set(batch.y, batch.x.length)
-      this.#worker.postMessage({ type: 'step', id, xLength: batch.x.length, yLength: batch.y.length, n: batch.n, step, ...(fresh ? { batch: this.#batch.buffer } : {}) } satisfies ComputeRequest)
-      const value = await loss
-      return { loss: value, grads: this.#sizes.map((n, i) => this.#grads.subarray(this.#offsets[i], this.#offsets[i] + n)) }
+      this.#worker.postMessage(make(id))
+      return await reply
     } finally {
       this.#worker.unref()
     }
@@ -134,7 +156,7 @@ export class ComputeWorker {
 
   #onReply (m: ComputeReply): void {
     if (m.type === 'ready') {
-      this.#ready?.resolve(0)
+      this.#ready?.resolve(m)
       this.#ready = null
       return
     }
@@ -146,8 +168,8 @@ export class ComputeWorker {
     const p = this.#pending.get(m.id)
     if (p === undefined) return
     this.#pending.delete(m.id)
-    if (m.type === 'done') p.resolve(m.loss)
-    else p.reject(new ComputeWorkerError(m.message))
+    if (m.type === 'error') p.reject(new ComputeWorkerError(m.message))
+    else p.resolve(m)
   }
 
   #fail (err: Error): void {

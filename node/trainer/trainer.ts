@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs'
 import type { Job } from '../../protocols/job/index.ts'
 import { divideFloats, scaleFloats, simdFloats } from '../common/simd-floats.ts'
 import type { BatchReader, Dataset } from '../data/dataset.ts'
+import type { Examples } from '../data/types.ts'
 import { DataEpoch } from '../data/epoch.ts'
 import { RowSet } from '../data/stream/index.ts'
 import { createGptNet, gptOptionsOf } from './gpt.ts'
@@ -91,6 +92,22 @@ export function createPresetNet (job: Job, shape: DatasetShape): Net {
     seed: job.seed
   }
   return job.model === 'gpt' ? createGptNet(config, gptOptionsOf(job.gpt, shape.features)) : createNet(config)
+}
+
+/** Mean test loss and accuracy of a net over these examples (Trainer.evaluate, and the compute worker's). */
+export function evaluateNet (net: Net, test: Examples, classes: number): { loss: number, accuracy: number } {
+  if (net.evaluateRows !== undefined) return net.evaluateRows(test.x, test.n)
+  const y = new Float32Array(test.n * classes)
+  for (let i = 0; i < test.n; i++) y[i * classes + test.y[i]] = 1
+  const [loss, accuracy] = tf.tidy(() => {
+    const xs = tf.tensor2d(test.x, [test.n, test.features])
+    const ys = tf.tensor2d(y, [test.n, classes])
+    const logits = net.predict(xs)
+    const l = tf.losses.softmaxCrossEntropy(ys, logits).dataSync()[0]
+    const correct = tf.equal(tf.argMax(logits, 1), tf.argMax(ys, 1)).sum().dataSync()[0]
+    return [l, correct / test.n]
+  })
+  return { loss, accuracy }
 }
 
 /** Names of the outer optimizer's state (H > 1) inside a checkpoint's optimizer group. */
@@ -444,23 +461,10 @@ export class Trainer {
    */
   async evaluate (): Promise<Evaluation> {
     await yieldToEventLoop()
-    const test = this.dataset.test
-    if (this.net.evaluateRows !== undefined) {
-      const { loss, accuracy } = this.net.evaluateRows(test.x, test.n)
-      this.lastEvaluation = { epoch: this.epoch, step: this.progress.step, loss, accuracy }
-      return this.lastEvaluation
-    }
-    const classes = this.dataset.classes
-    const y = new Float32Array(test.n * classes)
-    for (let i = 0; i < test.n; i++) y[i * classes + test.y[i]] = 1
-    const [loss, accuracy] = tf.tidy(() => {
-      const xs = tf.tensor2d(test.x, [test.n, test.features])
-      const ys = tf.tensor2d(y, [test.n, classes])
-      const logits = this.net.predict(xs)
-      const l = tf.losses.softmaxCrossEntropy(ys, logits).dataSync()[0]
-      const correct = tf.equal(tf.argMax(logits, 1), tf.argMax(ys, 1)).sum().dataSync()[0]
-      return [l, correct / test.n]
-    })
+    const { test, classes } = this.dataset
+    const { loss, accuracy } = this.compute !== null
+      ? await this.compute.evaluate(this.net.variables.map(v => floatValues(v)), test, classes)
+      : evaluateNet(this.net, test, classes)
     this.lastEvaluation = { epoch: this.epoch, step: this.progress.step, loss, accuracy }
     return this.lastEvaluation
   }
