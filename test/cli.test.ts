@@ -23,6 +23,8 @@ test('bad flags: a clear message and exit code 2', async () => {
   const cases: Array<[string[], RegExp]> = [
     [['start', '--batch-size', '0'], /batch-size.*positive integer/],
     [['start', '--backend', 'webgpu'], /backend.*webgpu|webgpu.*backend/],
+    [['start', '--compute', 'gpu'], /compute.*gpu|gpu.*compute/],
+    [['start', '--compute', 'worker', '--backend', 'cpu'], /--compute worker needs the wasm backend, not --backend cpu/],
     [['start', '--dataset', 'imagenet'], /imagenet/],
     [['start', '--hidden', '12,x'], /hidden/],
     [['frobnicate'], /unknown command/]

@@ -7,10 +7,10 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { LocalSwarm } from './helpers/swarm.ts'
 
-async function trainSwarm (job: string[], n = 3): Promise<Array<{ accuracy: number, hash: string, stdout: string }>> {
+async function trainSwarm (job: string[], n = 3, everyPeer: string[] = []): Promise<Array<{ accuracy: number, hash: string, stdout: string }>> {
   const swarm = await LocalSwarm.create()
   try {
-    const common = ['--exit-when-done', '--min-peers', String(n), '--progress-every', '60']
+    const common = ['--exit-when-done', '--min-peers', String(n), '--progress-every', '60', ...everyPeer]
     await swarm.start('p1', [...common, ...job])
     for (let i = 2; i <= n; i++) await swarm.start(`p${i}`, common, 'p1')
     const results = await Promise.all(swarm.peers.map(async p => await p.proc.exited(240_000)))
@@ -38,5 +38,15 @@ test('3 peers averaging deltas every 10 local steps (DiLoCo) reach 0.94 with ide
   const results = await trainSwarm(['--epochs', '7', '--sync-every', '10'])
   assert.equal(new Set(results.map(r => r.hash)).size, 1, `weights hashes: ${results.map(r => r.hash).join(' ')}`)
   for (const r of results) assert.ok(r.accuracy >= 0.94, `accuracy ${r.accuracy}`)
+  t.diagnostic(`accuracy ${results[0].accuracy}`)
+})
+
+test('2 peers computing their gradients in worker threads (--compute worker) reach 0.93 with identical weights', async (t) => {
+  const results = await trainSwarm(['--epochs', '3'], 2, ['--backend', 'wasm', '--compute', 'worker'])
+  assert.equal(new Set(results.map(r => r.hash)).size, 1, `weights hashes: ${results.map(r => r.hash).join(' ')}`)
+  for (const r of results) {
+    assert.ok(r.accuracy >= 0.93, `accuracy ${r.accuracy}`)
+    assert.match(r.stdout, /backend wasm \(gradients in a worker thread\)/)
+  }
   t.diagnostic(`accuracy ${results[0].accuracy}`)
 })

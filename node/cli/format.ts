@@ -43,7 +43,7 @@ export function statusView (s: PeerStatus): string {
     `peer      ${s.peerId ?? '(no network yet)'}  pid ${s.pid}`,
     ...s.addresses.slice(0, 4).map(a => `          ${a}`),
     `state     ${s.state}${s.error !== null ? `  (${s.error})` : ''}`,
-    `backend   ${s.backend ?? '-'}`,
+    `backend   ${s.backend ?? '-'}${s.compute === 'worker' ? ' (gradients in a worker thread)' : ''}`,
     `job       ${s.job === null ? '-' : `${s.job.id}  ${s.job.dataset}/${s.job.model} ${s.job.model === 'gpt' ? `layers ${s.job.gpt?.layers ?? GPT_DEFAULTS.layers} dim ${s.job.gpt?.dim ?? GPT_DEFAULTS.dim} heads ${s.job.gpt?.heads ?? GPT_DEFAULTS.heads} context ${s.job.gpt?.context ?? 'of the data set'}` : s.job.model.startsWith('mdl-') ? '(the user\'s model)' : `hidden ${s.job.hidden.join(',')}`}  batch ${s.job.batchSize}  ${s.job.optimizer} lr ${s.job.learningRate}  ${s.job.epochs} epochs`}`,
     `data dir  ${s.dataDir}`
   ]

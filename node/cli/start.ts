@@ -79,7 +79,7 @@ export const startCommand = {
       .addOption(new Option('--round-timeout <ms>', 'how long a round waits for every live member to be ready').argParser(parsePositiveInt).default(DEFAULT_COLLECT_TIMEOUT_MS))
       .addOption(new Option('--step-timeout <ms>', 'ring all-reduce step timeout: a lost or stalled neighbour aborts the round within about this').argParser(parsePositiveInt))
       .addOption(new Option('--backend <name>', 'tensor backend').choices(['auto', ...BACKENDS]).default('auto'))
-      .addOption(new Option('--compute <where>', 'where gradients are computed: main (this thread) or worker (a worker thread, which keeps the network\'s thread free; wasm backend)').choices(['main', 'worker']).default('main'))
+      .addOption(new Option('--compute <where>', 'where gradients are computed: main (this thread) or worker (a worker thread, which keeps the network\'s thread free; implies --backend wasm)').choices(['main', 'worker']).default('main'))
       .addOption(new Option('--checkpoint-every <steps>', 'steps between checkpoints').argParser(parsePositiveInt).default(100))
       .addOption(new Option('--exit-when-done', 'exit 0 when the job is done instead of serving until stopped').default(false))
       .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('warn'))
@@ -117,10 +117,14 @@ export const startCommand = {
     if (swarm.open) {
       ctx.stderr.write('warning: --open: this swarm has no swarm key; anyone who can reach its addresses can join it, read its manifest and send it updates (leave out --open for a private swarm)\n')
     }
+    if (flags.compute === 'worker' && flags.backend !== 'auto' && flags.backend !== 'wasm') {
+      throw new UsageError(`--compute worker needs the wasm backend, not --backend ${flags.backend}`)
+    }
     const peer = await startPeer({
       dataDir,
       job,
-      backend: flags.backend,
+      // the worker thread runs the wasm backend (the native ones load once per process)
+      backend: flags.compute === 'worker' ? 'wasm' : flags.backend,
       compute: flags.compute,
       checkpointEvery: flags.checkpointEvery,
       logger,
@@ -161,7 +165,7 @@ export const startCommand = {
       if (state === 'training' && !announced) {
         announced = true
         const s = peer.status()
-        out(`peer started: data dir ${dataDir}, backend ${s.backend ?? '-'}, job ${s.job?.id ?? '-'} (${s.job?.dataset}/${s.job?.model})`)
+        out(`peer started: data dir ${dataDir}, backend ${s.backend ?? '-'}${s.compute === 'worker' ? ' (gradients in a worker thread)' : ''}, job ${s.job?.id ?? '-'} (${s.job?.dataset}/${s.job?.model})`)
         if (s.training !== null && s.training.step > 0) out(`resumed at step ${s.training.step}, epoch ${s.training.epoch + 1}`)
       }
       if (state === 'done') {

@@ -119,6 +119,7 @@ export function buildStatus (peer: StatusSources): PeerStatus {
           data: trainer.dataStatus
         },
     backend: peer.backend,
+    compute: trainer?.computesInWorker === true ? 'worker' : 'main',
     datasets: peer.replication === null ? [] : [peer.replication.status()]
   }
 }

@@ -100,6 +100,8 @@ export interface PeerStatus {
     data: DataStatus
   } | null
   backend: BackendName | null
+  /** Where the gradients are computed: this peer's main thread, or a worker thread (`--compute worker`). */
+  compute: 'main' | 'worker'
   /**
    * Per imported data set of the job: training shards, how many this peer holds (and which), R, live copies of each
    * shard swarm-wide, the shards below R, and what this process fetched and dropped. Empty for a built-in data set.

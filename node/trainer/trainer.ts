@@ -217,6 +217,11 @@ export class Trainer {
     this.compute = worker
   }
 
+  /** True when a worker thread computes the gradients (useComputeWorker). */
+  get computesInWorker (): boolean {
+    return this.compute !== null
+  }
+
   /** Completed passes over the whole training set (swarm-wide samples / rows). */
   get epoch (): number {
     return Math.floor(this.progress.samples / this.dataset.train.n)
