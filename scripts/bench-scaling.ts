@@ -15,7 +15,7 @@
  * the sync adds to a step: the swarm's step against the peer alone's, DDP's against PyTorch alone's, the same
  * gradient summed between the same cores.
  *
- *   npm run bench:scaling -- [--peers 1,2,3] [--seconds 20] [--no-ddp] [--json] [-- <job flags for peer start>]
+ *   npm run bench:scaling -- [--peers 1,2,3] [--seconds 20] [--no-ddp] [--compute main|worker] [--json] [-- <job flags for peer start>]
  *
  * Nothing is asserted: the machine is shared and noisy; compare the ratios of one run.
  */
@@ -43,7 +43,9 @@ const { values: args, positionals } = parseArgs({
     /** Skips the PyTorch DDP reference. */
     'no-ddp': { type: 'boolean', default: false },
     /** Writes each peer's CPU profile (node --cpu-prof) into this folder; peers are then stopped with SIGTERM. */
-    profile: { type: 'string' }
+    profile: { type: 'string' },
+    /** `peer start --compute` for every peer (the job flags after `--` go to the first peer only). */
+    compute: { type: 'string', default: 'main' }
   },
   allowPositionals: true
 })
@@ -53,6 +55,11 @@ const warmup = Number(args.warmup)
 const cores = cpus().length
 const pin = args['no-pin'] !== true
 const jobArgs = positionals.length > 0 ? positionals : []
+if (args.compute !== 'main' && args.compute !== 'worker') {
+  process.stderr.write(`bench-scaling: --compute takes main or worker, not ${args.compute}\n`)
+  process.exit(2)
+}
+const peerArgs = ['--compute', args.compute]
 const root = join(import.meta.dirname, '..')
 const bin = join(root, 'bin', 'peer.js')
 
@@ -143,7 +150,7 @@ async function run (n: number, apart = false): Promise<Omit<Row, 'ratio' | 'adde
   const children: ChildProcess[] = []
   const dirs = Array.from({ length: n }, (_, i) => join(base, `peer-${i + 1}`))
   const launch = (i: number, extra: string[]): void => {
-    const argv = [bin, 'start', '--data-dir', dirs[i], '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--min-peers', String(n), '--epochs', '1000', ...extra]
+    const argv = [bin, 'start', '--data-dir', dirs[i], '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--min-peers', String(n), '--epochs', '1000', ...peerArgs, ...extra]
     const cmd = pin ? 'taskset' : process.execPath
     const node = args.profile !== undefined ? ['--cpu-prof', '--cpu-prof-dir', args.profile, ...argv] : argv
     const full = pin ? ['-c', String(i % cores), process.execPath, ...node] : node
@@ -152,7 +159,7 @@ async function run (n: number, apart = false): Promise<Omit<Row, 'ratio' | 'adde
     children.push(child)
   }
   const launchAlone = (i: number): void => {
-    const argv = [bin, 'start', '--data-dir', dirs[i], '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--min-peers', '1', '--epochs', '1000', ...jobArgs]
+    const argv = [bin, 'start', '--data-dir', dirs[i], '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--min-peers', '1', '--epochs', '1000', ...peerArgs, ...jobArgs]
     const full = pin ? ['-c', String(i % cores), process.execPath, ...argv] : argv
     const child = spawn(pin ? 'taskset' : process.execPath, full, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PEER_LOG_LEVEL: 'warn' } })
     child.stderr?.on('data', () => {})
