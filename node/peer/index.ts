@@ -399,6 +399,8 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.replication?.stop()
     await this.stateServer?.stop().catch(() => {})
     await this.ring?.stop().catch(() => {})
+    // the trainer's steps are over (close runs once the trainer machine has stopped or was given up on): its worker thread goes
+    this.trainer?.stopComputeWorker()
     await this.shardService?.stop().catch(() => {})
     await this.modelService?.stop().catch(() => {})
     if (this.manifest !== null) {

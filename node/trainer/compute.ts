@@ -100,6 +100,7 @@ export class ComputeWorker {
    * gradients are views of the shared buffer, valid until the next call.
    */
   async gradients (weights: Float32Array[], batch: { x: Float32Array, y: Float32Array, n: number }, step: number): Promise<{ loss: number, grads: Float32Array[] }> {
+    this.#assertIdle()
     // the batch goes through a shared buffer too: a message would clone a view with its whole buffer (a batch
     // reader's view of a block holds the block), and a new buffer a step drives V8's full collections
     const fresh = this.#batchBuffer(batch.x.length + batch.y.length)
@@ -122,8 +123,7 @@ export class ComputeWorker {
 
   /** Writes the weights into the shared buffer, sends the request `make` builds, and waits for its reply. */
   async #ask (weights: Float32Array[], make: (id: number) => ComputeRequest): Promise<ComputeReply> {
-    if (this.#failed !== null) throw this.#failed
-    if (this.#pending.size > 0) throw new Error('compute worker: one request at a time')
+    this.#assertIdle()
     if (weights.length !== this.#sizes.length) throw new RangeError(`${weights.length} variables, the worker's net has ${this.#sizes.length}`)
     for (let i = 0; i < weights.length; i++) {
       if (weights[i].length !== this.#sizes[i]) throw new RangeError(`variable ${i} has ${weights[i].length} elements, the worker's ${this.#sizes[i]}`)
@@ -139,6 +139,12 @@ export class ComputeWorker {
     } finally {
       this.#worker.unref()
     }
+  }
+
+  /** Throws unless a request may be sent now: the worker is up and answering nothing (one request at a time). */
+  #assertIdle (): void {
+    if (this.#failed !== null) throw this.#failed
+    if (this.#pending.size > 0) throw new Error('compute worker: one request at a time')
   }
 
   /** Makes the batch buffer hold at least `floats`; true when it is a new one (the worker is sent it). */

@@ -217,6 +217,12 @@ export class Trainer {
     this.compute = worker
   }
 
+  /** Stops the compute worker, if any: this thread computes from then on. */
+  stopComputeWorker (): void {
+    this.compute?.close()
+    this.compute = null
+  }
+
   /** True when a worker thread computes the gradients (useComputeWorker). */
   get computesInWorker (): boolean {
     return this.compute !== null
