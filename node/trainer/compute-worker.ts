@@ -41,12 +41,7 @@ async function init (m: Extract<ComputeRequest, { type: 'init' }>): Promise<void
   if (sizes.join() !== m.sizes.join()) throw new Error(`the worker's net has variables of ${sizes.join(',')} elements, the trainer's ${m.sizes.join(',')}`)
   weights = new Float32Array(m.weights)
   grads = new Float32Array(m.grads)
-  offsets = []
-  let total = 0
-  for (const n of sizes) {
-    offsets.push(total)
-    total += n
-  }
+  offsets = m.offsets
 }
 
 /** Sets the net's variables from the shared weights buffer; the net. */

@@ -30,7 +30,8 @@ export interface ComputeInit {
 }
 
 export type ComputeRequest =
-  | { type: 'init', init: Omit<ComputeInit, 'sizes'>, weights: SharedArrayBuffer, grads: SharedArrayBuffer, sizes: number[] }
+  /** `offsets[i]`: where variable i (of `sizes[i]` floats) starts in the weights and gradients buffers. */
+  | { type: 'init', init: Omit<ComputeInit, 'sizes'>, weights: SharedArrayBuffer, grads: SharedArrayBuffer, sizes: number[], offsets: number[] }
   /** One batch: its features (`xLength` floats) then its one-hot labels in the batch buffer, sent when it is new. */
   | { type: 'step', id: number, xLength: number, yLength: number, n: number, step: number, batch?: SharedArrayBuffer }
   /** The test loss and accuracy of the weights in the weights buffer; the test set comes with the first one. */
@@ -79,7 +80,7 @@ export class ComputeWorker {
     this.#worker.on('error', err => { this.#fail(new ComputeWorkerError(`compute worker failed: ${err.message}`)) })
     this.#worker.on('exit', code => { this.#fail(new ComputeWorkerError(`compute worker exited (code ${code})`)) })
     const { sizes: _, ...rest } = init
-    this.#worker.postMessage({ type: 'init', init: rest, weights, grads, sizes: this.#sizes } satisfies ComputeRequest)
+    this.#worker.postMessage({ type: 'init', init: rest, weights, grads, sizes: this.#sizes, offsets: this.#offsets } satisfies ComputeRequest)
   }
 
   /** Starts a worker and builds its net; rejects with ComputeWorkerError when it cannot. */
