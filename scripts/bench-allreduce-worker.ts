@@ -29,7 +29,7 @@ import type { ConnectionEncrypter, PeerId, PrivateKey, SecureConnectionOptions }
 import { pushable } from 'it-pushable'
 import { multiaddr } from '@multiformats/multiaddr'
 import { startNetwork } from '../node/network/index.ts'
-import { Ring, createKeyedRingTransport, createLibp2pRingTransport, createTcpRingTransport, listenHostOf, sumBuffer, simdKernelsOf } from '../node/ring/index.ts'
+import { KEYED_BLOCK_BYTES, Ring, createKeyedRingTransport, createLibp2pRingTransport, createTcpRingTransport, listenHostOf, sumBuffer, simdKernelsOf } from '../node/ring/index.ts'
 import type { TcpAddress } from '../node/ring/index.ts'
 import { addChecked } from '../node/ring/index.ts'
 import { MAX_FRAME_BYTES } from '../protocols/allreduce/index.ts'
@@ -311,13 +311,13 @@ function micro (bytes: number): Record<string, number> {
       d.final()
     }
   }, 1) * (bytes / message.byteLength)
-  // The keyed data plane's records as the ring sends them (a 24-byte header and a 256 KiB block each): sealed,
-  // then opened, with each cipher.
+  // The keyed data plane's records as the ring sends them (a 24-byte header and a KEYED_BLOCK_BYTES block each):
+  // sealed, then opened, with each cipher.
   const records = (cipher: RecordCipher): number => {
     const key = randomBytes(32)
     const sessionId = randomBytes(16)
     const header = new Uint8Array(24)
-    const block = 256 * 1024
+    const block = KEYED_BLOCK_BYTES
     return time(() => {
       const sealer = new RecordSealer(key, { cipher, maxRecordBytes: MAX_FRAME_BYTES })
       const opener = new RecordOpener({ cipher, maxRecordBytes: MAX_FRAME_BYTES, keyFor: () => key })

@@ -19,7 +19,7 @@ import type { Connection, IncomingStreamData, Libp2p, Stream } from '@libp2p/int
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { MAX_FRAME_BYTES, StreamClosedError, TimeoutError } from '../../protocols/allreduce/index.ts'
+import { MAX_BLOCK_BYTES, MAX_FRAME_BYTES, StreamClosedError, TimeoutError } from '../../protocols/allreduce/index.ts'
 import { prefixed, readFrame } from '../../protocols/common/index.ts'
 import {
   DEFAULT_CIPHER, InvalidMessageError, KEY_PROTOCOL, KEY_REQUEST_TIMEOUT_MS, KEY_SHARE_BYTES, MAX_KEY_STREAMS,
@@ -42,11 +42,21 @@ export interface KeyedRingTransportOptions {
   announcePort?: number
   /** The records' AEAD (default DEFAULT_CIPHER, AES-256-GCM). Both ends must use the same. */
   cipher?: RecordCipher
-  /** Bytes queued per socket before `send` waits (default SEND_HIGH_WATER_BYTES). */
+  /** Bytes queued per socket before `send` waits (default KEYED_HIGH_WATER_BYTES). */
   highWaterBytes?: number
   /** Log lines (dropped connections, refused sessions). */
   logger?: (msg: string) => void
 }
+
+/**
+ * The data plane's block: the largest a receiver accepts, so a record carries up to 1 MiB of vector. node:crypto
+ * seals and opens a 1 MiB record at about 1.4 times the bytes per second of a 256 KiB one (each record pays for
+ * a cipher object, a tag and its own output buffers), and a socket has no stream window the block must fit (the
+ * reason for the 256 KiB default over libp2p's yamux). Small vectors still get smaller blocks (ring.ts).
+ */
+export const KEYED_BLOCK_BYTES = MAX_BLOCK_BYTES
+/** Four blocks queued per socket, as SEND_HIGH_WATER_BYTES is for the default block. */
+export const KEYED_HIGH_WATER_BYTES = 4 * KEYED_BLOCK_BYTES
 
 /** What the data plane has refused, for status and tests. */
 export interface KeyedTransportCounters {
@@ -150,6 +160,7 @@ class KeyedTransport extends SocketRingTransport implements KeyedRingTransport {
   readonly #log: (msg: string) => void
   #unauthenticated = 0
   readonly counters: KeyedTransportCounters = { sessionsIssued: 0, accepted: 0, refused: 0 }
+  readonly blockBytes = KEYED_BLOCK_BYTES
 
   constructor (node: KeyedLibp2p, options: KeyedRingTransportOptions) {
     super({ host: options.host, port: options.port })
@@ -203,7 +214,7 @@ class KeyedTransport extends SocketRingTransport implements KeyedRingTransport {
     const key = deriveSessionKey({ dialerShare: share, listenerShare: response.share, sessionId: response.sessionId, dialer: this.#self, listener: peer })
     const socket = await this.connectSocket(peer, { host, port: response.port }, signal)
     const sealer = new RecordSealer(key, { cipher: this.#cipher, maxRecordBytes: MAX_FRAME_BYTES })
-    const channel = new SocketOutboundChannel(peer, socket, parts => sealer.seal(parts), this.#options.highWaterBytes, { ownsWritten: true })
+    const channel = new SocketOutboundChannel(peer, socket, parts => sealer.seal(parts), this.#options.highWaterBytes ?? KEYED_HIGH_WATER_BYTES, { ownsWritten: true })
     channel.writeRaw(sealer.opening(response.sessionId))
     return channel
   }

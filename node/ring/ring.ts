@@ -81,7 +81,8 @@ export interface RingComponents {
 
 export interface RingInit {
   /**
-   * Bytes of vector per data frame (default DEFAULT_BLOCK_BYTES; a multiple of 4, at most MAX_BLOCK_BYTES). Small
+   * Bytes of vector per data frame (default: the transport's `blockBytes`, else DEFAULT_BLOCK_BYTES; a multiple of
+   * 4, at most MAX_BLOCK_BYTES). Small
    * vectors use smaller blocks (at least PIPELINE_BLOCKS per chunk, no smaller than MIN_BLOCK_BYTES).
    */
   blockBytes?: number
@@ -189,7 +190,7 @@ export class Ring {
 
   constructor (components: RingComponents, init: RingInit = {}) {
     assertLittleEndian()
-    const blockBytes = init.blockBytes ?? DEFAULT_BLOCK_BYTES
+    const blockBytes = init.blockBytes ?? components.transport.blockBytes ?? DEFAULT_BLOCK_BYTES
     if (!Number.isInteger(blockBytes) || blockBytes < 4 || blockBytes % 4 !== 0 || blockBytes > MAX_BLOCK_BYTES) {
       throw new RangeError(`blockBytes must be a multiple of 4 from 4 to ${MAX_BLOCK_BYTES}`)
     }

@@ -46,6 +46,11 @@ export interface RingTransport {
   outbound (peer: string, signal: AbortSignal): Promise<OutboundChannel>
   /** The newest open inbound channel from `peer`; waits (until the signal aborts) for one to arrive. */
   inbound (peer: string, signal: AbortSignal): Promise<InboundChannel>
+  /**
+   * The block size this transport carries best, where it differs from DEFAULT_BLOCK_BYTES (a ring built without
+   * `blockBytes` uses it). Receivers accept any block up to MAX_BLOCK_BYTES, so members may differ.
+   */
+  readonly blockBytes?: number
 }
 
 /** Waits for a promise or the signal, whichever settles first; the promise keeps running either way. */
