@@ -43,6 +43,17 @@ async function sameSteps (job: Job, steps: number, model: LayersModelSource | nu
     }
     assert.equal(remote.progress.step, steps)
     assert.deepEqual(await remote.evaluate(), await inline.evaluate(), 'the test loss and accuracy')
+    // a part of a sharded evaluation (the middle third of the test rows), as the next update vector carries it
+    const part = async (t: Trainer): Promise<number[]> => {
+      await t.evaluatePart(1, 3)
+      const v = t.flattenUpdate(await t.computeUpdate())
+      return [...v.subarray(v.length - 3)]
+    }
+    const [lossSum, right, rows] = await part(remote)
+    assert.deepEqual([lossSum, right, rows], await part(inline), 'the part\'s loss sum, rows right, rows')
+    const n = dataset.test.n
+    assert.equal(rows, Math.floor(2 * n / 3) - Math.floor(n / 3))
+    assert.ok(right > 0 && right <= rows && lossSum > 0, `part: ${lossSum}, ${right} of ${rows}`)
   } finally {
     inline.dispose()
     remote.dispose()

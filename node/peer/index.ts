@@ -152,6 +152,12 @@ export class Peer extends EventEmitter<PeerEvents> {
               if (this.partitioned) await this.requireCatchUp().run('no quorum of its group', false, signal)
               else await this.requireCatchUp().run('left out of a round', true, signal)
             },
+            evaluationShard: () => {
+              const group = this.trainer?.progress.group
+              const self = this.net?.peerId
+              const index = group !== undefined && self !== undefined ? group.members.indexOf(self) : -1
+              return group !== undefined && index >= 0 && group.members.length > 1 ? { index, count: group.members.length } : null
+            },
             onEvaluation: e => {
               log.info({ epoch: e.epoch, step: e.step, loss: e.loss, accuracy: e.accuracy }, 'evaluation')
               this.emit('evaluation', e)

@@ -9,7 +9,7 @@ import { selectBackend } from './backend.ts'
 import { floatValues } from './kernels.ts'
 import { createLayersNet } from './layers-net.ts'
 import type { Net } from './model.ts'
-import { createPresetNet, evaluateNet } from './trainer.ts'
+import { createPresetNet, evaluateNet, testRows } from './trainer.ts'
 import type { Examples } from '../data/types.ts'
 import type { ComputeReply, ComputeRequest } from './compute.ts'
 
@@ -79,7 +79,7 @@ port.on('message', (m: ComputeRequest) => {
     try {
       if (m.test !== undefined) test = m.test
       if (test === null) throw new Error('compute worker: no test set')
-      reply({ type: 'evaluated', id: m.id, ...evaluateNet(withWeights(), test, m.classes) })
+      reply({ type: 'evaluated', id: m.id, ...evaluateNet(withWeights(), testRows(test, m.from, m.to), m.classes) })
     } catch (err) {
       reply({ type: 'error', id: m.id, message: describe(err) })
     }

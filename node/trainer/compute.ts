@@ -34,8 +34,8 @@ export type ComputeRequest =
   | { type: 'init', init: Omit<ComputeInit, 'sizes'>, weights: SharedArrayBuffer, grads: SharedArrayBuffer, sizes: number[], offsets: number[] }
   /** One batch: its features (`xLength` floats) then its one-hot labels in the batch buffer, sent when it is new. */
   | { type: 'step', id: number, xLength: number, yLength: number, n: number, step: number, batch?: SharedArrayBuffer }
-  /** The test loss and accuracy of the weights in the weights buffer; the test set comes with the first one. */
-  | { type: 'evaluate', id: number, classes: number, test?: Examples }
+  /** The test loss and accuracy of the weights in the weights buffer over test rows [from, to); the test set comes with the first one. */
+  | { type: 'evaluate', id: number, classes: number, from: number, to: number, test?: Examples }
 
 export type ComputeReply =
   | { type: 'ready' }
@@ -112,12 +112,15 @@ export class ComputeWorker {
     return { loss: reply.loss, grads: this.#sizes.map((n, i) => this.#grads.subarray(this.#offsets[i], this.#offsets[i] + n)) }
   }
 
-  /** Test loss and accuracy of these weights over `test` (the same on every call: it is sent once). */
-  async evaluate (weights: Float32Array[], test: Examples, classes: number): Promise<{ loss: number, accuracy: number }> {
+  /**
+   * Test loss and accuracy of these weights over the rows [from, to) of `test` (all of them by default; the
+   * same `test` on every call: it is sent once).
+   */
+  async evaluate (weights: Float32Array[], test: Examples, classes: number, from = 0, to = test.n): Promise<{ loss: number, accuracy: number }> {
     // a copy of the rows alone (not the buffer they may view), once
     const send = this.#test !== test ? { x: test.x.slice(), y: test.y.slice(), n: test.n, features: test.features } : undefined
     this.#test = test
-    const reply = await this.#ask(weights, id => ({ type: 'evaluate', id, classes, ...(send !== undefined ? { test: send } : {}) }))
+    const reply = await this.#ask(weights, id => ({ type: 'evaluate', id, classes, from, to, ...(send !== undefined ? { test: send } : {}) }))
     if (reply.type !== 'evaluated') throw new ComputeWorkerError(`compute worker: ${reply.type} for an evaluation`)
     return { loss: reply.loss, accuracy: reply.accuracy }
   }

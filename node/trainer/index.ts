@@ -39,6 +39,12 @@ export interface TrainerHooks {
   /** Brings a peer that fell behind to the swarm's state; `signal` as for allReduce. */
   resync?: (signal: AbortSignal) => Promise<void>
   onEvaluation?: (evaluation: Evaluation) => void
+  /**
+   * This peer's place in the group of the last round, `index` of `count` members: an evaluation is then split
+   * between them (Trainer.evaluatePart) and summed in the next round. Null (or absent): this peer evaluates
+   * every test row itself.
+   */
+  evaluationShard?: () => { index: number, count: number } | null
   onCheckpoint?: (step: number) => void
 }
 
@@ -80,6 +86,9 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
         const t = performance.now()
         const sum = await hooks.allReduce(vector, samples, signal)
         trainer.timing.record('reduce', performance.now() - t)
+        // an evaluation part in this round: the swarm's evaluation (or this peer's own, where the sum lacks rows)
+        const evaluation = await trainer.settleEvaluation(sum)
+        if (evaluation !== null) hooks.onEvaluation?.(evaluation)
         if (sum === null) {
           trainer.roundMissed()
           return { resync: true }
@@ -116,7 +125,14 @@ export function createTrainerLogic (getTrainer: () => Trainer, checkpoints: Chec
         return report(getTrainer())
       }),
       evaluate: fromPromise(async () => {
-        const evaluation = await getTrainer().evaluate()
+        const trainer = getTrainer()
+        // a swarm splits the test rows between its members (not the final evaluation: no round follows it)
+        const shard = trainer.shardsEvaluation && !trainer.finished ? hooks.evaluationShard?.() ?? null : null
+        if (shard !== null && shard.count > 1) {
+          await trainer.evaluatePart(shard.index, shard.count)
+          return
+        }
+        const evaluation = await trainer.evaluate()
         hooks.onEvaluation?.(evaluation)
       }),
       checkpoint: fromPromise(async () => {

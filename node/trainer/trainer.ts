@@ -94,6 +94,13 @@ export function createPresetNet (job: Job, shape: DatasetShape): Net {
   return job.model === 'gpt' ? createGptNet(config, gptOptionsOf(job.gpt, shape.features)) : createNet(config)
 }
 
+/** The rows [from, to) of a set of examples, as views (no copy). */
+export function testRows (examples: Examples, from: number, to: number): Examples {
+  if (from === 0 && to === examples.n) return examples
+  if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 0 && from <= to && to <= examples.n)) throw new RangeError(`rows ${from} … ${to} of ${examples.n}`)
+  return { x: examples.x.subarray(from * examples.features, to * examples.features), y: examples.y.subarray(from, to), n: to - from, features: examples.features }
+}
+
 /** Mean test loss and accuracy of a net over these examples (Trainer.evaluate, and the compute worker's). */
 export function evaluateNet (net: Net, test: Examples, classes: number): { loss: number, accuracy: number } {
   if (net.evaluateRows !== undefined) return net.evaluateRows(test.x, test.n)
@@ -122,6 +129,11 @@ const RATE_WINDOW_MS = 3000
 /** Rounds between the weights hashes kept for status, and how many are kept. */
 const HASH_EVERY = 16
 const HASHES_KEPT = 16
+/**
+ * Slots after the data position's in an H = 1 update vector: a sharded evaluation's part (loss summed over its
+ * rows, rows classified right, rows), zeros from a member that has none to send (see evaluatePart).
+ */
+const EVALUATION_SLOTS = 3
 /** How long a peer without rows waits before looking again, when nobody trained in the last round either. */
 const IDLE_WAIT_MS = 200
 
@@ -189,6 +201,9 @@ export class Trainer {
   private gradBuffer: Float32Array | null = null
   /** Weights hashes of recent rounds (see noteHash). */
   readonly hashes: Array<{ round: number, hash: string }> = []
+  /** A sharded evaluation's part (evaluatePart): waiting for the next update vector, then in its round. */
+  private evaluationPart: { epoch: number, step: number, lossSum: number, correct: number, rows: number } | null = null
+  private evaluationSent: { epoch: number, step: number } | null = null
 
   constructor (init: TrainerInit) {
     this.job = init.job
@@ -480,6 +495,53 @@ export class Trainer {
     return this.lastEvaluation
   }
 
+  /**
+   * True when an evaluation can be split between the members of a swarm: H = 1 (each part travels in the next
+   * update vector) and a classifier's (a language model's evaluateRows weighs its rows by their tokens).
+   */
+  get shardsEvaluation (): boolean {
+    return this.job.syncEvery === 1 && this.net.evaluateRows === undefined
+  }
+
+  /**
+   * This member's part of a sharded evaluation, as DDP users evaluate with a DistributedSampler: of `count`
+   * members, the one at `index` evaluates test rows [⌊index·n/count⌋, ⌊(index+1)·n/count⌋). The part goes
+   * into the next update vector (flattenUpdate); the round sums every member's, and settleEvaluation turns the
+   * sum into the swarm's evaluation of the whole test set: the same figures on every member, for 1/count of the
+   * work each.
+   */
+  async evaluatePart (index: number, count: number): Promise<void> {
+    if (!(Number.isInteger(index) && Number.isInteger(count) && index >= 0 && index < count)) throw new RangeError(`evaluation part ${index} of ${count}`)
+    await yieldToEventLoop()
+    const { test, classes } = this.dataset
+    const from = Math.floor(index * test.n / count)
+    const to = Math.floor((index + 1) * test.n / count)
+    const rows = to - from
+    const { loss, accuracy } = rows === 0
+      ? { loss: 0, accuracy: 0 }
+      : this.compute !== null
+        ? await this.compute.evaluate(this.net.variables.map(v => floatValues(v)), test, classes, from, to)
+        : evaluateNet(this.net, testRows(test, from, to), classes)
+    this.evaluationPart = { epoch: this.epoch, step: this.progress.step, lossSum: loss * rows, correct: Math.round(accuracy * rows), rows }
+  }
+
+  /**
+   * After the round that carried this member's evaluation part (`sum`: its summed vector, or null when the
+   * round went ahead without this member): the swarm's evaluation when every test row was summed; otherwise
+   * (a member left, the round was missed) this member evaluates every row itself. The weights are still those
+   * of the evaluation then: an update is applied after this. Null when no part was in the round.
+   */
+  async settleEvaluation (sum: Float32Array | null): Promise<Evaluation | null> {
+    const sent = this.evaluationSent
+    if (sent === null) return null
+    this.evaluationSent = null
+    const at = this.parameterCount + 1 + this.data.slots
+    const n = this.dataset.test.n
+    if (sum === null || sum.length !== at + EVALUATION_SLOTS || sum[at + 2] !== n) return await this.evaluate()
+    this.lastEvaluation = { epoch: sent.epoch, step: sent.step, loss: sum[at] / n, accuracy: sum[at + 1] / n }
+    return this.lastEvaluation
+  }
+
   /** Parameters of the model. */
   get parameterCount (): number {
     return this.net.variables.reduce((s, v) => s + v.size, 0)
@@ -489,7 +551,8 @@ export class Trainer {
    * An update as one vector for the all-reduce: every gradient times the
    * sample count, then the sample count itself, so that the sum over members
    * divided by it is the sample-weighted average, then the data position's
-   * slots (DataEpoch.encode: the rows of this batch, the shards claimed). The
+   * slots (DataEpoch.encode: the rows of this batch, the shards claimed), then
+   * a sharded evaluation's part (EVALUATION_SLOTS, zeros without one). The
    * update's tensors are disposed (the vector replaces them).
    */
   flattenUpdate (update: Update): Float32Array {
@@ -498,7 +561,8 @@ export class Trainer {
     // (in a wasm memory of its own, where the scaling runs in SIMD: 0.45-0.7 ms → 0.15-0.17 ms for 235,146
     // parameters, the same bits)
     const params = this.parameterCount
-    if (this.flatBuffer?.length !== params + 1 + this.data.slots) this.flatBuffer = simdFloats(params + 1 + this.data.slots)
+    const length = params + 1 + this.data.slots + EVALUATION_SLOTS
+    if (this.flatBuffer?.length !== length) this.flatBuffer = simdFloats(length)
     const out = this.flatBuffer
     const samples = update.samples
     let offset = 0
@@ -511,7 +575,16 @@ export class Trainer {
     // (no gradients: a peer without rows sends zeros)
     if (offset < params) out.fill(0, offset, params)
     out[params] = samples
-    this.data.encode(out.subarray(params + 1), this.mine)
+    this.data.encode(out.subarray(params + 1, params + 1 + this.data.slots), this.mine)
+    const part = this.evaluationPart
+    const at = params + 1 + this.data.slots
+    out[at] = part?.lossSum ?? 0
+    out[at + 1] = part?.correct ?? 0
+    out[at + 2] = part?.rows ?? 0
+    if (part !== null) {
+      this.evaluationPart = null
+      this.evaluationSent = { epoch: part.epoch, step: part.step }
+    }
     for (const g of update.grads) g.dispose()
     return out
   }
@@ -522,7 +595,8 @@ export class Trainer {
    */
   unflattenUpdate (sum: Float32Array, loss: number, inPlace = false): Update {
     const params = this.parameterCount
-    if (sum.length !== params + 1 + this.data.slots) throw new RangeError(`a summed update of ${sum.length} numbers, this trainer's take ${params + 1 + this.data.slots}`)
+    const length = params + 1 + this.data.slots + EVALUATION_SLOTS
+    if (sum.length !== length) throw new RangeError(`a summed update of ${sum.length} numbers, this trainer's take ${length}`)
     const total = sum[params]
     const grads: tf.Tensor[] = []
     // into one reused buffer (see flattenUpdate); the tensors may view it (the cpu backend does not copy), so
@@ -541,7 +615,7 @@ export class Trainer {
       grads.push(tf.tensor(buffer.subarray(offset, offset + v.size), v.shape))
       offset += v.size
     }
-    return { grads, loss, samples: Math.round(total), data: sum.slice(params + 1) }
+    return { grads, loss, samples: Math.round(total), data: sum.slice(params + 1, params + 1 + this.data.slots) }
   }
 
   /**
@@ -674,6 +748,8 @@ export class Trainer {
     this.restorePosition(position?.values ?? null)
     this.loss = ckpt.loss
     this.lastEvaluation = ckpt.evaluation
+    this.evaluationPart = null
+    this.evaluationSent = null
     this.hashCache = null
     this.hashes.length = 0
   }
