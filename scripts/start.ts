@@ -6,14 +6,21 @@
  *   npm start                       # 3 peers
  *   npm start -- --peers 1          # one peer alone
  *   npm start -- --epochs 2         # other arguments go to the first peer's `peer start` (the job)
+ *
+ * All peers start at once: the first one's data dir gets its identity and swarm key here, and a port free now,
+ * so that the join token is known before it runs; the others dial it until it listens (`peer start --join`
+ * retries for a while).
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync } from 'node:fs'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { joinTokenOf } from '../node/security/index.ts'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { loadOrCreateKey } from '../node/network/key.ts'
+import { encodeJoinToken, generateSwarmKey, writeSwarmKey } from '../node/security/index.ts'
 
 const root = join(import.meta.dirname, '..')
 const bin = join(root, 'bin', 'peer.js')
@@ -31,7 +38,9 @@ if (i >= 0) {
 
 const base = mkdtempSync(join(tmpdir(), 'peer-start-'))
 process.stdout.write(`local swarm of ${peers} peer${peers > 1 ? 's' : ''}; data dirs under ${base}\n`)
-const common = ['--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--exit-when-done', '--min-peers', String(peers)]
+const common = ['--no-mdns', '--exit-when-done', '--min-peers', String(peers)]
+/** Any free port on loopback (the first peer of a swarm gets one chosen here instead). */
+const LISTEN_ANY = ['--listen', '/ip4/127.0.0.1/tcp/0']
 const children: ChildProcess[] = []
 const finals: string[] = []
 
@@ -53,46 +62,35 @@ function launch (name: string, extra: string[], show: boolean): ChildProcess {
   return child
 }
 
-function apiAddress (dataDir: string): string | undefined {
-  try {
-    return JSON.parse(readFileSync(join(dataDir, 'api.json'), 'utf8')).url
-  } catch {
-    return undefined
-  }
-}
-
-async function firstAddress (dataDir: string): Promise<string> {
-  const deadline = Date.now() + 60_000
-  while (Date.now() < deadline) {
-    const url = apiAddress(dataDir)
-    if (url !== undefined) {
-      try {
-        const token = JSON.parse(readFileSync(join(dataDir, 'api.json'), 'utf8')).token
-        const status = await (await fetch(`${url}/status`, { headers: { authorization: `Bearer ${token}` } })).json() as { addresses: string[] }
-        if (status.addresses.length > 0) return status.addresses[0]
-      } catch {}
-    }
-    await sleep(200)
-  }
-  throw new Error('the first peer did not start listening within 60 s')
+/** A port nothing listens on now, for the first peer (it binds it a second or two later). */
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => { server.listen(0, '127.0.0.1', resolve) })
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>(resolve => { server.close(() => { resolve() }) })
+  return port
 }
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => { for (const c of children) c.kill(signal) })
 }
 
-const first = launch('peer-1', args, true)
-const exits: Array<Promise<number>> = [new Promise(resolve => first.on('exit', code => { resolve(code ?? 1) }))]
-if (peers > 1) {
-  const address = await firstAddress(join(base, 'peer-1'))
-  // the swarm is private: the others join with its token (address + swarm key)
-  const token = await joinTokenOf(join(base, 'peer-1'), [address])
-  const joinArgs = token !== null ? ['--join', token] : ['--open', '--join', address]
-  for (let n = 2; n <= peers; n++) {
-    const child = launch(`peer-${n}`, joinArgs, false)
-    exits.push(new Promise(resolve => child.on('exit', code => { resolve(code ?? 1) })))
-  }
+let joinArgs: string[] = []
+if (peers === 1) {
+  launch('peer-1', [...LISTEN_ANY, ...args], true)
+} else {
+  // the swarm is private: the others join with its token (the first peer's address and the swarm key)
+  const firstDir = join(base, 'peer-1')
+  mkdirSync(firstDir, { recursive: true, mode: 0o700 })
+  const key = generateSwarmKey()
+  await writeSwarmKey(firstDir, key)
+  const id = peerIdFromPrivateKey(await loadOrCreateKey(firstDir)).toString()
+  const port = await freePort()
+  launch('peer-1', ['--listen', `/ip4/127.0.0.1/tcp/${port}`, ...args], true)
+  joinArgs = ['--join', encodeJoinToken({ addresses: [`/ip4/127.0.0.1/tcp/${port}/p2p/${id}`], key })]
 }
+for (let n = 2; n <= peers; n++) launch(`peer-${n}`, [...LISTEN_ANY, ...joinArgs], false)
+const exits = children.map(async child => await new Promise<number>(resolve => child.on('exit', code => { resolve(code ?? 1) })))
 const codes = await Promise.all(exits)
 if (peers > 1 && finals.length === peers) {
   const hashes = new Set(finals.map(f => /weights ([0-9a-f]+)/.exec(f)?.[1]))
