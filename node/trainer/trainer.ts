@@ -576,11 +576,14 @@ export class Trainer {
     if (offset < params) out.fill(0, offset, params)
     out[params] = samples
     this.data.encode(out.subarray(params + 1, params + 1 + this.data.slots), this.mine)
+    // (a part whose loss is not finite stays out: the ring refuses NaN and Inf, and names the sender; the sum then
+    // lacks its rows and every member evaluates all of them itself)
     const part = this.evaluationPart
+    const sent = part !== null && Number.isFinite(part.lossSum) ? part : null
     const at = params + 1 + this.data.slots
-    out[at] = part?.lossSum ?? 0
-    out[at + 1] = part?.correct ?? 0
-    out[at + 2] = part?.rows ?? 0
+    out[at] = sent?.lossSum ?? 0
+    out[at + 1] = sent?.correct ?? 0
+    out[at + 2] = sent?.rows ?? 0
     if (part !== null) {
       this.evaluationPart = null
       this.evaluationSent = { epoch: part.epoch, step: part.step }
