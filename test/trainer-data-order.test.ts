@@ -21,8 +21,8 @@ import { datasetsRoot, importDataset, readDescription } from '../node/data/impor
 import { RowSet, StreamedRows } from '../node/data/stream/index.ts'
 import { CheckpointStore, Trainer, createTrainerLogic, selectBackend } from '../node/trainer/index.ts'
 import type { BinaryStore } from '../node/trainer/index.ts'
-import { Ring, createTcpRingTransport } from '../node/ring/index.ts'
-import type { TcpAddress, TcpRingTransport } from '../node/ring/index.ts'
+import type { Ring } from '../node/ring/index.ts'
+import { startTcpRings, stopRings } from './helpers/tcp-rings.ts'
 
 await selectBackend('wasm')
 
@@ -46,14 +46,9 @@ for (const kind of ['in memory', 'streamed'] as const) test(`2 peers reducing wi
   const db = new Level<string, Uint8Array>(join(dir, 'db'), { valueEncoding: 'view' })
   const job = parseJob({ hidden: [16], batchSize: kind === 'in memory' ? 64 : 16, seed: 5 })
   const ids = ['peerA', 'peerB']
-  const addresses = new Map<string, TcpAddress>()
-  const transports: TcpRingTransport[] = ids.map(self => createTcpRingTransport({ self, resolve: peer => addresses.get(peer) }))
-  const rings = transports.map(transport => new Ring({ transport }))
+  let rings: Ring[] = []
   try {
-    for (const [i, r] of rings.entries()) {
-      await r.start()
-      addresses.set(ids[i], transports[i].address())
-    }
+    rings = await startTcpRings(ids)
     /** Rows trained in each epoch, by either peer. */
     const trained = new Map<number, number[]>()
     const trainers = ids.map(() => new Trainer({ job, jobId: jobId(job), dataset, swarm: true, ...(shardRows !== undefined ? { shardRows } : {}) }))
@@ -107,7 +102,7 @@ for (const kind of ['in memory', 'streamed'] as const) test(`2 peers reducing wi
     assert.ok(trainers[0].progress.samples >= 2 * n, 'the samples count what was trained')
     for (const t of trainers) assert.equal(t.data.overTaken, 0)
   } finally {
-    for (const r of rings) await r.stop().catch(() => {})
+    await stopRings(rings)
     await db.close()
     await rm(dir, { recursive: true, force: true })
   }

@@ -19,8 +19,8 @@ import { RowSet } from '../node/data/stream/index.ts'
 import { CheckpointStore, Trainer, createTrainerLogic, selectBackend } from '../node/trainer/index.ts'
 import type { BinaryStore, Evaluation } from '../node/trainer/index.ts'
 import { evaluateNet } from '../node/trainer/trainer.ts'
-import { Ring, createTcpRingTransport } from '../node/ring/index.ts'
-import type { TcpAddress, TcpRingTransport } from '../node/ring/index.ts'
+import type { Ring } from '../node/ring/index.ts'
+import { startTcpRings, stopRings } from './helpers/tcp-rings.ts'
 
 await selectBackend('wasm')
 
@@ -37,14 +37,9 @@ async function trainPair (count: number): Promise<{ seen: Seen[][], parts: numbe
   const db = new Level<string, Uint8Array>(join(dir, 'db'), { valueEncoding: 'view' })
   const job = parseJob({ hidden: [16], batchSize: 64, seed: 5, epochs: 3 })
   const ids = ['peerA', 'peerB']
-  const addresses = new Map<string, TcpAddress>()
-  const transports: TcpRingTransport[] = ids.map(self => createTcpRingTransport({ self, resolve: peer => addresses.get(peer) }))
-  const rings = transports.map(transport => new Ring({ transport }))
+  let rings: Ring[] = []
   try {
-    for (const [i, r] of rings.entries()) {
-      await r.start()
-      addresses.set(ids[i], transports[i].address())
-    }
+    rings = await startTcpRings(ids)
     // two shards, one each
     const n = dataset.train.n
     const shardRows = [Math.floor(n / 2), n - Math.floor(n / 2)]
@@ -89,7 +84,7 @@ async function trainPair (count: number): Promise<{ seen: Seen[][], parts: numbe
     for (const out of outputs) assert.equal((out as { reason: string }).reason, 'done')
     return { seen, parts, wholes, hashes: trainers.map(t => t.weightsHash()) }
   } finally {
-    for (const r of rings) await r.stop().catch(() => {})
+    await stopRings(rings)
     await db.close()
     await rm(dir, { recursive: true, force: true })
   }
