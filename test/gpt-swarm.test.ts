@@ -20,8 +20,9 @@ type GptStatus = StatusJson & { training: (NonNullable<StatusJson['training']> &
 
 /**
  * How far below the unigram entropy the held-out loss must end (bits per byte): at least a tenth of it. Runs
- * of this job ended 0.65 to 1.14 below (3.83 to 4.32 against 4.97): which shards each peer claims, and so
- * the order of the batches, changes from run to run.
+ * of this job with 3 epochs ended 0.44 to 1.14 below (3.83 to 4.53 against 4.97; a fresh-clone CI run failed at
+ * 0.44): which shards each peer claims, and so the order of the batches, changes from run to run. With 4
+ * epochs, 3 runs ended 1.13 to 1.26 below.
  */
 const MARGIN_BITS = 0.5
 
@@ -39,7 +40,7 @@ test('2 peers train a gpt on e-mail text: held-out bits per byte well below the 
     assert.equal(classes.length, 256)
     assert.ok(trainRows > 1000 && testRows > 100, `${trainRows} training and ${testRows} test windows`)
 
-    const job = ['--dataset', datasetId, '--model', 'gpt', '--layers', '2', '--dim', '64', '--heads', '4', '--batch-size', '16', '--lr', '0.003', '--epochs', '3']
+    const job = ['--dataset', datasetId, '--model', 'gpt', '--layers', '2', '--dim', '64', '--heads', '4', '--batch-size', '16', '--lr', '0.003', '--epochs', '4']
     const common = ['--min-peers', '2', '--progress-every', '600']
     await swarm.start('p1', [...common, ...job])
     await swarm.start('p2', common, 'p1')
