@@ -486,13 +486,18 @@ export class Trainer {
    * cross-entropy per token in nats, and next-token accuracy).
    */
   async evaluate (): Promise<Evaluation> {
-    await yieldToEventLoop()
-    const { test, classes } = this.dataset
-    const { loss, accuracy } = this.compute !== null
-      ? await this.compute.evaluate(this.net.variables.map(v => floatValues(v)), test, classes)
-      : evaluateNet(this.net, test, classes)
+    const { loss, accuracy } = await this.evaluateTestRows(0, this.dataset.test.n)
     this.lastEvaluation = { epoch: this.epoch, step: this.progress.step, loss, accuracy }
     return this.lastEvaluation
+  }
+
+  /** Mean loss and accuracy over the test rows [from, to), in the compute worker where there is one. */
+  private async evaluateTestRows (from: number, to: number): Promise<{ loss: number, accuracy: number }> {
+    await yieldToEventLoop()
+    const { test, classes } = this.dataset
+    return this.compute !== null
+      ? await this.compute.evaluate(this.net.variables.map(v => floatValues(v)), test, classes, from, to)
+      : evaluateNet(this.net, testRows(test, from, to), classes)
   }
 
   /**
@@ -512,16 +517,11 @@ export class Trainer {
    */
   async evaluatePart (index: number, count: number): Promise<void> {
     if (!(Number.isInteger(index) && Number.isInteger(count) && index >= 0 && index < count)) throw new RangeError(`evaluation part ${index} of ${count}`)
-    await yieldToEventLoop()
-    const { test, classes } = this.dataset
-    const from = Math.floor(index * test.n / count)
-    const to = Math.floor((index + 1) * test.n / count)
+    const n = this.dataset.test.n
+    const from = Math.floor(index * n / count)
+    const to = Math.floor((index + 1) * n / count)
     const rows = to - from
-    const { loss, accuracy } = rows === 0
-      ? { loss: 0, accuracy: 0 }
-      : this.compute !== null
-        ? await this.compute.evaluate(this.net.variables.map(v => floatValues(v)), test, classes, from, to)
-        : evaluateNet(this.net, testRows(test, from, to), classes)
+    const { loss, accuracy } = rows === 0 ? { loss: 0, accuracy: 0 } : await this.evaluateTestRows(from, to)
     this.evaluationPart = { epoch: this.epoch, step: this.progress.step, lossSum: loss * rows, correct: Math.round(accuracy * rows), rows }
   }
 
@@ -535,11 +535,16 @@ export class Trainer {
     const sent = this.evaluationSent
     if (sent === null) return null
     this.evaluationSent = null
-    const at = this.parameterCount + 1 + this.data.slots
+    const at = this.evaluationAt
     const n = this.dataset.test.n
     if (sum === null || sum.length !== at + EVALUATION_SLOTS || sum[at + 2] !== n) return await this.evaluate()
     this.lastEvaluation = { epoch: sent.epoch, step: sent.step, loss: sum[at] / n, accuracy: sum[at + 1] / n }
     return this.lastEvaluation
+  }
+
+  /** Where a sharded evaluation's part starts in an H = 1 update vector (after the count and the data position). */
+  private get evaluationAt (): number {
+    return this.parameterCount + 1 + this.data.slots
   }
 
   /** Parameters of the model. */
@@ -561,8 +566,8 @@ export class Trainer {
     // (in a wasm memory of its own, where the scaling runs in SIMD: 0.45-0.7 ms → 0.15-0.17 ms for 235,146
     // parameters, the same bits)
     const params = this.parameterCount
-    const length = params + 1 + this.data.slots + EVALUATION_SLOTS
-    if (this.flatBuffer?.length !== length) this.flatBuffer = simdFloats(length)
+    const at = this.evaluationAt
+    if (this.flatBuffer?.length !== at + EVALUATION_SLOTS) this.flatBuffer = simdFloats(at + EVALUATION_SLOTS)
     const out = this.flatBuffer
     const samples = update.samples
     let offset = 0
@@ -575,12 +580,11 @@ export class Trainer {
     // (no gradients: a peer without rows sends zeros)
     if (offset < params) out.fill(0, offset, params)
     out[params] = samples
-    this.data.encode(out.subarray(params + 1, params + 1 + this.data.slots), this.mine)
+    this.data.encode(out.subarray(params + 1, at), this.mine)
     // (a part whose loss is not finite stays out: the ring refuses NaN and Inf, and names the sender; the sum then
     // lacks its rows and every member evaluates all of them itself)
     const part = this.evaluationPart
     const sent = part !== null && Number.isFinite(part.lossSum) ? part : null
-    const at = params + 1 + this.data.slots
     out[at] = sent?.lossSum ?? 0
     out[at + 1] = sent?.correct ?? 0
     out[at + 2] = sent?.rows ?? 0
@@ -598,8 +602,8 @@ export class Trainer {
    */
   unflattenUpdate (sum: Float32Array, loss: number, inPlace = false): Update {
     const params = this.parameterCount
-    const length = params + 1 + this.data.slots + EVALUATION_SLOTS
-    if (sum.length !== length) throw new RangeError(`a summed update of ${sum.length} numbers, this trainer's take ${length}`)
+    const at = this.evaluationAt
+    if (sum.length !== at + EVALUATION_SLOTS) throw new RangeError(`a summed update of ${sum.length} numbers, this trainer's take ${at + EVALUATION_SLOTS}`)
     const total = sum[params]
     const grads: tf.Tensor[] = []
     // into one reused buffer (see flattenUpdate); the tensors may view it (the cpu backend does not copy), so
@@ -618,7 +622,7 @@ export class Trainer {
       grads.push(tf.tensor(buffer.subarray(offset, offset + v.size), v.shape))
       offset += v.size
     }
-    return { grads, loss, samples: Math.round(total), data: sum.slice(params + 1, params + 1 + this.data.slots) }
+    return { grads, loss, samples: Math.round(total), data: sum.slice(params + 1, at) }
   }
 
   /**
