@@ -85,6 +85,54 @@ describe('records', () => {
     })
   }
 
+  /**
+   * Feeds `bytes` as a socket reading into the opener's own buffer would: `step` bytes at a time, straight into
+   * `readTarget()` while it offers one (then `wrote`), else as a chunk to `push`.
+   */
+  const feedDirect = (o: RecordOpener, bytes: Uint8Array, step: number): { records: Uint8Array[], direct: number } => {
+    const records: Uint8Array[] = []
+    let direct = 0
+    for (let at = 0; at < bytes.byteLength;) {
+      const target = o.readTarget()
+      if (target !== null) {
+        const take = Math.min(step, target.byteLength, bytes.byteLength - at)
+        target.set(bytes.subarray(at, at + take))
+        records.push(...o.wrote(take))
+        direct += take
+        at += take
+      } else {
+        records.push(...o.push(bytes.subarray(at, at + step)))
+        at += step
+      }
+    }
+    return { records, direct }
+  }
+
+  test('bodies read straight into the opener (readTarget, wrote) open as pushed ones do; a flipped bit there fails the tag', () => {
+    const big = [[randomBytes(4000)], [randomBytes(3000), randomBytes(1000)], [randomBytes(10)]]
+    const bytes = Buffer.concat(stream(big))
+    for (const step of [1, 100, 1500, 5000]) {
+      const o = opener()
+      const { records, direct } = feedDirect(o, bytes, step)
+      o.end()
+      assert.equal(records.length, big.length + 1, `chunks of ${step}`)
+      big.forEach((parts, i) => { assert.deepEqual(Buffer.from(records[i + 1]), Buffer.concat(parts), `record ${i + 1}, chunks of ${step}`) })
+      if (step < 4000) assert.ok(direct > 0, `chunks of ${step}: some bodies went straight into the opener`)
+    }
+    const o = opener()
+    const at = bytes.byteLength - 2000
+    const bad = Buffer.from(bytes)
+    bad[at] ^= 0x01
+    assert.throws(() => feedDirect(o, bad, 100), { name: 'RecordAuthError' })
+    assert.equal(o.readTarget(), null, 'a broken opener offers nowhere to read')
+    assert.throws(() => o.wrote(1), { name: 'RecordAuthError' }, 'and stays broken')
+    const fresh = opener()
+    fresh.push(bytes.subarray(0, PREAMBLE_BYTES + RECORD_HEADER_BYTES + OPEN_RECORD_BYTES + TAG_BYTES + RECORD_HEADER_BYTES))
+    const target = fresh.readTarget()
+    assert.ok(target !== null)
+    assert.throws(() => fresh.wrote(target.byteLength + 1), RangeError, 'no more than was asked for')
+  })
+
   test('a flipped bit anywhere past the preamble fails the tag (or the length check); nothing is returned', () => {
     const bytes = Buffer.concat(stream(messages))
     for (let at = PREAMBLE_BYTES; at < bytes.byteLength; at += 7) {

@@ -3,7 +3,8 @@
  * plane's listener reads this way): over real loopback TCP, two connections at once deliver every byte in
  * order into their own inbound channels, every chunk a view of the one buffer; the end of a stream still ends
  * the channel; a channel whose source keeps views of what it is given is refused; and the server still closes
- * once the sockets are gone (the accepted Socket whose handle moved no longer counts as a connection).
+ * once the sockets are gone (the accepted Socket whose handle moved no longer counts as a connection). With the
+ * keyed data plane's records, the bodies are read straight into the opener's own buffer and open intact.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -12,6 +13,7 @@ import { createConnection, createServer } from 'node:net'
 import type { Socket } from 'node:net'
 import { once } from 'node:events'
 import { SocketInboundChannel, readingInto } from '../node/ring/socket-transport.ts'
+import { RecordOpener, RecordSealer, SESSION_ID_BYTES, deriveSessionKey } from '../protocols/ring-key/index.ts'
 import type { FrameSource } from '../node/ring/socket-transport.ts'
 
 const FRAME_BYTES = 100_000
@@ -96,5 +98,45 @@ test('a socket that reads into a shared buffer refuses a channel whose source ke
   assert.throws(() => new SocketInboundChannel('client', socket, copyingSource([]), () => {}), /copies what it keeps/)
   client.destroy()
   socket.destroy()
+  await new Promise<void>(resolve => { server.close(() => { resolve() }) })
+})
+
+test('sealed records over a socket that reads into a shared buffer: bodies read straight into the opener, every record intact', async () => {
+  const sessionId = randomBytes(SESSION_ID_BYTES)
+  const key = deriveSessionKey({ dialerShare: randomBytes(32), listenerShare: randomBytes(32), sessionId, dialer: 'a', listener: 'b' })
+  const messages = Array.from({ length: 12 }, (_, i) => randomBytes(i % 3 === 0 ? 1024 * 1024 : 1000 + i * 50_000))
+  const opener = new RecordOpener({ keyFor: () => key })
+  let direct = 0
+  const source = {
+    push: (chunk: Uint8Array) => opener.push(chunk),
+    end: () => { opener.end() },
+    get failure () { return opener.failure },
+    readTarget: () => opener.readTarget(),
+    wrote: (bytes: number) => { direct += bytes; return opener.wrote(bytes) }
+  }
+  let channel: SocketInboundChannel | undefined
+  let socket: Socket | undefined
+  const server = createServer({ pauseOnConnect: true }, accepted => {
+    socket = readingInto(accepted, Buffer.allocUnsafe(64 * 1024))
+    const s = socket
+    channel = new SocketInboundChannel('sealer', s, source, () => { s.destroy() }, { owned: true })
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  const client = createConnection({ host: '127.0.0.1', port })
+  const sealer = new RecordSealer(key)
+  for (const bytes of sealer.opening(sessionId)) client.write(bytes)
+  for (const message of messages) for (const bytes of sealer.seal([message])) client.write(bytes)
+  client.end()
+  const deadline = Date.now() + 30_000
+  while (channel === undefined && Date.now() < deadline) await new Promise(resolve => setImmediate(resolve))
+  assert.ok(channel !== undefined, 'connection accepted')
+  const received = await readAll(channel)
+  // the open record (the session's proof), then every message in order
+  assert.ok(received.subarray(received.byteLength - messages.reduce((n, m) => n + m.byteLength, 0)).equals(Buffer.concat(messages)), 'every record opened intact, in order')
+  assert.ok(direct > 0, 'some bodies were read straight into the opener')
+  client.destroy()
+  socket?.destroy()
   await new Promise<void>(resolve => { server.close(() => { resolve() }) })
 })

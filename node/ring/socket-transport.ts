@@ -48,6 +48,12 @@ export interface FrameSource {
   push (chunk: Uint8Array): Uint8Array[]
   end (): void
   readonly failure?: Error | null
+  /**
+   * Where the socket may read the next bytes straight into (the rest of a frame being assembled), or null; after
+   * it did, `wrote(bytes)` takes them as `push` would have (a RecordOpener: no copy of a record's body).
+   */
+  readTarget? (): Uint8Array | null
+  wrote? (bytes: number): Uint8Array[]
 }
 
 interface PendingRead {
@@ -98,6 +104,12 @@ export class SocketInboundChannel implements RegisteredInboundChannel {
       // what it keeps may read from it.
       if (!this.#owned) throw new Error('a socket that reads into a shared buffer needs a source that copies what it keeps')
       feed.push = chunk => { this.#onData(chunk, false) }
+      const source = this.#source
+      if (source.readTarget !== undefined && source.wrote !== undefined) {
+        const wrote = source.wrote.bind(source)
+        feed.target = () => this.open ? source.readTarget?.() ?? null : null
+        feed.wrote = bytes => { this.#took(() => wrote(bytes)) }
+      }
     } else {
       socket.on('data', (chunk: Buffer) => { this.#onData(chunk, true) })
     }
@@ -175,15 +187,20 @@ export class SocketInboundChannel implements RegisteredInboundChannel {
 
   /** `ownChunk`: the chunk is a buffer of its own, which node:net will not reuse (free it once cut). */
   #onData (chunk: Uint8Array, ownChunk: boolean): void {
+    this.#took(() => this.#source.push(chunk))
+    if (this.#owned && ownChunk) freeNow(chunk)
+  }
+
+  /** Queues the frames `cut` returns (the source cutting what arrived), or settles with what it throws. */
+  #took (cut: () => Uint8Array[]): void {
     if (!this.open) return
     let frames: Uint8Array[]
     try {
-      frames = this.#source.push(chunk)
+      frames = cut()
     } catch (err) {
       this.#settle(this.#sourceError(err as Error))
       return
     }
-    if (this.#owned && ownChunk) freeNow(chunk)
     for (const frame of frames) this.#frames.push(frame)
     // Frames that came before a bad one are still the sender's: they are read first, then the error.
     const failure = this.#source.failure
@@ -219,9 +236,15 @@ export class SocketInboundChannel implements RegisteredInboundChannel {
   }
 }
 
-/** Where a socket that reads into a shared buffer hands each chunk (its inbound channel sets `push`). */
+/**
+ * Where a socket that reads into a shared buffer hands what it read (its inbound channel sets these): `push` a
+ * chunk of the shared buffer; or, where `target` gave a buffer of the channel's own to read into, `wrote` its
+ * byte count.
+ */
 interface SharedReadFeed {
   push: (chunk: Uint8Array) => void
+  target: () => Uint8Array | null
+  wrote: (bytes: number) => void
 }
 const sharedReadFeeds = new WeakMap<Socket, SharedReadFeed>()
 
@@ -246,9 +269,18 @@ export function readingInto (accepted: Socket, buffer: Uint8Array): Socket {
   raw._handle = null
   // Closes nothing (the handle is gone): it only tells the server this Socket is over.
   accepted.destroy()
-  const feed: SharedReadFeed = { push: () => {} }
-  const options = { handle, readable: true, writable: true, onread: { buffer, callback: (bytes: number) => { feed.push(buffer.subarray(0, bytes)) } } }
-  const socket = new NetSocket(options as unknown as ConstructorParameters<typeof NetSocket>[0])
+  // Bytes before an inbound channel took the socket would be lost: say so, loudly.
+  const early = (): void => { socket.destroy(new Error('data before the inbound channel was set up')) }
+  const feed: SharedReadFeed = { push: early, target: () => null, wrote: early }
+  const onread = {
+    // asked before each read: the channel's own buffer to read into, if it has one ready, else the shared one
+    buffer: (): Uint8Array => feed.target() ?? buffer,
+    callback: (bytes: number, into: Uint8Array): void => {
+      if (into === buffer) feed.push(buffer.subarray(0, bytes))
+      else feed.wrote(bytes)
+    }
+  }
+  const socket = new NetSocket({ handle, readable: true, writable: true, onread } as unknown as ConstructorParameters<typeof NetSocket>[0])
   // Nothing is read before the inbound channel asks (as a plain accepted socket, it starts paused here).
   socket.pause()
   sharedReadFeeds.set(socket, feed)

@@ -146,6 +146,35 @@ export class RecordOpener {
     return records
   }
 
+  /**
+   * Where the connection's next bytes may be read straight into: the rest of the record body being assembled
+   * (the bytes, once there, are taken with `wrote`), or null when no body is (read anywhere and `push`). Valid
+   * until the next `push` or `wrote`.
+   */
+  readTarget (): Uint8Array | null {
+    if (this.#failed !== null || this.#partial === null) return null
+    return this.#partial.subarray(this.#filled)
+  }
+
+  /** `bytes` more of the body were read into `readTarget()`: the record they complete, if they do (as `push`). */
+  wrote (bytes: number): Uint8Array[] {
+    if (this.#failed !== null) throw this.#failed
+    const partial = this.#partial
+    if (partial === null || !Number.isInteger(bytes) || bytes < 0 || bytes > partial.byteLength - this.#filled) {
+      throw new RangeError(`wrote ${bytes} bytes where ${partial === null ? 0 : partial.byteLength - this.#filled} were asked for`)
+    }
+    this.#filled += bytes
+    if (this.#filled < partial.byteLength) return []
+    this.#partial = null
+    try {
+      return [this.#open(partial)]
+    } catch (err) {
+      this.#failed = err as Error
+      this.#scratch = null
+      throw err
+    }
+  }
+
   /** Why the connection is broken, once it is. */
   get failure (): Error | null {
     return this.#failed
