@@ -108,7 +108,7 @@ describe('records', () => {
     return { records, direct }
   }
 
-  test('bodies read straight into the opener (readTarget, wrote) open as pushed ones do; a flipped bit there fails the tag', () => {
+  test('headers and bodies read straight into the opener (readTarget, wrote) open as pushed ones do; a flipped bit or an oversized length there is refused', () => {
     const big = [[randomBytes(4000)], [randomBytes(3000), randomBytes(1000)], [randomBytes(10)]]
     const bytes = Buffer.concat(stream(big))
     for (const step of [1, 100, 1500, 5000]) {
@@ -126,6 +126,14 @@ describe('records', () => {
     assert.throws(() => feedDirect(o, bad, 100), { name: 'RecordAuthError' })
     assert.equal(o.readTarget(), null, 'a broken opener offers nowhere to read')
     assert.throws(() => o.wrote(1), { name: 'RecordAuthError' }, 'and stays broken')
+    // a header read straight in is checked as a pushed one is: an oversized length is refused before any body
+    const [open] = stream([])
+    const oversized = Buffer.alloc(RECORD_HEADER_BYTES)
+    oversized.writeUInt32LE(4097)
+    const checked = opener()
+    checked.push(open)
+    assert.throws(() => feedDirect(checked, oversized, 1), (err: Error & { kind?: string }) => err.name === 'InvalidMessageError' && err.kind === 'too-large')
+    assert.equal(checked.readTarget(), null)
     const fresh = opener()
     fresh.push(bytes.subarray(0, PREAMBLE_BYTES + RECORD_HEADER_BYTES + OPEN_RECORD_BYTES + TAG_BYTES + RECORD_HEADER_BYTES))
     const target = fresh.readTarget()

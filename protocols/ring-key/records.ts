@@ -147,29 +147,36 @@ export class RecordOpener {
   }
 
   /**
-   * Where the connection's next bytes may be read straight into: the rest of the record body being assembled
-   * (the bytes, once there, are taken with `wrote`), or null when no body is (read anywhere and `push`). Valid
-   * until the next `push` or `wrote`.
+   * Where the connection's next bytes may be read straight into, to be taken with `wrote`: the rest of the
+   * record header being read, or of the record body being assembled; null before the preamble is through or
+   * once broken (read anywhere and `push`). A header on its own, so that the body after it is read into its
+   * own buffer too, not into the caller's and then copied. Valid until the next `push` or `wrote`.
    */
   readTarget (): Uint8Array | null {
-    if (this.#failed !== null || this.#partial === null) return null
-    return this.#partial.subarray(this.#filled)
+    if (this.#failed !== null || this.#key === null) return null
+    if (this.#partial !== null) return this.#partial.subarray(this.#filled)
+    if (this.#length === -1) return this.#head.subarray(this.#headFilled, RECORD_HEADER_BYTES)
+    return null
   }
 
-  /** `bytes` more of the body were read into `readTarget()`: the record they complete, if they do (as `push`). */
+  /** `bytes` more were read into `readTarget()`: the record they complete, if they do (as `push`). */
   wrote (bytes: number): Uint8Array[] {
     if (this.#failed !== null) throw this.#failed
-    const partial = this.#partial
-    if (partial === null || !Number.isInteger(bytes) || bytes < 0 || bytes > partial.byteLength - this.#filled) {
-      throw new RangeError(`wrote ${bytes} bytes where ${partial === null ? 0 : partial.byteLength - this.#filled} were asked for`)
+    const target = this.readTarget()
+    if (target === null || !Number.isInteger(bytes) || bytes < 0 || bytes > target.byteLength) {
+      throw new RangeError(`wrote ${bytes} bytes where ${target?.byteLength ?? 0} were asked for`)
     }
-    this.#filled += bytes
-    if (this.#filled < partial.byteLength) return []
-    this.#partial = null
     try {
-      return [this.#open(partial)]
+      if (this.#partial === null) {
+        this.#headFilled += bytes
+        if (this.#headFilled === RECORD_HEADER_BYTES) this.#assemble(this.#beginRecord())
+        return []
+      }
+      this.#filled += bytes
+      return this.#filled === this.#partial.byteLength ? [this.#openPartial()] : []
     } catch (err) {
       this.#failed = err as Error
+      this.#partial = null
       this.#scratch = null
       throw err
     }
@@ -207,21 +214,14 @@ export class RecordOpener {
       if (this.#length === -1) {
         at += this.#fillHead(chunk, at, RECORD_HEADER_BYTES)
         if (this.#headFilled < RECORD_HEADER_BYTES) break
-        const length = this.#head.readUInt32LE(0)
-        if (this.#counter === 0 && length !== OPEN_RECORD_BYTES) throw new InvalidMessageError(`open record of ${length} bytes, expected ${OPEN_RECORD_BYTES}`)
-        if (length === 0) throw new InvalidMessageError('empty record')
-        if (length > this.#maxRecordBytes) throw new InvalidMessageError(`record of ${length} bytes exceeds ${this.#maxRecordBytes}`, 'too-large')
-        this.#length = length
-        const need = length + TAG_BYTES
+        const need = this.#beginRecord()
         if (end - at >= need) {
           // The whole body is in this chunk: decrypt from a view, nothing assembled.
           records.push(this.#open(chunk.subarray(at, at + need)))
           at += need
           continue
         }
-        if (this.#scratch === null || this.#scratch.byteLength < need) this.#scratch = Buffer.allocUnsafe(need)
-        this.#partial = this.#scratch.subarray(0, need)
-        this.#filled = 0
+        this.#assemble(need)
         continue
       }
       const partial = this.#partial as Uint8Array
@@ -229,11 +229,32 @@ export class RecordOpener {
       partial.set(chunk.subarray(at, at + take), this.#filled)
       this.#filled += take
       at += take
-      if (this.#filled === partial.byteLength) {
-        this.#partial = null
-        records.push(this.#open(partial))
-      }
+      if (this.#filled === partial.byteLength) records.push(this.#openPartial())
     }
+  }
+
+  /** The record header is in: checks its length, and returns how many bytes its body takes (ciphertext and tag). */
+  #beginRecord (): number {
+    const length = this.#head.readUInt32LE(0)
+    if (this.#counter === 0 && length !== OPEN_RECORD_BYTES) throw new InvalidMessageError(`open record of ${length} bytes, expected ${OPEN_RECORD_BYTES}`)
+    if (length === 0) throw new InvalidMessageError('empty record')
+    if (length > this.#maxRecordBytes) throw new InvalidMessageError(`record of ${length} bytes exceeds ${this.#maxRecordBytes}`, 'too-large')
+    this.#length = length
+    return length + TAG_BYTES
+  }
+
+  /** The body of `need` bytes is to be assembled, in the buffer kept for it. */
+  #assemble (need: number): void {
+    if (this.#scratch === null || this.#scratch.byteLength < need) this.#scratch = Buffer.allocUnsafe(need)
+    this.#partial = this.#scratch.subarray(0, need)
+    this.#filled = 0
+  }
+
+  /** The body assembled is complete: opens it. */
+  #openPartial (): Uint8Array {
+    const partial = this.#partial as Uint8Array
+    this.#partial = null
+    return this.#open(partial)
   }
 
   #fillHead (chunk: Uint8Array, at: number, size: number): number {
