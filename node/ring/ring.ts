@@ -2,7 +2,7 @@ import { createActor, fromCallback, fromPromise, toPromise } from 'xstate'
 import type { Actor } from 'xstate'
 import {
   ABORT_NOTIFY_TIMEOUT_MS, DEFAULT_BLOCK_BYTES, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STEP_TIMEOUT_MS, GATHER_MAX_BYTES, MAX_BLOCK_BYTES,
-  MAX_MEMBERS, MAX_PEER_ID_BYTES, MAX_U32, MIN_BLOCK_BYTES, PIPELINE_BLOCKS, RoundAbortedError, STEP_TIMEOUT_BYTES_PER_MS,
+  MAX_MEMBERS, MAX_PEER_ID_BYTES, MAX_U32, RoundAbortedError, STEP_TIMEOUT_BYTES_PER_MS,
   assertLittleEndian, encodeAbort
 } from '../../protocols/allreduce/index.ts'
 import type { AbortCode } from '../../protocols/allreduce/index.ts'
@@ -82,8 +82,7 @@ export interface RingComponents {
 export interface RingInit {
   /**
    * Bytes of vector per data frame (default: the transport's `blockBytes`, else DEFAULT_BLOCK_BYTES; a multiple of
-   * 4, at most MAX_BLOCK_BYTES). Small
-   * vectors use smaller blocks (at least PIPELINE_BLOCKS per chunk, no smaller than MIN_BLOCK_BYTES).
+   * 4, at most MAX_BLOCK_BYTES). A chunk smaller than a block is sent as one block.
    */
   blockBytes?: number
   /** Default step timeout of a round (DEFAULT_STEP_TIMEOUT_MS). */
@@ -375,13 +374,19 @@ export class Ring {
 }
 
 /**
- * The block size of a round: the configured one, unless chunks are so small that fewer than PIPELINE_BLOCKS
- * blocks would make a chunk (then smaller, down to MIN_BLOCK_BYTES). A gathering round's chunk is the vector.
- * Receivers accept any block size.
+ * The block size of a round: the configured one, or the chunk where a chunk is smaller (a gathering round's chunk
+ * is the vector). Receivers accept any block size.
+ *
+ * A chunk below the configured size is not cut further to pipeline the ring: each block costs both ends a wait
+ * and a wake (and a record, a write, a read), and that costs more than the overlap gains. Cutting chunks into 4
+ * blocks (the rule until 2026-12-04) against one, `bench:allreduce -- --peers 2,3 --sizes 0.8975` (the default
+ * job's vector), 4 runs alternated on a 2-core VM: 2 members 5.15-5.40 → 4.33-4.62 ms a round (CPU 4.8-5.0 →
+ * 4.1-4.3 ms), 3 members 13.1-13.5 → 9.5-11.1 ms; 2 blocks were no better than 4. `bench:scaling -- --peers 1,2`:
+ * 2 peers 1.03 / 1.07x → 1.13 / 1.16x of the peer alone.
  */
 function blockElementsFor (elements: number, members: number, configured: number, gather: boolean): number {
   const chunk = gather ? elements : Math.ceil(elements / members)
-  return Math.min(configured, Math.max(MIN_BLOCK_BYTES / 4, Math.ceil(chunk / PIPELINE_BLOCKS)))
+  return Math.max(1, Math.min(configured, chunk))
 }
 
 /**

@@ -46,13 +46,6 @@ export const MEMBERS_HASH_BYTES = 32
  * starts adding and forwarding while this one is still sending, and that one block fits yamux's initial 256 KiB window.
  */
 export const DEFAULT_BLOCK_BYTES = 256 * 1024
-/**
- * Small vectors get smaller blocks, so that each chunk is still cut into at least PIPELINE_BLOCKS blocks and the
- * ring pipelines instead of paying one full hop per step; but never below MIN_BLOCK_BYTES, where the per-frame
- * costs would dominate again. (A 1 MiB vector over 4 members: 64 KiB blocks instead of one 256 KiB block per chunk.)
- */
-export const PIPELINE_BLOCKS = 4
-export const MIN_BLOCK_BYTES = 16 * 1024
 /** The largest block a receiver accepts: four times the default, so senders may tune the block size without a new protocol version. */
 export const MAX_BLOCK_BYTES = 1024 * 1024
 /** No frame is larger than a header plus the largest block; a length prefix above this aborts the round before anything is allocated. */
