@@ -15,7 +15,7 @@ async function trainSwarm (job: string[], n = 3, everyPeer: string[] = []): Prom
     for (let i = 2; i <= n; i++) await swarm.start(`p${i}`, common, 'p1')
     const results = await Promise.all(swarm.peers.map(async p => await p.proc.exited(240_000)))
     return results.map((r, i) => {
-      assert.equal(r.code, 0, `peer ${i + 1} exit code (stderr: ${r.stderr.slice(-2000)})`)
+      assert.equal(r.code, 0, `peer ${i + 1} exit code (signal ${r.signal}; stdout: ${r.stdout.slice(-1500)}; stderr: ${r.stderr.slice(-2000)})`)
       const m = /done: \d+ epochs, step \d+, test accuracy ([0-9.]+), weights ([0-9a-f]+)/.exec(r.stdout)
       assert.ok(m !== null, `peer ${i + 1} printed its result:\n${r.stdout.slice(-1000)}`)
       return { accuracy: Number(m[1]), hash: m[2], stdout: r.stdout }
