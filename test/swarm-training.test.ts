@@ -14,8 +14,10 @@ async function trainSwarm (job: string[], n = 3, everyPeer: string[] = []): Prom
     await swarm.start('p1', [...common, ...job])
     for (let i = 2; i <= n; i++) await swarm.start(`p${i}`, common, 'p1')
     const results = await Promise.all(swarm.peers.map(async p => await p.proc.exited(240_000)))
+    // every peer's end, not only the first one's: a peer that waits often waits for another that failed
+    const ends = results.map((r, i) => `peer ${i + 1}: code ${r.code}, signal ${r.signal}; stdout: ${r.stdout.slice(-1500)}; stderr: ${r.stderr.slice(-2000)}`).join('\n')
     return results.map((r, i) => {
-      assert.equal(r.code, 0, `peer ${i + 1} exit code (signal ${r.signal}; stdout: ${r.stdout.slice(-1500)}; stderr: ${r.stderr.slice(-2000)})`)
+      assert.equal(r.code, 0, `peer ${i + 1} did not exit cleanly\n${ends}`)
       const m = /done: \d+ epochs, step \d+, test accuracy ([0-9.]+), weights ([0-9a-f]+)/.exec(r.stdout)
       assert.ok(m !== null, `peer ${i + 1} printed its result:\n${r.stdout.slice(-1000)}`)
       return { accuracy: Number(m[1]), hash: m[2], stdout: r.stdout }
@@ -41,11 +43,13 @@ test('3 peers averaging deltas every 10 local steps (DiLoCo) reach 0.94 with ide
   t.diagnostic(`accuracy ${results[0].accuracy}`)
 })
 
-test('2 peers computing their gradients in worker threads (--compute worker) reach 0.93 with identical weights', async (t) => {
+test('2 peers computing their gradients in worker threads (--compute worker) reach 0.92 with identical weights', async (t) => {
+  // 3 epochs ended between 0.927 and 0.942 in about 70 runs, 2 at a time (2026-12-04; the members' timing decides which rows
+  // each trains when): 0.93 failed 2 of them, so the bar sits under that spread, still far above a broken step's
   const results = await trainSwarm(['--epochs', '3'], 2, ['--backend', 'wasm', '--compute', 'worker'])
   assert.equal(new Set(results.map(r => r.hash)).size, 1, `weights hashes: ${results.map(r => r.hash).join(' ')}`)
   for (const r of results) {
-    assert.ok(r.accuracy >= 0.93, `accuracy ${r.accuracy}`)
+    assert.ok(r.accuracy >= 0.92, `accuracy ${r.accuracy}`)
     assert.match(r.stdout, /backend wasm \(gradients in a worker thread\)/)
   }
   t.diagnostic(`accuracy ${results[0].accuracy}`)

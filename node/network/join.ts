@@ -88,8 +88,15 @@ export async function joinSwarm (components: JoinComponents, init: JoinInit): Pr
     const onConflict = (c: JobConflict): void => { conflicts.push(c) }
     manifest.on('job.conflict', onConflict)
     try {
+      const deadline = Date.now() + init.joinTimeoutMs
       const joined = await dialJoinPeers(components, init.join, init.joinTimeoutMs)
-      for (const peer of joined) await manifest.syncWith(peer)
+      // a peer reached may not answer the sync yet (still starting, or busy loading its backend): ask again until
+      // the join timeout, as the dial does, rather than give up after one try
+      for (;;) {
+        for (const peer of joined) await manifest.syncWith(peer)
+        if (conflicts.length > 0 || manifest.job() !== undefined || Date.now() >= deadline) break
+        await sleep(JOIN_RETRY_MS)
+      }
       if (conflicts.length > 0) {
         const c = conflicts[0]
         throw new JobConflictError(`the swarm at ${init.join.join(', ')} trains job ${c.jobId ?? '(none)'}, but this peer ${asked !== undefined ? 'was asked for' : 'holds'} job ${manifest.jobId ?? '-'}${mine !== undefined ? ` (${describeJob(mine)})` : ''}; start it without job options and on a fresh --data-dir to join that swarm`)
