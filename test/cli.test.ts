@@ -27,6 +27,8 @@ test('bad flags: a clear message and exit code 2', async () => {
     [['start', '--compute', 'worker', '--backend', 'cpu'], /--compute worker needs the wasm backend, not --backend cpu/],
     [['start', '--dataset', 'imagenet'], /imagenet/],
     [['start', '--hidden', '12,x'], /hidden/],
+    [['start', '--lr-scaling', 'cubic'], /lr-scaling.*cubic|cubic.*lr-scaling/],
+    [['start', '--lr-scaling', 'sqrt', '--sync-every', '4'], /lrScaling is for H = 1/],
     [['frobnicate'], /unknown command/]
   ]
   for (const [args, message] of cases) {

@@ -119,3 +119,36 @@ test('H > 1: averaging deltas with outer lr 1 and no momentum is the average of 
   a.dispose()
   b.dispose()
 })
+
+test('lrScaling: a round over k batches\' worth of samples steps at the job\'s rate · k (linear) or · √k (sqrt), bit for bit; a short one at the job\'s rate', () => {
+  for (const optimizer of ['sgd', 'momentum', 'adam'] as const) {
+    for (const [rule, factor] of [['linear', 4], ['sqrt', 2]] as const) {
+      const mk = (extra: Record<string, unknown>): Trainer => {
+        const job = parseJob({ hidden: [16], batchSize: 16, seed: 7, optimizer, learningRate: 0.001, ...extra })
+        return new Trainer({ job, jobId: jobId(job), dataset })
+      }
+      const scaled = mk({ lrScaling: rule })
+      const fixed = mk({ learningRate: 0.001 * factor })
+      const plain = mk({})
+      // 4 peers' full batches: 64 samples with batchSize 16
+      const rows = Array.from({ length: 64 }, (_, i) => i)
+      for (let step = 0; step < 3; step++) {
+        scaled.applyUpdate(gradientOf(scaled, rows))
+        fixed.applyUpdate(gradientOf(fixed, rows))
+      }
+      assert.equal(scaled.learningRate, 0.001 * factor, `${optimizer} ${rule}: the rate of the last step`)
+      assert.equal(scaled.weightsHash(), fixed.weightsHash(), `${optimizer} ${rule}: the same steps as a job whose rate is ${factor}x`)
+      assert.notEqual(scaled.weightsHash(), plain.weightsHash())
+      // a short round (fewer samples than one batch) keeps the job's rate: the same step as a job without scaling
+      const short = Array.from({ length: 8 }, (_, i) => 100 + i)
+      const a = mk({ lrScaling: rule })
+      a.applyUpdate(gradientOf(a, short))
+      plain.applyUpdate(gradientOf(plain, short))
+      assert.equal(a.learningRate, 0.001)
+      assert.equal(a.weightsHash(), plain.weightsHash(), `${optimizer} ${rule}: a short round steps at the job's rate`)
+      for (const t of [scaled, fixed, plain, a]) t.dispose()
+    }
+  }
+  assert.throws(() => parseJob({ lrScaling: 'sqrt', syncEvery: 4 }), /lrScaling.*H = 1/)
+  assert.throws(() => parseJob({ lrScaling: 'cubic' }), /lrScaling/)
+})

@@ -55,6 +55,7 @@ export function jobOptions (): Option[] {
     new Option('--hidden <widths>', 'hidden layer widths, e.g. 256,128').argParser(parseIntList),
     new Option('--batch-size <n>', 'batch size per peer').argParser(parsePositiveInt),
     new Option('--lr <rate>', 'learning rate').argParser(parsePositiveNumber),
+    new Option('--lr-scaling <rule>', 'H = 1: scale the learning rate with the swarm\'s batch (k peers: k times one peer\'s): linear (· k) or sqrt (· √k)').choices(['linear', 'sqrt']),
     new Option('--optimizer <name>', 'optimizer').choices(['sgd', 'momentum', 'adam']),
     new Option('--epochs <n>', 'passes over the training data').argParser(parsePositiveInt),
     new Option('--seed <n>', 'seed for initialisation and data order').argParser(parseNonNegativeInt),
@@ -77,6 +78,7 @@ export interface JobFlags {
   context?: number
   batchSize?: number
   lr?: number
+  lrScaling?: string
   optimizer?: string
   epochs?: number
   seed?: number
@@ -141,6 +143,7 @@ export async function jobFromFlags (flags: JobFlags, dataDir: string): Promise<J
   }
   if (flags.batchSize !== undefined) overrides.batchSize = flags.batchSize
   if (flags.lr !== undefined) overrides.learningRate = flags.lr
+  if (flags.lrScaling !== undefined) overrides.lrScaling = flags.lrScaling as Job['lrScaling']
   if (flags.optimizer !== undefined) overrides.optimizer = flags.optimizer as Job['optimizer']
   if (flags.epochs !== undefined) overrides.epochs = flags.epochs
   if (flags.seed !== undefined) overrides.seed = flags.seed

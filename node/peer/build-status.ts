@@ -108,6 +108,7 @@ export function buildStatus (peer: StatusSources): PeerStatus {
           testLoss: evaluation?.loss ?? null,
           bitsPerByte: evaluation !== null && trainer.job.model === 'gpt' ? evaluation.loss / Math.LN2 : null,
           samplesPerSec: Math.round(trainer.samplesPerSec),
+          learningRate: trainer.learningRate,
           weightsHash: trainer.weightsHash(),
           timing: {
             computeMs: Math.round(trainer.timing.computeMs * 10) / 10,

@@ -90,6 +90,8 @@ export interface PeerStatus {
     /** A gpt job: testLoss in bits per byte (nats / ln 2: a token is a byte); null for other models. */
     bitsPerByte: number | null
     samplesPerSec: number
+    /** The learning rate of the last step: the job's, or scaled with the swarm's batch (job `lrScaling`). */
+    learningRate: number
     weightsHash: string | null
     /** Where a step's time goes (ms, smoothed): computing the update, reducing it with the swarm (waiting included), applying it. */
     timing: { computeMs: number, reduceMs: number, applyMs: number }

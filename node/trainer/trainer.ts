@@ -157,6 +157,28 @@ function exactAdamPowers (optimizer: tf.Optimizer): void {
   adam.accBeta2.assign(tf.scalar(power(adam.beta2 ?? 0.999)))
 }
 
+/**
+ * The learning rate of a step over `samples` (the whole round's, H = 1): the job's, scaled as its `lrScaling`
+ * says by k = samples / batchSize (batches' worth of samples: the number of peers that trained full batches),
+ * never below the job's (a short last batch keeps it).
+ */
+export function learningRateFor (job: Job, samples: number): number {
+  const k = samples / job.batchSize
+  if (job.lrScaling === undefined || job.syncEvery !== 1 || !(k > 1)) return job.learningRate
+  return job.learningRate * (job.lrScaling === 'linear' ? k : Math.sqrt(k))
+}
+
+/**
+ * Sets a tf.js optimizer's learning rate: SGD and momentum keep it as a scalar tensor too (`setLearningRate`), Adam
+ * reads the field each step. (Not `instanceof tf.SGDOptimizer`: tf.js optimizers answer instanceof by duck typing,
+ * so an Adam optimizer is one.)
+ */
+function setLearningRate (optimizer: tf.Optimizer, rate: number): void {
+  const o = optimizer as unknown as { learningRate: number, setLearningRate?: (rate: number) => void }
+  if (typeof o.setLearningRate === 'function') o.setLearningRate(rate)
+  else o.learningRate = rate
+}
+
 export function createOptimizer (job: Job): tf.Optimizer {
   switch (job.optimizer) {
     case 'sgd': return tf.train.sgd(job.learningRate)
@@ -195,6 +217,8 @@ export class Trainer {
   /** The epoch the last applied update ended in (for `atEpochBoundary`). */
   private epochEnded = false
   private readonly rate: Array<{ t: number, n: number }> = []
+  /** The learning rate of the last step (the job's, or scaled by `lrScaling`). */
+  learningRate: number
   private hashCache: { step: number, hash: string } | null = null
   /** The update vector flattenUpdate fills and the gradients unflattenUpdate makes, reused (see there). */
   private flatBuffer: Float32Array | null = null
@@ -212,6 +236,7 @@ export class Trainer {
     this.net = init.net ?? createPresetNet(init.job, init.dataset)
     this.compute = init.compute ?? null
     this.optimizer = createOptimizer(init.job)
+    this.learningRate = init.job.learningRate
     const train = init.dataset.train
     const shardRows = init.shardRows ?? train.shardRows ?? [train.n]
     if (train.shardRows !== undefined && shardRows.join() !== train.shardRows.join()) throw new RangeError('the shards given are not the data set\'s own')
@@ -356,6 +381,11 @@ export class Trainer {
         tf.tidy(() => { v.assign(tf.tensor((update.grads[i].dataSync() as Float32Array).slice(), v.shape)) })
       }
     })
+    const rate = learningRateFor(this.job, update.samples)
+    if (rate !== this.learningRate) {
+      setLearningRate(this.optimizer, rate)
+      this.learningRate = rate
+    }
     // Adam in one loop per variable, bit for bit tf.js's (node/trainer/adam.ts); other optimizers as tf.js has them
     if (usesAdamStep(this.optimizer) && trainable.every(v => v.dtype === 'float32')) adamStep(this.optimizer, trainable, grads)
     else this.optimizer.applyGradients(Object.fromEntries(trainable.map((v, i) => [v.name, grads[i]])))

@@ -61,6 +61,13 @@ export const jobSchema = z.object({
   hidden: z.array(z.number().int().min(1).max(8192)).max(8).default([256, 128]),
   batchSize: z.number().int().min(1).max(65536).default(64),
   learningRate: z.number().positive().max(10).default(0.001),
+  /**
+   * H = 1: the learning rate of a round over k batches' worth of samples (k peers training: the swarm's batch is
+   * k times one peer's) is `learningRate` · k (`linear`, Goyal et al.) or · √k (`sqrt`, the rule for Adam of
+   * Malladi et al.), never less than `learningRate`. Absent: the job's rate whatever the swarm's size (no
+   * default written, so older job ids stay).
+   */
+  lrScaling: z.enum(['linear', 'sqrt']).optional(),
   optimizer: z.enum(['sgd', 'momentum', 'adam']).default('adam'),
   epochs: z.number().int().min(1).max(100000).default(8),
   seed: z.number().int().min(0).max(2 ** 32 - 1).default(42),
@@ -78,6 +85,7 @@ export const jobSchema = z.object({
   outerLearningRate: z.number().positive().max(10).default(0.7),
   outerMomentum: z.number().min(0).max(0.999).default(0.9)
 }).strict().refine(j => j.gpt === undefined || j.model === 'gpt', { message: 'gpt options are for model gpt only', path: ['gpt'] })
+  .refine(j => j.lrScaling === undefined || j.syncEvery === 1, { message: 'lrScaling is for H = 1 (syncEvery 1): with H > 1 each peer steps on its own batch', path: ['lrScaling'] })
 
 export type Job = z.infer<typeof jobSchema>
 export type JobInput = z.input<typeof jobSchema>
