@@ -44,7 +44,7 @@ const { values: args, positionals } = parseArgs({
     'no-ddp': { type: 'boolean', default: false },
     /** Writes each peer's CPU profile (node --cpu-prof) into this folder; peers are then stopped with SIGTERM. */
     profile: { type: 'string' },
-    /** `peer start --compute` for every peer (the job flags after `--` go to the first peer only). */
+    /** `peer start --compute` for every peer (the job flags after `--` go to every peer: the same job). */
     compute: { type: 'string', default: 'main' }
   },
   allowPositionals: true
@@ -178,7 +178,8 @@ async function run (n: number, apart = false): Promise<Omit<Row, 'ratio' | 'adde
       if (n > 1) {
         const address = await until('first peer listening', 60_000, async () => (await status(dirs[0]))?.addresses[0])
         const token = await joinTokenOf(dirs[0], [address])
-        for (let i = 1; i < n; i++) launch(i, token !== null ? ['--join', token] : ['--open', '--join', address])
+        // joiners get the job flags too: they carry --epochs 1000 (a job flag), so only the same job's are accepted
+        for (let i = 1; i < n; i++) launch(i, [...jobArgs, ...(token !== null ? ['--join', token] : ['--open', '--join', address])])
       }
       await until(`${n} peers training in one ring`, 120_000, async () => {
         const all = await Promise.all(dirs.map(status))
