@@ -87,10 +87,10 @@ function plaintext (): (components: { peerId: PeerId }) => ConnectionEncrypter {
 }
 const CHUNK = 256 * 1024
 
-export type Kind = 'swarm' | 'swarm-reduce' | 'libp2p-pnet' | 'keyed-chacha' | 'libp2p' | 'plain' | 'tcp'
+export type Kind = 'swarm' | 'swarm-bf16' | 'swarm-reduce' | 'libp2p-pnet' | 'keyed-chacha' | 'libp2p' | 'plain' | 'tcp'
 /** The libp2p nodes of a worker: `swarm` carries the swarm, libp2p-pnet and tcp rings, `chacha` the keyed-chacha one. */
-type NodeName = 'swarm' | 'reduce' | 'chacha' | 'libp2p' | 'plain'
-const NODE_OF: Record<Kind, NodeName> = { swarm: 'swarm', 'swarm-reduce': 'reduce', 'libp2p-pnet': 'swarm', 'keyed-chacha': 'chacha', libp2p: 'libp2p', plain: 'plain', tcp: 'swarm' }
+type NodeName = 'swarm' | 'bf16' | 'reduce' | 'chacha' | 'libp2p' | 'plain'
+const NODE_OF: Record<Kind, NodeName> = { swarm: 'swarm', 'swarm-bf16': 'bf16', 'swarm-reduce': 'reduce', 'libp2p-pnet': 'swarm', 'keyed-chacha': 'chacha', libp2p: 'libp2p', plain: 'plain', tcp: 'swarm' }
 
 /** Each peer's ids and addresses: its libp2p nodes and its TCP ring listener. */
 interface PeerInfo { ids: Record<NodeName, string>, addrs: Record<NodeName, string[]>, tcp: TcpAddress }
@@ -115,6 +115,7 @@ const swarmNetwork = async (): Promise<Libp2p> => (await startNetwork({
 })).node as unknown as Libp2p
 const nodes: Record<NodeName, Libp2p> = {
   swarm: await swarmNetwork(),
+  bf16: await swarmNetwork(),
   reduce: await swarmNetwork(),
   chacha: await swarmNetwork(),
   libp2p: await createLibp2p({ addresses: { listen: LISTEN }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] }),
@@ -127,6 +128,8 @@ const patience = { stepTimeoutMs: 60_000, connectTimeoutMs: 60_000 }
 const rings: Record<Kind, Ring> = {
   // Exactly what node/peer wires up for `peer start`.
   swarm: new Ring({ transport: createKeyedRingTransport(nodes.swarm, { host: listenHostOf(LISTEN) }) }, patience),
+  // the same with a job's `compression: bf16` (its last 3 elements float32, as a job's counts)
+  'swarm-bf16': new Ring({ transport: createKeyedRingTransport(nodes.bf16, { host: listenHostOf(LISTEN) }) }, patience),
   // the same, every round reducing chunks (never gathering whole vectors): what the swarm did before wire version 2
   'swarm-reduce': new Ring({ transport: createKeyedRingTransport(nodes.reduce, { host: listenHostOf(LISTEN) }) }, { ...patience, gatherMaxBytes: 0 }),
   'libp2p-pnet': new Ring({ transport: createLibp2pRingTransport(nodes.swarm) }, patience),
@@ -202,7 +205,8 @@ async function handle (msg: Message): Promise<void> {
       // As the rounds do: the sum goes into a buffer kept from round to round.
       const into = sums.get(msg.bytes) ?? sumBuffer(msg.bytes / 4)
       sums.set(msg.bytes, into)
-      const result = await rings[msg.transport].run({ round: msg.round, attempt: 0, members: msg.members, self, vector, into })
+      const wire = msg.transport === 'swarm-bf16' ? { compression: 'bf16' as const, exact: Math.min(3, vector.length) } : {}
+      const result = await rings[msg.transport].run({ round: msg.round, attempt: 0, members: msg.members, self, vector, into, ...wire })
       const used = process.cpuUsage(cpu)
       send({ type: 'ran', ok: result.ok, ms: result.stats.ms, cpuMs: (used.user + used.system) / 1000, reason: result.ok ? undefined : result.reason })
       return

@@ -7,6 +7,8 @@
  * algbw = size / time and busbw = algbw · 2(N−1)/N (what each link carried per second), for
  *   - swarm: exactly the data path `peer start` uses by default: the swarm's libp2p network (swarm key on) for
  *     the key exchange, the keyed TCP data plane (AES-256-GCM records) for the bytes;
+ *   - ring/swarm-bf16: the same data path with a job's `compression: bf16` (bfloat16 on the wire but for the last
+ *     3 elements, a job's counts; busbw still counts float32 bytes, so it is what the job's sum gets done at);
  *   - ring/swarm-reduce: the same, every round reducing chunks (small vectors gather whole vectors by default:
  *     N − 1 hops instead of 2(N − 1); this row is the ring without that);
  *   - ring/libp2p-pnet: the ring over libp2p streams on that same network (pnet + noise + yamux: the old default);
@@ -30,7 +32,7 @@ import { ensureTorch, PYTHON } from './torch.ts'
 import { parseArgs } from 'node:util'
 import { cpus, loadavg } from 'node:os'
 
-const ALL_KINDS = ['swarm', 'swarm-reduce', 'libp2p-pnet', 'keyed-chacha', 'libp2p', 'plain', 'tcp', 'gloo'] as const
+const ALL_KINDS = ['swarm', 'swarm-bf16', 'swarm-reduce', 'libp2p-pnet', 'keyed-chacha', 'libp2p', 'plain', 'tcp', 'gloo'] as const
 type RingKind = Exclude<typeof ALL_KINDS[number], 'gloo'>
 const { values: args } = parseArgs({
   options: {
@@ -58,8 +60,8 @@ const glooPath = fileURLToPath(new URL('./bench-allreduce-gloo.py', import.meta.
 const swarmKey = randomBytes(32).toString('hex')
 const log = (line: string): void => { process.stderr.write(`${line}\n`) }
 
-type NodeName = 'swarm' | 'reduce' | 'chacha' | 'libp2p' | 'plain'
-const NODE_OF: Record<RingKind, NodeName> = { swarm: 'swarm', 'swarm-reduce': 'reduce', 'libp2p-pnet': 'swarm', 'keyed-chacha': 'chacha', libp2p: 'libp2p', plain: 'plain', tcp: 'swarm' }
+type NodeName = 'swarm' | 'bf16' | 'reduce' | 'chacha' | 'libp2p' | 'plain'
+const NODE_OF: Record<RingKind, NodeName> = { swarm: 'swarm', 'swarm-bf16': 'bf16', 'swarm-reduce': 'reduce', 'libp2p-pnet': 'swarm', 'keyed-chacha': 'chacha', libp2p: 'libp2p', plain: 'plain', tcp: 'swarm' }
 interface Worker {
   child: ChildProcess
   ids: Record<NodeName, string>

@@ -144,6 +144,75 @@ for (const [kind, mode] of [['libp2p', 'auto'], ['tcp', 'auto'], ['libp2p', 'red
       }
     })
 
+    test('bf16: every member ends with the same bits, the exact tail is the float32 sum, the rest within bfloat16 rounding; half the bytes', async () => {
+      const exact = 5
+      for (const n of [2, 3, 4]) {
+        const members = all.slice(0, n)
+        const ids = members.map(m => m.id)
+        for (const length of [exact, 3 * BLOCK_ELEMENTS * n + 11, 10_007]) {
+          const vectors = members.map((_, i) => Float32Array.from({ length }, (_, k) => k >= length - exact ? 1000 + 97 * i + k : (Math.random() - 0.5) * 10 ** (k % 7 - 2)))
+          const copies = vectors.map(v => v.slice())
+          const r = round++
+          const into = (): Float32Array => (r % 2 === 0 ? sumBuffer(length) : new Float32Array(length))
+          const results = await Promise.all(members.map(async (m, i) => await m.ring.run({ round: r, attempt: 0, members: ids, self: m.id, vector: vectors[i], into: into(), stepTimeoutMs: 5000, compression: 'bf16', exact })))
+          const got = sums(results)
+          assert.deepEqual(vectors, copies, 'inputs are not modified')
+          for (const sum of got) assert.deepEqual(Buffer.from(sum.buffer, sum.byteOffset, length * 4), Buffer.from(got[0].buffer, got[0].byteOffset, length * 4), `N=${n} length=${length}: identical on every member`)
+          const expected = plainSum(vectors)
+          const gather = mode === 'auto' && gathers(length, n)
+          const half = gather ? 0 : length - exact
+          const bits = new Uint32Array(got[0].buffer, got[0].byteOffset, length)
+          for (let k = 0; k < length; k++) {
+            if (k >= length - exact) {
+              assert.equal(got[0][k], expected[k], `N=${n} length=${length}: element ${k} is exact`)
+              continue
+            }
+            if (k >= half) {
+              // a gathering round (a small vector) stays float32
+              assert.ok(Math.abs(got[0][k] - expected[k]) <= 1e-6 * vectors.reduce((a, v) => a + Math.abs(v[k]), 0), `element ${k}: float32`)
+              continue
+            }
+            assert.equal(bits[k] & 0xffff, 0, `element ${k} is a bfloat16`)
+            const scale = vectors.reduce((a, v) => a + Math.abs(v[k]), 0)
+            assert.ok(Math.abs(got[0][k] - expected[k]) <= 2 ** -8 * (n + 1) * scale, `N=${n} length=${length}: element ${k}: ${got[0][k]} against ${expected[k]}`)
+          }
+          // bytes: each block all bfloat16 (2 bytes an element) or all float32, cut at the tail
+          const spans = gather ? null : chunkSpans(length, n)
+          results.forEach((res, i) => {
+            let bytes = HELLO_BYTES + (n - 1) * DONE_BYTES
+            if (spans === null) {
+              bytes += (n - 1) * (length * 4 + Math.ceil(length / BLOCK_ELEMENTS) * DATA_HEADER_BYTES)
+            } else {
+              for (let t = 0; t < stepCount(n); t++) {
+                const { start, length: len } = spans[sendChunk(i, t, n)]
+                for (let off = 0, count = 0; off < len; off += count) {
+                  const at = start + off
+                  count = Math.min(BLOCK_ELEMENTS, len - off, at < half ? half - at : Infinity)
+                  bytes += DATA_HEADER_BYTES + count * (at < half ? 2 : 4)
+                }
+              }
+            }
+            assert.equal(res.stats.bytesSent, bytes, `N=${n} length=${length} member ${i}: bytes sent`)
+          })
+        }
+      }
+    })
+
+    if (mode === 'reduce') {
+      test('bf16 against float32, or another exact tail: a mismatch at the hello', async () => {
+        const [a, b, c] = all
+        const ids = [a.id, b.id, c.id]
+        for (const specs of [[{ compression: 'bf16' as const }, {}, {}], [{ compression: 'bf16' as const, exact: 3 }, { compression: 'bf16' as const, exact: 3 }, { compression: 'bf16' as const, exact: 4 }]]) {
+          const r = round++
+          const results = await Promise.all([a, b, c].map(async (m, i) => await m.ring.run({ round: r, attempt: 0, members: ids, self: m.id, vector: new Float32Array(100), stepTimeoutMs: 2000, connectTimeoutMs: 2000, ...specs[i] })))
+          assert.ok(results.every(res => !res.ok && (res.code === 'mismatch' || res.code === 'peer-aborted')), JSON.stringify(results.map(x => x.ok ? 'ok' : x.code)))
+          assert.ok(results.some(res => !res.ok && res.code === 'mismatch' && /bfloat16/.test(res.reason)))
+        }
+        const vectors = integerVectors(3, 50, 2)
+        assert.deepEqual(Array.from(sums(await allReduce([a, b, c], vectors))[0]), Array.from(plainSum(vectors)))
+      })
+    }
+
     test('summing into plain arrays (JavaScript loops) and into sum buffers (SIMD) gives the same bits', async () => {
       for (const n of [2, 3]) {
         const members = all.slice(0, n)

@@ -28,6 +28,8 @@ const arbFrame: fc.Arbitrary<Uint8Array> = fc.oneof(
     .chain(r => fc.integer({ min: 0, max: r.members - 1 }).map(index => encodeHello({ ...r, index, membersHash: membersHash(r.ids) }))),
   fc.record({ round: u32, attempt: u32, step: fc.integer({ min: 0, max: 0xffff }), chunk: u32, offset: u32, values: fc.float32Array({ minLength: 1, maxLength: 64 }) })
     .map(r => encodeData({ ...r, length: r.values.length }, r.values)),
+  fc.record({ round: u32, attempt: u32, step: fc.integer({ min: 0, max: 0xffff }), chunk: u32, offset: u32, values: fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 1, maxLength: 64 }) })
+    .map(r => encodeData({ ...r, length: r.values.length, bf16: true }, Uint16Array.from(r.values))),
   fc.record({ round: u32, attempt: u32, code: fc.constantFrom(...ABORT_CODES), culprit: fc.option(peerId, { nil: undefined }), reason: fc.string({ maxLength: 300 }) })
     .map(r => encodeAbort(r)),
   peerId.map(peer => encodeIdent({ peer })),
@@ -63,16 +65,28 @@ test('codec: every frame type round-trips', () => {
   const hash = membersHash(['a', 'b', 'c'])
   for (const gathers of [false, true]) {
     const hello = decodeFrame(encodeHello({ round: 7, attempt: 2, members: 3, index: 1, elements: 1001, gathers, membersHash: hash }))
-    assert.deepEqual(hello, { type: 'hello', version: WIRE_VERSION, round: 7, attempt: 2, members: 3, index: 1, elements: 1001, gathers, membersHash: hash })
+    assert.deepEqual(hello, { type: 'hello', version: WIRE_VERSION, round: 7, attempt: 2, members: 3, index: 1, elements: 1001, gathers, compression: 'none', exact: 0, membersHash: hash })
   }
+  const bf16Hello = decodeFrame(encodeHello({ round: 7, attempt: 2, members: 3, index: 1, elements: 1001, gathers: false, compression: 'bf16', exact: 40, membersHash: hash }))
+  assert.deepEqual(bf16Hello, { type: 'hello', version: WIRE_VERSION, round: 7, attempt: 2, members: 3, index: 1, elements: 1001, gathers: false, compression: 'bf16', exact: 40, membersHash: hash })
+  assert.throws(() => encodeHello({ round: 7, attempt: 2, members: 3, index: 1, elements: 10, gathers: false, compression: 'bf16', exact: 11, membersHash: hash }), RangeError)
+  assert.throws(() => encodeHello({ round: 7, attempt: 2, members: 3, index: 1, elements: 10, gathers: false, exact: 1, membersHash: hash }), RangeError)
   assert.equal(encodeHello({ round: 7, attempt: 2, members: 3, index: 1, elements: 1001, gathers: false, membersHash: hash }).byteLength, HELLO_BYTES)
 
   const values = Float32Array.from([1.5, -2, 3e38, 0])
   const data = decodeFrame(encodeData({ round: 1, attempt: 0, step: 3, chunk: 2, offset: 40, length: 4 }, values))
   assert.equal(data.type, 'data')
   if (data.type !== 'data') return
-  assert.deepEqual({ ...data, payload: undefined }, { type: 'data', round: 1, attempt: 0, step: 3, chunk: 2, offset: 40, length: 4, payload: undefined })
+  assert.deepEqual({ ...data, payload: undefined }, { type: 'data', round: 1, attempt: 0, step: 3, chunk: 2, offset: 40, length: 4, bf16: false, payload: undefined })
   assert.deepEqual(new Float32Array(data.payload.slice().buffer), values)
+  const halves = Uint16Array.from([0x3fc0, 0xc000, 0x7f7f, 0])
+  const narrow = decodeFrame(encodeData({ round: 1, attempt: 0, step: 3, chunk: 2, offset: 40, length: 4, bf16: true }, halves))
+  assert.equal(narrow.type, 'data')
+  if (narrow.type !== 'data') return
+  assert.equal(narrow.bf16, true)
+  assert.equal(narrow.payload.byteLength, 8, 'two bytes an element')
+  assert.deepEqual(new Uint16Array(narrow.payload.slice().buffer), halves)
+  assert.throws(() => encodeData({ round: 1, attempt: 0, step: 0, chunk: 0, offset: 0, length: 4 }, halves), RangeError)
 
   assert.deepEqual(decodeFrame(encodeAbort({ round: 9, attempt: 1, code: 'invalid-frame', culprit: 'QmBad', reason: 'NaN at 3' })),
     { type: 'abort', round: 9, attempt: 1, code: 'invalid-frame', culprit: 'QmBad', reason: 'NaN at 3' })
@@ -114,9 +128,21 @@ test('codec: malformed frames are InvalidMessageError', () => {
   const helloBadMode = encodeHello({ round: 1, attempt: 0, members: 1, index: 0, elements: 1, gathers: false, membersHash: hash })
   helloBadMode[18] = 2
   cases.push(['hello with a mode byte other than 0 or 1', helloBadMode])
-  const helloReserved = encodeHello({ round: 1, attempt: 0, members: 1, index: 0, elements: 1, gathers: true, membersHash: hash })
-  helloReserved[19] = 1
-  cases.push(['hello with its reserved byte set', helloReserved])
+  const helloCompression = encodeHello({ round: 1, attempt: 0, members: 1, index: 0, elements: 1, gathers: true, membersHash: hash })
+  helloCompression[19] = 2
+  cases.push(['hello with an unknown compression', helloCompression])
+  const helloExact = encodeHello({ round: 1, attempt: 0, members: 1, index: 0, elements: 8, gathers: false, compression: 'bf16', exact: 8, membersHash: hash })
+  helloExact[52] = 9
+  cases.push(['hello with more exact elements than elements', helloExact])
+  helloExact[52] = 1
+  helloExact[19] = 0
+  cases.push(['hello without compression that says some elements are exact', helloExact])
+  const dataFormat = encodeData({ round: 1, attempt: 0, step: 0, chunk: 0, offset: 0, length: 2 }, Float32Array.from([1, 2]))
+  dataFormat[1] = 2
+  cases.push(['data frame of an unknown format', dataFormat])
+  const dataHalfLength = encodeData({ round: 1, attempt: 0, step: 0, chunk: 0, offset: 0, length: 2 }, Float32Array.from([1, 2]))
+  dataHalfLength[1] = 1
+  cases.push(['bfloat16 data frame carrying float32 bytes', dataHalfLength])
   const helloBadIndex = encodeHello({ round: 1, attempt: 0, members: 2, index: 1, elements: 1, gathers: false, membersHash: hash })
   helloBadIndex[16] = 5
   cases.push(['hello position outside the list', helloBadIndex])
@@ -272,4 +298,95 @@ test('layout: which rounds gather whole vectors: small vectors, none with the li
   assert.equal(gathers(1024, 1), false)
   assert.equal(gathers(1024, 2, 0), false)
   assert.equal(gathers(1024, 3, 0), false)
+})
+
+test('bfloat16: narrow rounds to nearest, ties to even, keeps NaN and ±Inf non-finite; widen is exact; write-back holds what is sent', async () => {
+  const { narrowFloats: narrow, widenFloats: widen } = await import('../node/common/simd-floats.ts')
+  const f32 = new Float32Array(1)
+  const u32 = new Uint32Array(f32.buffer)
+  const valueOf = (bits: number): number => { u32[0] = bits >>> 0; return f32[0] }
+  /** The reference: of the two bfloat16s around x, the nearer; at a tie, the one with an even last bit. */
+  const reference = (bits: number): number => {
+    const x = valueOf(bits)
+    if (!Number.isFinite(x)) return bits >>> 16
+    const lo = bits >>> 16
+    const hi = (lo + 1) & 0xffff
+    const dLo = Math.abs(valueOf(lo << 16) - x)
+    const vHi = valueOf(hi << 16)
+    const dHi = Math.abs(vHi - x)
+    if (dLo < dHi) return lo
+    if (dHi < dLo) return hi
+    return (lo & 1) === 0 ? lo : hi
+  }
+  const edges = [0, 0x80000000, 0x3f808000, 0x3f818000, 0x3f807fff, 0x3f808001, 0x7f7fffff, 0xff7fffff, 0x7f7f7fff, 0x00000001, 0x00008000, 0x00018000, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xffffffff]
+  const random = Array.from({ length: 20_000 }, () => Math.floor(Math.random() * 2 ** 32))
+  const all = [...edges, ...random]
+  const from = new Float32Array(all.length)
+  new Uint32Array(from.buffer).set(all)
+  const out = new Uint16Array(all.length)
+  narrow(from, 0, all.length, out, false)
+  all.forEach((bits, k) => {
+    const x = valueOf(bits)
+    if (Number.isNaN(x)) assert.ok(Number.isNaN(valueOf(out[k] << 16)) || !Number.isFinite(valueOf(out[k] << 16)), `NaN ${bits.toString(16)} stays non-finite`)
+    else if (!Number.isFinite(x)) assert.equal(valueOf(out[k] << 16), x, 'Inf stays Inf')
+    else if ((reference(bits) & 0x7fff) === 0x7f7f) assert.ok(out[k] === reference(bits) || !Number.isFinite(valueOf(out[k] << 16)), `${bits.toString(16)}: the largest bfloat16, or past it Inf`)
+    else assert.equal(out[k], reference(bits), `${bits.toString(16)} (${x})`)
+  })
+  // widen: exact, at any alignment
+  for (const shift of [0, 1]) {
+    const bytes = new Uint8Array(out.byteLength + shift)
+    bytes.set(new Uint8Array(out.buffer), shift)
+    const floats = widen(bytes.subarray(shift), { buf: new Float32Array(0) })
+    const bits = new Uint32Array(floats.buffer, floats.byteOffset, floats.length)
+    for (let k = 0; k < out.length; k++) assert.equal(bits[k], (out[k] << 16) >>> 0, `shift ${shift} element ${k}`)
+  }
+  // write-back: the array holds the values sent
+  const kept = from.slice(17, 1017)
+  const sent = new Uint16Array(kept.length)
+  narrow(kept, 0, kept.length, sent, true)
+  const keptBits = new Uint32Array(kept.buffer)
+  for (let k = 0; k < kept.length; k++) assert.equal(keptBits[k], (sent[k] << 16) >>> 0)
+})
+
+test('bfloat16 in SIMD (NarrowRoom, FloatKernels.roundBf16, addFromBf16, copyBf16) gives the JavaScript loops\' bits, tails included', async () => {
+  const { NarrowRoom, narrowFloats, simdFloats, simdKernelsOf, widenFloats } = await import('../node/common/simd-floats.ts')
+  const length = 1000
+  const edges = [0, 0x80000000, 0x3f808000, 0x3f818000, 0x3f807fff, 0x7f7fffff, 0x7f800000, 0xff800000, 0x7fc00000, 0x00008000]
+  const values = new Float32Array(length)
+  const bits = new Uint32Array(values.buffer)
+  for (let k = 0; k < length; k++) bits[k] = k < edges.length ? edges[k] : Math.floor(Math.random() * 2 ** 32)
+  for (let k = edges.length; k < length; k++) if (!Number.isFinite(values[k])) values[k] = k // finite beyond the edges, for the adds
+  const room = new NarrowRoom(2 * length, 256)
+  for (const [at, count] of [[0, 256], [3, 250], [17, 7], [100, 1], [0, 8], [9, 255]]) {
+    const expected = new Uint16Array(count)
+    narrowFloats(values, at, count, expected, false)
+    const got = room.narrow(values, at, count, 5 + at)
+    assert.deepEqual(new Uint16Array(got.slice().buffer), expected, `narrow at ${at} count ${count}`)
+    // rounding in place, in a sum buffer's kernels, against the loop's write-back
+    const work = simdFloats(length, 4096)
+    const plain = new Float32Array(length)
+    work.set(values)
+    plain.set(values)
+    simdKernelsOf(work)?.roundBf16(at, count)
+    narrowFloats(plain, at, count, new Uint16Array(count), true)
+    assert.ok(simdKernelsOf(work) !== null)
+    assert.deepEqual(Buffer.from(work.buffer, 0, length * 4), Buffer.from(plain.buffer), `round in place at ${at} count ${count}`)
+    // widening: added to a base and copied, at an odd payload offset too
+    for (const shift of [0, 1]) {
+      const bytes = new Uint8Array(count * 2 + shift)
+      bytes.set(got, shift)
+      const payload = bytes.subarray(shift)
+      const wide = widenFloats(payload, { buf: new Float32Array(0) })
+      const base = Float32Array.from({ length }, (_, k) => k - 500.25)
+      const sum = simdFloats(length, 4096)
+      const kernels = simdKernelsOf(sum)!
+      const bad = kernels.addFromBf16(at, base, payload)
+      const firstBad = wide.findIndex(v => !Number.isFinite(v))
+      assert.equal(bad, firstBad, `add: the first non-finite value at ${at} count ${count}`)
+      for (let k = 0; k < count; k++) assert.ok(Object.is(sum[at + k], Math.fround(base[at + k] + wide[k])), `add at ${at + k}`)
+      const copied = simdFloats(length, 4096)
+      assert.equal(simdKernelsOf(copied)!.copyBf16(at, payload), firstBad)
+      assert.deepEqual(Buffer.from(copied.buffer, at * 4, count * 4), Buffer.from(wide.buffer, wide.byteOffset, count * 4), `copy at ${at} count ${count}`)
+    }
+  }
 })

@@ -57,6 +57,7 @@ export function jobOptions (): Option[] {
     new Option('--lr <rate>', 'learning rate').argParser(parsePositiveNumber),
     new Option('--lr-scaling <rule>', 'H = 1: scale the learning rate with the swarm\'s batch (k peers: k times one peer\'s): linear (· k) or sqrt (· √k)').choices(['linear', 'sqrt']),
     new Option('--optimizer <name>', 'optimizer').choices(['sgd', 'momentum', 'adam']),
+    new Option('--compression <kind>', 'the all-reduce carries gradients (H > 1: deltas) as bf16: half the bytes, 8 bits of mantissa').choices(['bf16']),
     new Option('--epochs <n>', 'passes over the training data').argParser(parsePositiveInt),
     new Option('--seed <n>', 'seed for initialisation and data order').argParser(parseNonNegativeInt),
     new Option('--shards <n>', 'shards the training data is cut into (peers claim them)').argParser(parsePositiveInt),
@@ -79,6 +80,7 @@ export interface JobFlags {
   batchSize?: number
   lr?: number
   lrScaling?: string
+  compression?: string
   optimizer?: string
   epochs?: number
   seed?: number
@@ -144,6 +146,7 @@ export async function jobFromFlags (flags: JobFlags, dataDir: string): Promise<J
   if (flags.batchSize !== undefined) overrides.batchSize = flags.batchSize
   if (flags.lr !== undefined) overrides.learningRate = flags.lr
   if (flags.lrScaling !== undefined) overrides.lrScaling = flags.lrScaling as Job['lrScaling']
+  if (flags.compression !== undefined) overrides.compression = flags.compression as Job['compression']
   if (flags.optimizer !== undefined) overrides.optimizer = flags.optimizer as Job['optimizer']
   if (flags.epochs !== undefined) overrides.epochs = flags.epochs
   if (flags.seed !== undefined) overrides.seed = flags.seed

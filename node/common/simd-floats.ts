@@ -18,9 +18,10 @@
  * once a v is NaN or ±Inf.
  */
 import {
-  BR_IF, END, F32X4_ADD, F32X4_DIV, F32X4_MUL, F32X4_NE, F32X4_SPLAT, F32X4_SUB, I32_ADD, I32_CONST,
-  I32_LT_U, LOCAL_GET, LOCAL_SET, LOCAL_TEE, LOOP, SIMD, V128_ANY_TRUE, V128_LOAD, V128_STORE, name, section,
-  uleb, wasm
+  BR_IF, END, F32X4_ADD, F32X4_DIV, F32X4_MUL, F32X4_NE, F32X4_SPLAT, F32X4_SUB, I16X8_NARROW_I32X4_U, I32_ADD, I32_CONST,
+  I32_LT_U, I32_SHL, I32X4_ADD, I32X4_EQ, I32X4_EXTEND_HIGH_I16X8_U, I32X4_EXTEND_LOW_I16X8_U, I32X4_SHL, I32X4_SHR_U,
+  I32X4_SPLAT, LOCAL_GET, LOCAL_SET, LOCAL_TEE, LOOP, SIMD, V128_AND, V128_ANDNOT, V128_ANY_TRUE, V128_LOAD, V128_STORE,
+  name, section, sleb, uleb, wasm
 } from './wasm.ts'
 import type { WasmMemory } from './wasm.ts'
 
@@ -82,14 +83,62 @@ function moduleBytes (): Uint8Array {
     const body = [...uleb(2), ...uleb(1), 0x7f, ...uleb(1), 0x7b, ...c]
     return [...uleb(body.length), ...body]
   }
+  const narrowFn = (keep: boolean): number[] => {
+    // params: (src, dst, bytes): bytes of bfloat16 out at dst, from twice as many of float32 at src; locals: the
+    // out offset k, the source address a, then v128 v, hi, h and the splats 0xffff, 0x7fff, 1, 0x7f80
+    const [SRC, DST, BYTES, K, A, V, HI, H, M16, HALF, ONE, EXP] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    const { c, get, set, simd } = emitter()
+    const splat = (value: number, local: number): void => { c.push(I32_CONST, ...sleb(value)); simd(I32X4_SPLAT); set(local) }
+    splat(0xffff, M16); splat(0x7fff, HALF); splat(1, ONE); splat(0x7f80, EXP)
+    /** The rounded upper half of the 4 floats at a + offset, left on the stack (stored back shifted with `keep`). */
+    const rounded = (offset: number): void => {
+      get(A); simd(V128_LOAD, 4, offset); set(V)
+      get(V); c.push(I32_CONST, 16); simd(I32X4_SHR_U); set(HI)
+      get(HI)
+      // the carry: (low half + 0x7fff + (hi & 1)) >> 16, none where the exponent is all ones (NaN, ±Inf)
+      get(V); get(M16); simd(V128_AND); get(HALF); simd(I32X4_ADD); get(HI); get(ONE); simd(V128_AND); simd(I32X4_ADD)
+      c.push(I32_CONST, 16); simd(I32X4_SHR_U)
+      get(HI); get(EXP); simd(V128_AND); get(EXP); simd(I32X4_EQ)
+      simd(V128_ANDNOT); simd(I32X4_ADD); set(H)
+      if (keep) { get(A); get(H); c.push(I32_CONST, 16); simd(I32X4_SHL); simd(V128_STORE, 4, offset) }
+      get(H)
+    }
+    c.push(LOOP, 0x40)
+    get(SRC); get(K); c.push(I32_CONST, 1, I32_SHL, I32_ADD); set(A)
+    get(DST); get(K); c.push(I32_ADD)
+    rounded(0); rounded(16); simd(I16X8_NARROW_I32X4_U)
+    simd(V128_STORE, 4, 0)
+    get(K); c.push(I32_CONST, 16, I32_ADD, LOCAL_TEE, ...uleb(K)); get(BYTES); c.push(I32_LT_U, BR_IF, 0)
+    c.push(END)
+    c.push(END)
+    const body = [...uleb(2), ...uleb(2), 0x7f, ...uleb(7), 0x7b, ...c]
+    return [...uleb(body.length), ...body]
+  }
+  const widenFn = (): number[] => {
+    // params: (src, dst, bytes): bytes of bfloat16 at src, out as twice as many of float32 at dst; locals: the
+    // in offset k, the out address d, then v128 v
+    const [SRC, DST, BYTES, K, D, V] = [0, 1, 2, 3, 4, 5]
+    const { c, get, set, simd } = emitter()
+    c.push(LOOP, 0x40)
+    get(DST); get(K); c.push(I32_CONST, 1, I32_SHL, I32_ADD); set(D)
+    get(SRC); get(K); c.push(I32_ADD); simd(V128_LOAD, 4, 0); set(V)
+    get(D); get(V); simd(I32X4_EXTEND_LOW_I16X8_U); c.push(I32_CONST, 16); simd(I32X4_SHL); simd(V128_STORE, 4, 0)
+    get(D); get(V); simd(I32X4_EXTEND_HIGH_I16X8_U); c.push(I32_CONST, 16); simd(I32X4_SHL); simd(V128_STORE, 4, 16)
+    get(K); c.push(I32_CONST, 16, I32_ADD, LOCAL_TEE, ...uleb(K)); get(BYTES); c.push(I32_LT_U, BR_IF, 0)
+    c.push(END)
+    c.push(END)
+    const body = [...uleb(2), ...uleb(2), 0x7f, ...uleb(1), 0x7b, ...c]
+    return [...uleb(body.length), ...body]
+  }
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    // types: 0 (i32, i32, i32) → i32, 1 (i32, i32) → i32, 2 (i32, i32, f32) → ()
-    ...section(1, [3, 0x60, 3, 0x7f, 0x7f, 0x7f, 1, 0x7f, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 3, 0x7f, 0x7f, 0x7d, 0]),
+    // types: 0 (i32, i32, i32) → i32, 1 (i32, i32) → i32, 2 (i32, i32, f32) → (), 3 (i32, i32, i32) → ()
+    ...section(1, [4, 0x60, 3, 0x7f, 0x7f, 0x7f, 1, 0x7f, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 3, 0x7f, 0x7f, 0x7d, 0, 0x60, 3, 0x7f, 0x7f, 0x7f, 0]),
     ...section(2, [1, ...name('env'), ...name('memory'), 0x02, 0x00, 0x00]),
-    ...section(3, [4, 0, 1, 2, 2]),
-    ...section(7, [4, ...name('add'), 0x00, 0, ...name('check'), 0x00, 1, ...name('mul'), 0x00, 2, ...name('div'), 0x00, 3]),
-    ...section(10, [4, ...fn(true), ...fn(false), ...scale(F32X4_MUL), ...scale(F32X4_DIV)])
+    ...section(3, [7, 0, 1, 2, 2, 3, 3, 3]),
+    ...section(7, [7, ...name('add'), 0x00, 0, ...name('check'), 0x00, 1, ...name('mul'), 0x00, 2, ...name('div'), 0x00, 3,
+      ...name('narrow'), 0x00, 4, ...name('narrowKeep'), 0x00, 5, ...name('widen'), 0x00, 6]),
+    ...section(10, [7, ...fn(true), ...fn(false), ...scale(F32X4_MUL), ...scale(F32X4_DIV), ...narrowFn(false), ...narrowFn(true), ...widenFn()])
   ])
 }
 
@@ -106,6 +155,9 @@ export class FloatKernels {
   readonly #check: (src: number, bytes: number) => number
   readonly #mul: (at: number, bytes: number, f: number) => void
   readonly #div: (at: number, bytes: number, f: number) => void
+  readonly #narrow: (src: number, dst: number, bytes: number) => void
+  readonly #narrowKeep: (src: number, dst: number, bytes: number) => void
+  readonly #widen: (src: number, dst: number, bytes: number) => void
 
   constructor (memory: WasmMemory, array: Float32Array, stagingAt: number, stagingBytes: number) {
     compiled ??= new wasm.Module(moduleBytes())
@@ -114,6 +166,9 @@ export class FloatKernels {
     this.#check = exports.check as (src: number, bytes: number) => number
     this.#mul = exports.mul as (at: number, bytes: number, f: number) => void
     this.#div = exports.div as (at: number, bytes: number, f: number) => void
+    this.#narrow = exports.narrow as (src: number, dst: number, bytes: number) => void
+    this.#narrowKeep = exports.narrowKeep as (src: number, dst: number, bytes: number) => void
+    this.#widen = exports.widen as (src: number, dst: number, bytes: number) => void
     this.#array = array
     this.#bytes = new Uint8Array(memory.buffer, 0, array.byteLength)
     this.#stagingAt = stagingAt
@@ -132,9 +187,53 @@ export class FloatKernels {
    */
   addFrom (at: number, base: Float32Array, payload: Uint8Array): number {
     if (payload.byteLength > this.#stagingBytes.byteLength) throw new RangeError(`a block of ${payload.byteLength} bytes, staging for ${this.#stagingBytes.byteLength}`)
-    const n = payload.byteLength >>> 2
-    this.#array.set(base.subarray(at, at + n), at)
     this.#stagingBytes.set(payload)
+    return this.#addStaged(at, base, payload.byteLength >>> 2)
+  }
+
+  /**
+   * array[at …] = base[at …] + the block's bfloat16s widened (`payload`: little-endian u16s, any alignment, at
+   * most half the staging area's bytes); returns the index in the block of its first non-finite value, or −1.
+   */
+  addFromBf16 (at: number, base: Float32Array, payload: Uint8Array): number {
+    const n = payload.byteLength >>> 1
+    this.#stageBf16(payload, this.#stagingAt, n)
+    return this.#addStaged(at, base, n)
+  }
+
+  /** array[at …] = the block's bfloat16s widened; returns the index in the block of its first non-finite value, or −1. */
+  copyBf16 (at: number, payload: Uint8Array): number {
+    const n = payload.byteLength >>> 1
+    this.#stageBf16(payload, at * 4, n)
+    return this.#checkAt(at, n)
+  }
+
+  /** array[at … at + n) rounded to bfloat16 in place (nearest, ties to even), as `narrowFloats` rounds what it sends. */
+  roundBf16 (at: number, n: number): void {
+    if (n * 2 > this.#stagingBytes.byteLength) throw new RangeError(`${n} floats, staging for ${this.#stagingBytes.byteLength / 2}`)
+    const whole = n & ~7
+    if (whole > 0) this.#narrowKeep(at * 4, this.#stagingAt, whole * 2)
+    if (whole < n) narrowFloats(this.#array, at + whole, n - whole, new Uint16Array(n - whole), true)
+  }
+
+  /**
+   * Widens a bfloat16 block into float32s at byte address `dst` of this memory: its bytes are staged in the
+   * upper half of the staging area first (the widening reads each 16 bytes before its writes can reach them
+   * when `dst` is the staging area itself).
+   */
+  #stageBf16 (payload: Uint8Array, dst: number, n: number): void {
+    if (n * 4 > this.#stagingBytes.byteLength) throw new RangeError(`a bfloat16 block of ${n} values, staging for ${this.#stagingBytes.byteLength / 4}`)
+    const from = this.#stagingAt + n * 2
+    this.#stagingBytes.set(payload, n * 2)
+    const whole = n & ~7
+    if (whole > 0) this.#widen(from, dst, whole * 2)
+    const memory = new DataView(this.#stagingBytes.buffer)
+    for (let k = whole; k < n; k++) memory.setUint32(dst + k * 4, memory.getUint16(from + k * 2, true) << 16, true)
+  }
+
+  /** array[at …] = base[at …] + the n floats staged; returns the index of the first non-finite one, or −1. */
+  #addStaged (at: number, base: Float32Array, n: number): number {
+    this.#array.set(base.subarray(at, at + n), at)
     const whole = n & ~3
     let bad = whole > 0 ? this.#add(at * 4, this.#stagingAt, whole * 4) : 0
     const array = this.#array
@@ -151,6 +250,11 @@ export class FloatKernels {
   copy (at: number, payload: Uint8Array): number {
     const n = payload.byteLength >>> 2
     this.#bytes.set(payload, at * 4)
+    return this.#checkAt(at, n)
+  }
+
+  /** The index among array[at … at + n) of the first non-finite value, or −1. */
+  #checkAt (at: number, n: number): number {
     const whole = n & ~3
     let bad = whole > 0 ? this.#check(at * 4, whole * 4) : 0
     const array = this.#array
@@ -184,6 +288,100 @@ function scaleLoop (array: Float32Array, from: number, to: number, f: number): v
 function divideLoop (array: Float32Array, from: number, to: number, d: number): void {
   const e = Math.fround(d)
   for (let k = from; k < to; k++) array[k] /= e
+}
+
+/**
+ * float32 → bfloat16, rounded to nearest even: `count` floats of `from` at `at` into `out` (from 0). NaN and ±Inf
+ * stay non-finite (a receiver refuses them, as it does in float32); a finite float within half a bfloat16 step
+ * of float32's largest rounds to Inf, and is refused the same way. With `writeBack`, `from` takes the rounded
+ * values too. The JavaScript loop; `NarrowRoom` and `FloatKernels.roundBf16` run it in SIMD.
+ */
+export function narrowFloats (from: Float32Array, at: number, count: number, out: Uint16Array, writeBack: boolean): void {
+  // int32 views and small ints throughout: a Uint32Array's upper half would be doubles to V8
+  const bits = new Int32Array(from.buffer, from.byteOffset + at * 4, count)
+  for (let k = 0; k < count; k++) {
+    const u = bits[k]
+    const hi = u >>> 16
+    // the carry: 1 when the lower half is over half a step, or exactly half with an odd upper half; never for
+    // NaN and ±Inf (all exponent bits set: + 0x80 reaches bit 15)
+    out[k] = hi + ((((u & 0xffff) + 0x7fff + (hi & 1)) >> 16) & ~(((hi & 0x7f80) + 0x80) >> 15))
+  }
+  if (writeBack) for (let k = 0; k < count; k++) bits[k] = out[k] << 16
+}
+
+/** bfloat16 → float32 (exact): the payload's values (little-endian u16s, any alignment) as floats in `scratch`. */
+export function widenFloats (payload: Uint8Array, scratch: { buf: Float32Array }): Float32Array {
+  const n = payload.byteLength >>> 1
+  if (scratch.buf.length < n) scratch.buf = new Float32Array(n)
+  const floats = scratch.buf.subarray(0, n)
+  const out = new Int32Array(floats.buffer, floats.byteOffset, n)
+  let src: Uint16Array
+  if ((payload.byteOffset & 1) === 0) {
+    src = new Uint16Array(payload.buffer, payload.byteOffset, n)
+  } else {
+    // odd offset: stage the bytes in the upper half of the output (each is read before a write reaches it)
+    const staged = new Uint8Array(floats.buffer, floats.byteOffset + n * 2, n * 2)
+    staged.set(payload)
+    src = new Uint16Array(staged.buffer, staged.byteOffset, n)
+  }
+  for (let k = 0; k < n; k++) out[k] = src[k] << 16
+  return floats
+}
+
+/**
+ * Where a bf16 round's sender narrows its blocks: `elements` bfloat16s in a wasm memory of its own, after room
+ * to stage one block of `blockElements` floats (a block is copied in, then narrowed in SIMD, about 10x the
+ * JavaScript loop). The views it hands out stay valid (and unchanged) until the same part of the room is
+ * narrowed into again. Without WebAssembly SIMD, the JavaScript loop into a plain array.
+ */
+export class NarrowRoom {
+  readonly length: number
+  readonly #room: Uint16Array
+  readonly #staging: Float32Array | null
+  readonly #narrow: ((src: number, dst: number, bytes: number) => void) | null
+  readonly #roomAt: number
+
+  constructor (elements: number, blockElements: number) {
+    this.length = elements
+    const stagingBytes = Math.ceil(blockElements * 4 / 16) * 16
+    const pages = Math.max(1, Math.ceil((stagingBytes + elements * 2) / PAGE_BYTES))
+    let instance: { memory: WasmMemory, narrow: (src: number, dst: number, bytes: number) => void } | null = null
+    if (pages <= MAX_PAGES) {
+      try {
+        const memory = new (wasm.Memory as unknown as new (d: { initial: number, maximum: number }) => WasmMemory)({ initial: pages, maximum: pages })
+        compiled ??= new wasm.Module(moduleBytes())
+        const exports = new wasm.Instance(compiled, { env: { memory } }).exports
+        instance = { memory, narrow: exports.narrow as (src: number, dst: number, bytes: number) => void }
+      } catch {
+        instance = null
+      }
+    }
+    this.#roomAt = stagingBytes
+    if (instance === null) {
+      this.#room = new Uint16Array(elements)
+      this.#staging = null
+      this.#narrow = null
+    } else {
+      this.#room = new Uint16Array(instance.memory.buffer, stagingBytes, elements)
+      this.#staging = new Float32Array(instance.memory.buffer, 0, blockElements)
+      this.#narrow = instance.narrow
+    }
+  }
+
+  /** `count` floats of `from` at `at`, narrowed into the room at `roomAt`: their bytes (a view of the room). */
+  narrow (from: Float32Array, at: number, count: number, roomAt: number): Uint8Array {
+    const out = this.#room.subarray(roomAt, roomAt + count)
+    const staging = this.#staging
+    if (staging === null || this.#narrow === null || count > staging.length) {
+      narrowFloats(from, at, count, out, false)
+    } else {
+      staging.set(from.subarray(at, at + count))
+      const whole = count & ~7
+      if (whole > 0) this.#narrow(0, this.#roomAt + roomAt * 2, whole * 2)
+      if (whole < count) narrowFloats(staging, whole, count - whole, out.subarray(whole), false)
+    }
+    return new Uint8Array(out.buffer, out.byteOffset, count * 2)
+  }
 }
 
 /** The index of the first non-finite value (NaN, ±Inf) among the first `n` of `values`, or −1. */

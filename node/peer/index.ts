@@ -321,7 +321,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       fetching: () => this.stateServer?.fetching() ?? [],
       prepare: async members => { await connectMembers({ network, members: () => manifest.members(), logger: options.logger }, members) },
       logger: log.child({ name: 'peer:rounds' })
-    }, { jobId: this.jobId, collectTimeoutMs: options.collectTimeoutMs, stepTimeoutMs: options.stepTimeoutMs })
+    }, { jobId: this.jobId, collectTimeoutMs: options.collectTimeoutMs, stepTimeoutMs: options.stepTimeoutMs, compression: this.job.compression ?? 'none' })
     this.rounds.start()
     const catchUp = new CatchUp({
       network,
@@ -386,7 +386,9 @@ export class Peer extends EventEmitter<PeerEvents> {
       vector,
       weightsHash: () => trainer.weightsHash(),
       samples,
-      step: trainer.progress.step
+      step: trainer.progress.step,
+      // the counts after the gradients (or deltas): samples, the data position, an evaluation's part
+      exact: vector.length - trainer.parameterCount
     }, signal)
     this.partitioned = !result.ok && result.outcome === 'partitioned'
     if (!result.ok) return null

@@ -18,8 +18,9 @@
 import {
   InvalidMessageError, MAX_BLOCK_BYTES, decodeFrame, encodeDataHeader, encodeDone, encodeHello, membersHash
 } from '../../protocols/allreduce/index.ts'
-import type { Frame } from '../../protocols/allreduce/index.ts'
-import { firstNonFinite, simdFloats, simdKernelsOf } from '../common/simd-floats.ts'
+import type { Compression, Frame } from '../../protocols/allreduce/index.ts'
+import { firstNonFinite, narrowFloats, simdFloats, simdKernelsOf, widenFloats } from '../common/simd-floats.ts'
+import type { NarrowRoom } from '../common/simd-floats.ts'
 import { chunkSpans, gatherRecvOrigin, gatherSendOrigin, isReduceStep, recvChunk, sendChunk, stepCount } from './layout.ts'
 import type { RingEvent } from './machine.ts'
 import type { InboundChannel, OutboundChannel, RingTransport } from './transport.ts'
@@ -47,6 +48,14 @@ export interface ExchangePlan {
    * empty with 2 members (each adds the other's vector into `work` as it arrives). Null: the round reduces chunks.
    */
   gathered: Float32Array[] | null
+  /** What the hello says: `bf16` when the vector's first `half` elements travel as bfloat16 (RoundSpec.compression). */
+  compression: Compression
+  /** The elements at the vector's end that stay float32 in a bf16 round (0 otherwise). */
+  exact: number
+  /** Elements 0 … half − 1 travel as bfloat16 (elements − exact in a bf16 round, 0 otherwise). */
+  half: number
+  /** A bf16 round: where each step's blocks are narrowed before they are sent (a chunk's room per step); else null. */
+  narrowed: NarrowRoom | null
 }
 
 export interface ExchangeProgress {
@@ -207,7 +216,7 @@ async function openSuccessor (transport: RingTransport, plan: ExchangePlan, succ
     throw new Stop({ type: 'peer.lost', peer: succ, reason: (err as Error).message })
   }
   progress.out = out
-  const hello = encodeHello({ round: plan.round, attempt: plan.attempt, members: plan.members.length, index: plan.rank, elements: plan.work.length, gathers: plan.gathered !== null, membersHash: hash })
+  const hello = encodeHello({ round: plan.round, attempt: plan.attempt, members: plan.members.length, index: plan.rank, elements: plan.work.length, gathers: plan.gathered !== null, compression: plan.compression, exact: plan.exact, membersHash: hash })
   await sendFrame(out, [hello], progress, signal)
   return out
 }
@@ -286,6 +295,10 @@ async function findHello (transport: RingTransport, plan: ExchangePlan, pred: st
         if (frame.gathers !== (plan.gathered !== null)) {
           const how = (gathers: boolean): string => gathers ? 'gathers whole vectors' : 'reduces chunks'
           throw new Stop({ type: 'members.mismatch', peer: pred, reason: `it ${how(frame.gathers)}, this member ${how(plan.gathered !== null)}` })
+        }
+        if (frame.compression !== plan.compression || frame.exact !== plan.exact) {
+          const how = (c: Compression, exact: number): string => c === 'bf16' ? `sends bfloat16 (its last ${exact} elements float32)` : 'sends float32'
+          throw new Stop({ type: 'members.mismatch', peer: pred, reason: `it ${how(frame.compression, frame.exact)}, this member ${how(plan.compression, plan.exact)}` })
         }
         return inbound
       }
@@ -406,6 +419,7 @@ async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>,
   const plans = stepPlans(plan)
   const steps = plans.length
   const input = plan.input
+  const half = plan.half
   // the machine numbers a gathering round's steps as the all-gather's: N − 1 … 2N − 3
   const firstStep = plan.gathered !== null ? plan.members.length - 1 : 0
 
@@ -439,6 +453,7 @@ async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>,
   const receiver = async (channel: Promise<InboundChannel>): Promise<void> => {
     const inbound = await channel
     const scratch = { buf: new Float32Array(0) }
+    const wide = { buf: new Float32Array(0) }
     const simd = simdKernelsOf(plan.work)
     for (let t = 0; t < steps; t++) {
       const { recv: { chunk, start, length }, take, into } = plans[t]
@@ -456,15 +471,21 @@ async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>,
           throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `${frame.length} elements at ${where} overrun the chunk of ${length}` })
         }
         const at = start + recvOffset
+        if (frame.bf16 !== at < half || (frame.bf16 && at + frame.length > half)) {
+          const due = at < half ? `bfloat16 up to element ${half}` : 'float32'
+          throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `${frame.bf16 ? 'bfloat16' : 'float32'} elements ${at} … ${at + frame.length - 1} at ${where}, where ${due} is due` })
+        }
+        // a bfloat16 block is widened (exactly) as it is taken
+        const values = (): Float32Array => frame.bf16 ? widenFloats(frame.payload, wide) : floatsOf(frame.payload, scratch)
         let bad: number
         if (simd !== null && into === plan.work) {
-          bad = take === 'add' ? simd.addFrom(at, input, frame.payload) : simd.copy(at, frame.payload)
+          if (frame.bf16) bad = take === 'add' ? simd.addFromBf16(at, input, frame.payload) : simd.copyBf16(at, frame.payload)
+          else bad = take === 'add' ? simd.addFrom(at, input, frame.payload) : simd.copy(at, frame.payload)
         } else {
-          const values = floatsOf(frame.payload, scratch)
-          bad = take === 'add' ? addCheckedFrom(into, input, at, values) : copyChecked(into, at, values)
+          bad = take === 'add' ? addCheckedFrom(into, input, at, values()) : copyChecked(into, at, values())
         }
         if (bad >= 0) {
-          const value = floatsOf(frame.payload, scratch)[bad]
+          const value = values()[bad]
           throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `non-finite value (${value}) at element ${recvOffset + bad} of chunk ${chunk}, step ${t}` })
         }
         recvOffset += frame.length
@@ -480,15 +501,32 @@ async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>,
 
   const sender = async (channel: Promise<OutboundChannel>): Promise<void> => {
     const out = await channel
+    const n = plan.members.length
+    const room = plan.narrowed === null ? 0 : plan.narrowed.length / stepCount(n)
+    const kernels = simdKernelsOf(plan.work)
     for (let t = 0; t < steps; t++) {
       const { chunk, start, length, from } = plans[t].send
-      for (let offset = 0; offset < length; offset += plan.blockElements) {
-        const count = Math.min(plan.blockElements, length - offset)
+      let count = 0
+      for (let offset = 0; offset < length; offset += count) {
+        const at = start + offset
+        const bf16 = at < half
+        // a block is all bfloat16 or all float32
+        count = Math.min(plan.blockElements, length - offset, bf16 ? half - at : Infinity)
         if (t > 0 && !received(t - 1, offset + count)) {
           await Promise.race([new Promise<void>(resolve => { waiter = { step: t - 1, upto: offset + count, resolve } }), aborted])
         }
-        const header = encodeDataHeader({ round: plan.round, attempt: plan.attempt, step: t, chunk, offset, length: count })
-        const payload = new Uint8Array(from.buffer, from.byteOffset + (start + offset) * 4, count * 4)
+        const header = encodeDataHeader({ round: plan.round, attempt: plan.attempt, step: t, chunk, offset, length: count, bf16 })
+        let payload: Uint8Array
+        if (bf16) {
+          // the first all-gather step sends the chunk this member finished summing: it keeps what it sends
+          if (t === n - 1) {
+            if (kernels !== null && from === plan.work) kernels.roundBf16(at, count)
+            else narrowFloats(from, at, count, new Uint16Array(count), true)
+          }
+          payload = (plan.narrowed as NarrowRoom).narrow(from, at, count, t * room + offset)
+        } else {
+          payload = new Uint8Array(from.buffer, from.byteOffset + at * 4, count * 4)
+        }
         await sendFrame(out, [header, payload], progress, signal)
       }
       if (t === steps - 1) {

@@ -2,10 +2,11 @@ import { createActor, fromCallback, fromPromise, toPromise } from 'xstate'
 import type { Actor } from 'xstate'
 import {
   ABORT_NOTIFY_TIMEOUT_MS, DEFAULT_BLOCK_BYTES, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STEP_TIMEOUT_MS, GATHER_MAX_BYTES, MAX_BLOCK_BYTES,
-  MAX_MEMBERS, MAX_PEER_ID_BYTES, MAX_U32, RoundAbortedError, STEP_TIMEOUT_BYTES_PER_MS,
+  MAX_MEMBERS, MAX_PEER_ID_BYTES, MAX_U32, RoundAbortedError, STEP_TIMEOUT_BYTES_PER_MS, COMPRESSIONS,
   assertLittleEndian, encodeAbort
 } from '../../protocols/allreduce/index.ts'
-import type { AbortCode } from '../../protocols/allreduce/index.ts'
+import type { AbortCode, Compression } from '../../protocols/allreduce/index.ts'
+import { NarrowRoom } from '../common/simd-floats.ts'
 import { runExchange } from './exchange.ts'
 import { gathers } from './layout.ts'
 import type { ExchangePlan, ExchangeProgress } from './exchange.ts'
@@ -43,6 +44,15 @@ export interface RoundSpec {
   stepTimeoutMs?: number
   /** Longest connecting (dial, hellos) may take (default: the ring's, DEFAULT_CONNECT_TIMEOUT_MS unless set). */
   connectTimeoutMs?: number
+  /**
+   * `bf16`: the vector travels as bfloat16 but for its last `exact` elements (float32's upper half, rounded to
+   * nearest even: half the bytes), and every member ends with the same sum, each element but those rounded to
+   * bfloat16. Default `none`: float32 throughout. A round that gathers whole vectors (a small vector) and a
+   * member alone are float32 whatever this says. Every member of a round must pass the same (and the same `exact`).
+   */
+  compression?: Compression
+  /** A `bf16` round: elements at the vector's end that stay float32 (counts the sum must get exactly). Default 0. */
+  exact?: number
 }
 
 /** One all-reduce's figures on this member (time, bytes each way, bandwidth, steps done), whether it succeeded or not. */
@@ -122,6 +132,9 @@ function specProblem (spec: RoundSpec): string | null {
   }
   if (new Set(spec.members).size !== spec.members.length) return 'duplicate members'
   if (!spec.members.includes(spec.self)) return `self ${spec.self} is not a member`
+  if (spec.compression !== undefined && !(COMPRESSIONS as readonly string[]).includes(spec.compression)) return `unknown compression ${String(spec.compression)}`
+  if (spec.exact !== undefined && !(Number.isInteger(spec.exact) && spec.exact >= 0 && spec.exact <= spec.vector.length)) return `exact ${spec.exact} is not a count of the vector's ${spec.vector.length} elements`
+  if (spec.exact !== undefined && spec.exact > 0 && spec.compression !== 'bf16') return 'exact is for a bf16 round'
   for (const key of ['stepTimeoutMs', 'connectTimeoutMs'] as const) {
     const v = spec[key]
     if (v !== undefined && !(Number.isFinite(v) && v > 0)) return `${key} must be a positive number`
@@ -186,6 +199,8 @@ export class Ring {
   readonly #stale: OutboundChannel[] = []
   /** The other members' vectors in a gathering round of 3 or more, kept from round to round while the size holds. */
   #gathered: Float32Array[] = []
+  /** Where a bf16 round's blocks are narrowed before they are sent (one chunk's room per step), kept while the size holds. */
+  #narrowed: NarrowRoom | null = null
 
   constructor (components: RingComponents, init: RingInit = {}) {
     assertLittleEndian()
@@ -257,6 +272,13 @@ export class Ring {
     return this.#gathered
   }
 
+  /** Room for the narrowed blocks of a bf16 round: one chunk per step, the same buffer round after round. */
+  #narrowBuffer (elements: number, n: number): NarrowRoom {
+    const size = 2 * (n - 1) * Math.ceil(elements / n)
+    if (this.#narrowed?.length !== size) this.#narrowed = new NarrowRoom(size, this.#blockElements)
+    return this.#narrowed
+  }
+
   async #run (spec: RoundSpec, signal: AbortSignal | undefined): Promise<AllReduceResult> {
     const started = performance.now()
     const stats = (steps: number, progress?: ExchangeProgress): AllReduceStats => {
@@ -280,6 +302,9 @@ export class Ring {
     const rank = spec.members.indexOf(spec.self)
     const succ = spec.members[(rank + 1) % n]
     const tag = `${short(spec.self)} r${spec.round}.${spec.attempt}`
+    // a gathering round's vector is small: its time is hops, not bytes, and it stays float32
+    const bf16 = spec.compression === 'bf16' && !gather && n > 1
+    const exact = bf16 ? spec.exact ?? 0 : 0
     const plan: ExchangePlan = {
       round: spec.round,
       attempt: spec.attempt,
@@ -289,7 +314,11 @@ export class Ring {
       input: spec.vector,
       work: workFor(spec, n),
       blockElements: blockElementsFor(spec.vector.length, n, this.#blockElements, gather),
-      gathered: gather ? this.#gatherBuffers(spec.vector.length, n) : null
+      gathered: gather ? this.#gatherBuffers(spec.vector.length, n) : null,
+      compression: bf16 ? 'bf16' : 'none',
+      exact,
+      half: bf16 ? spec.vector.length - exact : 0,
+      narrowed: bf16 ? this.#narrowBuffer(spec.vector.length, n) : null
     }
     const progress: ExchangeProgress = { bytesSent: 0, bytesReceived: 0, staleFrames: 0, out: null, reading: false, sending: false }
 

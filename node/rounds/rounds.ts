@@ -7,7 +7,8 @@ import {
 import type { ProposeMessage, RoundMessage } from '../../protocols/rounds/index.ts'
 import type { Network } from '../network/index.ts'
 import { sumBuffer } from '../ring/index.ts'
-import type { AllReduceStats, Ring } from '../ring/index.ts'
+import type { AllReduceStats, Ring, RoundSpec } from '../ring/index.ts'
+import type { Compression } from '../../protocols/allreduce/index.ts'
 import { roundsMachine } from './machine.ts'
 import type { AgreementResult } from './machine.ts'
 import { hasQuorum, quorumSize, sameMembers } from './group.ts'
@@ -40,6 +41,8 @@ export interface RoundsInit {
   collectTimeoutMs?: number
   /** Per-step timeout of the ring (a lost or stalled neighbour aborts the round within about this). */
   stepTimeoutMs?: number
+  /** `bf16`: the ring carries each vector as bfloat16 but its last `RoundRequest.exact` elements (the job's `compression`). */
+  compression?: Compression
 }
 
 /** What `Rounds.round` takes: this peer's update vector for round `round`, and what its announcements carry. */
@@ -53,6 +56,8 @@ export interface RoundRequest {
   weightsHash: () => string
   samples: number
   step: number
+  /** Elements at the vector's end (counts) that a bf16 ring keeps float32. */
+  exact?: number
 }
 
 /** What `Rounds.round` returns: the sum over the round's members (and the round's figures), or why this peer has none. */
@@ -162,6 +167,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
   private readonly jobId: string
   private readonly collectTimeoutMs: number
   private readonly stepTimeoutMs: number | undefined
+  private readonly compression: Compression
   private topic: string | null = null
   private readonly inbox = new Map<number, Array<{ from: string, message: RoundMessage }>>()
   private actor: ReturnType<typeof createActor<typeof roundsMachine>> | null = null
@@ -188,6 +194,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     this.jobId = init.jobId
     this.collectTimeoutMs = init.collectTimeoutMs ?? DEFAULT_COLLECT_TIMEOUT_MS
     this.stepTimeoutMs = init.stepTimeoutMs
+    this.compression = init.compression ?? 'none'
   }
 
   get isStarted (): boolean {
@@ -301,6 +308,11 @@ export class Rounds extends EventEmitter<RoundsEvents> {
    * the next round). Two, alternating, so that a sum still being read is never the next round's input.
    */
   private readonly work: Float32Array[] = []
+  /** How the ring carries this round's vector: float32, or bfloat16 with its counts exact (RoundsInit.compression). */
+  private wire (req: RoundRequest): Pick<RoundSpec, 'compression' | 'exact'> {
+    return this.compression === 'bf16' ? { compression: 'bf16', exact: req.exact ?? 0 } : {}
+  }
+
   private workFor (vector: Float32Array): Float32Array {
     const free = this.work.find(w => w.length === vector.length && w !== vector)
     if (free !== undefined) return free
@@ -439,7 +451,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
     try {
       const others = group.members.filter(m => m !== self && !network.isConnected(m))
       if (others.length > 0) await this.components.prepare?.(others).catch(() => {})
-      result = await ring.run({ round: req.round, attempt: 0, members: group.members, self, vector: req.vector, into: this.workFor(req.vector), stepTimeoutMs: this.stepTimeoutMs, tag: groupTag(group.epoch, req.round % WEIGHTS_CHECK_EVERY === 0 ? req.weightsHash() : '') }, controller.signal)
+      result = await ring.run({ round: req.round, attempt: 0, members: group.members, self, vector: req.vector, into: this.workFor(req.vector), stepTimeoutMs: this.stepTimeoutMs, ...this.wire(req), tag: groupTag(group.epoch, req.round % WEIGHTS_CHECK_EVERY === 0 ? req.weightsHash() : '') }, controller.signal)
     } finally {
       this.reuseAbort = null
       signal?.removeEventListener('abort', onAbort)
@@ -503,7 +515,7 @@ export class Rounds extends EventEmitter<RoundsEvents> {
           this.status.state = 'reducing'
           logger.debug({ round: input.round, attempt: input.attempt, epoch: input.epoch, members: input.members.length }, 'round agreed')
           await this.components.prepare?.(input.members.filter(m => m !== self)).catch(() => {})
-          const result = await ring.run({ round: input.round, attempt: input.attempt, members: input.members, self, vector: req.vector, into: this.workFor(req.vector), stepTimeoutMs: this.stepTimeoutMs, tag: groupTag(input.epoch, weightsHash) }, abort)
+          const result = await ring.run({ round: input.round, attempt: input.attempt, members: input.members, self, vector: req.vector, into: this.workFor(req.vector), stepTimeoutMs: this.stepTimeoutMs, ...this.wire(req), tag: groupTag(input.epoch, weightsHash) }, abort)
           if (result.ok) {
             stats = result.stats
             req.vector = result.sum

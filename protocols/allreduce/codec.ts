@@ -11,8 +11,9 @@ import { endianness } from 'node:os'
 import {
   ABORT_HEADER_BYTES, DATA_HEADER_BYTES, DONE_BYTES, FRAME_ABORT, FRAME_DATA, FRAME_DONE, FRAME_HELLO, FRAME_IDENT, HELLO_BYTES,
   IDENT_HEADER_BYTES, MAX_BLOCK_BYTES, MAX_FRAME_BYTES, MAX_MEMBERS, MAX_PEER_ID_BYTES, MAX_REASON_BYTES, MAX_U32,
-  MEMBERS_HASH_BYTES, WIRE_VERSION
+  MEMBERS_HASH_BYTES, WIRE_VERSION, COMPRESSIONS
 } from './constants.ts'
+import type { Compression } from './constants.ts'
 import { FrameDecoder as CommonFrameDecoder, encodeLengthPrefix as encodeCommonLengthPrefix } from '../common/index.ts'
 import { InvalidMessageError } from './errors.ts'
 
@@ -44,6 +45,10 @@ export interface HelloFrame {
   elements: number
   /** The round gathers whole vectors rather than reducing chunks (node/ring/layout.ts); neighbours must agree. */
   gathers: boolean
+  /** How the round carries its vector (COMPRESSIONS); neighbours must agree. */
+  compression: Compression
+  /** A `bf16` round: the elements at the vector's end that travel as float32 (counts that must stay exact); 0 otherwise. */
+  exact: number
   /** SHA-256 of the ordered member list (`membersHash`). */
   membersHash: Uint8Array
 }
@@ -56,11 +61,17 @@ export interface DataHeader {
   chunk: number
   offset: number
   length: number
+  /** The payload is bfloat16s (2 bytes an element) rather than float32s (absent: false). */
+  bf16?: boolean
 }
 
 export interface DataFrame extends DataHeader {
   type: 'data'
-  /** `4 × length` bytes of little-endian float32, a view into the frame (not copied, not necessarily aligned). */
+  bf16: boolean
+  /**
+   * `4 × length` bytes of little-endian float32 (`2 × length` of bfloat16 with `bf16`), a view into the frame (not
+   * copied, not necessarily aligned).
+   */
   payload: Uint8Array
 }
 
@@ -141,12 +152,19 @@ function utf8Bounded (text: string, max: number): Uint8Array {
   return bytes.subarray(0, end)
 }
 
-export function encodeHello (hello: Omit<HelloFrame, 'type' | 'version'>): Uint8Array {
+/** A hello's bytes; without `compression` a round of float32s (`none`, exact 0). */
+export function encodeHello (fields: Omit<HelloFrame, 'type' | 'version' | 'compression' | 'exact'> & Partial<Pick<HelloFrame, 'compression' | 'exact'>>): Uint8Array {
+  const hello = { compression: 'none' as Compression, exact: 0, ...fields }
   checkU32(hello.round, 'round')
   checkU32(hello.attempt, 'attempt')
   checkU32(hello.elements, 'elements')
   checkU16(hello.members, 'members')
   checkU16(hello.index, 'index')
+  checkU32(hello.exact, 'exact')
+  const compression = COMPRESSIONS.indexOf(hello.compression)
+  if (compression < 0) throw new RangeError(`unknown compression ${hello.compression}`)
+  if (hello.exact > hello.elements) throw new RangeError(`exact ${hello.exact} exceeds the ${hello.elements} elements`)
+  if (hello.compression === 'none' && hello.exact !== 0) throw new RangeError('exact is for a bf16 round')
   if (hello.membersHash.byteLength !== MEMBERS_HASH_BYTES) throw new RangeError('membersHash must be 32 bytes')
   const out = new Uint8Array(HELLO_BYTES)
   const view = new DataView(out.buffer)
@@ -158,7 +176,9 @@ export function encodeHello (hello: Omit<HelloFrame, 'type' | 'version'>): Uint8
   view.setUint32(12, hello.elements, true)
   view.setUint16(16, hello.index, true)
   view.setUint8(18, hello.gathers ? 1 : 0)
+  view.setUint8(19, compression)
   out.set(hello.membersHash, 20)
+  view.setUint32(20 + MEMBERS_HASH_BYTES, hello.exact, true)
   return out
 }
 
@@ -173,6 +193,7 @@ export function encodeDataHeader (header: DataHeader): Uint8Array {
   const out = new Uint8Array(DATA_HEADER_BYTES)
   const view = new DataView(out.buffer)
   view.setUint8(0, FRAME_DATA)
+  view.setUint8(1, header.bf16 === true ? 1 : 0)
   view.setUint16(2, header.step, true)
   view.setUint32(4, header.round, true)
   view.setUint32(8, header.attempt, true)
@@ -183,8 +204,9 @@ export function encodeDataHeader (header: DataHeader): Uint8Array {
 }
 
 /** A whole data frame in one buffer (tests and tools; the ring sends header and payload as two parts). */
-export function encodeData (header: DataHeader, payload: Float32Array): Uint8Array {
+export function encodeData (header: DataHeader, payload: Float32Array | Uint16Array): Uint8Array {
   if (payload.length !== header.length) throw new RangeError('payload length differs from header.length')
+  if ((payload instanceof Uint16Array) !== (header.bf16 === true)) throw new RangeError('a bfloat16 payload (Uint16Array) goes with header.bf16, float32 without')
   const out = new Uint8Array(DATA_HEADER_BYTES + payload.byteLength)
   out.set(encodeDataHeader(header))
   out.set(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), DATA_HEADER_BYTES)
@@ -255,13 +277,16 @@ export function decodeFrame (frame: Uint8Array): Frame {
   switch (type) {
     case FRAME_DATA: {
       if (frame.byteLength < DATA_HEADER_BYTES) throw new InvalidMessageError(`data frame of ${frame.byteLength} bytes is shorter than its header`)
+      const format = view.getUint8(1)
+      if (format > 1) throw new InvalidMessageError(`data frame of format ${format} (0: float32, 1: bfloat16)`)
       const header = decodeDataHeaderUnchecked(view)
       if (header.length === 0) throw new InvalidMessageError('data frame without elements')
       if (header.length > MAX_BLOCK_BYTES / 4) throw new InvalidMessageError(`data frame of ${header.length} elements exceeds the largest block`, 'too-large')
-      if (frame.byteLength !== DATA_HEADER_BYTES + header.length * 4) {
-        throw new InvalidMessageError(`data frame says ${header.length} elements but carries ${frame.byteLength - DATA_HEADER_BYTES} bytes`)
+      const bytesEach = format === 1 ? 2 : 4
+      if (frame.byteLength !== DATA_HEADER_BYTES + header.length * bytesEach) {
+        throw new InvalidMessageError(`data frame says ${header.length} ${format === 1 ? 'bfloat16' : 'float32'} elements but carries ${frame.byteLength - DATA_HEADER_BYTES} bytes`)
       }
-      return { type: 'data', ...header, payload: frame.subarray(DATA_HEADER_BYTES) }
+      return { type: 'data', ...header, bf16: format === 1, payload: frame.subarray(DATA_HEADER_BYTES) }
     }
     case FRAME_HELLO: {
       if (frame.byteLength !== HELLO_BYTES) throw new InvalidMessageError(`hello of ${frame.byteLength} bytes, expected ${HELLO_BYTES}`)
@@ -272,16 +297,24 @@ export function decodeFrame (frame: Uint8Array): Frame {
       const index = view.getUint16(16, true)
       if (index >= members) throw new InvalidMessageError(`hello from position ${index} of ${members} members`)
       const gathers = view.getUint8(18)
-      if (gathers > 1 || view.getUint8(19) !== 0) throw new InvalidMessageError(`hello with mode byte ${gathers} and reserved byte ${view.getUint8(19)} (0 or 1, then 0)`)
+      if (gathers > 1) throw new InvalidMessageError(`hello with mode byte ${gathers} (0 or 1)`)
+      const compression = COMPRESSIONS[view.getUint8(19)]
+      if (compression === undefined) throw new InvalidMessageError(`hello with compression byte ${view.getUint8(19)} (0 to ${COMPRESSIONS.length - 1})`)
+      const elements = view.getUint32(12, true)
+      const exact = view.getUint32(20 + MEMBERS_HASH_BYTES, true)
+      if (exact > elements) throw new InvalidMessageError(`hello with ${exact} exact elements of ${elements}`)
+      if (compression === 'none' && exact !== 0) throw new InvalidMessageError(`hello without compression says ${exact} exact elements (0)`)
       return {
         type: 'hello',
         version,
         members,
         round: view.getUint32(4, true),
         attempt: view.getUint32(8, true),
-        elements: view.getUint32(12, true),
+        elements,
         index,
         gathers: gathers === 1,
+        compression,
+        exact,
         membersHash: frame.slice(20, 20 + MEMBERS_HASH_BYTES)
       }
     }

@@ -8,9 +8,19 @@ export const PROTOCOL = `${PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTOCOL_VERSION}
 
 /**
  * Carried in every hello: a peer speaking another frame layout aborts the round at the first frame instead of
- * misreading data. 2: small vectors (GATHER_MAX_BYTES) gather whole vectors, and the hello says so.
+ * misreading data. 2: small vectors (GATHER_MAX_BYTES) gather whole vectors, and the hello says so. 3: a round
+ * may carry its vector as bfloat16 (the hello says so, and how many elements at its end stay float32), and every
+ * data frame says which its payload is.
  */
-export const WIRE_VERSION = 2
+export const WIRE_VERSION = 3
+
+/**
+ * How a round carries its vector, by the hello's compression byte: `none`, float32 as summed; `bf16`, every
+ * element but the last `exact` rounded to bfloat16 (float32's upper half, rounded to nearest even) on the wire,
+ * as DDP's bf16_compress_hook does: half the bytes, 8 bits of mantissa.
+ */
+export const COMPRESSIONS = ['none', 'bf16'] as const
+export type Compression = typeof COMPRESSIONS[number]
 
 /** Frame type tags, the first byte of every frame. */
 export const FRAME_HELLO = 1
@@ -23,12 +33,14 @@ export const FRAME_DONE = 5
 
 /**
  * type u8, version u8, members u16, round u32, attempt u32, elements u32, index u16, gathers u8 (1: the round
- * gathers whole vectors, 0: it reduces chunks), reserved u8 (0), member-list hash 32 bytes.
+ * gathers whole vectors, 0: it reduces chunks), compression u8 (COMPRESSIONS), member-list hash 32 bytes,
+ * exact u32 (a bfloat16 round: the elements at the vector's end that travel as float32; 0 otherwise).
  */
-export const HELLO_BYTES = 52
+export const HELLO_BYTES = 56
 /**
- * type u8, reserved u8, step u16, round u32, attempt u32, chunk u32, offset u32, length u32.
- * A multiple of 4, so that a payload at the start of a freshly allocated frame is aligned for a Float32Array view.
+ * type u8, format u8 (0: the payload is float32s, 4 bytes an element; 1: bfloat16s, 2 bytes), step u16, round
+ * u32, attempt u32, chunk u32, offset u32, length u32 (elements). A multiple of 4, so that a payload at the start
+ * of a freshly allocated frame is aligned for a Float32Array view.
  */
 export const DATA_HEADER_BYTES = 24
 /** type u8, code u8, culprit length u16, round u32, attempt u32, reason length u16, then culprit and reason (UTF-8). */

@@ -68,6 +68,12 @@ export const jobSchema = z.object({
    * default written, so older job ids stay).
    */
   lrScaling: z.enum(['linear', 'sqrt']).optional(),
+  /**
+   * `bf16`: the all-reduce carries the gradients (H > 1: the deltas) as bfloat16, half the bytes, as DDP's
+   * bf16_compress_hook does; the counts after them (samples, the data position, evaluation) stay float32, and
+   * every member still applies the same sum. Absent: float32, exact (no default written, so older job ids stay).
+   */
+  compression: z.enum(['bf16']).optional(),
   optimizer: z.enum(['sgd', 'momentum', 'adam']).default('adam'),
   epochs: z.number().int().min(1).max(100000).default(8),
   seed: z.number().int().min(0).max(2 ** 32 - 1).default(42),
