@@ -5,7 +5,10 @@
  *   float in JavaScript here, 0.4-0.5 ns in SIMD with the block copied in; at 16 MiB over 3 members that was
  *   12 ms of a member's 50-60 ms of CPU per round, in a profile);
  * - the trainer's scaling of the update vector (times the sample count in `flattenUpdate`, divided by the
- *   swarm's in `unflattenUpdate`).
+ *   swarm's in `unflattenUpdate`);
+ * - a bf16 round's conversions (docs/ring.md, "bf16 rounds"): narrowing float32 to bfloat16 (8 at a time:
+ *   `NarrowRoom`, and in place: `FloatKernels.roundBf16`) and widening back before the add or copy
+ *   (`addFromBf16`, `copyBf16`), bit for bit `narrowFloats` and `widenFloats`.
  *
  * An array's memory holds the array, then an optional staging area, where a received block is copied (the
  * cipher's output lies outside wasm memory) before the add. The memory never grows, so the array's view never
@@ -155,7 +158,6 @@ export class FloatKernels {
   readonly #check: (src: number, bytes: number) => number
   readonly #mul: (at: number, bytes: number, f: number) => void
   readonly #div: (at: number, bytes: number, f: number) => void
-  readonly #narrow: (src: number, dst: number, bytes: number) => void
   readonly #narrowKeep: (src: number, dst: number, bytes: number) => void
   readonly #widen: (src: number, dst: number, bytes: number) => void
 
@@ -166,7 +168,6 @@ export class FloatKernels {
     this.#check = exports.check as (src: number, bytes: number) => number
     this.#mul = exports.mul as (at: number, bytes: number, f: number) => void
     this.#div = exports.div as (at: number, bytes: number, f: number) => void
-    this.#narrow = exports.narrow as (src: number, dst: number, bytes: number) => void
     this.#narrowKeep = exports.narrowKeep as (src: number, dst: number, bytes: number) => void
     this.#widen = exports.widen as (src: number, dst: number, bytes: number) => void
     this.#array = array
