@@ -154,10 +154,13 @@ export class FloatKernels {
   readonly #staging: Float32Array
   readonly #stagingBytes: Uint8Array
   readonly #stagingAt: number
+  /** The whole memory, for the few values the SIMD loops leave (a memory that never grows: the view stays valid). */
+  readonly #memory: DataView
   readonly #add: (dst: number, src: number, bytes: number) => number
   readonly #check: (src: number, bytes: number) => number
   readonly #mul: (at: number, bytes: number, f: number) => void
   readonly #div: (at: number, bytes: number, f: number) => void
+  readonly #narrow: (src: number, dst: number, bytes: number) => void
   readonly #narrowKeep: (src: number, dst: number, bytes: number) => void
   readonly #widen: (src: number, dst: number, bytes: number) => void
 
@@ -168,6 +171,7 @@ export class FloatKernels {
     this.#check = exports.check as (src: number, bytes: number) => number
     this.#mul = exports.mul as (at: number, bytes: number, f: number) => void
     this.#div = exports.div as (at: number, bytes: number, f: number) => void
+    this.#narrow = exports.narrow as (src: number, dst: number, bytes: number) => void
     this.#narrowKeep = exports.narrowKeep as (src: number, dst: number, bytes: number) => void
     this.#widen = exports.widen as (src: number, dst: number, bytes: number) => void
     this.#array = array
@@ -175,6 +179,7 @@ export class FloatKernels {
     this.#stagingAt = stagingAt
     this.#staging = new Float32Array(memory.buffer, stagingAt, stagingBytes >>> 2)
     this.#stagingBytes = new Uint8Array(memory.buffer, stagingAt, stagingBytes)
+    this.#memory = new DataView(memory.buffer)
   }
 
   /** True for the array itself (not a view of part of it). */
@@ -211,10 +216,26 @@ export class FloatKernels {
 
   /** array[at … at + n) rounded to bfloat16 in place (nearest, ties to even), as `narrowFloats` rounds what it sends. */
   roundBf16 (at: number, n: number): void {
-    if (n * 2 > this.#stagingBytes.byteLength) throw new RangeError(`${n} floats, staging for ${this.#stagingBytes.byteLength / 2}`)
+    // the bfloat16s go to the staging area, unused
+    this.#narrowed(this.#narrowKeep, at, n, 0, true)
+  }
+
+  /**
+   * array[at … at + n) narrowed to bfloat16 into the staging area at element `roomAt` (rounded as `narrowFloats`
+   * rounds): their bytes, a view of the staging area.
+   */
+  narrowTo (at: number, n: number, roomAt: number): Uint8Array {
+    const out = this.#narrowed(this.#narrow, at, n, roomAt, false)
+    return new Uint8Array(out.buffer, out.byteOffset, n * 2)
+  }
+
+  #narrowed (kernel: (src: number, dst: number, bytes: number) => void, at: number, n: number, roomAt: number, keep: boolean): Uint16Array {
+    if ((roomAt + n) * 2 > this.#stagingBytes.byteLength) throw new RangeError(`${n} bfloat16s at ${roomAt}, staging for ${this.#stagingBytes.byteLength / 2}`)
+    const out = new Uint16Array(this.#stagingBytes.buffer, this.#stagingAt + roomAt * 2, n)
     const whole = n & ~7
-    if (whole > 0) this.#narrowKeep(at * 4, this.#stagingAt, whole * 2)
-    if (whole < n) narrowFloats(this.#array, at + whole, n - whole, new Uint16Array(n - whole), true)
+    if (whole > 0) kernel(at * 4, this.#stagingAt + roomAt * 2, whole * 2)
+    if (whole < n) narrowFloats(this.#array, at + whole, n - whole, out.subarray(whole), keep)
+    return out
   }
 
   /**
@@ -228,7 +249,7 @@ export class FloatKernels {
     this.#stagingBytes.set(payload, n * 2)
     const whole = n & ~7
     if (whole > 0) this.#widen(from, dst, whole * 2)
-    const memory = new DataView(this.#stagingBytes.buffer)
+    const memory = this.#memory
     for (let k = whole; k < n; k++) memory.setUint32(dst + k * 4, memory.getUint16(from + k * 2, true) << 16, true)
   }
 
@@ -330,58 +351,34 @@ export function widenFloats (payload: Uint8Array, scratch: { buf: Float32Array }
 }
 
 /**
- * Where a bf16 round's sender narrows its blocks: `elements` bfloat16s in a wasm memory of its own, after room
- * to stage one block of `blockElements` floats (a block is copied in, then narrowed in SIMD, about 10x the
+ * Where a bf16 round's sender narrows its blocks: `elements` bfloat16s in the staging area of a `simdFloats`
+ * array of one block, where each block is copied, then narrowed in SIMD (`FloatKernels.narrowTo`, about 5x the
  * JavaScript loop). The views it hands out stay valid (and unchanged) until the same part of the room is
  * narrowed into again. Without WebAssembly SIMD, the JavaScript loop into a plain array.
  */
 export class NarrowRoom {
   readonly length: number
-  readonly #room: Uint16Array
-  readonly #staging: Float32Array | null
-  readonly #narrow: ((src: number, dst: number, bytes: number) => void) | null
-  readonly #roomAt: number
+  readonly #block: Float32Array
+  readonly #kernels: FloatKernels | null
+  readonly #room: Uint16Array | null
 
   constructor (elements: number, blockElements: number) {
     this.length = elements
-    const stagingBytes = Math.ceil(blockElements * 4 / 16) * 16
-    const pages = Math.max(1, Math.ceil((stagingBytes + elements * 2) / PAGE_BYTES))
-    let instance: { memory: WasmMemory, narrow: (src: number, dst: number, bytes: number) => void } | null = null
-    if (pages <= MAX_PAGES) {
-      try {
-        const memory = new (wasm.Memory as unknown as new (d: { initial: number, maximum: number }) => WasmMemory)({ initial: pages, maximum: pages })
-        compiled ??= new wasm.Module(moduleBytes())
-        const exports = new wasm.Instance(compiled, { env: { memory } }).exports
-        instance = { memory, narrow: exports.narrow as (src: number, dst: number, bytes: number) => void }
-      } catch {
-        instance = null
-      }
-    }
-    this.#roomAt = stagingBytes
-    if (instance === null) {
-      this.#room = new Uint16Array(elements)
-      this.#staging = null
-      this.#narrow = null
-    } else {
-      this.#room = new Uint16Array(instance.memory.buffer, stagingBytes, elements)
-      this.#staging = new Float32Array(instance.memory.buffer, 0, blockElements)
-      this.#narrow = instance.narrow
-    }
+    this.#block = simdFloats(blockElements, elements * 2)
+    this.#kernels = simdKernelsOf(this.#block)
+    this.#room = this.#kernels === null ? new Uint16Array(elements) : null
   }
 
-  /** `count` floats of `from` at `at`, narrowed into the room at `roomAt`: their bytes (a view of the room). */
+  /** `count` floats of `from` at `at` (at most a block), narrowed into the room at `roomAt`: their bytes (a view of the room). */
   narrow (from: Float32Array, at: number, count: number, roomAt: number): Uint8Array {
-    const out = this.#room.subarray(roomAt, roomAt + count)
-    const staging = this.#staging
-    if (staging === null || this.#narrow === null || count > staging.length) {
+    if (count > this.#block.length) throw new RangeError(`${count} floats, a block of ${this.#block.length}`)
+    if (this.#kernels === null) {
+      const out = (this.#room as Uint16Array).subarray(roomAt, roomAt + count)
       narrowFloats(from, at, count, out, false)
-    } else {
-      staging.set(from.subarray(at, at + count))
-      const whole = count & ~7
-      if (whole > 0) this.#narrow(0, this.#roomAt + roomAt * 2, whole * 2)
-      if (whole < count) narrowFloats(staging, whole, count - whole, out.subarray(whole), false)
+      return new Uint8Array(out.buffer, out.byteOffset, count * 2)
     }
-    return new Uint8Array(out.buffer, out.byteOffset, count * 2)
+    this.#block.set(from.subarray(at, at + count))
+    return this.#kernels.narrowTo(0, count, roomAt)
   }
 }
 

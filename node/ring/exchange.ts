@@ -476,16 +476,16 @@ async function transfer (plan: ExchangePlan, outbound: Promise<OutboundChannel>,
           throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `${frame.bf16 ? 'bfloat16' : 'float32'} elements ${at} … ${at + frame.length - 1} at ${where}, where ${due} is due` })
         }
         // a bfloat16 block is widened (exactly) as it is taken
-        const values = (): Float32Array => frame.bf16 ? widenFloats(frame.payload, wide) : floatsOf(frame.payload, scratch)
         let bad: number
         if (simd !== null && into === plan.work) {
           if (frame.bf16) bad = take === 'add' ? simd.addFromBf16(at, input, frame.payload) : simd.copyBf16(at, frame.payload)
           else bad = take === 'add' ? simd.addFrom(at, input, frame.payload) : simd.copy(at, frame.payload)
         } else {
-          bad = take === 'add' ? addCheckedFrom(into, input, at, values()) : copyChecked(into, at, values())
+          const values = frame.bf16 ? widenFloats(frame.payload, wide) : floatsOf(frame.payload, scratch)
+          bad = take === 'add' ? addCheckedFrom(into, input, at, values) : copyChecked(into, at, values)
         }
         if (bad >= 0) {
-          const value = values()[bad]
+          const value = (frame.bf16 ? widenFloats(frame.payload, wide) : floatsOf(frame.payload, scratch))[bad]
           throw new Stop({ type: 'frame.invalid', peer: inbound.peer, reason: `non-finite value (${value}) at element ${recvOffset + bad} of chunk ${chunk}, step ${t}` })
         }
         recvOffset += frame.length
